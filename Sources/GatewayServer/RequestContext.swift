@@ -1,0 +1,43 @@
+public import GatewayHTTP
+
+/// A typed slot in `RequestContext`, declared by whichever module owns the value
+/// (for example the authenticated client, set by the auth middleware and read by the API).
+public protocol RequestContextKey {
+    associatedtype Value: Sendable
+}
+
+/// Per-request facts that are not part of the HTTP message.
+///
+/// A value type: middleware that adds facts passes an updated copy to `next`.
+public struct RequestContext: Sendable {
+    /// The peer's address as the socket reports it ("127.0.0.1", "::1").
+    public var remoteAddress: String
+    /// Identifies the connection in logs; unique within the process.
+    public var connectionID: UInt64
+    /// Monotonic nanoseconds when the request's head was complete.
+    public var receivedAtNanoseconds: UInt64
+    /// Path parameters filled in by the router (`/executions/{id}` -> `["id": ...]`).
+    public var pathParameters: [String: String]
+    /// The route template that matched, for metrics and logs ("/executions/{id}"), or nil.
+    public var routeTemplate: String?
+
+    private var values: [ObjectIdentifier: any Sendable]
+
+    public init(
+        remoteAddress: String = "",
+        connectionID: UInt64 = 0,
+        receivedAtNanoseconds: UInt64 = 0
+    ) {
+        self.remoteAddress = remoteAddress
+        self.connectionID = connectionID
+        self.receivedAtNanoseconds = receivedAtNanoseconds
+        self.pathParameters = [:]
+        self.routeTemplate = nil
+        self.values = [:]
+    }
+
+    public subscript<Key: RequestContextKey>(_ key: Key.Type) -> Key.Value? {
+        get { values[ObjectIdentifier(key)] as? Key.Value }
+        set { values[ObjectIdentifier(key)] = newValue }
+    }
+}

@@ -1,0 +1,152 @@
+public import GatewayHTTP
+
+/// Routes by method and path template. Templates are literal segments and `{name}` parameters
+/// (`/v1/executions/{id}`); a parameter matches one non-empty segment and is percent-decoded.
+///
+/// - `HEAD` is answered by the `GET` handler when no `HEAD` handler is registered (the server
+///   strips the body).
+/// - A path that matches with another method gets `405` and `Allow`.
+/// - Methods the server implements for no route at all get `501`.
+public struct Router: HTTPResponder {
+    public typealias Handler = @Sendable (HTTPRequest, RequestContext) async -> HTTPResponse
+
+    private struct Route: Sendable {
+        let method: HTTPMethod
+        let template: String
+        let segments: [Segment]
+        let handler: Handler
+    }
+
+    private enum Segment: Sendable, Equatable {
+        case literal(String)
+        case parameter(String)
+    }
+
+    private var routes: [Route] = []
+    private var notFound: Handler
+
+    public init() {
+        notFound = { request, _ in
+            Router.defaultError(status: .notFound, detail: "No route for \(request.path).")
+        }
+    }
+
+    public mutating func add(_ method: HTTPMethod, _ template: String, handler: @escaping Handler) {
+        let segments = Router.split(template).map { segment -> Segment in
+            if segment.hasPrefix("{") && segment.hasSuffix("}") && segment.count > 2 {
+                return .parameter(String(segment.dropFirst().dropLast()))
+            }
+            return .literal(String(segment))
+        }
+        routes.append(Route(method: method, template: template, segments: segments, handler: handler))
+    }
+
+    public mutating func get(_ template: String, handler: @escaping Handler) { add(.get, template, handler: handler) }
+    public mutating func post(_ template: String, handler: @escaping Handler) { add(.post, template, handler: handler) }
+
+    /// Replaces the answer for paths no route matches.
+    public mutating func setNotFoundHandler(_ handler: @escaping Handler) { notFound = handler }
+
+    /// The route template that `path` would match for `method`, without running it.
+    public func match(method: HTTPMethod, path: String) -> (template: String, parameters: [String: String])? {
+        guard case .found(let route, let parameters) = find(method: method, path: path) else { return nil }
+        return (route.template, parameters)
+    }
+
+    public func respond(to request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+        switch find(method: request.method, path: request.path) {
+        case .found(let route, let parameters):
+            var context = context
+            context.pathParameters = parameters
+            context.routeTemplate = route.template
+            return await route.handler(request, context)
+        case .methodNotAllowed(let allowed):
+            var response = Router.defaultError(
+                status: Router.implementedMethods.contains(request.method) ? .methodNotAllowed : .notImplemented,
+                detail: "\(request.method) is not supported for \(request.path)."
+            )
+            response.headers.add(name: "Allow", value: allowed.map(\.rawValue).joined(separator: ", "))
+            return response
+        case .notFound:
+            if !Router.implementedMethods.contains(request.method) {
+                return Router.defaultError(status: .notImplemented, detail: "\(request.method) is not implemented.")
+            }
+            return await notFound(request, context)
+        }
+    }
+
+    // MARK: - Matching
+
+    private enum Match {
+        case found(Route, [String: String])
+        case methodNotAllowed([HTTPMethod])
+        case notFound
+    }
+
+    static let implementedMethods: Set<HTTPMethod> = [.get, .head, .post, .put, .patch, .delete, .options]
+
+    private func find(method: HTTPMethod, path: String) -> Match {
+        let pathSegments = Router.split(path)
+        var allowed: [HTTPMethod] = []
+        var getFallback: (Route, [String: String])?
+        for route in routes {
+            guard let parameters = Router.bind(route.segments, to: pathSegments) else { continue }
+            if route.method == method { return .found(route, parameters) }
+            if method == .head && route.method == .get && getFallback == nil { getFallback = (route, parameters) }
+            if !allowed.contains(route.method) { allowed.append(route.method) }
+        }
+        if let getFallback { return .found(getFallback.0, getFallback.1) }
+        if allowed.isEmpty { return .notFound }
+        if allowed.contains(.get) && !allowed.contains(.head) { allowed.insert(.head, at: allowed.firstIndex(of: .get).map { $0 + 1 } ?? 0) }
+        return .methodNotAllowed(allowed)
+    }
+
+    private static func split(_ path: String) -> [Substring] {
+        path.split(separator: "/", omittingEmptySubsequences: true)
+    }
+
+    private static func bind(_ segments: [Segment], to path: [Substring]) -> [String: String]? {
+        guard segments.count == path.count else { return nil }
+        var parameters: [String: String] = [:]
+        for (segment, component) in zip(segments, path) {
+            switch segment {
+            case .literal(let literal):
+                guard component == literal else { return nil }
+            case .parameter(let name):
+                parameters[name] = percentDecode(component.utf8, plusIsSpace: false)
+            }
+        }
+        return parameters
+    }
+
+    /// A minimal problem+json body, used for routing errors before any application code runs.
+    public static func defaultError(status: HTTPStatus, detail: String) -> HTTPResponse {
+        let body = "{\"type\":\"about:blank\",\"title\":\(jsonQuoted(status.reasonPhrase)),\"status\":\(status.code),\"detail\":\(jsonQuoted(detail))}"
+        return HTTPResponse(
+            status: status,
+            headers: ["Content-Type": "application/problem+json"],
+            body: Array(body.utf8)
+        )
+    }
+}
+
+/// A JSON string literal for `text`, escaping what RFC 8259 requires.
+public func jsonQuoted(_ text: String) -> String {
+    var output = "\""
+    output.reserveCapacity(text.utf8.count + 2)
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": output += "\\\""
+        case "\\": output += "\\\\"
+        case "\n": output += "\\n"
+        case "\r": output += "\\r"
+        case "\t": output += "\\t"
+        case let control where control.value < 0x20:
+            let hex = String(control.value, radix: 16)
+            output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: output.unicodeScalars.append(scalar)
+        }
+    }
+    output += "\""
+    return output
+}
