@@ -26,7 +26,8 @@ let package = Package(
     name: "ExecutionsGateway",
     platforms: [.macOS(.v15)],
     products: [
-        // executable products are added with their targets
+        // The HTTP server on its own, for embedding and for the benchmark package.
+        .library(name: "GatewayServer", targets: ["GatewayServer", "GatewayHTTP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -44,11 +45,16 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // MARK: Core (knows nothing of executions)
+        .target(
+            name: "GatewayEventLoop",
+            dependencies: ["CGatewaySystem", .product(name: "HeapModule", package: "swift-collections")],
+            swiftSettings: strictSwift
+        ),
         .target(name: "GatewayHTTP", swiftSettings: strictSwift),
         .target(
             name: "GatewayServer",
             dependencies: [
-                "GatewayHTTP",
+                "GatewayEventLoop", "GatewayHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -57,5 +63,10 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "GatewayServerTests",
+            dependencies: ["GatewayServer", "GatewayHTTP", "GatewayEventLoop", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift
+        ),
     ]
 )
