@@ -51,6 +51,7 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .target(name: "GatewayHTTP", swiftSettings: strictSwift),
+        .target(name: "GatewayJSON", swiftSettings: strictSwift),
         .target(
             name: "GatewayServer",
             dependencies: [
@@ -63,6 +64,7 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
         .testTarget(
             name: "GatewayServerTests",
             dependencies: ["GatewayServer", "GatewayHTTP", "GatewayEventLoop", .product(name: "Logging", package: "swift-log")],
