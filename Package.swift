@@ -62,9 +62,13 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // MARK: Product
+        .target(name: "GatewayProviders", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
+
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayProvidersTests", dependencies: ["GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),
         .testTarget(
             name: "GatewayServerTests",
             dependencies: ["GatewayServer", "GatewayHTTP", "GatewayEventLoop", .product(name: "Logging", package: "swift-log")],
