@@ -54,8 +54,14 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+        .target(name: "GatewayCrypto", dependencies: ["COpenSSL"], swiftSettings: strictSwift),
+        .target(name: "GatewayCache", swiftSettings: strictSwift),
+        .target(name: "GatewayRateLimit", swiftSettings: strictSwift),
 
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayCacheTests", dependencies: ["GatewayCache"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayRateLimitTests", dependencies: ["GatewayRateLimit"], swiftSettings: strictSwift),
     ]
 )
