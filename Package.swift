@@ -61,6 +61,9 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+        .target(name: "GatewayCrypto", dependencies: ["COpenSSL"], swiftSettings: strictSwift),
+        .target(name: "GatewayCache", swiftSettings: strictSwift),
+        .target(name: "GatewayRateLimit", swiftSettings: strictSwift),
 
         // MARK: Product
         .target(name: "GatewayProviders", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
@@ -74,5 +77,8 @@ let package = Package(
             dependencies: ["GatewayServer", "GatewayHTTP", "GatewayEventLoop", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift
         ),
+        .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayCacheTests", dependencies: ["GatewayCache"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayRateLimitTests", dependencies: ["GatewayRateLimit"], swiftSettings: strictSwift),
     ]
 )
