@@ -67,6 +67,11 @@ let package = Package(
 
         // MARK: Product
         .target(name: "GatewayProviders", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
+        .target(
+            name: "ExecutionsAPI",
+            dependencies: ["GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto"],
+            swiftSettings: strictSwift
+        ),
 
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
