@@ -50,6 +50,33 @@ private func check(_ condition: Bool, _ message: StaticString) {
     if !condition { fatalError("invariant violated: \(message)") }
 }
 
+/// Properties every accepted request must have, whatever the input was.
+private func checkAccepted(_ request: HTTPRequest, limits: HTTPParserLimits) {
+    check(request.version == .http1_1 || request.version == .http1_0, "accepted an unsupported version")
+    check(!request.method.rawValue.isEmpty && request.method.rawValue.utf8.allSatisfy(isTokenByte), "accepted a non-token method")
+    check(!request.target.isEmpty && request.target.utf8.count <= limits.maxRequestTargetBytes, "accepted a bad target length")
+    check(request.target.utf8.allSatisfy(isTargetByte), "accepted a target byte outside the URI grammar")
+    check(request.headers.count <= limits.maxHeaderFields, "accepted more fields than allowed")
+    for field in request.headers {
+        check(!field.name.isEmpty && field.name.utf8.allSatisfy(isTokenByte), "accepted a non-token field name")
+        check(!field.value.utf8.contains { $0 == 0 || $0 == 0x0A || $0 == 0x0D }, "accepted NUL, CR or LF in a value")
+        check(field.value.utf8.first.map { !isOptionalWhitespace($0) } ?? true, "value keeps leading whitespace")
+        check(field.value.utf8.last.map { !isOptionalWhitespace($0) } ?? true, "value keeps trailing whitespace")
+    }
+    let hosts = request.headers.values(for: "Host")
+    check(hosts.count <= 1 && (request.version == .http1_0 || hosts.count == 1), "accepted a missing or repeated Host")
+    let lengths = request.headers.values(for: "Content-Length")
+    let hasTransferEncoding = request.headers.contains("Transfer-Encoding")
+    check(lengths.count <= 1, "accepted repeated Content-Length")
+    check(lengths.isEmpty || !hasTransferEncoding, "accepted Content-Length with Transfer-Encoding")
+    check(!hasTransferEncoding || request.version == .http1_1, "accepted Transfer-Encoding on HTTP/1.0")
+    if let length = lengths.first {
+        check(length.utf8.allSatisfy(isDigit) && Int(length) == request.body.count, "body length differs from Content-Length")
+    }
+    if lengths.isEmpty && !hasTransferEncoding { check(request.body.isEmpty, "body without framing") }
+    check(request.body.count <= limits.maxBodyBytes, "body above maxBodyBytes")
+}
+
 private func parseStream(_ input: UnsafeBufferPointer<UInt8>, limits: HTTPParserLimits, pieces: inout PieceLengths) -> [StreamOutcome] {
     var parser = HTTPRequestParser(limits: limits)
     var outcomes: [StreamOutcome] = []
@@ -70,7 +97,7 @@ private func parseStream(_ input: UnsafeBufferPointer<UInt8>, limits: HTTPParser
                     check(consumed > 0, "request completed without consuming a byte")
                     check(parser.isIdle, "parser not idle right after a complete request")
                     check(!parser.expectsContinue, "expectsContinue survived its message")
-                    check(request.body.count <= limits.maxBodyBytes, "body above maxBodyBytes")
+                    checkAccepted(request, limits: limits)
                     outcomes.append(.request(RequestSummary(request)))
                 } else {
                     check(consumed == remaining.count, "returned nil without consuming everything")
