@@ -123,8 +123,16 @@ public struct ExecutionsService: Sendable {
             switch outcome.result {
             case .success(let page):
                 report.cache = page.cache
-                if let last = fromThisProvider.last {
-                    state.position = ProviderPosition(last: last.sortKey, offsetHint: last.sourceOffset.map { $0 + 1 })
+                // Everything this provider holds before the page's last key has now been shown (or
+                // did not exist when it was asked), so it resumes at that global boundary, even if it
+                // contributed nothing: otherwise executions created since the walk began would
+                // appear on a later page.
+                // A position only ever moves forward: after a failed provider recovers, the page's
+                // boundary can lie before where the others already stand.
+                if let boundary = shown.last?.execution.sortKey,
+                   state.position.map({ $0.last.precedes(boundary) }) ?? true {
+                    let offsetHint = fromThisProvider.last?.sourceOffset.map { $0 + 1 } ?? state.position?.offsetHint
+                    state.position = ProviderPosition(last: boundary, offsetHint: offsetHint)
                 }
                 state.exhausted = page.exhausted && fromThisProvider.count == page.executions.count
                 report.exhausted = state.exhausted

@@ -3,6 +3,8 @@ public import GatewayJSON
 /// Where a listing walk stands in one provider: the sort key of the last execution it showed,
 /// plus what the provider's own paging needs to find that place again cheaply.
 public struct ProviderPosition: Sendable, Equatable {
+    /// The global boundary: the last execution shown on the previous page, which may belong to
+    /// another provider. Adapters compare their records' unified sort keys against it.
     public var last: ExecutionSortKey
     /// Offset-paged providers: the offset just after `last` when it was read. Only a hint — the
     /// adapter verifies it against `last`, because rows shift as executions are created.

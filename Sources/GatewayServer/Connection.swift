@@ -391,11 +391,12 @@ final class Connection: IOEventHandler {
         inFlightTask?.cancel()
         inFlightTask = nil
         clearDeadline()
+        // Counted as closed before the descriptor goes, so anyone who sees the FIN sees the count.
+        owner.connectionClosed(self)
         loop.unregister(fd)
         SocketIO.close(fd)
         pendingOutput.removeAll()
         input.removeAll()
-        owner.connectionClosed(self)
     }
 
     // MARK: - Deadlines
