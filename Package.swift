@@ -73,6 +73,19 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        .target(
+            name: "GatewayApp",
+            dependencies: [
+                "ExecutionsAPI", "GatewayServer", "GatewayHTTP", "GatewayJSON", "GatewayCrypto", "GatewayRateLimit",
+                "GatewayEventLoop",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),

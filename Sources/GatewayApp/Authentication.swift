@@ -1,0 +1,104 @@
+public import ExecutionsAPI
+import GatewayCrypto
+public import GatewayHTTP
+public import GatewayServer
+
+/// A configured client as the authenticator needs it.
+public struct ClientCredentialRecord: Sendable {
+    public var client: GatewayClient
+    /// SHA-256 of the client's API key (32 bytes).
+    public var keyDigest: [UInt8]
+
+    public init(client: GatewayClient, keyDigest: [UInt8]) {
+        self.client = client
+        self.keyDigest = keyDigest
+    }
+}
+
+/// Turns the key a request carries into a `GatewayClient`.
+///
+/// Keys are compared by SHA-256 digest, against every configured client with a constant-time
+/// comparison and no early exit, so response timing reveals neither which client nor how much of
+/// a key matched.
+public struct ClientAuthenticator: Sendable {
+    public enum Mode: Sendable { case apiKey, none }
+
+    public let mode: Mode
+    private let records: [ClientCredentialRecord]
+
+    public init(mode: Mode, clients: [ClientCredentialRecord]) {
+        self.mode = mode
+        self.records = clients
+    }
+
+    public enum Failure: Error, Sendable, Equatable {
+        case missingKey
+        case unknownKey
+        case malformedAuthorization
+    }
+
+    public func authenticate(_ headers: HTTPHeaders) -> Result<GatewayClient, Failure> {
+        if mode == .none { return .success(.anonymous) }
+        let key: String
+        if let authorization = headers["Authorization"] {
+            let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+            guard parts.count == 2, parts[0].lowercased() == "bearer" else { return .failure(.malformedAuthorization) }
+            key = String(parts[1]).trimmingSpaces()
+        } else if let apiKey = headers["X-API-Key"] {
+            key = apiKey.trimmingSpaces()
+        } else {
+            return .failure(.missingKey)
+        }
+        guard !key.isEmpty else { return .failure(.missingKey) }
+        let digest = SHA256.hash(Array(key.utf8))
+        var found: GatewayClient?
+        for record in records where constantTimeEquals(record.keyDigest, digest) && found == nil {
+            found = record.client
+        }
+        guard let found else { return .failure(.unknownKey) }
+        return .success(found)
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var slice = Substring(self)
+        while slice.first == " " || slice.first == "\t" { slice = slice.dropFirst() }
+        while slice.last == " " || slice.last == "\t" { slice = slice.dropLast() }
+        return String(slice)
+    }
+}
+
+/// Requires a client key on every route except the operational ones, and records the client on the
+/// request context for the API and the rate limiter.
+public struct AuthenticationMiddleware: HTTPMiddleware {
+    let authenticator: ClientAuthenticator
+    let publicPaths: Set<String>
+
+    public init(authenticator: ClientAuthenticator, publicPaths: Set<String>) {
+        self.authenticator = authenticator
+        self.publicPaths = publicPaths
+    }
+
+    public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+        if publicPaths.contains(request.path) { return await next.respond(to: request, context: context) }
+        switch authenticator.authenticate(request.headers) {
+        case .success(let client):
+            var context = context
+            context[GatewayClientKey.self] = client
+            context[RequestRecordKey.self]?.clientID = client.id
+            return await next.respond(to: request, context: context)
+        case .failure(let failure):
+            let detail = switch failure {
+            case .missingKey: "Send your API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`."
+            case .unknownKey: "The API key is not valid."
+            case .malformedAuthorization: "The Authorization header must use the Bearer scheme."
+            }
+            let requestID = context[RequestTraceKey.self]?.requestID ?? ""
+            var response = Problem(.unauthenticated, status: .unauthorized, title: "Unauthenticated", detail: detail)
+                .response(requestID: requestID)
+            response.headers.add(name: "WWW-Authenticate", value: "Bearer realm=\"executions-gateway\"")
+            return response
+        }
+    }
+}

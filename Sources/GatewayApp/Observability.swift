@@ -1,0 +1,158 @@
+public import ExecutionsAPI
+import GatewayEventLoop
+public import GatewayHTTP
+public import GatewayServer
+public import Logging
+import Metrics
+public import Prometheus
+import Synchronization
+
+/// Every metric the gateway exports, named `gateway_*`, on one Prometheus registry.
+///
+/// Metrics go through swift-metrics with an explicit Prometheus factory (no global bootstrap), so
+/// several gateways in one process (tests) keep separate registries.
+public final class GatewayMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private let factory: PrometheusMetricsFactory
+    private let requestCounters = Mutex<[String: Metrics.Counter]>([:])
+    private let requestTimers = Mutex<[String: Metrics.Timer]>([:])
+    private let namedCounters = Mutex<[String: Metrics.Counter]>([:])
+    private let gauges = Mutex<[String: Metrics.Gauge]>([:])
+    private let upstreamTimers = Mutex<[String: Metrics.Timer]>([:])
+
+    public init() {
+        registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+            .milliseconds(2500), .seconds(5), .seconds(10),
+        ]
+        self.factory = factory
+    }
+
+    /// `gateway_http_requests_total{method,route,status}` and `gateway_http_request_duration_seconds{route}`.
+    public func recordRequest(method: String, route: String, status: Int, durationNanoseconds: UInt64) {
+        let key = method + " " + route + " " + String(status)
+        let counter = requestCounters.withLock { counters in
+            if let existing = counters[key] { return existing }
+            let created = Metrics.Counter(
+                label: "gateway_http_requests_total",
+                dimensions: [("method", method), ("route", route), ("status", String(status))],
+                factory: factory
+            )
+            counters[key] = created
+            return created
+        }
+        counter.increment()
+        let timer = requestTimers.withLock { timers in
+            if let existing = timers[route] { return existing }
+            let created = Metrics.Timer(label: "gateway_http_request_duration_seconds", dimensions: [("route", route)], factory: factory)
+            timers[route] = created
+            return created
+        }
+        timer.recordNanoseconds(Int64(clamping: durationNanoseconds))
+    }
+
+    /// `gateway_upstream_requests_total{provider,outcome}` and `gateway_upstream_request_duration_seconds{provider}`.
+    public func recordUpstreamCall(provider: String, outcome: String, durationNanoseconds: UInt64) {
+        increment("gateway_upstream_requests_total", [("provider", provider), ("outcome", outcome)])
+        let timer = upstreamTimers.withLock { timers in
+            if let existing = timers[provider] { return existing }
+            let created = Metrics.Timer(label: "gateway_upstream_request_duration_seconds", dimensions: [("provider", provider)], factory: factory)
+            timers[provider] = created
+            return created
+        }
+        timer.recordNanoseconds(Int64(clamping: durationNanoseconds))
+    }
+
+    public func increment(_ name: String, _ dimensions: [(String, String)] = [], by amount: Int64 = 1) {
+        let key = name + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+        let counter = namedCounters.withLock { counters in
+            if let existing = counters[key] { return existing }
+            let created = Metrics.Counter(label: name, dimensions: dimensions, factory: factory)
+            counters[key] = created
+            return created
+        }
+        counter.increment(by: amount)
+    }
+
+    public func setGauge(_ name: String, _ value: Double, _ dimensions: [(String, String)] = []) {
+        let key = name + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+        let gauge = gauges.withLock { gauges in
+            if let existing = gauges[key] { return existing }
+            let created = Metrics.Gauge(label: name, dimensions: dimensions, factory: factory)
+            gauges[key] = created
+            return created
+        }
+        gauge.record(value)
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    public func exposition() -> [UInt8] { registry.emitToBuffer() }
+}
+
+/// Facts inner layers learn about a request that the access log (the outermost layer) reports.
+public final class RequestRecord: Sendable {
+    private let client = Mutex<String?>(nil)
+    private let upstreamCalls = Atomic<Int>(0)
+
+    public init() {}
+
+    public var clientID: String? {
+        get { client.withLock { $0 } }
+        set { client.withLock { $0 = newValue } }
+    }
+
+    public func recordUpstreamCall() { upstreamCalls.add(1, ordering: .relaxed) }
+    public var upstreamCallCount: Int { upstreamCalls.load(ordering: .relaxed) }
+}
+
+public enum RequestRecordKey: RequestContextKey {
+    public typealias Value = RequestRecord
+}
+
+/// Access log line and request metrics for every request, after the response is known.
+public struct ObservabilityMiddleware: HTTPMiddleware {
+    let logger: Logger
+    let metrics: GatewayMetrics
+    /// Maps a path to its route template, so metrics never get one label per execution id.
+    let routeTemplate: @Sendable (HTTPMethod, String) -> String
+
+    public init(logger: Logger, metrics: GatewayMetrics, routeTemplate: @escaping @Sendable (HTTPMethod, String) -> String) {
+        self.logger = logger
+        self.metrics = metrics
+        self.routeTemplate = routeTemplate
+    }
+
+    public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+        let started = monotonicNanoseconds()
+        let record = RequestRecord()
+        var context = context
+        context[RequestRecordKey.self] = record
+        let response = await next.respond(to: request, context: context)
+        let duration = monotonicNanoseconds() &- started
+        let route = routeTemplate(request.method, request.path)
+        metrics.recordRequest(method: request.method.rawValue, route: route, status: response.status.code, durationNanoseconds: duration)
+        var fields: Logger.Metadata = [
+            "requestId": .string(response.headers["X-Request-Id"] ?? context[RequestTraceKey.self]?.requestID ?? ""),
+            "method": .string(request.method.rawValue),
+            "route": .string(route),
+            "path": .string(request.path),
+            "status": .stringConvertible(response.status.code),
+            "bytes": .stringConvertible(response.body.count),
+            "durationMs": .string(String(format: duration)),
+            "upstreamCalls": .stringConvertible(record.upstreamCallCount),
+            "remoteAddress": .string(context[ClientAddressKey.self] ?? context.remoteAddress),
+        ]
+        if let client = record.clientID { fields["clientId"] = .string(client) }
+        if let cacheStatus = response.headers["Cache-Status"] { fields["cache"] = .string(cacheStatus) }
+        logger.info("request", metadata: fields)
+        return response
+    }
+}
+
+private func String(format nanoseconds: UInt64) -> String {
+    let tenths = nanoseconds / 100_000
+    return "\(tenths / 10).\(tenths % 10)"
+}

@@ -1,0 +1,95 @@
+public import ExecutionsAPI
+public import GatewayHTTP
+public import GatewayRateLimit
+public import GatewayServer
+
+/// Where a request really comes from: the peer, or — only when the peer is a trusted proxy — the
+/// nearest untrusted address in `X-Forwarded-For`.
+public struct ClientAddressResolver: Sendable {
+    private let isTrustedProxy: @Sendable (String) -> Bool
+
+    public init(isTrustedProxy: @escaping @Sendable (String) -> Bool) {
+        self.isTrustedProxy = isTrustedProxy
+    }
+
+    /// Walks `X-Forwarded-For` from the right (the hops this side appended) and stops at the
+    /// first address not in the trusted set; a client cannot forge its way past a trusted proxy.
+    public func clientAddress(peer: String, headers: HTTPHeaders) -> String {
+        guard isTrustedProxy(peer) else { return peer }
+        let hops = headers.values(for: "X-Forwarded-For")
+            .flatMap { $0.split(separator: ",") }
+            .map { String($0).trimmingSpaces() }
+        var candidate = peer
+        for hop in hops.reversed() {
+            guard isPlausibleAddress(hop) else { return candidate }
+            candidate = hop
+            if !isTrustedProxy(hop) { return hop }
+        }
+        return candidate
+    }
+
+    private func isPlausibleAddress(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.count <= 45
+            && text.utf8.allSatisfy { ($0 >= 48 && $0 <= 58) || ($0 >= 65 && $0 <= 70) || ($0 >= 97 && $0 <= 102) || $0 == 46 }
+    }
+}
+
+public enum ClientAddressKey: RequestContextKey {
+    public typealias Value = String
+}
+
+/// Resolves the client address once per request, for logs and anonymous limits.
+public struct ClientAddressMiddleware: HTTPMiddleware {
+    let resolver: ClientAddressResolver
+
+    public init(resolver: ClientAddressResolver) { self.resolver = resolver }
+
+    public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+        var context = context
+        context[ClientAddressKey.self] = resolver.clientAddress(peer: context.remoteAddress, headers: request.headers)
+        return await next.respond(to: request, context: context)
+    }
+}
+
+/// Each client's token bucket: `RateLimit-*` headers on every response to a client, `429` with
+/// `Retry-After` over the limit. Anonymous callers (`auth.mode: none`) are limited per address.
+public struct RateLimitMiddleware: HTTPMiddleware {
+    let store: any RateLimitStore
+    let defaultPolicy: RateLimitPolicy
+    let policies: [String: RateLimitPolicy]
+    let onLimited: @Sendable (String) -> Void
+
+    public init(
+        store: any RateLimitStore,
+        defaultPolicy: RateLimitPolicy,
+        policies: [String: RateLimitPolicy],
+        onLimited: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
+        self.store = store
+        self.defaultPolicy = defaultPolicy
+        self.policies = policies
+        self.onLimited = onLimited
+    }
+
+    public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+        guard let client = context[GatewayClientKey.self] else { return await next.respond(to: request, context: context) }
+        let key = client == .anonymous
+            ? "ip:" + (context[ClientAddressKey.self] ?? context.remoteAddress)
+            : "client:" + client.id
+        let decision = await store.acquire(key: key, policy: policies[client.id] ?? defaultPolicy, cost: 1)
+        var response: HTTPResponse
+        if decision.allowed {
+            response = await next.respond(to: request, context: context)
+        } else {
+            onLimited(client.id)
+            let retryAfter = decision.retryAfterSeconds ?? 1
+            response = Problem(
+                .rateLimited, status: .tooManyRequests, title: "Too many requests",
+                detail: "Client '\(client.id)' is over its rate limit; retry in \(retryAfter) s.",
+                retryAfterSeconds: retryAfter
+            ).response(requestID: context[RequestTraceKey.self]?.requestID ?? "")
+        }
+        for (name, value) in decision.headerFields { response.headers.replaceOrAdd(name: name, value: value) }
+        return response
+    }
+}
