@@ -89,6 +89,14 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "GatewayAppTests",
+            dependencies: [
+                "GatewayApp", "ExecutionsAPI", "GatewayServer", "GatewayHTTP", "GatewayJSON", "GatewayCrypto", "GatewayRateLimit",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
         .testTarget(name: "ExecutionsAPITests", dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayProvidersTests", dependencies: ["GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),
         .testTarget(

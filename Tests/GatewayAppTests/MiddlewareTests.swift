@@ -1,0 +1,142 @@
+import ExecutionsAPI
+import GatewayApp
+import GatewayCrypto
+import GatewayHTTP
+import GatewayJSON
+import GatewayRateLimit
+import GatewayServer
+import Logging
+import Synchronization
+import Testing
+
+/// A clock tests move by hand.
+final class ManualClock: Sendable {
+    private let nanoseconds = Atomic<UInt64>(1_000_000_000)
+    var now: UInt64 { nanoseconds.load(ordering: .relaxed) }
+    func advance(by delta: UInt64) { nanoseconds.add(delta, ordering: .relaxed) }
+}
+
+@Suite struct AuthenticationTests {
+    let web = GatewayClient(id: "web", allowedProviders: ["kaizen"], upstreamCredentials: [:])
+    let batch = GatewayClient(id: "batch", allowedProviders: nil, upstreamCredentials: [:])
+
+    func chain(mode: ClientAuthenticator.Mode = .apiKey) -> MiddlewareChain {
+        let authenticator = ClientAuthenticator(mode: mode, clients: [
+            ClientCredentialRecord(client: web, keyDigest: SHA256.hash(Array("web-key".utf8))),
+            ClientCredentialRecord(client: batch, keyDigest: SHA256.hash(Array("batch-key".utf8))),
+        ])
+        var router = Router()
+        router.get("/whoami") { _, context in HTTPResponse(status: .ok, text: context[GatewayClientKey.self]?.id ?? "none") }
+        router.get("/healthz") { _, _ in HTTPResponse(status: .ok, text: "ok") }
+        return MiddlewareChain(
+            [RequestTraceMiddleware(), AuthenticationMiddleware(authenticator: authenticator, publicPaths: ["/healthz"])],
+            responder: router
+        )
+    }
+
+    func get(_ path: String, _ headers: HTTPHeaders = [:], mode: ClientAuthenticator.Mode = .apiKey) async -> HTTPResponse {
+        await chain(mode: mode).respond(to: HTTPRequest(method: .get, target: path, headers: headers), context: RequestContext())
+    }
+
+    @Test func acceptsBearerAndApiKeyHeaders() async {
+        #expect(String(decoding: await get("/whoami", ["Authorization": "Bearer web-key"]).body, as: UTF8.self) == "web")
+        #expect(String(decoding: await get("/whoami", ["authorization": "bearer  batch-key"]).body, as: UTF8.self) == "batch")
+        #expect(String(decoding: await get("/whoami", ["X-API-Key": "batch-key"]).body, as: UTF8.self) == "batch")
+    }
+
+    @Test(arguments: [
+        [:], ["Authorization": "Bearer nope"], ["Authorization": "Basic d2ViLWtleQ=="], ["X-API-Key": ""],
+        ["Authorization": "Bearer"], ["X-API-Key": "web-key2"], ["Authorization": "Bearer web-ke"],
+    ] as [HTTPHeaders])
+    func refusesMissingOrUnknownKeysWith401(_ headers: HTTPHeaders) async throws {
+        let response = await get("/whoami", headers)
+        #expect(response.status == .unauthorized)
+        #expect(response.headers["WWW-Authenticate"]?.hasPrefix("Bearer") == true)
+        #expect(response.headers["Content-Type"] == "application/problem+json")
+        let problem = try JSONParser.parse(response.body)
+        #expect(problem["status"] == 401)
+        #expect(problem["requestId"]?.stringValue == response.headers["X-Request-Id"])
+    }
+
+    @Test func operationalPathsAndModeNoneNeedNoKey() async {
+        #expect(await get("/healthz").status == .ok)
+        #expect(String(decoding: await get("/whoami", mode: .none).body, as: UTF8.self) == "anonymous")
+    }
+}
+
+@Suite struct RateLimitMiddlewareTests {
+    @Test func headersAreExactAndTheLimitHoldsAtTheBoundary() async throws {
+        let clock = ManualClock()
+        let store = MemoryRateLimitStore(now: { clock.now })
+        let policy = try RateLimitPolicy(requestsPerSecond: 2, burst: 3)
+        var router = Router()
+        router.get("/x") { _, _ in HTTPResponse(status: .ok, text: "x") }
+        let chain = MiddlewareChain([
+            RequestTraceMiddleware(),
+            AuthenticationMiddleware(authenticator: ClientAuthenticator(mode: .none, clients: []), publicPaths: []),
+            RateLimitMiddleware(store: store, defaultPolicy: policy, policies: [:]),
+        ], responder: router)
+        func call() async -> HTTPResponse {
+            await chain.respond(to: HTTPRequest(method: .get, target: "/x"), context: RequestContext(remoteAddress: "10.0.0.1"))
+        }
+        for expectedRemaining in [2, 1, 0] {
+            let response = await call()
+            #expect(response.status == .ok)
+            #expect(response.headers["RateLimit-Limit"] == "3")
+            #expect(response.headers["RateLimit-Remaining"] == String(expectedRemaining))
+        }
+        let limited = await call()
+        #expect(limited.status == .tooManyRequests)
+        #expect(limited.headers["Retry-After"] == "1")
+        #expect(limited.headers["RateLimit-Remaining"] == "0")
+        #expect(limited.headers["RateLimit-Reset"] == "2")
+        clock.advance(by: 499_999_999)
+        #expect(await call().status == .tooManyRequests)
+        clock.advance(by: 1)
+        #expect(await call().status == .ok)
+    }
+}
+
+@Suite struct ClientAddressTests {
+    let resolver = ClientAddressResolver(isTrustedProxy: { $0 == "127.0.0.1" || $0 == "10.0.0.5" })
+
+    @Test func believesForwardedForOnlyFromTrustedProxies() {
+        #expect(resolver.clientAddress(peer: "203.0.113.9", headers: ["X-Forwarded-For": "1.2.3.4"]) == "203.0.113.9")
+        #expect(resolver.clientAddress(peer: "127.0.0.1", headers: ["X-Forwarded-For": "1.2.3.4"]) == "1.2.3.4")
+        // A client-supplied first hop cannot hide the address the trusted proxy saw.
+        #expect(resolver.clientAddress(peer: "127.0.0.1", headers: ["X-Forwarded-For": "6.6.6.6, 198.51.100.7, 10.0.0.5"]) == "198.51.100.7")
+        #expect(resolver.clientAddress(peer: "127.0.0.1", headers: [:]) == "127.0.0.1")
+        #expect(resolver.clientAddress(peer: "127.0.0.1", headers: ["X-Forwarded-For": "not an ip"]) == "127.0.0.1")
+        #expect(resolver.clientAddress(peer: "127.0.0.1", headers: ["X-Forwarded-For": "2001:db8::1"]) == "2001:db8::1")
+    }
+}
+
+@Suite struct ObservabilityTests {
+    @Test func accessLogIsOneJSONLinePerRequestWithClientAndRoute() async throws {
+        let lines = Mutex<[String]>([])
+        let output = JSONLogHandler.LogOutput { bytes in lines.withLock { $0.append(String(decoding: bytes, as: UTF8.self)) } }
+        let logger = Logger(label: "access") { JSONLogHandler(label: $0, output: output) }
+        let metrics = GatewayMetrics()
+        var router = Router()
+        router.get("/items/{id}") { _, _ in HTTPResponse(status: .ok, text: "x") }
+        let routerCopy = router
+        let chain = MiddlewareChain([
+            RequestTraceMiddleware(),
+            ObservabilityMiddleware(logger: logger, metrics: metrics, routeTemplate: { method, path in
+                routerCopy.match(method: method, path: path)?.template ?? "unmatched"
+            }),
+            AuthenticationMiddleware(authenticator: ClientAuthenticator(mode: .none, clients: []), publicPaths: []),
+        ], responder: router)
+        _ = await chain.respond(to: HTTPRequest(method: .get, target: "/items/42", headers: ["X-Request-Id": "abc-1"]), context: RequestContext())
+        let line = try #require(lines.withLock { $0.first })
+        let record = try JSONParser.parse(line)
+        #expect(record["requestId"] == "abc-1")
+        #expect(record["route"] == "/items/{id}")
+        #expect(record["clientId"] == "anonymous")
+        #expect(record["status"] == "200")
+        #expect(line.hasSuffix("\n"))
+        let exposition = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(exposition.contains(#"gateway_http_requests_total{method="GET",route="/items/{id}",status="200"} 1"#))
+        #expect(exposition.contains("gateway_http_request_duration_seconds_bucket"))
+    }
+}
