@@ -55,7 +55,23 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        .target(
+            name: "GatewayUpstream",
+            dependencies: [
+                "CCurl",
+                "GatewayHTTP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "GatewayUpstreamTests",
+            dependencies: ["GatewayUpstream", "GatewayHTTP", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift
+        ),
     ]
 )
