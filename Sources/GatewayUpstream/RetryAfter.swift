@@ -88,6 +88,7 @@ public enum RetryAfter {
         let currentYear = civilYear(unixSeconds: nowUnixSeconds)
         var year = currentYear - currentYear % 100 + twoDigits
         if year > currentYear + 50 { year -= 100 }
+        if year + 100 <= currentYear + 50 { year += 100 }
         return year
     }
 
