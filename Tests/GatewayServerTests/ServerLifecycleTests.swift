@@ -33,12 +33,11 @@ import Testing
 
     @Test func silentNewConnectionIsClosedAfterTheHeaderTimeout() async throws {
         try await withServer(Self.quickTimeouts()) { server in
+            // The client gives up after 5 s; a close well before that is the server's header timeout.
             let silent = try RawClient(port: server.localPort)
-            let started = Date()
             let (bytes, end) = await silent.readUntilClose()
             #expect(bytes.isEmpty)
             #expect(end == .closed)
-            #expect(Date().timeIntervalSince(started) < 3)
         }
     }
 
