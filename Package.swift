@@ -27,6 +27,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         // executable products are added with their targets
+        .executable(name: "provider-simulator", targets: ["ProviderSimulatorCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -55,7 +56,25 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // MARK: Provider simulator (demo + tests)
+        .target(name: "ProviderSimulator", dependencies: ["GatewayHTTP", "GatewayServer"], swiftSettings: strictSwift),
+        .executableTarget(
+            name: "ProviderSimulatorCLI",
+            dependencies: [
+                "ProviderSimulator",
+                "GatewayServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "ProviderSimulatorTests",
+            dependencies: ["ProviderSimulator", "GatewayServer", "GatewayHTTP"],
+            exclude: ["Schemas"],
+            swiftSettings: strictSwift
+        ),
     ]
 )
