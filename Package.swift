@@ -26,7 +26,8 @@ let package = Package(
     name: "ExecutionsGateway",
     platforms: [.macOS(.v15)],
     products: [
-        // executable products are added with their targets
+        // The HTTP server on its own, for embedding and for the benchmark package.
+        .library(name: "GatewayServer", targets: ["GatewayServer", "GatewayHTTP"]),
         .executable(name: "provider-simulator", targets: ["ProviderSimulatorCLI"]),
     ],
     dependencies: [
@@ -45,14 +46,31 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // MARK: Core (knows nothing of executions)
+        .target(
+            name: "GatewayEventLoop",
+            dependencies: ["CGatewaySystem", .product(name: "HeapModule", package: "swift-collections")],
+            swiftSettings: strictSwift
+        ),
         .target(name: "GatewayHTTP", swiftSettings: strictSwift),
+        .target(name: "GatewayJSON", swiftSettings: strictSwift),
         .target(
             name: "GatewayServer",
             dependencies: [
-                "GatewayHTTP",
+                "GatewayEventLoop", "GatewayHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: strictSwift
+        ),
+        .target(name: "GatewayCrypto", dependencies: ["COpenSSL"], swiftSettings: strictSwift),
+        .target(name: "GatewayCache", swiftSettings: strictSwift),
+        .target(name: "GatewayRateLimit", swiftSettings: strictSwift),
+
+        // MARK: Product
+        .target(name: "GatewayProviders", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
+        .target(
+            name: "ExecutionsAPI",
+            dependencies: ["GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto"],
             swiftSettings: strictSwift
         ),
 
@@ -70,6 +88,17 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
+        .testTarget(name: "ExecutionsAPITests", dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayProvidersTests", dependencies: ["GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "GatewayServerTests",
+            dependencies: ["GatewayServer", "GatewayHTTP", "GatewayEventLoop", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayCacheTests", dependencies: ["GatewayCache"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayRateLimitTests", dependencies: ["GatewayRateLimit"], swiftSettings: strictSwift),
         .testTarget(
             name: "ProviderSimulatorTests",
             dependencies: ["ProviderSimulator", "GatewayServer", "GatewayHTTP"],

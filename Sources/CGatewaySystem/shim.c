@@ -1,2 +1,9 @@
-// The shim is header-only; this file exists because SwiftPM requires a C target to have a source.
+// accept4 is a GNU extension: it is declared only under _GNU_SOURCE, which must precede every
+// system header, so it is wrapped here rather than in the shared header.
+#define _GNU_SOURCE
+#include <sys/socket.h>
 #include "CGatewaySystem.h"
+
+int cgs_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
+    return accept4(fd, address, length, flags);
+}

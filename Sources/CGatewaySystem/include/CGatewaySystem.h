@@ -24,6 +24,9 @@ static inline int cgs_efd_flags(void) { return EFD_NONBLOCK | EFD_CLOEXEC; }
 static inline int cgs_tfd_flags(void) { return TFD_NONBLOCK | TFD_CLOEXEC; }
 static inline int cgs_sock_flags(void) { return SOCK_NONBLOCK | SOCK_CLOEXEC; }
 
+/// accept4(2): accepts and sets SOCK_NONBLOCK|SOCK_CLOEXEC in one call.
+int cgs_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
+
 /// `epoll_event` is packed on x86_64; building it in C avoids relying on Swift's view of its layout.
 static inline struct epoll_event cgs_make_event(uint32_t events, uint64_t data) {
     struct epoll_event event;

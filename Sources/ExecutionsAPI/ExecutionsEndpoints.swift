@@ -1,0 +1,103 @@
+public import GatewayHTTP
+public import GatewayServer
+import GatewayProviders
+
+/// The HTTP face of `ExecutionsService`: `GET /executions` and `GET /executions/{id}`.
+public struct ExecutionsEndpoints: Sendable {
+    public let service: ExecutionsService
+    /// Names this gateway in `Cache-Status` (RFC 9211).
+    public let cacheName: String
+
+    public init(service: ExecutionsService, cacheName: String = "ExecutionsGateway") {
+        self.service = service
+        self.cacheName = cacheName
+    }
+
+    public func register(on router: inout Router) {
+        router.get("/executions") { request, context in await self.list(request, context: context) }
+        router.get("/executions/{id}") { request, context in await self.detail(request, context: context) }
+    }
+
+    public func list(_ request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+        let facts = Self.facts(for: request, context: context)
+        let client = context[GatewayClientKey.self] ?? .anonymous
+        switch await service.list(request.queryItems, client: client, facts: facts) {
+        case .success(let answer):
+            var response = respond(with: answer, to: request, bypassCache: facts.bypassCache)
+            if let next = answer.nextCursor, response.status == .ok || response.status == .notModified {
+                response.headers.add(name: "Link", value: "</executions?cursor=\(percentEncode(next))>; rel=\"next\"")
+            }
+            return response
+        case .failure(let problem):
+            return problem.response(requestID: facts.requestID)
+        }
+    }
+
+    public func detail(_ request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+        let facts = Self.facts(for: request, context: context)
+        let client = context[GatewayClientKey.self] ?? .anonymous
+        if let query = request.query, !query.isEmpty {
+            let names = Array(Set(request.queryItems.map(\.name))).sorted()
+            return Problem.invalidParameters(names.map { .init(name: $0, reason: "is not a parameter of this endpoint") })
+                .response(requestID: facts.requestID)
+        }
+        switch await service.detail(id: context.pathParameters["id"] ?? "", client: client, facts: facts) {
+        case .success(let answer):
+            return respond(with: answer, to: request, bypassCache: facts.bypassCache)
+        case .failure(let problem):
+            return problem.response(requestID: facts.requestID)
+        }
+    }
+
+    private func respond(with answer: ExecutionsAnswer, to request: HTTPRequest, bypassCache: Bool) -> HTTPResponse {
+        var headers: HTTPHeaders = [
+            "Content-Type": "application/json",
+            "Cache-Control": "private",
+            "ETag": answer.entityTag,
+            "Cache-Status": cacheStatus(answer.cache, bypassCache: bypassCache),
+            "Vary": "Authorization, X-API-Key",
+        ]
+        if Self.ifNoneMatch(request.headers.values(for: "If-None-Match"), matches: answer.entityTag) {
+            headers.remove(name: "Content-Type")
+            return HTTPResponse(status: .notModified, headers: headers)
+        }
+        return HTTPResponse(status: .ok, headers: headers, body: answer.body)
+    }
+
+    /// RFC 9211: `hit` when every part came from fresh cache; otherwise why it was forwarded.
+    func cacheStatus(_ disposition: CacheDisposition, bypassCache: Bool) -> String {
+        var value = cacheName
+        switch disposition {
+        case .hit: value += "; hit"
+        case .miss, .stale: value += bypassCache ? "; fwd=request" : "; fwd=miss"
+        }
+        if disposition == .stale { value += "; detail=stale" }
+        return value
+    }
+
+    /// Weak comparison (RFC 9110 §13.1.2): `*` or any listed tag equal after removing `W/`.
+    static func ifNoneMatch(_ values: [String], matches entityTag: String) -> Bool {
+        let wanted = entityTag.hasPrefix("W/") ? String(entityTag.dropFirst(2)) : entityTag
+        for value in values {
+            for candidate in value.split(separator: ",") {
+                var tag = candidate.trimmingASCIISpaces()
+                if tag == "*" { return true }
+                if tag.hasPrefix("W/") { tag = tag.dropFirst(2) }
+                if tag == wanted { return true }
+            }
+        }
+        return false
+    }
+
+    static func facts(for request: HTTPRequest, context: RequestContext) -> RequestFacts {
+        let trace = context[RequestTraceKey.self]
+        let noCache = request.headers.values(for: "Cache-Control").flatMap { commaSeparatedTokens($0) }
+            .contains { $0 == "no-cache" || $0.hasPrefix("no-cache=") || $0 == "no-store" || $0 == "max-age=0" }
+        let pragmaNoCache = request.headers.values(for: "Pragma").contains { $0.lowercased().contains("no-cache") }
+        return RequestFacts(
+            requestID: trace?.requestID ?? "",
+            traceparent: trace?.traceparent ?? "",
+            bypassCache: noCache || pragmaNoCache
+        )
+    }
+}

@@ -1,0 +1,360 @@
+import GatewayCrypto
+import GatewayHTTP
+public import GatewayJSON
+public import GatewayProviders
+
+/// Facts about the request being served that the service passes upstream.
+public struct RequestFacts: Sendable {
+    public var requestID: String
+    public var traceparent: String
+    public var bypassCache: Bool
+
+    public init(requestID: String, traceparent: String, bypassCache: Bool) {
+        self.requestID = requestID
+        self.traceparent = traceparent
+        self.bypassCache = bypassCache
+    }
+}
+
+/// What one provider contributed to an answer, for `providers[]` and `Cache-Status`.
+public struct ProviderReport: Sendable {
+    public var name: String
+    public var error: Problem?
+    public var cache: CacheDisposition?
+    public var durationMilliseconds: Int64
+    public var exhausted: Bool
+}
+
+/// A rendered answer of the executions API, before HTTP framing.
+public struct ExecutionsAnswer: Sendable {
+    /// The JSON document's bytes.
+    public var body: [UInt8]
+    /// A weak validator over what a client sees (data, page, complete), not over timings.
+    public var entityTag: String
+    public var cache: CacheDisposition
+    public var nextCursor: String?
+}
+
+/// `GET /executions` and `GET /executions/{id}` without HTTP: validation, cursors, the merge of
+/// provider streams, detail joins and rendering.
+public struct ExecutionsService: Sendable {
+    private let bindings: [ProviderBinding]
+    private let bindingsByName: [String: ProviderBinding]
+    private let cursors: CursorCodec
+    private let now: @Sendable () -> UInt64
+
+    public init(providers: [ProviderBinding], cursorSecret: String, now: @escaping @Sendable () -> UInt64) {
+        bindings = providers
+        var byName: [String: ProviderBinding] = [:]
+        for binding in providers { byName[binding.name] = binding }
+        bindingsByName = byName
+        cursors = CursorCodec(secret: cursorSecret)
+        self.now = now
+    }
+
+    public var providerNames: [String] { bindings.map(\.name) }
+
+    // MARK: - GET /executions
+
+    public func list(
+        _ items: [(name: String, value: String)],
+        client: GatewayClient,
+        facts: RequestFacts
+    ) async -> Result<ExecutionsAnswer, Problem> {
+        let parsed: ParsedListParameters
+        switch ListParameterParser.parse(items, knownProviders: Set(bindingsByName.keys)) {
+        case .success(let value): parsed = value
+        case .failure(let problem): return .failure(problem)
+        }
+
+        var query = parsed.query
+        var states: [(name: String, state: ProviderCursorState)]
+        if let token = parsed.cursor {
+            let payload: CursorPayload
+            switch cursors.open(token) {
+            case .success(let value): payload = value
+            case .failure(let problem): return .failure(problem)
+            }
+            let mismatched = Self.differingParameters(given: parsed, recorded: payload.query)
+            if !mismatched.isEmpty {
+                return .failure(.invalidParameters(mismatched.map {
+                    .init(name: $0, reason: "differs from the query the cursor was made with; omit it or send the same value")
+                }))
+            }
+            query = payload.query
+            states = payload.providers
+            guard states.allSatisfy({ bindingsByName[$0.name] != nil }) else {
+                return .failure(.invalidParameters([.init(name: "cursor", reason: "names a provider this gateway no longer has")]))
+            }
+        } else {
+            let names = query.providers ?? bindings.map(\.name).filter(client.mayUse)
+            states = names.map { ($0, ProviderCursorState(position: nil, exhausted: false)) }
+        }
+
+        let forbidden = states.map(\.name).filter { !client.mayUse($0) }
+        if !forbidden.isEmpty {
+            return .failure(.forbidden("Client '\(client.id)' may not use provider \(forbidden.map { "'\($0)'" }.joined(separator: ", "))."))
+        }
+
+        // Fetch each provider's next matching executions concurrently.
+        let fetched = await fetchPages(states: states, query: query, client: client, facts: facts)
+
+        // Merge the ordered streams and keep the first `limit`.
+        var candidates: [(execution: UnifiedExecution, provider: Int)] = []
+        for (index, outcome) in fetched.enumerated() {
+            if case .success(let page) = outcome.result {
+                candidates.append(contentsOf: page.executions.map { ($0, index) })
+            }
+        }
+        candidates.sort { $0.execution.sortKey.precedes($1.execution.sortKey) }
+        let shown = Array(candidates.prefix(query.limit))
+
+        // Advance each provider to the last execution it contributed; a failed provider stays put.
+        var nextStates = states
+        var failures: [Problem] = []
+        var reports: [ProviderReport] = []
+        for (index, outcome) in fetched.enumerated() {
+            let fromThisProvider = shown.filter { $0.provider == index }.map(\.execution)
+            var state = nextStates[index].state
+            var report = ProviderReport(
+                name: outcome.name, error: nil, cache: nil,
+                durationMilliseconds: Int64(outcome.durationNanoseconds / 1_000_000), exhausted: state.exhausted
+            )
+            switch outcome.result {
+            case .success(let page):
+                report.cache = page.cache
+                // Everything this provider holds before the page's last key has now been shown (or
+                // did not exist when it was asked), so it resumes at that global boundary, even if it
+                // contributed nothing: otherwise executions created since the walk began would
+                // appear on a later page.
+                // A position only ever moves forward: after a failed provider recovers, the page's
+                // boundary can lie before where the others already stand.
+                if let boundary = shown.last?.execution.sortKey,
+                   state.position.map({ $0.last.precedes(boundary) }) ?? true {
+                    let offsetHint = fromThisProvider.last?.sourceOffset.map { $0 + 1 } ?? state.position?.offsetHint
+                    state.position = ProviderPosition(last: boundary, offsetHint: offsetHint)
+                }
+                state.exhausted = page.exhausted && fromThisProvider.count == page.executions.count
+                report.exhausted = state.exhausted
+            case .failure(let error):
+                let problem = Self.problem(for: error, provider: outcome.name)
+                report.error = problem
+                failures.append(problem)
+            case nil:
+                break
+            }
+            nextStates[index].state = state
+            reports.append(report)
+        }
+        let calledCount = fetched.filter { $0.result != nil }.count
+        if !failures.isEmpty && (!query.allowPartial || failures.count == calledCount) {
+            return .failure(Self.combined(failures))
+        }
+
+        // Join detail records where `include` asks for them.
+        let joined = await join(shown.map(\.execution), include: query.include, client: client, facts: facts)
+        if !query.allowPartial, let failure = joined.compactMap(\.error).first {
+            return .failure(failure)
+        }
+
+        let hasMore = nextStates.contains { !$0.state.exhausted }
+        let nextCursor = hasMore ? cursors.seal(CursorPayload(query: query, providers: nextStates)) : nil
+        let complete = failures.isEmpty && joined.allSatisfy { $0.error == nil }
+        var cache = reports.compactMap(\.cache).reduce(CacheDisposition.hit) { $0.merged(with: $1) }
+        for item in joined { if let disposition = item.cache { cache = cache.merged(with: disposition) } }
+
+        let rendered = Renderer.listDocument(
+            items: joined, include: query.include, limit: query.limit, nextCursor: nextCursor,
+            complete: complete, providers: reports, requestID: facts.requestID
+        )
+        return .success(ExecutionsAnswer(body: rendered.body, entityTag: rendered.entityTag, cache: cache, nextCursor: nextCursor))
+    }
+
+    /// Names of parameters sent alongside a cursor whose value differs from the cursor's query.
+    static func differingParameters(given: ParsedListParameters, recorded: ListQuery) -> [String] {
+        let sent = given.query
+        var differing: [String] = []
+        for name in given.given.sorted() {
+            let same: Bool = switch name {
+            case "limit": sent.limit == recorded.limit
+            case "provider": sent.providers == recorded.providers
+            case "status": sent.filter.statuses == recorded.filter.statuses
+            case "workflowId": sent.filter.workflowID == recorded.filter.workflowID
+            case "createdAfter": sent.filter.createdAfter == recorded.filter.createdAfter
+            case "createdBefore": sent.filter.createdBefore == recorded.filter.createdBefore
+            case "q": sent.filter.searchTerms == recorded.filter.searchTerms
+            case "isTest": sent.filter.isTest == recorded.filter.isTest
+            case "include": sent.include == recorded.include
+            case "allowPartial": sent.allowPartial == recorded.allowPartial
+            default: true
+            }
+            if !same { differing.append(name) }
+        }
+        return differing
+    }
+
+    private struct FetchOutcome: Sendable {
+        var name: String
+        /// nil when the provider was not called (exhausted).
+        var result: Result<ProviderPage, ProviderError>?
+        var durationNanoseconds: UInt64
+    }
+
+    private func fetchPages(
+        states: [(name: String, state: ProviderCursorState)],
+        query: ListQuery,
+        client: GatewayClient,
+        facts: RequestFacts
+    ) async -> [FetchOutcome] {
+        await withTaskGroup(of: (Int, FetchOutcome).self) { group in
+            for (index, entry) in states.enumerated() {
+                guard !entry.state.exhausted, let binding = bindingsByName[entry.name] else {
+                    group.addTask { (index, FetchOutcome(name: entry.name, result: nil, durationNanoseconds: 0)) }
+                    continue
+                }
+                let call = callContext(for: binding, client: client, facts: facts)
+                let position = entry.state.position
+                group.addTask { [now] in
+                    let started = now()
+                    let result: Result<ProviderPage, ProviderError>
+                    do throws(ProviderError) {
+                        result = .success(try await binding.provider.executions(
+                            matching: query.filter, after: position, limit: query.limit, call: call
+                        ))
+                    } catch {
+                        result = .failure(error)
+                    }
+                    return (index, FetchOutcome(name: entry.name, result: result, durationNanoseconds: now() &- started))
+                }
+            }
+            var outcomes = [FetchOutcome?](repeating: nil, count: states.count)
+            for await (index, outcome) in group { outcomes[index] = outcome }
+            return outcomes.compactMap { $0 }
+        }
+    }
+
+    func callContext(for binding: ProviderBinding, client: GatewayClient, facts: RequestFacts) -> UpstreamCallContext {
+        let credential = client.upstreamCredentials[binding.name] ?? binding.credential
+        return UpstreamCallContext(
+            credential: credential.secret, credentialIdentity: credential.identity,
+            requestID: facts.requestID, traceparent: facts.traceparent, bypassCache: facts.bypassCache
+        )
+    }
+
+    // MARK: - Detail joins
+
+    struct JoinedExecution: Sendable {
+        var execution: UnifiedExecution
+        var detail: ExecutionDetail?
+        var error: Problem?
+        var cache: CacheDisposition?
+    }
+
+    /// Detail calls for the items whose provider can supply what `include` names: one per
+    /// execution, all at once (each provider's endpoint bounds its own concurrency).
+    private func join(
+        _ executions: [UnifiedExecution],
+        include: Set<IncludeField>,
+        client: GatewayClient,
+        facts: RequestFacts
+    ) async -> [JoinedExecution] {
+        var joined = executions.map { JoinedExecution(execution: $0) }
+        let wantsDetail = include.contains(.detail)
+        let wantedJoins = Set(include.compactMap { JoinableField(rawValue: $0.rawValue) })
+        var calls: [(index: Int, binding: ProviderBinding)] = []
+        var seen = Set<String>()
+        for (index, execution) in executions.enumerated() {
+            guard let binding = bindingsByName[execution.provider] else { continue }
+            let needed = wantsDetail || !wantedJoins.isDisjoint(with: binding.provider.joinableFields)
+            if needed && seen.insert(execution.id).inserted { calls.append((index, binding)) }
+        }
+        guard !calls.isEmpty else { return joined }
+        let results = await withTaskGroup(of: (Int, Result<ExecutionDetail, ProviderError>).self) { group in
+            for (index, binding) in calls {
+                let call = callContext(for: binding, client: client, facts: facts)
+                let id = executions[index].providerExecutionID
+                group.addTask {
+                    do throws(ProviderError) {
+                        return (index, .success(try await binding.provider.detail(of: id, call: call)))
+                    } catch {
+                        return (index, .failure(error))
+                    }
+                }
+            }
+            var results: [(Int, Result<ExecutionDetail, ProviderError>)] = []
+            for await result in group { results.append(result) }
+            return results
+        }
+        for (index, result) in results {
+            switch result {
+            case .success(let detail):
+                joined[index].detail = detail
+                joined[index].cache = detail.cache
+            case .failure(let error):
+                joined[index].error = Self.problem(for: error, provider: executions[index].provider)
+            }
+        }
+        return joined
+    }
+
+    // MARK: - GET /executions/{id}
+
+    public func detail(id: String, client: GatewayClient, facts: RequestFacts) async -> Result<ExecutionsAnswer, Problem> {
+        guard let colon = id.firstIndex(of: ":"), colon != id.startIndex, id.index(after: colon) != id.endIndex else {
+            return .failure(.notFound("'\(id)' is not an execution id; ids look like <provider>:<provider's id>."))
+        }
+        let providerName = String(id[..<colon])
+        let providerID = String(id[id.index(after: colon)...])
+        guard let binding = bindingsByName[providerName] else {
+            return .failure(.notFound("There is no provider named '\(providerName)'."))
+        }
+        guard client.mayUse(providerName) else {
+            return .failure(.forbidden("Client '\(client.id)' may not use provider '\(providerName)'."))
+        }
+        do throws(ProviderError) {
+            let detail = try await binding.provider.detail(of: providerID, call: callContext(for: binding, client: client, facts: facts))
+            let rendered = Renderer.detailDocument(detail, joinable: binding.provider.joinableFields)
+            return .success(ExecutionsAnswer(body: rendered.body, entityTag: rendered.entityTag, cache: detail.cache, nextCursor: nil))
+        } catch .notFound {
+            return .failure(.notFound("Provider '\(providerName)' has no execution '\(providerID)'."))
+        } catch {
+            return .failure(Self.problem(for: error, provider: providerName))
+        }
+    }
+
+    // MARK: - Errors
+
+    static func problem(for error: ProviderError, provider: String) -> Problem {
+        switch error {
+        case .timeout:
+            Problem(.upstreamTimeout, status: .gatewayTimeout, title: "Provider timed out",
+                    detail: "Provider '\(provider)' did not answer in time.", provider: provider)
+        case .paused(let seconds):
+            Problem(.upstreamPaused, status: .serviceUnavailable, title: "Provider paused",
+                    detail: "Provider '\(provider)' asked the gateway to wait (Retry-After); no cached copy could be served.",
+                    provider: provider, retryAfterSeconds: max(1, seconds))
+        case .circuitOpen(let seconds):
+            Problem(.upstreamPaused, status: .serviceUnavailable, title: "Provider unavailable",
+                    detail: "Calls to provider '\(provider)' are suspended after repeated failures.",
+                    provider: provider, retryAfterSeconds: max(1, seconds))
+        case .notFound:
+            .notFound("Provider '\(provider)' does not know this execution.")
+        case .unreachable, .upstreamStatus, .malformedResponse, .credentialRejected:
+            Problem(.upstreamError, status: .badGateway, title: "Provider failed",
+                    detail: "Provider '\(provider)' failed: \(error.description).", provider: provider)
+        }
+    }
+
+    /// One error response for several failed providers: a timeout only if all of them timed out.
+    static func combined(_ problems: [Problem]) -> Problem {
+        if problems.count == 1, let only = problems.first { return only }
+        let allTimedOut = problems.allSatisfy { $0.kind == .upstreamTimeout }
+        let names = problems.compactMap(\.provider).map { "'\($0)'" }.joined(separator: ", ")
+        return Problem(
+            allTimedOut ? .upstreamTimeout : .upstreamError,
+            status: allTimedOut ? .gatewayTimeout : .badGateway,
+            title: allTimedOut ? "Providers timed out" : "Providers failed",
+            detail: "Providers \(names) failed: " + problems.map(\.detail).joined(separator: " ")
+        )
+    }
+}

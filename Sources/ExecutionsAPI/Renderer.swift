@@ -1,0 +1,126 @@
+import GatewayCrypto
+import GatewayHTTP
+import GatewayJSON
+import GatewayProviders
+
+/// Renders API documents straight into bytes.
+enum Renderer {
+    struct Rendered {
+        var body: [UInt8]
+        var entityTag: String
+    }
+
+    static func listDocument(
+        items: [ExecutionsService.JoinedExecution],
+        include: Set<IncludeField>,
+        limit: Int,
+        nextCursor: String?,
+        complete: Bool,
+        providers: [ProviderReport],
+        requestID: String
+    ) -> Rendered {
+        // data, page and complete first: the ETag covers exactly these bytes.
+        var writer = JSONWriter(capacity: 512 + items.count * 700)
+        writer.raw("{\"data\":[")
+        for (index, item) in items.enumerated() {
+            if index > 0 { writer.raw(UInt8(ascii: ",")) }
+            writeExecution(item, include: include, into: &writer, requestID: requestID)
+        }
+        writer.raw("],\"page\":{\"limit\":")
+        writer.raw(String(limit))
+        writer.raw(",\"hasMore\":")
+        writer.raw(nextCursor == nil ? "false" : "true")
+        writer.raw(",\"nextCursor\":")
+        writer.optionalString(nextCursor)
+        writer.raw("},\"complete\":")
+        writer.raw(complete ? "true" : "false")
+        let entityTag = weakEntityTag(of: writer.bytes)
+        writer.raw(",\"providers\":[")
+        for (index, report) in providers.enumerated() {
+            if index > 0 { writer.raw(UInt8(ascii: ",")) }
+            writer.object { member in
+                member.member("name", string: report.name)
+                member.member("status", string: report.error == nil ? "ok" : "error")
+                if let cache = report.cache { member.member("cache", string: cache.rawValue) }
+                member.member("durationMs", .integer(report.durationMilliseconds))
+                if report.exhausted { member.member("exhausted", .bool(true)) }
+                if let error = report.error { member.member("error", error.json(requestID: requestID)) }
+            }
+        }
+        writer.raw("]}")
+        return Rendered(body: writer.bytes, entityTag: entityTag)
+    }
+
+    static func detailDocument(_ detail: ExecutionDetail, joinable: Set<JoinableField>) -> Rendered {
+        var writer = JSONWriter(capacity: 2048)
+        writer.raw("{\"data\":")
+        let item = ExecutionsService.JoinedExecution(execution: detail.execution, detail: detail, error: nil, cache: detail.cache)
+        writeExecution(item, include: [.downloads, .startBlock, .events, .detail], into: &writer, requestID: nil)
+        writer.raw("}")
+        return Rendered(body: writer.bytes, entityTag: weakEntityTag(of: writer.bytes))
+    }
+
+    /// The unified execution of CONTRACT.md §2, then each included field, then any join error.
+    static func writeExecution(
+        _ item: ExecutionsService.JoinedExecution,
+        include: Set<IncludeField>,
+        into writer: inout JSONWriter,
+        requestID: String?
+    ) {
+        let execution = item.execution
+        writer.object { member in
+            member.member("id", string: execution.id)
+            member.member("provider", string: execution.provider)
+            member.member("providerExecutionId", string: execution.providerExecutionID)
+            if let workflow = execution.workflow {
+                member.member("workflow", writing: { writer in
+                    writer.object { inner in
+                        inner.member("id", string: workflow.id)
+                        inner.member("name", string: workflow.name)
+                    }
+                })
+            } else {
+                member.member("workflow", .null)
+            }
+            member.member("name", string: execution.name)
+            member.member("status", string: execution.status?.rawValue)
+            member.member("providerStatus", string: execution.providerStatus)
+            member.member("createdAt", string: execution.createdAt.rfc3339)
+            member.member("startedAt", string: execution.startedAt?.rfc3339)
+            member.member("endedAt", string: execution.endedAt?.rfc3339)
+            member.member("durationMs", execution.durationMs.map(JSONValue.integer) ?? .null)
+            member.member("isTest", execution.isTest.map(JSONValue.bool) ?? .null)
+            member.member("attempts", execution.attempts.map(JSONValue.integer) ?? .null)
+            member.member("links", writing: { writer in
+                writer.object { links in links.member("self", string: "/executions/" + pathSegmentEncoded(execution.id)) }
+            })
+            if include.contains(.downloads) { member.member("downloads", item.detail?.downloads ?? .null) }
+            if include.contains(.startBlock) { member.member("startBlock", item.detail?.startBlock ?? .null) }
+            if include.contains(.events) { member.member("events", item.detail?.events ?? .null) }
+            if include.contains(.detail) { member.member("detail", item.detail?.record ?? .null) }
+            if include.contains(.raw) { member.member("raw", execution.raw) }
+            if let error = item.error { member.member("enrichmentError", error.json(requestID: requestID)) }
+        }
+    }
+
+    /// `W/"…"`: a weak validator (the bytes are not promised identical across replicas' builds).
+    static func weakEntityTag(of bytes: [UInt8]) -> String {
+        "W/\"" + Base64URL.encode(SHA256.hash(bytes).prefix(18)) + "\""
+    }
+
+    /// Percent-encodes an id for use as one path segment, keeping `:` readable.
+    static func pathSegmentEncoded(_ text: String) -> String {
+        var output = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."),
+                 UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: ":"), UInt8(ascii: "@"):
+                output.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                output += percentEncode(String(decoding: [byte], as: UTF8.self))
+            }
+        }
+        return output
+    }
+}

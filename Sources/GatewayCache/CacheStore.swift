@@ -1,0 +1,61 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One cached value and the instants (monotonic nanoseconds of the cache's clock) that bound its use.
+///
+/// Windows are half-open: the entry is fresh while `now < freshUntil` and may be served after an upstream
+/// failure while `now < staleUntil`; `freshUntil` and `staleUntil` are the first instants at which it no
+/// longer is / may. `storedAt <= freshUntil <= staleUntil`.
+public struct CachedEntry: Sendable, Hashable {
+    public var value: [UInt8]
+    public var storedAt: UInt64
+    public var freshUntil: UInt64
+    public var staleUntil: UInt64
+
+    public init(value: [UInt8], storedAt: UInt64, freshUntil: UInt64, staleUntil: UInt64) {
+        self.value = value
+        self.storedAt = storedAt
+        self.freshUntil = freshUntil
+        self.staleUntil = staleUntil
+    }
+}
+
+/// Counters of a byte-level store. `hits` counts lookups that found a live entry (fresh or stale);
+/// `evictions` counts entries pushed out for space, `expirations` entries dropped past `staleUntil`,
+/// `oversizeRejections` values too large to store at all.
+public struct CacheStoreStatistics: Sendable, Hashable {
+    public var hits = 0
+    public var misses = 0
+    public var evictions = 0
+    public var expirations = 0
+    public var oversizeRejections = 0
+    public var entries = 0
+    public var bytesInUse = 0
+
+    public init() {}
+}
+
+/// A byte-level key-value store with the freshness bookkeeping the response cache needs.
+///
+/// Implementations decide what to keep; the contract is only that `lookup` never returns an entry at or
+/// past its `staleUntil` and that `store` replaces any previous entry under the key. A shared store
+/// (e.g. Redis) would translate `staleUntil` into a TTL relative to its own clock and keep `storedAt`
+/// and `freshUntil` as offsets in the stored record.
+public protocol CacheStore: Sendable {
+    func lookup(_ key: String) async -> CachedEntry?
+    func store(_ key: String, entry: CachedEntry) async
+    func remove(_ key: String) async
+    func statistics() async -> CacheStoreStatistics
+}
+
+/// Monotonic nanoseconds (CLOCK_MONOTONIC): the default clock of this module.
+@usableFromInline
+@Sendable
+func monotonicNanoseconds() -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
+}

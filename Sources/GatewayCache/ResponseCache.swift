@@ -1,0 +1,248 @@
+import Synchronization
+
+/// What a loader hands back: the value and how long it stays fresh (the loader can read the body to
+/// decide, e.g. a finished execution lives longer than a running one).
+public struct CacheLoad: Sendable {
+    public var value: [UInt8]
+    public var ttlNanoseconds: UInt64
+
+    public init(value: [UInt8], ttlNanoseconds: UInt64) {
+        self.value = value
+        self.ttlNanoseconds = ttlNanoseconds
+    }
+}
+
+public enum StaleReason: Sendable, Hashable {
+    /// The load threw; the entry was within its stale-if-error window.
+    case loadFailed
+    /// The caller chose not to load at all (`staleValue(key:)`), e.g. while the upstream is paused.
+    case loadSkipped
+}
+
+public enum CacheOutcome: Sendable, Hashable {
+    /// Served from a fresh entry.
+    case hit
+    /// This caller's request started the load and got its result.
+    case miss
+    /// This caller joined a load another caller had started and got its result.
+    case coalesced
+    /// Served from an expired entry still inside its stale window.
+    case stale(StaleReason)
+}
+
+public struct CacheResult: Sendable {
+    public var value: [UInt8]
+    public var outcome: CacheOutcome
+    /// Nanoseconds since the value was stored (0 for a value just loaded).
+    public var ageNanoseconds: UInt64
+    /// For `.stale(.loadFailed)`: the error the load threw, unchanged.
+    public var staleCause: (any Error)?
+
+    public init(value: [UInt8], outcome: CacheOutcome, ageNanoseconds: UInt64, staleCause: (any Error)? = nil) {
+        self.value = value
+        self.outcome = outcome
+        self.ageNanoseconds = ageNanoseconds
+        self.staleCause = staleCause
+    }
+}
+
+/// Counters of the response cache plus the store's occupancy, for export as metrics.
+/// `misses` counts loads started; `coalescedWaiters` callers that joined a load instead of starting one.
+public struct CacheStatistics: Sendable, Hashable {
+    public var hits = 0
+    public var misses = 0
+    public var staleServes = 0
+    public var coalescedWaiters = 0
+    public var evictions = 0
+    public var entries = 0
+    public var bytesInUse = 0
+
+    public init() {}
+}
+
+/// The caching policy in front of any `CacheStore`: freshness, request coalescing and stale-if-error.
+///
+/// - A fresh entry is served as `.hit` unless the caller bypasses the cache (`Cache-Control: no-cache`).
+/// - Otherwise all concurrent callers for one key share one load. The caller that started it sees
+///   `.miss`, every caller that joined sees `.coalesced`, all with the same value. A bypassing caller
+///   also joins a load already in flight: that load started no earlier than its request.
+/// - When the load throws and the store still holds the key inside its stale window, each waiting
+///   caller that did not bypass the cache gets that entry as `.stale(.loadFailed)` (with the error in
+///   `staleCause`); every other waiter gets the load's error, unchanged.
+/// - A cancelled caller stops waiting at once with `CancellationError`; the load runs on for the others
+///   and still fills the cache.
+///
+/// Keys must separate everything that may not be shared, notably the upstream credential.
+public final class ResponseCache: Sendable {
+    public let store: any CacheStore
+    private let now: @Sendable () -> UInt64
+    private let loads = Mutex<[String: InFlightLoad]>([:])
+    private let nextWaiterID = Atomic<UInt64>(0)
+    private let hits = Atomic<Int>(0)
+    private let misses = Atomic<Int>(0)
+    private let staleServes = Atomic<Int>(0)
+    private let coalescedWaiters = Atomic<Int>(0)
+
+    /// - Parameter now: monotonic nanoseconds; must be the clock `store` judges staleness with.
+    public init(store: any CacheStore, now: @escaping @Sendable () -> UInt64 = monotonicNanoseconds) {
+        self.store = store
+        self.now = now
+    }
+
+    /// - Parameters:
+    ///   - staleIfErrorNanoseconds: how long after its freshness ends a value stored by this call's load
+    ///     may still be served when a later load fails.
+    ///   - bypassCache: skip a fresh entry and do not fall back to a stale one.
+    ///   - load: fetches the value; its error reaches the callers unchanged.
+    public func fetch(
+        key: String,
+        staleIfErrorNanoseconds: UInt64,
+        bypassCache: Bool = false,
+        load: @escaping @Sendable () async throws -> CacheLoad
+    ) async throws -> CacheResult {
+        if !bypassCache, let entry = await store.lookup(key) {
+            let instant = now()
+            if instant < entry.freshUntil {
+                hits.add(1, ordering: .relaxed)
+                return CacheResult(value: entry.value, outcome: .hit, ageNanoseconds: age(since: entry.storedAt, at: instant))
+            }
+        }
+        return try await awaitSharedLoad(
+            key: key, staleIfErrorNanoseconds: staleIfErrorNanoseconds, bypassCache: bypassCache, load: load)
+    }
+
+    /// The stored value without attempting a load, for a caller that knows a load cannot succeed now
+    /// (the upstream asked to be left alone with Retry-After): `.hit` if still fresh,
+    /// `.stale(.loadSkipped)` if inside its stale window, else `nil`.
+    public func staleValue(key: String) async -> CacheResult? {
+        guard let entry = await store.lookup(key) else { return nil }
+        let instant = now()
+        if instant < entry.freshUntil {
+            hits.add(1, ordering: .relaxed)
+            return CacheResult(value: entry.value, outcome: .hit, ageNanoseconds: age(since: entry.storedAt, at: instant))
+        }
+        guard instant < entry.staleUntil else { return nil }
+        staleServes.add(1, ordering: .relaxed)
+        return CacheResult(
+            value: entry.value, outcome: .stale(.loadSkipped), ageNanoseconds: age(since: entry.storedAt, at: instant))
+    }
+
+    public func statistics() async -> CacheStatistics {
+        let storeStatistics = await store.statistics()
+        var snapshot = CacheStatistics()
+        snapshot.hits = hits.load(ordering: .relaxed)
+        snapshot.misses = misses.load(ordering: .relaxed)
+        snapshot.staleServes = staleServes.load(ordering: .relaxed)
+        snapshot.coalescedWaiters = coalescedWaiters.load(ordering: .relaxed)
+        snapshot.evictions = storeStatistics.evictions
+        snapshot.entries = storeStatistics.entries
+        snapshot.bytesInUse = storeStatistics.bytesInUse
+        return snapshot
+    }
+
+    // MARK: Coalescing
+
+    private enum Role { case starter, joiner, cancelled }
+
+    private func awaitSharedLoad(
+        key: String,
+        staleIfErrorNanoseconds: UInt64,
+        bypassCache: Bool,
+        load: @escaping @Sendable () async throws -> CacheLoad
+    ) async throws -> CacheResult {
+        let waiterID = nextWaiterID.add(1, ordering: .relaxed).newValue
+        var role = Role.cancelled
+        let delivery = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<LoadDelivery?, Never>) in
+                // Checking cancellation under the lock closes the race with `onCancel`, which takes the
+                // same lock: either it sees this waiter registered, or this check sees the cancellation.
+                role = loads.withLock { loads in
+                    if Task.isCancelled { return .cancelled }
+                    if loads[key] != nil {
+                        loads[key]?.waiters[waiterID] = continuation
+                        return .joiner
+                    }
+                    loads[key] = InFlightLoad(waiters: [waiterID: continuation])
+                    return .starter
+                }
+                switch role {
+                case .cancelled:
+                    continuation.resume(returning: nil)
+                case .joiner:
+                    coalescedWaiters.add(1, ordering: .relaxed)
+                case .starter:
+                    misses.add(1, ordering: .relaxed)
+                    // Unstructured so that cancelling the starter does not cancel the others' load;
+                    // it still inherits task-local values (request ids for logs).
+                    Task { await self.runLoad(key: key, staleIfErrorNanoseconds: staleIfErrorNanoseconds, load: load) }
+                }
+            }
+        } onCancel: {
+            let continuation = loads.withLock { $0[key]?.waiters.removeValue(forKey: waiterID) }
+            continuation?.resume(returning: nil)
+        }
+
+        switch delivery {
+        case nil:
+            throw CancellationError()
+        case .loaded(let value, let storedAt)?:
+            let outcome: CacheOutcome = role == .starter ? .miss : .coalesced
+            return CacheResult(value: value, outcome: outcome, ageNanoseconds: age(since: storedAt, at: now()))
+        case .failed(let error, let staleEntry)?:
+            if !bypassCache, let entry = staleEntry {
+                let instant = now()
+                if instant < entry.staleUntil {
+                    staleServes.add(1, ordering: .relaxed)
+                    return CacheResult(
+                        value: entry.value, outcome: .stale(.loadFailed),
+                        ageNanoseconds: age(since: entry.storedAt, at: instant), staleCause: error)
+                }
+            }
+            throw error
+        }
+    }
+
+    private func runLoad(
+        key: String, staleIfErrorNanoseconds: UInt64, load: @Sendable () async throws -> CacheLoad
+    ) async {
+        let delivery: LoadDelivery
+        do {
+            let loaded = try await load()
+            let storedAt = now()
+            let freshUntil = storedAt.addingSaturating(loaded.ttlNanoseconds)
+            let entry = CachedEntry(
+                value: loaded.value, storedAt: storedAt, freshUntil: freshUntil,
+                staleUntil: freshUntil.addingSaturating(staleIfErrorNanoseconds))
+            // Stored before the waiters are released, so a caller arriving after this load finished
+            // finds the entry instead of starting another load.
+            await store.store(key, entry: entry)
+            delivery = .loaded(value: loaded.value, storedAt: storedAt)
+        } catch {
+            delivery = .failed(error, staleEntry: await store.lookup(key))
+        }
+        let waiters = loads.withLock { $0.removeValue(forKey: key)?.waiters ?? [:] }
+        for continuation in waiters.values {
+            continuation.resume(returning: delivery)
+        }
+    }
+
+    private func age(since storedAt: UInt64, at instant: UInt64) -> UInt64 {
+        instant >= storedAt ? instant - storedAt : 0
+    }
+}
+
+private struct InFlightLoad {
+    var waiters: [UInt64: CheckedContinuation<LoadDelivery?, Never>]
+}
+
+private enum LoadDelivery: Sendable {
+    case loaded(value: [UInt8], storedAt: UInt64)
+    case failed(any Error, staleEntry: CachedEntry?)
+}
+
+extension UInt64 {
+    func addingSaturating(_ other: UInt64) -> UInt64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? .max : sum
+    }
+}

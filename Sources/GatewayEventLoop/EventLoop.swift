@@ -1,0 +1,364 @@
+import CGatewaySystem
+import HeapModule
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Readiness flags of a file descriptor, as epoll reports them.
+public struct IOEvents: OptionSet, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    public static let readable = IOEvents(rawValue: cgs_epollin())
+    public static let writable = IOEvents(rawValue: cgs_epollout())
+    public static let error = IOEvents(rawValue: cgs_epollerr())
+    public static let hangup = IOEvents(rawValue: cgs_epollhup())
+    public static let readHangup = IOEvents(rawValue: cgs_epollrdhup())
+}
+
+/// Something registered with a loop for a file descriptor. Called only on the loop's thread.
+public protocol IOEventHandler: AnyObject {
+    func handle(_ events: IOEvents)
+}
+
+/// Identifies a scheduled timer so it can be cancelled.
+public struct TimerID: Hashable, Sendable {
+    let value: UInt64
+}
+
+/// One thread, one epoll instance: I/O readiness, timers and Swift tasks all run here.
+///
+/// Everything registered with a loop (handlers, timers) is confined to its thread; other threads talk
+/// to it only through `execute` and `enqueue`, which wake it through an eventfd. The loop is also a
+/// `TaskExecutor`, so a request's task created with `executorPreference: loop` runs on the same thread
+/// as its connection and needs no hop back to write the response.
+public final class EventLoop: TaskExecutor, @unchecked Sendable {
+    // @unchecked: `remote` is protected by its Mutex, `threadID` is atomic, and every other stored
+    // property is touched only on the loop thread (checked by `assertInEventLoop` in debug builds).
+
+    public let name: String
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private let timerFD: Int32
+
+    private struct RemoteWork: ~Copyable {
+        var jobs: [UnownedJob] = []
+        var closures: [@Sendable () -> Void] = []
+        var wakePending = false
+        var stopRequested = false
+    }
+    private let remote = Mutex(RemoteWork())
+    private let threadID = Atomic<UInt>(0)
+    private let finished = Mutex<[CheckedContinuation<Void, Never>]?>([])
+
+    // Loop-thread state.
+    private var localJobs: [UnownedJob] = []
+    private var localClosures: [() -> Void] = []
+    private var handlers: [(any IOEventHandler)?] = []
+    private var timers = Heap<TimerEntry>()
+    private var timerCallbacks: [UInt64: () -> Void] = [:]
+    private var nextTimerID: UInt64 = 1
+    private var armedDeadline: UInt64 = 0
+    private var running = true
+
+    private static let wakeToken = UInt64.max
+    private static let timerToken = UInt64.max - 1
+
+    public init(name: String) throws(SystemError) {
+        self.name = name
+        epollFD = try SystemCall.epollCreate()
+        do {
+            wakeFD = try SystemCall.eventfdCreate()
+        } catch {
+            SystemCall.close(epollFD)
+            throw error
+        }
+        do {
+            timerFD = try SystemCall.timerfdCreate()
+            try SystemCall.epollControl(epollFD, EPOLL_CTL_ADD, wakeFD, events: IOEvents.readable.rawValue, data: Self.wakeToken)
+            try SystemCall.epollControl(epollFD, EPOLL_CTL_ADD, timerFD, events: IOEvents.readable.rawValue, data: Self.timerToken)
+        } catch {
+            SystemCall.close(wakeFD)
+            SystemCall.close(epollFD)
+            throw error
+        }
+    }
+
+    deinit {
+        SystemCall.close(timerFD)
+        SystemCall.close(wakeFD)
+        SystemCall.close(epollFD)
+    }
+
+    // MARK: - Thread
+
+    /// Starts the loop's thread. Call once.
+    public func start() throws(SystemError) {
+        let box = Unmanaged.passRetained(self)
+        var thread = pthread_t()
+        let result = pthread_create(&thread, nil, { argument in
+            guard let argument else { return nil }
+            let loop = Unmanaged<EventLoop>.fromOpaque(argument).takeRetainedValue()
+            loop.threadID.store(UInt(pthread_self()), ordering: .releasing)
+            loop.run()
+            return nil
+        }, box.toOpaque())
+        guard result == 0 else {
+            box.release()
+            throw SystemError(function: "pthread_create", errno: result)
+        }
+        pthread_detach(thread)
+    }
+
+    public var inEventLoop: Bool {
+        threadID.load(ordering: .acquiring) == UInt(pthread_self())
+    }
+
+    @inline(__always)
+    public func assertInEventLoop(file: StaticString = #fileID, line: UInt = #line) {
+        assert(inEventLoop, "called off the event loop thread", file: file, line: line)
+    }
+
+    /// Asks the loop to finish its current iteration and exit. Safe from any thread.
+    public func stop() {
+        remote.withLock { $0.stopRequested = true }
+        SystemCall.signalEventfd(wakeFD)
+    }
+
+    /// Suspends until the loop's thread has exited.
+    public func waitUntilStopped() async {
+        await withCheckedContinuation { continuation in
+            let alreadyFinished = finished.withLock { waiters -> Bool in
+                guard waiters != nil else { return true }
+                waiters?.append(continuation)
+                return false
+            }
+            if alreadyFinished { continuation.resume() }
+        }
+    }
+
+    private func run() {
+        let capacity = 256
+        let events = UnsafeMutableBufferPointer<epoll_event>.allocate(capacity: capacity)
+        defer { events.deallocate() }
+        while running {
+            let timeout: Int32 = (localJobs.isEmpty && localClosures.isEmpty) ? -1 : 0
+            let count: Int
+            do {
+                count = try SystemCall.epollWait(epollFD, events, timeoutMilliseconds: timeout)
+            } catch {
+                // EBADF/EINVAL would mean the loop itself is broken; there is nothing to retry.
+                fatalError("\(name): \(error)")
+            }
+            for index in 0..<count {
+                let data = withUnsafePointer(to: &events[index]) { cgs_event_data($0) }
+                let flags = withUnsafePointer(to: &events[index]) { cgs_event_flags($0) }
+                switch data {
+                case Self.wakeToken:
+                    SystemCall.drainCounter(wakeFD)
+                    takeRemoteWork()
+                case Self.timerToken:
+                    SystemCall.drainCounter(timerFD)
+                    armedDeadline = 0
+                    fireDueTimers()
+                default:
+                    let fd = Int(data)
+                    if fd < handlers.count, let handler = handlers[fd] {
+                        handler.handle(IOEvents(rawValue: flags))
+                    }
+                }
+            }
+            runLocalWork()
+            rearmTimerIfNeeded()
+        }
+        let waiters = finished.withLock { waiters -> [CheckedContinuation<Void, Never>] in
+            defer { waiters = nil }
+            return waiters ?? []
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func takeRemoteWork() {
+        let (jobs, closures, stop) = remote.withLock { work -> ([UnownedJob], [@Sendable () -> Void], Bool) in
+            defer {
+                work.jobs.removeAll(keepingCapacity: true)
+                work.closures.removeAll(keepingCapacity: true)
+                work.wakePending = false
+            }
+            return (work.jobs, work.closures, work.stopRequested)
+        }
+        localJobs.append(contentsOf: jobs)
+        for closure in closures { localClosures.append(closure) }
+        if stop { running = false }
+    }
+
+    /// Runs queued work, bounded so that a chain of tasks resuming each other cannot starve I/O.
+    private func runLocalWork() {
+        var budget = 4096
+        while budget > 0 && !(localJobs.isEmpty && localClosures.isEmpty) {
+            if !localClosures.isEmpty {
+                let closures = localClosures
+                localClosures.removeAll(keepingCapacity: true)
+                for closure in closures { closure() }
+                budget -= closures.count
+            }
+            if !localJobs.isEmpty {
+                let jobs = localJobs
+                localJobs.removeAll(keepingCapacity: true)
+                let executor = asUnownedTaskExecutor()
+                for job in jobs { job.runSynchronously(on: executor) }
+                budget -= jobs.count
+            }
+        }
+    }
+
+    // MARK: - Work from anywhere
+
+    /// Runs `work` on the loop thread: inline-queued when already there, else after a wake-up.
+    public func execute(_ work: @escaping @Sendable () -> Void) {
+        if inEventLoop {
+            localClosures.append(work)
+            return
+        }
+        let needsWake = remote.withLock { state -> Bool in
+            state.closures.append(work)
+            defer { state.wakePending = true }
+            return !state.wakePending
+        }
+        if needsWake { SystemCall.signalEventfd(wakeFD) }
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        if inEventLoop {
+            localJobs.append(job)
+            return
+        }
+        let needsWake = remote.withLock { state -> Bool in
+            state.jobs.append(job)
+            defer { state.wakePending = true }
+            return !state.wakePending
+        }
+        if needsWake { SystemCall.signalEventfd(wakeFD) }
+    }
+
+    // MARK: - File descriptors (loop thread only)
+
+    public func register(_ fd: Int32, interest: IOEvents, handler: any IOEventHandler) throws(SystemError) {
+        assertInEventLoop()
+        try SystemCall.epollControl(epollFD, EPOLL_CTL_ADD, fd, events: interest.rawValue, data: UInt64(fd))
+        let index = Int(fd)
+        if index >= handlers.count {
+            handlers.append(contentsOf: repeatElement(nil, count: max(index + 1 - handlers.count, handlers.count)))
+        }
+        handlers[index] = handler
+    }
+
+    public func modify(_ fd: Int32, interest: IOEvents) throws(SystemError) {
+        assertInEventLoop()
+        try SystemCall.epollControl(epollFD, EPOLL_CTL_MOD, fd, events: interest.rawValue, data: UInt64(fd))
+    }
+
+    /// Forgets `fd`. The caller closes it afterwards.
+    public func unregister(_ fd: Int32) {
+        assertInEventLoop()
+        try? SystemCall.epollControl(epollFD, EPOLL_CTL_DEL, fd, events: 0, data: 0)
+        let index = Int(fd)
+        if index < handlers.count { handlers[index] = nil }
+    }
+
+    // MARK: - Timers (loop thread only)
+
+    private struct TimerEntry: Comparable {
+        let deadline: UInt64
+        let id: UInt64
+        static func < (lhs: TimerEntry, rhs: TimerEntry) -> Bool {
+            (lhs.deadline, lhs.id) < (rhs.deadline, rhs.id)
+        }
+    }
+
+    /// Calls `callback` on the loop at or after the monotonic time `deadline` (nanoseconds).
+    @discardableResult
+    public func scheduleTimer(at deadline: UInt64, _ callback: @escaping () -> Void) -> TimerID {
+        assertInEventLoop()
+        let id = nextTimerID
+        nextTimerID += 1
+        timers.insert(TimerEntry(deadline: deadline, id: id))
+        timerCallbacks[id] = callback
+        if armedDeadline == 0 || deadline < armedDeadline { arm(deadline) }
+        return TimerID(value: id)
+    }
+
+    public func cancelTimer(_ id: TimerID) {
+        assertInEventLoop()
+        timerCallbacks[id.value] = nil
+    }
+
+    private func fireDueTimers() {
+        let now = monotonicNanoseconds()
+        while let first = timers.min, first.deadline <= now {
+            timers.removeMin()
+            if let callback = timerCallbacks.removeValue(forKey: first.id) { callback() }
+        }
+    }
+
+    private func rearmTimerIfNeeded() {
+        // Drop cancelled entries at the front so they do not cause empty wake-ups.
+        while let first = timers.min, timerCallbacks[first.id] == nil { timers.removeMin() }
+        guard let next = timers.min else { return }
+        if armedDeadline == 0 || next.deadline < armedDeadline { arm(next.deadline) }
+    }
+
+    private func arm(_ deadline: UInt64) {
+        // A deadline of zero would disarm the timerfd; anything already due fires on the next tick.
+        let effective = max(deadline, 1)
+        try? SystemCall.timerfdArm(timerFD, deadline: effective)
+        armedDeadline = effective
+    }
+}
+
+/// A group of loops, one per worker thread.
+public final class EventLoopGroup: Sendable {
+    public let loops: [EventLoop]
+    private let nextIndex = Atomic<Int>(0)
+
+    /// `count` 0 means one loop per online CPU.
+    public init(count: Int, namePrefix: String = "loop") throws(SystemError) {
+        let resolved = count > 0 ? count : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        var loops: [EventLoop] = []
+        for index in 0..<resolved {
+            let loop = try EventLoop(name: "\(namePrefix)-\(index)")
+            try loop.start()
+            loops.append(loop)
+        }
+        self.loops = loops
+    }
+
+    /// Round-robin choice, for work that is not tied to a connection.
+    public func next() -> EventLoop {
+        let index = nextIndex.add(1, ordering: .relaxed).oldValue
+        return loops[index % loops.count]
+    }
+
+    public func shutdown() async {
+        for loop in loops { loop.stop() }
+        for loop in loops { await loop.waitUntilStopped() }
+    }
+}
+
+/// Carries a loop-confined value through a `@Sendable` closure. Reading it off its loop is a bug.
+public struct LoopBound<Value>: @unchecked Sendable {
+    private let storedValue: Value
+    public let loop: EventLoop
+
+    public init(_ value: Value, loop: EventLoop) {
+        self.storedValue = value
+        self.loop = loop
+    }
+
+    public var value: Value {
+        loop.assertInEventLoop()
+        return storedValue
+    }
+}

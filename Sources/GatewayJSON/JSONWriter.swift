@@ -1,0 +1,128 @@
+/// Builds compact JSON directly into bytes. Used for every response body the gateway renders, so it
+/// avoids intermediate strings and Foundation.
+public struct JSONWriter {
+    public private(set) var bytes: [UInt8]
+
+    public init(capacity: Int = 1024) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    public mutating func write(_ value: JSONValue) {
+        switch value {
+        case .null: raw("null")
+        case .bool(let flag): raw(flag ? "true" : "false")
+        case .integer(let number): raw(String(number))
+        case .double(let number): writeDouble(number)
+        case .string(let text): string(text)
+        case .array(let elements):
+            bytes.append(UInt8(ascii: "["))
+            for (index, element) in elements.enumerated() {
+                if index > 0 { bytes.append(UInt8(ascii: ",")) }
+                write(element)
+            }
+            bytes.append(UInt8(ascii: "]"))
+        case .object(let object):
+            bytes.append(UInt8(ascii: "{"))
+            for (index, member) in object.members.enumerated() {
+                if index > 0 { bytes.append(UInt8(ascii: ",")) }
+                string(member.key)
+                bytes.append(UInt8(ascii: ":"))
+                write(member.value)
+            }
+            bytes.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// Appends pre-rendered JSON text (a literal, a number, or bytes already produced by a writer).
+    public mutating func raw(_ text: String) { bytes.append(contentsOf: text.utf8) }
+    public mutating func raw(_ rendered: [UInt8]) { bytes.append(contentsOf: rendered) }
+    public mutating func raw(_ byte: UInt8) { bytes.append(byte) }
+
+    public mutating func string(_ text: String) {
+        bytes.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): bytes.append(0x5C); bytes.append(UInt8(ascii: "\""))
+            case UInt8(ascii: "\\"): bytes.append(0x5C); bytes.append(0x5C)
+            case 0x0A: bytes.append(0x5C); bytes.append(UInt8(ascii: "n"))
+            case 0x0D: bytes.append(0x5C); bytes.append(UInt8(ascii: "r"))
+            case 0x09: bytes.append(0x5C); bytes.append(UInt8(ascii: "t"))
+            case 0..<0x20, 0x7F:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            default: bytes.append(byte)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    public mutating func optionalString(_ text: String?) {
+        if let text { string(text) } else { raw("null") }
+    }
+
+    private mutating func writeDouble(_ number: Double) {
+        guard number.isFinite else {
+            raw("null")
+            return
+        }
+        if number.rounded() == number && abs(number) < 1e15 {
+            raw(String(Int64(number)))
+        } else {
+            raw("\(number)")
+        }
+    }
+
+    /// `{"a":1,...}` from members written by `body`, handling the commas.
+    public mutating func object(_ body: (inout ObjectWriter) -> Void) {
+        bytes.append(UInt8(ascii: "{"))
+        var members = ObjectWriter(writer: self)
+        bytes = []
+        body(&members)
+        self = members.writer
+        bytes.append(UInt8(ascii: "}"))
+    }
+
+    public struct ObjectWriter {
+        fileprivate var writer: JSONWriter
+        private var first = true
+
+        fileprivate init(writer: JSONWriter) { self.writer = writer }
+
+        public mutating func member(_ key: String, _ value: JSONValue) {
+            self.key(key)
+            writer.write(value)
+        }
+
+        public mutating func member(_ key: String, string: String?) {
+            self.key(key)
+            writer.optionalString(string)
+        }
+
+        public mutating func member(_ key: String, raw: String) {
+            self.key(key)
+            writer.raw(raw)
+        }
+
+        public mutating func member(_ key: String, writing body: (inout JSONWriter) -> Void) {
+            self.key(key)
+            body(&writer)
+        }
+
+        private mutating func key(_ key: String) {
+            if !first { writer.raw(UInt8(ascii: ",")) }
+            first = false
+            writer.string(key)
+            writer.raw(UInt8(ascii: ":"))
+        }
+    }
+}
+
+extension JSONValue {
+    /// Compact JSON bytes.
+    public func serialized() -> [UInt8] {
+        var writer = JSONWriter()
+        writer.write(self)
+        return writer.bytes
+    }
+}

@@ -1,0 +1,128 @@
+/// An instant with nanosecond precision, parsed from and rendered as RFC 3339.
+///
+/// Providers write timestamps with differing precision and offsets (`2026-11-20T10:00:00Z`,
+/// `2026-11-20T11:00:00.123+01:00`); ordering and cursors need one exact, comparable value.
+public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public let nanosecondsSinceEpoch: Int64
+
+    public init(nanosecondsSinceEpoch: Int64) { self.nanosecondsSinceEpoch = nanosecondsSinceEpoch }
+
+    public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool { lhs.nanosecondsSinceEpoch < rhs.nanosecondsSinceEpoch }
+
+    /// Parses RFC 3339 `date-time` (`T` or `t` or space separator, `Z`/`z` or `±hh:mm`, optional
+    /// fraction up to nanoseconds). Returns nil for anything else, including impossible dates.
+    public init?(rfc3339 text: String) {
+        let bytes = Array(text.utf8)
+        guard bytes.count >= 20 else { return nil }
+        func number(_ range: Range<Int>) -> Int? {
+            var value = 0
+            for index in range {
+                guard index < bytes.count, (48...57).contains(bytes[index]) else { return nil }
+                value = value * 10 + Int(bytes[index] - 48)
+            }
+            return value
+        }
+        guard let year = number(0..<4), bytes[4] == UInt8(ascii: "-"),
+              let month = number(5..<7), bytes[7] == UInt8(ascii: "-"),
+              let day = number(8..<10),
+              bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: "t") || bytes[10] == UInt8(ascii: " "),
+              let hour = number(11..<13), bytes[13] == UInt8(ascii: ":"),
+              let minute = number(14..<16), bytes[16] == UInt8(ascii: ":"),
+              let second = number(17..<19)
+        else { return nil }
+        guard (1...12).contains(month), day >= 1, day <= Timestamp.daysInMonth(year: year, month: month),
+              hour <= 23, minute <= 59, second <= 60
+        else { return nil }
+        var index = 19
+        var nanoseconds = 0
+        if bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            var digits = 0
+            while index < bytes.count, (48...57).contains(bytes[index]) {
+                if digits < 9 { nanoseconds = nanoseconds * 10 + Int(bytes[index] - 48) }
+                digits += 1
+                index += 1
+            }
+            guard digits > 0 else { return nil }
+            if digits < 9 { for _ in digits..<9 { nanoseconds *= 10 } }
+        }
+        guard index < bytes.count else { return nil }
+        var offsetSeconds = 0
+        switch bytes[index] {
+        case UInt8(ascii: "Z"), UInt8(ascii: "z"):
+            index += 1
+        case UInt8(ascii: "+"), UInt8(ascii: "-"):
+            let sign = bytes[index] == UInt8(ascii: "-") ? -1 : 1
+            guard index + 6 == bytes.count, let offsetHour = number(index + 1..<index + 3),
+                  bytes[index + 3] == UInt8(ascii: ":"), let offsetMinute = number(index + 4..<index + 6),
+                  offsetHour <= 23, offsetMinute <= 59
+            else { return nil }
+            offsetSeconds = sign * (offsetHour * 3600 + offsetMinute * 60)
+            index += 6
+        default:
+            return nil
+        }
+        guard index == bytes.count else { return nil }
+        let days = Timestamp.daysFromCivil(year: year, month: month, day: day)
+        let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + min(second, 59)) - Int64(offsetSeconds)
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        guard !overflow else { return nil }
+        nanosecondsSinceEpoch = scaled + Int64(nanoseconds)
+    }
+
+    /// `2026-11-20T10:00:00Z`, with a fraction only when there is one (trailing zeros trimmed).
+    public var rfc3339: String {
+        let seconds = nanosecondsSinceEpoch >= 0
+            ? nanosecondsSinceEpoch / 1_000_000_000
+            : (nanosecondsSinceEpoch - 999_999_999) / 1_000_000_000
+        let fraction = Int(nanosecondsSinceEpoch - seconds * 1_000_000_000)
+        let days = Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
+        let secondOfDay = Int(seconds - Int64(days) * 86_400)
+        let (year, month, day) = Timestamp.civilFromDays(days)
+        func pad(_ value: Int, _ width: Int) -> String {
+            let text = String(value)
+            return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
+        }
+        var text = "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2))"
+        if fraction > 0 {
+            var digits = pad(fraction, 9)
+            while digits.hasSuffix("0") { digits.removeLast() }
+            text += "." + digits
+        }
+        return text + "Z"
+    }
+
+    public var description: String { rfc3339 }
+
+    public var millisecondsSinceEpoch: Int64 { nanosecondsSinceEpoch / 1_000_000 }
+
+    static func daysInMonth(year: Int, month: Int) -> Int {
+        switch month {
+        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: 30
+        default: 31
+        }
+    }
+
+    /// Days since 1970-01-01 (Howard Hinnant's algorithm).
+    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+
+    static func civilFromDays(_ days: Int) -> (year: Int, month: Int, day: Int) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
+    }
+}

@@ -1,0 +1,459 @@
+import GatewayEventLoop
+import GatewayHTTP
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One accepted TCP connection, confined to its event loop.
+///
+/// Requests are answered strictly one at a time and in order: while a request is with the responder,
+/// further (pipelined) bytes are only buffered, and parsing resumes once its response is written.
+/// The parser keeps its own state, so bytes may arrive split anywhere.
+final class Connection: IOEventHandler {
+    enum Phase {
+        /// Waiting for (the rest of) a request.
+        case reading
+        /// A request is with the responder.
+        case responding
+        /// Closing: output flushed, write side shut, discarding input until EOF or the linger timer.
+        case lingering
+        case closed
+    }
+
+    private enum DeadlineKind {
+        case request, idle, write, linger
+    }
+
+    let id: UInt64
+    let fd: Int32
+    let remoteAddress: String
+    private unowned let loop: EventLoop
+    private unowned let owner: ServerLoop
+    private let configuration: HTTPServerConfiguration
+    private let responder: any HTTPResponder
+    private let logger: Logger
+
+    private(set) var phase: Phase = .reading
+    private var parser: HTTPRequestParser
+    private var input: [UInt8] = []
+    private var inputStart = 0
+    private var pendingOutput: [[UInt8]] = []
+    private var pendingOutputOffset = 0
+    private var closeAfterWrite = false
+    private var resetAfterWrite = false
+    private var peerClosedInput = false
+    private var readingPaused = false
+    private var sentContinue = false
+    private var requestsServed = 0
+    private var inFlightTask: Task<Void, Never>?
+    private var interest: IOEvents = .readable
+
+    private var deadline: UInt64 = 0
+    private var deadlineKind: DeadlineKind = .request
+    private var scheduledTimerAt: UInt64 = 0
+
+    /// Bytes the connection will buffer ahead of the request being answered before it stops reading.
+    private var pipelineBufferLimit: Int {
+        configuration.parserLimits.maxHeaderBytes + configuration.parserLimits.maxBodyBytes + 16_384
+    }
+
+    init(
+        id: UInt64,
+        fd: Int32,
+        remoteAddress: String,
+        loop: EventLoop,
+        owner: ServerLoop,
+        configuration: HTTPServerConfiguration,
+        responder: any HTTPResponder,
+        logger: Logger
+    ) {
+        self.id = id
+        self.fd = fd
+        self.remoteAddress = remoteAddress
+        self.loop = loop
+        self.owner = owner
+        self.configuration = configuration
+        self.responder = responder
+        self.logger = logger
+        self.parser = HTTPRequestParser(limits: configuration.parserLimits)
+        setDeadline(.request, after: configuration.headerTimeoutNanoseconds)
+    }
+
+    /// Idle means nothing is owed to the peer: no request in flight, no partial request, no output.
+    var isIdle: Bool {
+        phase == .reading && pendingOutput.isEmpty && parser.isIdle && inputStart == input.count
+    }
+
+    // MARK: - Events
+
+    func handle(_ events: IOEvents) {
+        if events.contains(.writable) && !pendingOutput.isEmpty {
+            flush()
+        }
+        if phase == .closed { return }
+        if events.contains(.readable) || events.contains(.hangup) || events.contains(.error) {
+            readAvailable()
+        }
+    }
+
+    private func readAvailable() {
+        // Drain what the socket holds, bounded so one busy peer cannot monopolise the loop.
+        for _ in 0..<4 {
+            guard phase != .closed else { return }
+            let result: IOResult<Int>
+            do {
+                result = try owner.scratch.withUnsafeMutableBytes { buffer throws(SystemError) in
+                    try SocketIO.read(fd, into: buffer)
+                }
+            } catch {
+                logger.trace("read failed", metadata: ["connection": "\(id)", "error": "\(error)"])
+                close()
+                return
+            }
+            switch result {
+            case .wouldBlock:
+                return
+            case .processed(0):
+                peerClosedInput = true
+                handlePeerEOF()
+                return
+            case .processed(let count):
+                if phase == .lingering { continue }
+                owner.scratch.withUnsafeBytes { input.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+                processInput()
+                if readingPaused || phase == .closed { return }
+                if count < owner.scratch.count { return }
+            }
+        }
+    }
+
+    private func handlePeerEOF() {
+        switch phase {
+        case .lingering, .closed:
+            close()
+        case .responding:
+            // The peer may have half-closed after sending its request: answer it, then close.
+            closeAfterWrite = true
+            updateInterest()
+        case .reading:
+            if pendingOutput.isEmpty {
+                close()
+            } else {
+                closeAfterWrite = true
+                updateInterest()
+            }
+        }
+    }
+
+    // MARK: - Parsing
+
+    private func processInput() {
+        while phase == .reading && !closeAfterWrite {
+            if inputStart == input.count {
+                if peerClosedInput { close() }
+                break
+            }
+            let wasIdle = parser.isIdle
+            let start = inputStart
+            let result = input.withUnsafeBytes { bytes in
+                Result { () throws(HTTPParseError) in try parser.parse(UnsafeRawBufferPointer(rebasing: bytes[start...])) }
+            }
+            let outcome: (consumed: Int, request: HTTPRequest?)
+            switch result {
+            case .success(let parsed): outcome = parsed
+            case .failure(let error):
+                rejectMalformed(error)
+                return
+            }
+            inputStart += outcome.consumed
+            compactInput()
+            if wasIdle && !parser.isIdle && deadlineKind == .idle {
+                setDeadline(.request, after: configuration.headerTimeoutNanoseconds)
+            }
+            guard let request = outcome.request else {
+                if parser.expectsContinue && !sentContinue {
+                    sentContinue = true
+                    write([Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)])
+                }
+                if peerClosedInput {
+                    // A partial request can never complete now.
+                    close()
+                }
+                break
+            }
+            sentContinue = false
+            dispatch(request)
+        }
+        let buffered = input.count - inputStart
+        if buffered > pipelineBufferLimit && !readingPaused {
+            readingPaused = true
+            updateInterest()
+        }
+    }
+
+    private func compactInput() {
+        if inputStart == input.count {
+            input.removeAll(keepingCapacity: input.capacity <= 65_536)
+            inputStart = 0
+        } else if inputStart > 65_536 {
+            input.removeFirst(inputStart)
+            inputStart = 0
+        }
+    }
+
+    private func rejectMalformed(_ error: HTTPParseError) {
+        logger.debug("rejected malformed request", metadata: [
+            "connection": "\(id)", "status": "\(error.status.code)", "reason": "\(error.reason)",
+        ])
+        owner.server.counters.recordMalformed()
+        // Everything after a framing error is untrustworthy: answer, then stop reading requests.
+        input.removeAll()
+        inputStart = 0
+        let response = Router.defaultError(status: error.status, detail: error.reason)
+        closeAfterWrite = true
+        send(response, forHEAD: false, version: .http1_1, keepAlive: false)
+    }
+
+    // MARK: - Responding
+
+    private func dispatch(_ request: HTTPRequest) {
+        phase = .responding
+        clearDeadline()
+        let keepAlive = request.wantsKeepAlive && !owner.server.isDraining
+        if !keepAlive { closeAfterWrite = true }
+        var context = RequestContext(
+            remoteAddress: remoteAddress,
+            connectionID: id,
+            receivedAtNanoseconds: monotonicNanoseconds()
+        )
+        context.routeTemplate = nil
+        let responder = self.responder
+        let this = LoopBound(self, loop: loop)
+        let isHEAD = request.method == .head
+        let version = request.version
+        inFlightTask = Task(executorPreference: loop) {
+            let response = await responder.respond(to: request, context: context)
+            this.loop.runOnLoop {
+                this.value.finishResponding(response, forHEAD: isHEAD, version: version, keepAlive: keepAlive)
+            }
+        }
+    }
+
+    private func finishResponding(_ response: HTTPResponse, forHEAD: Bool, version: HTTPVersion, keepAlive: Bool) {
+        inFlightTask = nil
+        guard phase == .responding else { return }
+        requestsServed += 1
+        if owner.server.isDraining { closeAfterWrite = true }
+        send(response, forHEAD: forHEAD, version: version, keepAlive: keepAlive && !closeAfterWrite)
+    }
+
+    private func send(_ response: HTTPResponse, forHEAD: Bool, version: HTTPVersion, keepAlive: Bool) {
+        if let fault = response.transportFault {
+            applyFault(fault, to: response)
+            return
+        }
+        let connectionHeader: String? = keepAlive ? (version == .http1_0 ? "keep-alive" : nil) : "close"
+        let head = owner.encoder.encodeHead(response, bodyLength: response.body.count, connectionHeader: connectionHeader)
+        let code = response.status.code
+        let sendsBody = !forHEAD && code != 204 && code != 304 && !(100..<200).contains(code)
+        phase = .reading
+        write(sendsBody && !response.body.isEmpty ? [head, response.body] : [head])
+        if pendingOutput.isEmpty { afterResponseWritten() }
+    }
+
+    private func applyFault(_ fault: TransportFault, to response: HTTPResponse) {
+        switch fault {
+        case .resetConnection:
+            SocketOptions.resetOnClose(fd)
+            close()
+        case .truncateBody(let afterBytes):
+            let head = owner.encoder.encodeHead(response, bodyLength: response.body.count, connectionHeader: "close")
+            phase = .reading
+            closeAfterWrite = true
+            resetAfterWrite = true
+            write([head, Array(response.body.prefix(max(0, afterBytes)))])
+            if pendingOutput.isEmpty { afterResponseWritten() }
+        }
+    }
+
+    private func afterResponseWritten() {
+        guard phase == .reading else { return }
+        if closeAfterWrite {
+            if resetAfterWrite {
+                close()
+            } else {
+                beginLingeringClose()
+            }
+            return
+        }
+        if readingPaused {
+            readingPaused = false
+            updateInterest()
+        }
+        setDeadline(.idle, after: configuration.idleTimeoutNanoseconds)
+        processInput()
+    }
+
+    // MARK: - Writing
+
+    private func write(_ buffers: [[UInt8]]) {
+        if pendingOutput.isEmpty {
+            pendingOutput = buffers.filter { !$0.isEmpty }
+            pendingOutputOffset = 0
+            flush()
+        } else {
+            pendingOutput.append(contentsOf: buffers.filter { !$0.isEmpty })
+        }
+    }
+
+    private func flush() {
+        while !pendingOutput.isEmpty {
+            let result: IOResult<Int>
+            do {
+                result = try writeVectored()
+            } catch {
+                logger.trace("write failed", metadata: ["connection": "\(id)", "error": "\(error)"])
+                close()
+                return
+            }
+            switch result {
+            case .wouldBlock:
+                setDeadline(.write, after: configuration.writeTimeoutNanoseconds)
+                updateInterest()
+                return
+            case .processed(var written):
+                while written > 0, let first = pendingOutput.first {
+                    let remaining = first.count - pendingOutputOffset
+                    if written >= remaining {
+                        written -= remaining
+                        pendingOutput.removeFirst()
+                        pendingOutputOffset = 0
+                    } else {
+                        pendingOutputOffset += written
+                        written = 0
+                    }
+                }
+            }
+        }
+        if deadlineKind == .write { clearDeadline() }
+        updateInterest()
+        afterResponseWritten()
+    }
+
+    private func writeVectored() throws(SystemError) -> IOResult<Int> {
+        try SocketIO.write(fd, pendingOutput, firstOffset: pendingOutputOffset)
+    }
+
+    private func updateInterest() {
+        guard phase != .closed else { return }
+        var wanted: IOEvents = []
+        if !readingPaused && !(peerClosedInput) { wanted.insert(.readable) }
+        if !pendingOutput.isEmpty { wanted.insert(.writable) }
+        if phase == .lingering && !peerClosedInput { wanted.insert(.readable) }
+        guard wanted != interest else { return }
+        interest = wanted
+        do {
+            try loop.modify(fd, interest: wanted)
+        } catch {
+            close()
+        }
+    }
+
+    // MARK: - Closing
+
+    private func beginLingeringClose() {
+        phase = .lingering
+        SocketIO.shutdownWrite(fd)
+        if peerClosedInput {
+            close()
+            return
+        }
+        setDeadline(.linger, after: configuration.lingerNanoseconds)
+        updateInterest()
+    }
+
+    /// Called during graceful shutdown: idle connections close now, busy ones after their response.
+    func drain() {
+        switch phase {
+        case .reading where isIdle:
+            close()
+        case .reading, .responding:
+            closeAfterWrite = true
+        case .lingering, .closed:
+            break
+        }
+    }
+
+    func close() {
+        guard phase != .closed else { return }
+        phase = .closed
+        inFlightTask?.cancel()
+        inFlightTask = nil
+        clearDeadline()
+        // Counted as closed before the descriptor goes, so anyone who sees the FIN sees the count.
+        owner.connectionClosed(self)
+        loop.unregister(fd)
+        SocketIO.close(fd)
+        pendingOutput.removeAll()
+        input.removeAll()
+    }
+
+    // MARK: - Deadlines
+
+    private func setDeadline(_ kind: DeadlineKind, after nanoseconds: UInt64) {
+        deadlineKind = kind
+        deadline = monotonicNanoseconds() &+ nanoseconds
+        if scheduledTimerAt == 0 || deadline < scheduledTimerAt {
+            scheduleTimer(at: deadline)
+        }
+    }
+
+    private func clearDeadline() {
+        deadline = 0
+    }
+
+    private func scheduleTimer(at time: UInt64) {
+        scheduledTimerAt = time
+        loop.scheduleTimer(at: time) { [weak self] in self?.timerFired(scheduledFor: time) }
+    }
+
+    /// Timers are lazy: moving a deadline later does not reschedule; when the old timer fires it
+    /// re-arms for the current deadline. That keeps the loop's heap at about one entry per connection.
+    private func timerFired(scheduledFor time: UInt64) {
+        guard time == scheduledTimerAt, phase != .closed else { return }
+        scheduledTimerAt = 0
+        guard deadline != 0 else { return }
+        if monotonicNanoseconds() < deadline {
+            scheduleTimer(at: deadline)
+            return
+        }
+        deadline = 0
+        switch deadlineKind {
+        case .request:
+            owner.server.counters.recordTimeout()
+            if phase == .reading && pendingOutput.isEmpty && !parser.isIdle {
+                closeAfterWrite = true
+                input.removeAll()
+                inputStart = 0
+                send(Router.defaultError(status: .requestTimeout, detail: "The request was not received in time."),
+                     forHEAD: false, version: .http1_1, keepAlive: false)
+            } else {
+                close()
+            }
+        case .idle, .linger:
+            close()
+        case .write:
+            SocketOptions.resetOnClose(fd)
+            close()
+            owner.server.counters.recordTimeout()
+        }
+    }
+}
+
+extension EventLoop {
+    /// Runs `work` now when already on the loop, else queues it there.
+    func runOnLoop(_ work: @escaping @Sendable () -> Void) {
+        if inEventLoop { work() } else { execute(work) }
+    }
+}

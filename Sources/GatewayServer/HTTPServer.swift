@@ -1,0 +1,303 @@
+public import GatewayEventLoop
+public import GatewayHTTP
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum HTTPServerError: Error, Sendable, CustomStringConvertible {
+    case alreadyStarted
+    case cannotListen(SystemError)
+
+    public var description: String {
+        switch self {
+        case .alreadyStarted: "the server was already started"
+        case .cannotListen(let error): "cannot listen: \(error)"
+        }
+    }
+}
+
+/// Counters the server keeps for metrics and tests.
+public final class ServerCounters: Sendable {
+    let open = Atomic<Int>(0)
+    let accepted = Atomic<Int>(0)
+    let refused = Atomic<Int>(0)
+    let malformed = Atomic<Int>(0)
+    let timeouts = Atomic<Int>(0)
+    let acceptErrors = Atomic<Int>(0)
+
+    public var openConnections: Int { open.load(ordering: .relaxed) }
+    public var acceptedConnections: Int { accepted.load(ordering: .relaxed) }
+    /// Connections turned away because `maxConnections` were open.
+    public var refusedConnections: Int { refused.load(ordering: .relaxed) }
+    public var malformedRequests: Int { malformed.load(ordering: .relaxed) }
+    public var timedOutConnections: Int { timeouts.load(ordering: .relaxed) }
+    /// Accept failures such as EMFILE, after which accepting pauses briefly.
+    public var acceptFailures: Int { acceptErrors.load(ordering: .relaxed) }
+
+    func recordMalformed() { malformed.add(1, ordering: .relaxed) }
+    func recordTimeout() { timeouts.add(1, ordering: .relaxed) }
+}
+
+/// The gateway's HTTP/1.1 server: one event loop per worker, each with its own `SO_REUSEPORT`
+/// listener, connections pinned to the loop that accepted them.
+///
+/// Use it directly (`start()` / `shutdown()`) or as a swift-service-lifecycle `Service`, whose
+/// graceful shutdown (SIGTERM/SIGINT) drains it.
+public final class HTTPServer: Service, Sendable {
+    public let configuration: HTTPServerConfiguration
+    public let counters = ServerCounters()
+    let responder: any HTTPResponder
+    let logger: Logger
+
+    private struct State: ~Copyable {
+        var group: EventLoopGroup?
+        var loops: [LoopBound<ServerLoop>] = []
+        var port: Int = 0
+        var stopped = false
+    }
+    private let state = Mutex(State())
+    private let draining = Atomic<Bool>(false)
+    private let nextConnectionID = Atomic<UInt64>(1)
+    private let stoppedWaiters = Mutex<[CheckedContinuation<Void, Never>]?>([])
+
+    public init(
+        configuration: HTTPServerConfiguration,
+        responder: any HTTPResponder,
+        logger: Logger = Logger(label: "executions-gateway.server")
+    ) {
+        self.configuration = configuration
+        self.responder = responder
+        self.logger = logger
+    }
+
+    /// The bound port (useful with `port: 0`). Zero before `start()`.
+    public var localPort: Int { state.withLock { $0.port } }
+
+    /// True from the start of shutdown: readiness probes should fail and responses close connections.
+    public var isDraining: Bool { draining.load(ordering: .relaxed) }
+
+    /// Binds, listens and starts the loops. Connections that arrive before a loop has registered its
+    /// listener wait in the kernel's backlog, so the server is usable as soon as this returns.
+    public func start() throws(HTTPServerError) {
+        let alreadyStarted = state.withLock { $0.group != nil || $0.stopped }
+        if alreadyStarted { throw .alreadyStarted }
+        do throws(SystemError) {
+            let group = try EventLoopGroup(count: configuration.workers, namePrefix: "http")
+            var listeners: [ListeningSocket] = []
+            do throws(SystemError) {
+                let reusePort = group.loops.count > 1
+                let first = try ListeningSocket.bind(
+                    to: try SocketAddress(host: configuration.host, port: configuration.port),
+                    backlog: configuration.backlog,
+                    reusePort: reusePort
+                )
+                listeners.append(first)
+                for _ in 1..<group.loops.count {
+                    listeners.append(try ListeningSocket.bind(
+                        to: try SocketAddress(host: configuration.host, port: first.address.port),
+                        backlog: configuration.backlog,
+                        reusePort: true
+                    ))
+                }
+            } catch {
+                for listener in listeners { SocketIO.close(listener.fd) }
+                for loop in group.loops { loop.stop() }
+                throw error
+            }
+            var bound: [LoopBound<ServerLoop>] = []
+            for (loop, listener) in zip(group.loops, listeners) {
+                let serverLoop = ServerLoop(server: self, loop: loop, listener: listener)
+                let handle = LoopBound(serverLoop, loop: loop)
+                bound.append(handle)
+                loop.execute { handle.value.startAccepting() }
+            }
+            let port = listeners[0].address.port
+            state.withLock {
+                $0.group = group
+                $0.loops = bound
+                $0.port = port
+            }
+            logger.info("listening", metadata: [
+                "address": "\(listeners[0].address)", "workers": "\(group.loops.count)",
+            ])
+        } catch {
+            throw .cannotListen(error)
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, close idle connections, let in-flight requests finish (their
+    /// responses carry `Connection: close`) within the grace period, then close whatever is left.
+    public func shutdown() async {
+        let (group, loops) = state.withLock { state -> (EventLoopGroup?, [LoopBound<ServerLoop>]) in
+            if state.stopped { return (nil, []) }
+            state.stopped = true
+            return (state.group, state.loops)
+        }
+        guard let group else {
+            await waitUntilStopped()
+            return
+        }
+        draining.store(true, ordering: .relaxed)
+        logger.info("draining", metadata: ["open": "\(counters.openConnections)"])
+        for handle in loops { handle.loop.execute { handle.value.beginDrain() } }
+        let deadline = monotonicNanoseconds() &+ configuration.shutdownGraceNanoseconds
+        while counters.openConnections > 0 && monotonicNanoseconds() < deadline {
+            try? await Task.sleep(nanoseconds: 5_000_000)
+        }
+        if counters.openConnections > 0 {
+            logger.warning("grace period over; closing connections", metadata: ["open": "\(counters.openConnections)"])
+            for handle in loops { handle.loop.execute { handle.value.closeAll() } }
+            while counters.openConnections > 0 { try? await Task.sleep(nanoseconds: 1_000_000) }
+        }
+        await group.shutdown()
+        logger.info("stopped")
+        let waiters = stoppedWaiters.withLock { waiters -> [CheckedContinuation<Void, Never>] in
+            defer { waiters = nil }
+            return waiters ?? []
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Suspends until `shutdown()` has completed.
+    public func waitUntilStopped() async {
+        await withCheckedContinuation { continuation in
+            let done = stoppedWaiters.withLock { waiters -> Bool in
+                guard waiters != nil else { return true }
+                waiters?.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    /// `Service` entry point: serves until the service group's graceful shutdown, then drains.
+    public func run() async throws {
+        if state.withLock({ $0.group == nil && !$0.stopped }) {
+            try start()
+        }
+        await withGracefulShutdownHandler {
+            await waitUntilStopped()
+        } onGracefulShutdown: {
+            Task { await self.shutdown() }
+        }
+    }
+
+    func makeConnectionID() -> UInt64 { nextConnectionID.add(1, ordering: .relaxed).oldValue }
+}
+
+/// The part of the server that lives on one loop: its listener and its connections.
+final class ServerLoop: IOEventHandler {
+    unowned let server: HTTPServer
+    let loop: EventLoop
+    private let listener: ListeningSocket
+    private var listening = false
+    private var connections: [UInt64: Connection] = [:]
+    /// Shared by every connection on this loop: reads land here before being appended to a
+    /// connection's buffer, so idle connections hold no read buffer.
+    var scratch = [UInt8](repeating: 0, count: 65_536)
+    var encoder = ResponseEncoder()
+
+    private static let refusal = Array(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\nContent-Length: 106\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"Too many open connections.\"}".utf8
+    )
+
+    init(server: HTTPServer, loop: EventLoop, listener: ListeningSocket) {
+        self.server = server
+        self.loop = loop
+        self.listener = listener
+    }
+
+    func startAccepting() {
+        do {
+            try loop.register(listener.fd, interest: .readable, handler: self)
+            listening = true
+        } catch {
+            server.logger.error("cannot register listener", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func handle(_ events: IOEvents) {
+        acceptPending()
+    }
+
+    private func acceptPending() {
+        // Bounded per wake-up so an accept storm cannot starve existing connections.
+        for _ in 0..<128 {
+            guard listening else { return }
+            let result: IOResult<(fd: Int32, peer: SocketAddress)>
+            do {
+                result = try SocketIO.accept(listener.fd)
+            } catch {
+                handleAcceptFailure(error)
+                return
+            }
+            guard case .processed(let accepted) = result else { return }
+            server.counters.accepted.add(1, ordering: .relaxed)
+            let open = server.counters.open.add(1, ordering: .relaxed).newValue
+            if open > server.configuration.maxConnections {
+                server.counters.open.subtract(1, ordering: .relaxed)
+                server.counters.refused.add(1, ordering: .relaxed)
+                Self.refusal.withUnsafeBytes { _ = try? SocketIO.write(accepted.fd, $0) }
+                SocketIO.shutdownWrite(accepted.fd)
+                SocketIO.close(accepted.fd)
+                continue
+            }
+            SocketOptions.disableNagle(accepted.fd)
+            let connection = Connection(
+                id: server.makeConnectionID(),
+                fd: accepted.fd,
+                remoteAddress: accepted.peer.host,
+                loop: loop,
+                owner: self,
+                configuration: server.configuration,
+                responder: server.responder,
+                logger: server.logger
+            )
+            do {
+                try loop.register(accepted.fd, interest: .readable, handler: connection)
+                connections[connection.id] = connection
+            } catch {
+                server.counters.open.subtract(1, ordering: .relaxed)
+                SocketIO.close(accepted.fd)
+            }
+        }
+    }
+
+    /// Out of descriptors (EMFILE/ENFILE) or memory: the pending connection stays in the backlog and
+    /// the listener would report readable forever, so stop watching it for a moment instead of spinning.
+    private func handleAcceptFailure(_ error: SystemError) {
+        server.counters.acceptErrors.add(1, ordering: .relaxed)
+        switch error.errno {
+        case ECONNABORTED, EPROTO, EPERM:
+            return
+        default:
+            server.logger.warning("accept failed; pausing accepts for 100 ms", metadata: ["error": "\(error)"])
+            loop.unregister(listener.fd)
+            listening = false
+            loop.scheduleTimer(at: monotonicNanoseconds() + 100_000_000) { [weak self] in
+                guard let self, !self.server.isDraining else { return }
+                self.startAccepting()
+            }
+        }
+    }
+
+    func connectionClosed(_ connection: Connection) {
+        if connections.removeValue(forKey: connection.id) != nil {
+            server.counters.open.subtract(1, ordering: .relaxed)
+        }
+    }
+
+    func beginDrain() {
+        if listening { loop.unregister(listener.fd) }
+        listening = false
+        SocketIO.close(listener.fd)
+        for connection in Array(connections.values) { connection.drain() }
+    }
+
+    func closeAll() {
+        for connection in Array(connections.values) { connection.close() }
+    }
+}

@@ -1,0 +1,271 @@
+import Testing
+@testable import GatewayCache
+
+@Suite struct ResponseCacheTests {
+    let clock = ManualClock(1_000)
+    let store: MemoryLRUStore
+    let cache: ResponseCache
+
+    init() {
+        store = MemoryLRUStore(maxBytes: 1 << 20, now: clock.now)
+        cache = ResponseCache(store: store, now: clock.now)
+    }
+
+    func value(_ text: String, ttl: UInt64, calls: Counter? = nil) -> @Sendable () async throws -> CacheLoad {
+        { calls?.increment(); return CacheLoad(value: bytes(text), ttlNanoseconds: ttl) }
+    }
+
+    func failing(_ tag: Int, calls: Counter? = nil) -> @Sendable () async throws -> CacheLoad {
+        { calls?.increment(); throw LoadFailure(tag: tag) }
+    }
+
+    @Test func freshUntilExactlyTheTTL() async throws {
+        let calls = Counter()
+        let first = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: value("one", ttl: 100, calls: calls))
+        #expect(first.outcome == .miss && first.value == bytes("one") && first.ageNanoseconds == 0)
+
+        clock.advance(by: 99)
+        let cached = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: value("two", ttl: 100, calls: calls))
+        #expect(cached.outcome == .hit && cached.value == bytes("one") && cached.ageNanoseconds == 99)
+
+        clock.advance(by: 1)
+        let reloaded = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: value("two", ttl: 100, calls: calls))
+        #expect(reloaded.outcome == .miss && reloaded.value == bytes("two"))
+        #expect(calls.count == 2)
+        let statistics = await cache.statistics()
+        #expect(statistics.hits == 1 && statistics.misses == 2 && statistics.entries == 1)
+    }
+
+    @Test func theLoaderChoosesEachValuesTTL() async throws {
+        _ = try await cache.fetch(key: "short", staleIfErrorNanoseconds: 0, load: value("s", ttl: 10))
+        _ = try await cache.fetch(key: "long", staleIfErrorNanoseconds: 0, load: value("l", ttl: 1_000))
+        clock.advance(by: 500)
+        #expect(try await cache.fetch(key: "short", staleIfErrorNanoseconds: 0, load: value("s2", ttl: 10)).outcome == .miss)
+        #expect(try await cache.fetch(key: "long", staleIfErrorNanoseconds: 0, load: value("l2", ttl: 10)).outcome == .hit)
+    }
+
+    @Test func aZeroTTLValueIsNeverFreshButServesStale() async throws {
+        _ = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 50, load: value("v", ttl: 0))
+        let failed = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 50, load: failing(1))
+        #expect(failed.outcome == .stale(.loadFailed) && failed.value == bytes("v"))
+    }
+
+    @Test func bypassSkipsAFreshEntryAndAnyStaleFallback() async throws {
+        let calls = Counter()
+        _ = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 1_000, load: value("old", ttl: 100, calls: calls))
+        let bypassed = try await cache.fetch(
+            key: "k", staleIfErrorNanoseconds: 1_000, bypassCache: true, load: value("new", ttl: 100, calls: calls))
+        #expect(bypassed.outcome == .miss && bypassed.value == bytes("new") && calls.count == 2)
+        // The bypassing load refreshed the entry for everyone else.
+        #expect(try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: failing(0)).value == bytes("new"))
+
+        await #expect(throws: LoadFailure(tag: 7)) {
+            try await cache.fetch(key: "k", staleIfErrorNanoseconds: 1_000, bypassCache: true, load: failing(7))
+        }
+    }
+
+    @Test func staleIsServedOnlyInsideItsWindow() async throws {
+        // Fresh for [1000, 1100), servable after a failure for [1100, 1150).
+        _ = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 50, load: value("v", ttl: 100))
+
+        clock.set(1_100)
+        let stale = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 50, load: failing(1))
+        #expect(stale.outcome == .stale(.loadFailed))
+        #expect(stale.value == bytes("v") && stale.ageNanoseconds == 100)
+        #expect((stale.staleCause as? LoadFailure) == LoadFailure(tag: 1))
+
+        clock.set(1_149)
+        #expect(try await cache.fetch(key: "k", staleIfErrorNanoseconds: 50, load: failing(2)).outcome == .stale(.loadFailed))
+
+        clock.set(1_150)
+        await #expect(throws: LoadFailure(tag: 3)) {
+            try await cache.fetch(key: "k", staleIfErrorNanoseconds: 50, load: failing(3))
+        }
+        #expect(await cache.statistics().staleServes == 2)
+    }
+
+    @Test func theWindowIsJudgedWhenTheLoadFailsNotWhenItStarts() async throws {
+        _ = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 50, load: value("v", ttl: 100))
+        let clock = self.clock
+        clock.set(1_120)
+        let slowFailureInside: @Sendable () async throws -> CacheLoad = {
+            clock.set(1_149)
+            throw LoadFailure(tag: 1)
+        }
+        #expect(try await cache.fetch(key: "k", staleIfErrorNanoseconds: 50, load: slowFailureInside).outcome == .stale(.loadFailed))
+
+        let slowFailurePast: @Sendable () async throws -> CacheLoad = {
+            clock.set(1_150)
+            throw LoadFailure(tag: 2)
+        }
+        await #expect(throws: LoadFailure(tag: 2)) {
+            try await cache.fetch(key: "k", staleIfErrorNanoseconds: 50, load: slowFailurePast)
+        }
+    }
+
+    @Test func staleValueServesWithoutLoading() async throws {
+        #expect(await cache.staleValue(key: "k") == nil)
+        _ = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 50, load: value("v", ttl: 100))
+        #expect(await cache.staleValue(key: "k")?.outcome == .hit)
+        clock.set(1_100)
+        let stale = await cache.staleValue(key: "k")
+        #expect(stale?.outcome == .stale(.loadSkipped) && stale?.value == bytes("v") && stale?.ageNanoseconds == 100)
+        clock.set(1_150)
+        #expect(await cache.staleValue(key: "k") == nil)
+        let statistics = await cache.statistics()
+        #expect(statistics.hits == 1 && statistics.staleServes == 1)
+    }
+
+    @Test func aThousandConcurrentMissesMakeOneLoad() async throws {
+        let calls = Counter()
+        let gate = Gate()
+        let cache = self.cache
+        let load: @Sendable () async throws -> CacheLoad = {
+            calls.increment()
+            await gate.wait()
+            return CacheLoad(value: bytes("shared"), ttlNanoseconds: 1_000)
+        }
+        let outcomes = try await withThrowingTaskGroup(of: CacheResult.self) { group in
+            for _ in 0..<1_000 {
+                group.addTask { try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: load) }
+            }
+            let allJoined = await yieldUntil { await cache.statistics().coalescedWaiters == 999 }
+            #expect(allJoined)
+            gate.open()
+            return try await group.reduce(into: [CacheResult]()) { $0.append($1) }
+        }
+        #expect(calls.count == 1)
+        #expect(outcomes.count == 1_000)
+        #expect(outcomes.allSatisfy { $0.value == bytes("shared") })
+        #expect(outcomes.filter { $0.outcome == .miss }.count == 1)
+        #expect(outcomes.filter { $0.outcome == .coalesced }.count == 999)
+        let statistics = await cache.statistics()
+        #expect(statistics.misses == 1 && statistics.coalescedWaiters == 999 && statistics.hits == 0)
+    }
+
+    @Test func aFailedLoadReachesEveryWaiter() async throws {
+        let calls = Counter()
+        let gate = Gate()
+        let cache = self.cache
+        let load: @Sendable () async throws -> CacheLoad = {
+            calls.increment()
+            await gate.wait()
+            throw LoadFailure(tag: 42)
+        }
+        let errors = await withTaskGroup(of: (any Error)?.self) { group in
+            for _ in 0..<100 {
+                group.addTask {
+                    do {
+                        _ = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 1_000, load: load)
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+            }
+            #expect(await yieldUntil { await cache.statistics().coalescedWaiters == 99 })
+            gate.open()
+            return await group.reduce(into: [(any Error)?]()) { $0.append($1) }
+        }
+        #expect(calls.count == 1)
+        #expect(errors.count == 100)
+        #expect(errors.allSatisfy { ($0 as? LoadFailure) == LoadFailure(tag: 42) })
+        // Nothing was cached, so the next caller loads again.
+        #expect(try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: value("v", ttl: 1)).outcome == .miss)
+    }
+
+    @Test func coalescedWaitersFallBackToStaleIndividually() async throws {
+        _ = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 1_000, load: value("old", ttl: 10))
+        clock.advance(by: 10)
+        let gate = Gate()
+        let cache = self.cache
+        let load: @Sendable () async throws -> CacheLoad = {
+            await gate.wait()
+            throw LoadFailure(tag: 5)
+        }
+        let normal = Task { try await cache.fetch(key: "k", staleIfErrorNanoseconds: 1_000, load: load) }
+        #expect(await yieldUntil { await cache.statistics().misses == 2 })
+        let bypassing = Task { try await cache.fetch(key: "k", staleIfErrorNanoseconds: 1_000, bypassCache: true, load: load) }
+        #expect(await yieldUntil { await cache.statistics().coalescedWaiters == 1 })
+        gate.open()
+        #expect(try await normal.value.outcome == .stale(.loadFailed))
+        await #expect(throws: LoadFailure(tag: 5)) { try await bypassing.value }
+    }
+
+    @Test func aCancelledWaiterLeavesTheLoadRunningForOthers() async throws {
+        let calls = Counter()
+        let gate = Gate()
+        let cache = self.cache
+        let load: @Sendable () async throws -> CacheLoad = {
+            calls.increment()
+            await gate.wait()
+            return CacheLoad(value: bytes("done"), ttlNanoseconds: 1_000)
+        }
+        let starterFinished = Counter()
+        let starter = Task {
+            defer { starterFinished.increment() }
+            return try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: load)
+        }
+        #expect(await yieldUntil { calls.count == 1 })
+        let joiner = Task { try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: load) }
+        #expect(await yieldUntil { await cache.statistics().coalescedWaiters == 1 })
+
+        starter.cancel()
+        // The cancelled caller is released while the load is still blocked.
+        #expect(await yieldUntil { starterFinished.count == 1 })
+        gate.open()
+        await #expect(throws: CancellationError.self) { try await starter.value }
+        let joined = try await joiner.value
+        #expect(joined.value == bytes("done") && joined.outcome == .coalesced)
+        #expect(calls.count == 1)
+        #expect(try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: failing(0)).outcome == .hit)
+    }
+
+    @Test func aCallerCancelledBeforeItArrivesStartsNoLoad() async {
+        let calls = Counter()
+        let cache = self.cache
+        let task = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: value("v", ttl: 1, calls: calls))
+        }
+        await #expect(throws: CancellationError.self) { try await task.value }
+        #expect(calls.count == 0)
+    }
+
+    @Test func concurrentMixedWorkloadKeepsAccountingExact() async throws {
+        let store = MemoryLRUStore(maxBytes: 8_000, now: clock.now)
+        let cache = ResponseCache(store: store, now: clock.now)
+        let clock = self.clock
+        let served = Counter()
+        await withTaskGroup(of: Void.self) { group in
+            for worker in 0..<8 {
+                group.addTask {
+                    var random = SplitMix64(seed: UInt64(worker) &+ 100)
+                    for _ in 0..<1_000 {
+                        let key = "k\(random.next() % 40)"
+                        let size = Int(random.next() % 600)
+                        let fails = random.next() % 5 == 0
+                        if random.next() % 10 == 0 { clock.advance(by: random.next() % 20) }
+                        if random.next() % 20 == 0 { store.remove(key) }
+                        let load: @Sendable () async throws -> CacheLoad = {
+                            await Task.yield()
+                            if fails { throw LoadFailure(tag: 0) }
+                            return CacheLoad(value: [UInt8](repeating: 9, count: size), ttlNanoseconds: 30)
+                        }
+                        if let result = try? await cache.fetch(key: key, staleIfErrorNanoseconds: 30, load: load) {
+                            #expect(result.value.allSatisfy { $0 == 9 })
+                        }
+                        served.increment()
+                    }
+                }
+            }
+        }
+        #expect(store.structuralProblem() == nil)
+        let statistics = await cache.statistics()
+        // Every fetch was exactly one of: fresh hit, load started, load joined.
+        #expect(statistics.hits + statistics.misses + statistics.coalescedWaiters == served.count)
+        #expect(statistics.bytesInUse <= 8_000)
+        #expect(statistics.entries == store.keysByRecency().count)
+        #expect(statistics.evictions > 0)
+    }
+}

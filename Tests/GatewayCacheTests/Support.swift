@@ -1,0 +1,74 @@
+import Synchronization
+@testable import GatewayCache
+
+/// A clock that moves only when a test moves it.
+final class ManualClock: Sendable {
+    private let nanoseconds: Atomic<UInt64>
+
+    init(_ start: UInt64 = 1_000) { nanoseconds = Atomic(start) }
+
+    var now: @Sendable () -> UInt64 { { self.nanoseconds.load(ordering: .relaxed) } }
+    var current: UInt64 { nanoseconds.load(ordering: .relaxed) }
+    func set(_ value: UInt64) { nanoseconds.store(value, ordering: .relaxed) }
+    func advance(by delta: UInt64) { nanoseconds.add(delta, ordering: .relaxed) }
+}
+
+/// A one-shot barrier: `wait()` suspends until `open()` (immediately once opened).
+final class Gate: Sendable {
+    private let state = Mutex<(isOpen: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let proceed = state.withLock { state -> Bool in
+                if state.isOpen { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if proceed { continuation.resume() }
+        }
+    }
+
+    func open() {
+        let waiters = state.withLock { state in
+            state.isOpen = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+/// Counts calls across tasks.
+final class Counter: Sendable {
+    private let value = Atomic<Int>(0)
+    @discardableResult func increment() -> Int { value.add(1, ordering: .relaxed).newValue }
+    var count: Int { value.load(ordering: .relaxed) }
+}
+
+struct LoadFailure: Error, Equatable {
+    let tag: Int
+}
+
+/// Yields until `condition` holds; bounded so a broken implementation fails instead of hanging.
+func yieldUntil(_ condition: () async -> Bool) async -> Bool {
+    for _ in 0..<1_000_000 {
+        if await condition() { return true }
+        await Task.yield()
+    }
+    return false
+}
+
+/// Deterministic generator so failures reproduce.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }

@@ -1,0 +1,157 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A blocking TCP client for tests: sends exact bytes and reads exactly what the server sends,
+/// including whether (and how) it closed the connection.
+final class RawClient: @unchecked Sendable {
+    // @unchecked: the descriptor is only used from `queue`, one blocking call at a time.
+    let fd: Int32
+    private let queue = DispatchQueue(label: "raw-client")
+
+    enum ClientError: Error { case connect(Int32), send(Int32) }
+
+    init(port: Int, host: String = "127.0.0.1", receiveTimeoutSeconds: Double = 5) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else {
+            let error = errno
+            Glibc.close(fd)
+            throw ClientError.connect(error)
+        }
+        setReceiveTimeout(receiveTimeoutSeconds)
+    }
+
+    deinit { Glibc.close(fd) }
+
+    func setReceiveTimeout(_ seconds: Double) {
+        var timeout = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    func send(_ text: String) async throws { try await send(Array(text.utf8)) }
+
+    /// Blocking socket calls run on the client's own queue so they never occupy Swift's cooperative
+    /// threads, which the server's shutdown and the test harness need.
+    private func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
+    func send(_ bytes: [UInt8]) async throws { try await offPool { try self.sendBlocking(bytes) } }
+
+    func readUntilClose() async -> (bytes: [UInt8], end: ReadEnd) {
+        (try? await offPool { self.readUntilCloseBlocking() }) ?? ([], .timedOut)
+    }
+
+    func readResponse(headOnly: Bool = false) async -> TestResponse? {
+        (try? await offPool { self.readResponseBlocking(headOnly: headOnly) }) ?? nil
+    }
+
+    func sendBlocking(_ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard sent > 0 else { throw ClientError.send(errno) }
+            offset += sent
+        }
+    }
+
+    func shutdownWrite() { Glibc.shutdown(fd, Int32(SHUT_WR)) }
+
+    enum ReadEnd: Equatable, Sendable { case closed, reset, timedOut }
+
+    /// Reads until the peer closes (or resets, or the receive timeout passes).
+    func readUntilCloseBlocking() -> (bytes: [UInt8], end: ReadEnd) {
+        var collected: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count > 0 {
+                collected.append(contentsOf: buffer[0..<count])
+            } else if count == 0 {
+                return (collected, .closed)
+            } else {
+                let error = errno
+                if error == EINTR { continue }
+                return (collected, error == ECONNRESET ? .reset : .timedOut)
+            }
+        }
+    }
+
+    /// Reads one complete response framed by Content-Length (or by close when there is none).
+    func readResponseBlocking(headOnly: Bool = false) -> TestResponse? {
+        var collected: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1)
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        // Byte-at-a-time for the head so no byte of a following response is swallowed.
+        while !collected.ends(with: [13, 10, 13, 10]) {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, 1, 0) }
+            guard count == 1 else { return nil }
+            collected.append(buffer[0])
+        }
+        guard var response = TestResponse(head: collected) else { return nil }
+        if headOnly { return response }
+        var remaining = response.contentLength ?? 0
+        while remaining > 0 {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, min(remaining, $0.count), 0) }
+            guard count > 0 else { return nil }
+            response.body.append(contentsOf: chunk[0..<count])
+            remaining -= count
+        }
+        return response
+    }
+}
+
+struct TestResponse: Sendable {
+    var status: Int
+    var headers: [(String, String)]
+    var body: [UInt8] = []
+
+    init?(head: [UInt8]) {
+        let text = String(decoding: head, as: UTF8.self)
+        var lines = text.components(separatedBy: "\r\n").filter { !$0.isEmpty }
+        guard !lines.isEmpty else { return nil }
+        let statusLine = lines.removeFirst().split(separator: " ")
+        guard statusLine.count >= 2, let status = Int(statusLine[1]) else { return nil }
+        self.status = status
+        headers = lines.compactMap { line in
+            guard let colon = line.firstIndex(of: ":") else { return nil }
+            return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+        }
+    }
+
+    /// Parses every response in `bytes` (Content-Length framed); used for pipelining and hostile input.
+    static func parseAll(_ bytes: [UInt8]) -> [TestResponse] {
+        var responses: [TestResponse] = []
+        var rest = bytes[...]
+        while let end = rest.firstRange(of: [13, 10, 13, 10]) {
+            guard var response = TestResponse(head: Array(rest[rest.startIndex..<end.upperBound])) else { break }
+            rest = rest[end.upperBound...]
+            let length = min(response.contentLength ?? 0, rest.count)
+            response.body = Array(rest.prefix(length))
+            rest = rest.dropFirst(length)
+            responses.append(response)
+        }
+        return responses
+    }
+
+    func header(_ name: String) -> String? {
+        headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+
+    var contentLength: Int? { header("Content-Length").flatMap { Int($0) } }
+    var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+extension Array where Element == UInt8 {
+    func ends(with suffix: [UInt8]) -> Bool { count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix }
+}

@@ -1,0 +1,175 @@
+import Foundation
+import GatewayHTTP
+import GatewayServer
+import Testing
+
+/// Timeouts, limits and shutdown: the behaviours that protect the server from its clients.
+@Suite struct ServerLifecycleTests {
+    static func quickTimeouts() -> HTTPServerConfiguration {
+        var configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1)
+        configuration.headerTimeoutNanoseconds = 300_000_000
+        configuration.idleTimeoutNanoseconds = 300_000_000
+        configuration.writeTimeoutNanoseconds = 300_000_000
+        configuration.lingerNanoseconds = 200_000_000
+        return configuration
+    }
+
+    @Test func slowlorisGets408AndIsClosedWhileOthersAreServed() async throws {
+        try await withServer(Self.quickTimeouts()) { server in
+            let slow = try RawClient(port: server.localPort)
+            try await slow.send("GET /hello HTTP/1.1\r\nHost: x\r\n")
+            // Meanwhile another client on the same (single) loop is served at once.
+            let fast = try RawClient(port: server.localPort)
+            for _ in 0..<5 {
+                try await fast.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(await fast.readResponse()?.status == 200)
+            }
+            try await slow.send("X-Trickle: 1\r\n")
+            let (bytes, end) = await slow.readUntilClose()
+            #expect(TestResponse.parseAll(bytes).first?.status == 408)
+            #expect(end == .closed)
+        }
+    }
+
+    @Test func silentNewConnectionIsClosedAfterTheHeaderTimeout() async throws {
+        try await withServer(Self.quickTimeouts()) { server in
+            let silent = try RawClient(port: server.localPort)
+            let started = Date()
+            let (bytes, end) = await silent.readUntilClose()
+            #expect(bytes.isEmpty)
+            #expect(end == .closed)
+            #expect(Date().timeIntervalSince(started) < 3)
+        }
+    }
+
+    @Test func idleKeepAliveConnectionIsClosed() async throws {
+        try await withServer(Self.quickTimeouts()) { server in
+            let client = try RawClient(port: server.localPort)
+            try await client.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await client.readResponse()?.status == 200)
+            let (bytes, end) = await client.readUntilClose()
+            #expect(bytes.isEmpty)
+            #expect(end == .closed)
+            #expect(server.counters.openConnections == 0)
+        }
+    }
+
+    @Test func stalledReaderIsDroppedWithoutDelayingOthers() async throws {
+        try await withServer(Self.quickTimeouts()) { server in
+            let stalled = try RawClient(port: server.localPort)
+            // 32 MiB cannot fit in socket buffers; the client never reads.
+            try await stalled.send("GET /big/33554432 HTTP/1.1\r\nHost: x\r\n\r\n")
+            let other = try RawClient(port: server.localPort)
+            try await other.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await other.readResponse()?.status == 200)
+            var waited = 0
+            while server.counters.timedOutConnections == 0 && waited < 300 {
+                try await Task.sleep(nanoseconds: 10_000_000)
+                waited += 1
+            }
+            #expect(server.counters.timedOutConnections == 1)
+            // The stalled reader finds its connection reset rather than left hanging.
+            let (bytes, end) = await stalled.readUntilClose()
+            #expect(end == .reset)
+            #expect(bytes.count < 33_554_432)
+        }
+    }
+
+    @Test func connectionsBeyondTheLimitAreRefusedWith503() async throws {
+        var configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1)
+        configuration.maxConnections = 2
+        try await withServer(configuration) { server in
+            let first = try RawClient(port: server.localPort)
+            let second = try RawClient(port: server.localPort)
+            try await first.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            try await second.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await first.readResponse()?.status == 200)
+            #expect(await second.readResponse()?.status == 200)
+            let third = try RawClient(port: server.localPort)
+            let (bytes, end) = await third.readUntilClose()
+            let refusal = TestResponse.parseAll(bytes).first
+            #expect(refusal?.status == 503)
+            #expect(refusal?.text.contains("Too many open connections") == true)
+            #expect(end == .closed)
+            #expect(server.counters.refusedConnections == 1)
+            // The admitted connections keep working.
+            try await first.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await first.readResponse()?.status == 200)
+        }
+    }
+
+    @Test func expectContinueGetsAnInterimResponse() async throws {
+        try await withServer { server in
+            let client = try RawClient(port: server.localPort)
+            try await client.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+            let interim = try #require(await client.readResponse(headOnly: true))
+            #expect(interim.status == 100)
+            try await client.send("ping")
+            #expect(await client.readResponse()?.text == "ping")
+        }
+    }
+
+    @Test func halfClosedClientStillGetsItsAnswer() async throws {
+        try await withServer { server in
+            let client = try RawClient(port: server.localPort)
+            try await client.send("GET /delay/50 HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.shutdownWrite()
+            let (bytes, end) = await client.readUntilClose()
+            #expect(TestResponse.parseAll(bytes).first?.text == "slept 50")
+            #expect(end == .closed)
+        }
+    }
+
+    @Test func gracefulShutdownFinishesInFlightRequestsAndClosesIdleOnes() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        var configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 2)
+        configuration.shutdownGraceNanoseconds = 5_000_000_000
+        let server = HTTPServer(configuration: configuration, responder: testRouter(), logger: logger)
+        try server.start()
+        let port = server.localPort
+
+        let idle = try RawClient(port: port)
+        try await idle.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(await idle.readResponse()?.status == 200)
+
+        let busy = try RawClient(port: port)
+        try await busy.send("GET /delay/400 HTTP/1.1\r\nHost: x\r\n\r\n")
+        try await Task.sleep(nanoseconds: 100_000_000)
+
+        let shutdown = Task { await server.shutdown() }
+        try await Task.sleep(nanoseconds: 50_000_000)
+        #expect(server.isDraining)
+
+        // The in-flight request completes, told that the connection closes.
+        let answered = try #require(await busy.readResponse())
+        #expect(answered.text == "slept 400")
+        #expect(answered.header("Connection") == "close")
+        // The idle keep-alive connection was closed without a response.
+        let (idleBytes, idleEnd) = await idle.readUntilClose()
+        #expect(idleBytes.isEmpty)
+        #expect(idleEnd == .closed)
+        await shutdown.value
+        // Nothing listens any more.
+        #expect(throws: (any Error).self) { _ = try RawClient(port: port) }
+    }
+
+    @Test func shutdownGraceBoundsAStuckRequest() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        var configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1)
+        configuration.shutdownGraceNanoseconds = 200_000_000
+        let server = HTTPServer(configuration: configuration, responder: testRouter(), logger: logger)
+        try server.start()
+        let stuck = try RawClient(port: server.localPort)
+        try await stuck.send("GET /delay/10000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        try await Task.sleep(nanoseconds: 50_000_000)
+        let started = Date()
+        await server.shutdown()
+        #expect(Date().timeIntervalSince(started) < 2)
+        let (_, end) = await stuck.readUntilClose()
+        #expect(end != .timedOut)
+    }
+}
+
+import Logging
