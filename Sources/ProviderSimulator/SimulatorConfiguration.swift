@@ -109,7 +109,7 @@ public struct SimulatorConfiguration: Sendable {
     }
 
     /// The normalised Kapso prefix: "" or "/segment/...", never a trailing slash.
-    var normalizedKapsoBasePath: String {
+    public var normalizedKapsoBasePath: String {
         let segments = kapsoBasePath.split(separator: "/", omittingEmptySubsequences: true)
         return segments.isEmpty ? "" : "/" + segments.joined(separator: "/")
     }

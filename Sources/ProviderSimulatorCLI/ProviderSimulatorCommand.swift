@@ -123,7 +123,7 @@ struct ProviderSimulatorCommand: AsyncParsableCommand {
         }
         var banner = ""
         for (provider, server) in servers {
-            let base = provider == .kapso ? simulator.configuration.normalizedBasePathForDisplay : ""
+            let base = provider == .kapso ? simulator.configuration.normalizedKapsoBasePath : ""
             banner += "\(provider.rawValue): http://\(host):\(server.localPort)\(base)\n"
         }
         banner += "Try: curl -s -X POST http://\(host):\(servers[0].1.localPort)/executions/list"
@@ -136,12 +136,5 @@ struct ProviderSimulatorCommand: AsyncParsableCommand {
             logger: logger
         )
         try await group.run()
-    }
-}
-
-extension SimulatorConfiguration {
-    var normalizedBasePathForDisplay: String {
-        let segments = kapsoBasePath.split(separator: "/", omittingEmptySubsequences: true)
-        return segments.isEmpty ? "" : "/" + segments.joined(separator: "/")
     }
 }
