@@ -26,6 +26,7 @@ let package = Package(
     name: "ExecutionsGateway",
     platforms: [.macOS(.v15)],
     products: [
+        .executable(name: "provider-simulator", targets: ["ProviderSimulatorCLI"]),
         // The HTTP server on its own, for embedding and for the benchmark package.
         .library(name: "GatewayServer", targets: ["GatewayServer", "GatewayHTTP"]),
     ],
@@ -44,7 +45,7 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
-        // MARK: Core (knows nothing of executions)
+        // MARK: Core: sockets, HTTP, server (knows nothing of executions)
         .target(
             name: "GatewayEventLoop",
             dependencies: ["CGatewaySystem", .product(name: "HeapModule", package: "swift-collections")],
@@ -61,18 +62,28 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+
+        // MARK: Cross-cutting pieces behind small protocols
         .target(name: "GatewayCrypto", dependencies: ["COpenSSL"], swiftSettings: strictSwift),
         .target(name: "GatewayCache", swiftSettings: strictSwift),
         .target(name: "GatewayRateLimit", swiftSettings: strictSwift),
+        .target(
+            name: "GatewayUpstream",
+            dependencies: [
+                "CCurl", "GatewayHTTP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strictSwift
+        ),
 
-        // MARK: Product
+        // MARK: The product: providers, unified API, app, command lines
         .target(name: "GatewayProviders", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
         .target(
             name: "ExecutionsAPI",
             dependencies: ["GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto"],
             swiftSettings: strictSwift
         ),
-
         .target(
             name: "GatewayApp",
             dependencies: [
@@ -85,13 +96,16 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
-        .target(
-            name: "GatewayUpstream",
+
+        // MARK: Simulated upstreams (demo and tests)
+        .target(name: "ProviderSimulator", dependencies: ["GatewayHTTP", "GatewayServer"], swiftSettings: strictSwift),
+        .executableTarget(
+            name: "ProviderSimulatorCLI",
             dependencies: [
-                "CCurl",
-                "GatewayHTTP",
+                "ProviderSimulator", "GatewayServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSwift
         ),
@@ -99,16 +113,6 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
-        .testTarget(
-            name: "GatewayAppTests",
-            dependencies: [
-                "GatewayApp", "ExecutionsAPI", "GatewayServer", "GatewayHTTP", "GatewayJSON", "GatewayCrypto", "GatewayRateLimit",
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: strictSwift
-        ),
-        .testTarget(name: "ExecutionsAPITests", dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),
-        .testTarget(name: "GatewayProvidersTests", dependencies: ["GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),
         .testTarget(
             name: "GatewayServerTests",
             dependencies: ["GatewayServer", "GatewayHTTP", "GatewayEventLoop", .product(name: "Logging", package: "swift-log")],
@@ -120,6 +124,22 @@ let package = Package(
         .testTarget(
             name: "GatewayUpstreamTests",
             dependencies: ["GatewayUpstream", "GatewayHTTP", "GatewayServer", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(name: "GatewayProvidersTests", dependencies: ["GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),
+        .testTarget(name: "ExecutionsAPITests", dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "GatewayAppTests",
+            dependencies: [
+                "GatewayApp", "ExecutionsAPI", "GatewayServer", "GatewayHTTP", "GatewayJSON", "GatewayCrypto", "GatewayRateLimit",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "ProviderSimulatorTests",
+            dependencies: ["ProviderSimulator", "GatewayServer", "GatewayHTTP"],
+            exclude: ["Schemas"],
             swiftSettings: strictSwift
         ),
     ]
