@@ -36,6 +36,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["YAML", "Reloading"]),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        // Already pulled in by swift-configuration's YAML trait; GatewayConfig uses its node API directly
+        // (line numbers, lists of mappings, strict key checks).
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // MARK: C shims
@@ -55,7 +58,31 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // MARK: Cross-cutting
+        .target(
+            name: "GatewayConfig",
+            dependencies: [
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "GatewayConfigTests",
+            dependencies: [
+                "GatewayConfig",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            // Fixture files are read from the source tree (also by the CLI's check-config test), not bundled.
+            exclude: ["Fixtures"],
+            swiftSettings: strictSwift
+        ),
     ]
 )
