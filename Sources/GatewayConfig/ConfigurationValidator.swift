@@ -39,7 +39,9 @@ struct ConfigurationValidator {
         let rateLimit = rateLimitSettings(section(rootFields, "rateLimit", allowed: Keys.rateLimit))
         let providers = providerList(rootFields)
         let clients = clientList(rootFields, providers: providers, defaultRateLimit: rateLimit.default)
-        if auth.mode == .apiKey, clients.settings?.isEmpty == true {
+        // A mistyped auth.mode is reported on its own; it may well have meant `none`.
+        let modeIsBroken = problems.contains { $0.key == "auth.mode" }
+        if auth.mode == .apiKey, !modeIsBroken, clients.settings?.isEmpty == true {
             report(
                 "clients",
                 rootFields["clients"] == nil ? nil : rootFields.line(of: "clients"),
@@ -535,7 +537,7 @@ struct ConfigurationValidator {
             return nil
         }
         if Self.isNull(node) {
-            report(path, line, "has no value; expected \(expecting) (leave the key out to use the default)")
+            report(path, line, "has no value; expected \(expecting)")
             return nil
         }
         switch substitution.substitute(scalar.string) {

@@ -220,3 +220,22 @@ struct BrokenConfigurationTests {
         }
     }
 }
+
+@Suite("Problem cascades")
+struct ProblemCascadeTests {
+    @Test("A mistyped auth.mode is not followed by a missing-clients problem")
+    func mistypedModeDoesNotCascade() {
+        let yaml = minimalYAML.replacingOccurrences(of: "auth: {mode: none}", with: "auth: {mode: nnone}")
+        let found = problems(in: yaml)
+        #expect(found.map(\.key) == ["auth.mode"])
+        #expect(found.first?.message.contains("did you mean \"none\"?") == true)
+    }
+
+    @Test("A null value for a required string says so")
+    func nullRequiredString() {
+        let yaml = minimalYAML.replacingOccurrences(of: "credential: minimal-kaizen-credential", with: "credential:")
+        let found = problems(in: yaml)
+        #expect(found.map(\.key) == ["providers[0].credential"])
+        #expect(found.first?.message == "has no value; expected a string")
+    }
+}
