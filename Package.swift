@@ -38,6 +38,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["YAML", "Reloading"]),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        // Already pulled in by swift-configuration's YAML trait; GatewayConfig uses its node API directly
+        // (line numbers, lists of mappings, strict key checks).
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // MARK: C shims
@@ -73,6 +76,18 @@ let package = Package(
                 "CCurl", "GatewayHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
+        .target(
+            name: "GatewayConfig",
+            dependencies: [
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSwift
         ),
@@ -124,6 +139,17 @@ let package = Package(
         .testTarget(
             name: "GatewayUpstreamTests",
             dependencies: ["GatewayUpstream", "GatewayHTTP", "GatewayServer", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "GatewayConfigTests",
+            dependencies: [
+                "GatewayConfig",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            // Fixture files are read from the source tree (also by the CLI's check-config test), not bundled.
+            exclude: ["Fixtures"],
             swiftSettings: strictSwift
         ),
         .testTarget(name: "GatewayProvidersTests", dependencies: ["GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),

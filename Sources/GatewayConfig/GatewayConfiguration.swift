@@ -1,0 +1,268 @@
+// The typed gateway configuration (CONTRACT.md §9). Every default below is the contract's default.
+//
+// Extensions beyond CONTRACT.md §9 (document them in README/openapi when merging):
+// - `server.writeTimeoutMs` (default 30000): how long a response write may stall before the connection is closed.
+// - `auth.cursorSecret` is resolved here: the file's key, else `$GATEWAY_CURSOR_SECRET`, else `nil` with
+//   `cursorSecretSource == .perProcessRandom` (the app generates one and warns). It must be >= 16 characters.
+// - `$${` in a scalar is a literal `${` (no substitution).
+// - `server.trustedProxies` also accepts a bare address (a /32 or /128 range).
+// - A client id `anonymous` is reserved (it is the identity `auth.mode: none` gives everyone).
+// - `auth.mode: apiKey` with no clients and a config with no providers are errors (the gateway could serve nothing).
+
+/// The whole configuration of one gateway process.
+public struct GatewayConfiguration: Sendable, Equatable {
+    public var server: ServerSettings
+    public var auth: AuthSettings
+    public var cache: CacheSettings
+    public var rateLimit: RateLimitSettings
+    public var clients: [ClientSettings]
+    public var providers: [ProviderSettings]
+
+    public init(
+        server: ServerSettings = ServerSettings(),
+        auth: AuthSettings = AuthSettings(),
+        cache: CacheSettings = CacheSettings(),
+        rateLimit: RateLimitSettings = RateLimitSettings(),
+        clients: [ClientSettings] = [],
+        providers: [ProviderSettings]
+    ) {
+        self.server = server
+        self.auth = auth
+        self.cache = cache
+        self.rateLimit = rateLimit
+        self.clients = clients
+        self.providers = providers
+    }
+
+    public func provider(named name: String) -> ProviderSettings? {
+        providers.first { $0.name == name }
+    }
+
+    public func client(withID id: String) -> ClientSettings? {
+        clients.first { $0.id == id }
+    }
+
+    /// The client's own limit, else `rateLimit.default`.
+    public func effectiveRateLimit(for client: ClientSettings) -> RateLimitPolicy {
+        client.rateLimit ?? rateLimit.default
+    }
+
+    /// Top-level sections that differ from `previous` and that a running gateway cannot apply without a restart.
+    /// `clients` and `rateLimit` are absent from the answer: those are the hot-reloadable parts.
+    public func sectionsRequiringRestart(comparedTo previous: GatewayConfiguration) -> [String] {
+        var sections: [String] = []
+        if server != previous.server { sections.append("server") }
+        if auth != previous.auth { sections.append("auth") }
+        if cache != previous.cache { sections.append("cache") }
+        if providers != previous.providers { sections.append("providers") }
+        return sections
+    }
+}
+
+public struct ServerSettings: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    /// Event loops; 0 = one per core.
+    public var workers: Int
+    public var maxConnections: Int
+    public var maxHeaderBytes: Int
+    public var maxHeaderFields: Int
+    public var maxBodyBytes: Int
+    public var headerTimeoutMs: Int
+    public var idleTimeoutMs: Int
+    /// Extension: a response write that makes no progress for this long closes the connection.
+    public var writeTimeoutMs: Int
+    public var shutdownGraceMs: Int
+    /// `X-Forwarded-For` is believed only from peers inside one of these ranges.
+    public var trustedProxies: [CIDRRange]
+
+    public static let defaultTrustedProxies: [CIDRRange] = [
+        CIDRRange(maskingHostBitsOf: [127, 0, 0, 1], prefixLength: 32),
+        CIDRRange(maskingHostBitsOf: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], prefixLength: 128),
+    ]
+
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 8080,
+        workers: Int = 0,
+        maxConnections: Int = 10000,
+        maxHeaderBytes: Int = 16384,
+        maxHeaderFields: Int = 100,
+        maxBodyBytes: Int = 65536,
+        headerTimeoutMs: Int = 10000,
+        idleTimeoutMs: Int = 60000,
+        writeTimeoutMs: Int = 30000,
+        shutdownGraceMs: Int = 10000,
+        trustedProxies: [CIDRRange] = ServerSettings.defaultTrustedProxies
+    ) {
+        self.host = host
+        self.port = port
+        self.workers = workers
+        self.maxConnections = maxConnections
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxHeaderFields = maxHeaderFields
+        self.maxBodyBytes = maxBodyBytes
+        self.headerTimeoutMs = headerTimeoutMs
+        self.idleTimeoutMs = idleTimeoutMs
+        self.writeTimeoutMs = writeTimeoutMs
+        self.shutdownGraceMs = shutdownGraceMs
+        self.trustedProxies = trustedProxies
+    }
+
+    /// Whether `X-Forwarded-For` from this peer address may be believed.
+    public func isTrustedProxy(_ address: String) -> Bool {
+        trustedProxies.contains { $0.contains(address) }
+    }
+}
+
+public enum AuthMode: String, Sendable, Equatable, CaseIterable {
+    /// Clients authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+    case apiKey
+    /// Everyone is client `anonymous` (demo only).
+    case none
+}
+
+/// Where `AuthSettings.cursorSecret` came from.
+public enum CursorSecretSource: String, Sendable, Equatable {
+    /// `auth.cursorSecret` in the file (possibly via `${...}`).
+    case configuration
+    /// The file has no `auth.cursorSecret`; `$GATEWAY_CURSOR_SECRET` was set.
+    case environment
+    /// Neither: the app must generate a random secret per process (cursors then die with the process and do
+    /// not work across replicas) and warn at start.
+    case perProcessRandom
+}
+
+public struct AuthSettings: Sendable, Equatable {
+    public var mode: AuthMode
+    /// HMAC key for cursors; `nil` exactly when `cursorSecretSource == .perProcessRandom`.
+    public var cursorSecret: String?
+    public var cursorSecretSource: CursorSecretSource
+
+    /// The environment variable consulted when the file has no `auth.cursorSecret`.
+    public static let cursorSecretEnvironmentVariable = "GATEWAY_CURSOR_SECRET"
+    public static let minimumCursorSecretLength = 16
+
+    public init(mode: AuthMode = .apiKey, cursorSecret: String? = nil, cursorSecretSource: CursorSecretSource? = nil) {
+        self.mode = mode
+        self.cursorSecret = cursorSecret
+        self.cursorSecretSource = cursorSecretSource ?? (cursorSecret == nil ? .perProcessRandom : .configuration)
+    }
+}
+
+public struct CacheSettings: Sendable, Equatable {
+    public var maxBytes: Int
+    public var listTTLMs: Int
+    public var activeDetailTTLMs: Int
+    public var terminalDetailTTLMs: Int
+    public var staleIfErrorMs: Int
+
+    public init(
+        maxBytes: Int = 67_108_864,
+        listTTLMs: Int = 5000,
+        activeDetailTTLMs: Int = 2000,
+        terminalDetailTTLMs: Int = 3_600_000,
+        staleIfErrorMs: Int = 300_000
+    ) {
+        self.maxBytes = maxBytes
+        self.listTTLMs = listTTLMs
+        self.activeDetailTTLMs = activeDetailTTLMs
+        self.terminalDetailTTLMs = terminalDetailTTLMs
+        self.staleIfErrorMs = staleIfErrorMs
+    }
+}
+
+/// One token bucket: refills at `requestsPerSecond`, holds at most `burst` requests.
+public struct RateLimitPolicy: Sendable, Equatable {
+    public var requestsPerSecond: Double
+    public var burst: Int
+
+    public init(requestsPerSecond: Double, burst: Int) {
+        self.requestsPerSecond = requestsPerSecond
+        self.burst = burst
+    }
+}
+
+public struct RateLimitSettings: Sendable, Equatable {
+    /// Applies to every client without its own `rateLimit`.
+    public var `default`: RateLimitPolicy
+
+    public init(default defaultPolicy: RateLimitPolicy = RateLimitPolicy(requestsPerSecond: 20, burst: 40)) {
+        self.default = defaultPolicy
+    }
+}
+
+public struct ClientSettings: Sendable, Equatable {
+    public var id: String
+    /// Lowercase hex SHA-256 of the client's API key (64 characters).
+    public var keySHA256: String
+    /// `nil`: `rateLimit.default` applies.
+    public var rateLimit: RateLimitPolicy?
+    /// Provider names this client may use; `nil`: all of them.
+    public var providers: [String]?
+    /// Per-provider upstream credential overrides, keyed by provider name. Secret.
+    public var credentials: [String: String]
+
+    public init(
+        id: String,
+        keySHA256: String,
+        rateLimit: RateLimitPolicy? = nil,
+        providers: [String]? = nil,
+        credentials: [String: String] = [:]
+    ) {
+        self.id = id
+        self.keySHA256 = keySHA256
+        self.rateLimit = rateLimit
+        self.providers = providers
+        self.credentials = credentials
+    }
+
+    public func mayUse(provider name: String) -> Bool {
+        providers?.contains(name) ?? true
+    }
+}
+
+public enum ProviderType: String, Sendable, Equatable, CaseIterable {
+    case kaizen
+    case kapso
+    case b3os
+}
+
+public struct ProviderSettings: Sendable, Equatable {
+    /// What clients see (`<name>:<id>`, `provider=`).
+    public var name: String
+    public var type: ProviderType
+    /// Absolute http(s) URL without query or fragment, no trailing `/`.
+    public var baseURL: String
+    /// The upstream credential. Secret.
+    public var credential: String
+    public var timeoutMs: Int
+    public var maxConcurrency: Int
+    public var requestsPerSecond: Double
+    /// Kapso only; empty: discovered with `GET /workflows`.
+    public var workflowIds: [String]
+    /// B3OS only; sent as `X-Org-ID` when set.
+    public var orgId: String?
+
+    public init(
+        name: String,
+        type: ProviderType,
+        baseURL: String,
+        credential: String,
+        timeoutMs: Int = 10000,
+        maxConcurrency: Int = 16,
+        requestsPerSecond: Double = 10,
+        workflowIds: [String] = [],
+        orgId: String? = nil
+    ) {
+        self.name = name
+        self.type = type
+        self.baseURL = baseURL
+        self.credential = credential
+        self.timeoutMs = timeoutMs
+        self.maxConcurrency = maxConcurrency
+        self.requestsPerSecond = requestsPerSecond
+        self.workflowIds = workflowIds
+        self.orgId = orgId
+    }
+}

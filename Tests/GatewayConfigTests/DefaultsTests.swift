@@ -1,0 +1,217 @@
+import GatewayConfig
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Testing
+
+@Suite("Defaults and valid files")
+struct DefaultsTests {
+    @Test("A minimal file gets every default of CONTRACT.md §9")
+    func minimalConfigurationHasEveryDefault() throws {
+        let configuration = try ConfigLoader.load(yaml: minimalYAML, environment: [:])
+
+        let server = configuration.server
+        #expect(server.host == "127.0.0.1")
+        #expect(server.port == 8080)
+        #expect(server.workers == 0)
+        #expect(server.maxConnections == 10000)
+        #expect(server.maxHeaderBytes == 16384)
+        #expect(server.maxHeaderFields == 100)
+        #expect(server.maxBodyBytes == 65536)
+        #expect(server.headerTimeoutMs == 10000)
+        #expect(server.idleTimeoutMs == 60000)
+        #expect(server.writeTimeoutMs == 30000)
+        #expect(server.shutdownGraceMs == 10000)
+        #expect(server.trustedProxies.map(\.description) == ["127.0.0.1/32", "::1/128"])
+
+        #expect(configuration.auth.mode == .none)
+        #expect(configuration.auth.cursorSecret == nil)
+        #expect(configuration.auth.cursorSecretSource == .perProcessRandom)
+
+        let cache = configuration.cache
+        #expect(cache.maxBytes == 67_108_864)
+        #expect(cache.listTTLMs == 5000)
+        #expect(cache.activeDetailTTLMs == 2000)
+        #expect(cache.terminalDetailTTLMs == 3_600_000)
+        #expect(cache.staleIfErrorMs == 300_000)
+
+        #expect(configuration.rateLimit.default == RateLimitPolicy(requestsPerSecond: 20, burst: 40))
+        #expect(configuration.clients.isEmpty)
+
+        #expect(configuration.providers.count == 1)
+        let provider = try #require(configuration.providers.first)
+        #expect(provider.name == "kaizen")
+        #expect(provider.type == .kaizen)
+        #expect(provider.baseURL == "https://api.kaizen.test")
+        #expect(provider.credential == "minimal-kaizen-credential")
+        #expect(provider.timeoutMs == 10000)
+        #expect(provider.maxConcurrency == 16)
+        #expect(provider.requestsPerSecond == 10)
+        #expect(provider.workflowIds.isEmpty)
+        #expect(provider.orgId == nil)
+    }
+
+    @Test("auth.mode defaults to apiKey")
+    func authModeDefaultsToAPIKey() throws {
+        let yaml = minimalYAML.replacingOccurrences(of: "auth: {mode: none}", with: """
+            clients:
+              - id: web
+                keySHA256: \(String(repeating: "A", count: 64))
+            """)
+        let configuration = try ConfigLoader.load(yaml: yaml, environment: [:])
+        #expect(configuration.auth.mode == .apiKey)
+        let client = try #require(configuration.clients.first)
+        #expect(client.keySHA256 == String(repeating: "a", count: 64))
+        #expect(client.rateLimit == nil)
+        #expect(client.providers == nil)
+        #expect(client.credentials.isEmpty)
+        #expect(configuration.effectiveRateLimit(for: client) == RateLimitPolicy(requestsPerSecond: 20, burst: 40))
+        #expect(client.mayUse(provider: "kaizen"))
+    }
+
+    @Test("Without auth.cursorSecret, $GATEWAY_CURSOR_SECRET is used")
+    func cursorSecretFallsBackToEnvironment() throws {
+        let secret = "environment-cursor-secret-0123456789"
+        let configuration = try ConfigLoader.load(yaml: minimalYAML, environment: ["GATEWAY_CURSOR_SECRET": secret])
+        #expect(configuration.auth.cursorSecret == secret)
+        #expect(configuration.auth.cursorSecretSource == .environment)
+    }
+
+    @Test("auth.cursorSecret in the file wins over $GATEWAY_CURSOR_SECRET")
+    func cursorSecretFromFileWins() throws {
+        let yaml = minimalYAML.replacingOccurrences(
+            of: "auth: {mode: none}", with: "auth: {mode: none, cursorSecret: file-cursor-secret-0123456789}")
+        let configuration = try ConfigLoader.load(
+            yaml: yaml, environment: ["GATEWAY_CURSOR_SECRET": "environment-cursor-secret-0123456789"])
+        #expect(configuration.auth.cursorSecret == "file-cursor-secret-0123456789")
+        #expect(configuration.auth.cursorSecretSource == .configuration)
+    }
+
+    static let exampleEnvironment = [
+        "GATEWAY_CURSOR_SECRET": "example-cursor-secret-5f1e8a9c2b",
+        "WEB_KAIZEN_KEY": "example-web-kaizen-key-77aa",
+        "KAIZEN_API_KEY": "example-kaizen-key-19fe",
+        "KAPSO_API_KEY": "example-kapso-key-3c3c",
+        "B3OS_API_KEY": "example-b3os-key-9d9d",
+    ]
+
+    @Test("config/example.yaml loads with its variables set")
+    func exampleFileLoads() throws {
+        let configuration = try ConfigLoader.load(
+            path: SourceTree.packageRoot + "/config/example.yaml", environment: Self.exampleEnvironment)
+
+        #expect(configuration.server.host == "0.0.0.0")
+        #expect(configuration.server.trustedProxies.map(\.description) == ["127.0.0.1/32", "::1/128", "10.0.0.0/8"])
+        #expect(configuration.auth.mode == .apiKey)
+        #expect(configuration.auth.cursorSecret == "example-cursor-secret-5f1e8a9c2b")
+        #expect(configuration.auth.cursorSecretSource == .configuration)
+
+        #expect(configuration.providers.map(\.name) == ["kaizen", "kapso", "b3os"])
+        #expect(configuration.providers.map(\.type) == [.kaizen, .kapso, .b3os])
+        #expect(configuration.provider(named: "kaizen")?.credential == "example-kaizen-key-19fe")
+        #expect(configuration.provider(named: "kapso")?.baseURL == "https://api.kapso.ai/platform/v1")
+        #expect(configuration.provider(named: "kapso")?.workflowIds == [])
+        #expect(configuration.provider(named: "b3os")?.orgId == "org_123")
+
+        #expect(configuration.clients.map(\.id) == ["web", "reports"])
+        let web = try #require(configuration.client(withID: "web"))
+        #expect(web.rateLimit == RateLimitPolicy(requestsPerSecond: 50, burst: 100))
+        #expect(web.providers == ["kaizen", "kapso"])
+        #expect(web.credentials == ["kaizen": "example-web-kaizen-key-77aa"])
+        #expect(web.mayUse(provider: "b3os") == false)
+        let reports = try #require(configuration.client(withID: "reports"))
+        #expect(reports.providers == nil)
+        #expect(configuration.effectiveRateLimit(for: reports) == RateLimitPolicy(requestsPerSecond: 20, burst: 40))
+    }
+
+    @Test("config/example.yaml without its variables names each unset one")
+    func exampleFileNamesUnsetVariables() {
+        do {
+            _ = try ConfigLoader.load(path: SourceTree.packageRoot + "/config/example.yaml", environment: [:])
+            Issue.record("expected problems")
+        } catch {
+            let unset = error.problems.map(\.message).filter { $0.hasPrefix("environment variable") }
+            #expect(unset.count == 5)
+            let keys = Set(error.problems.map(\.key))
+            #expect(keys == [
+                "auth.cursorSecret", "clients[0].credentials.kaizen", "providers[0].credential",
+                "providers[1].credential", "providers[2].credential",
+            ])
+            #expect(error.problems.allSatisfy { $0.line != nil })
+        }
+    }
+
+    @Test("config/demo.yaml is the demo shape and needs no environment")
+    func demoFileLoads() throws {
+        let configuration = try ConfigLoader.load(path: SourceTree.packageRoot + "/config/demo.yaml", environment: [:])
+        #expect(configuration.auth.mode == .none)
+        #expect(configuration.server.host == "127.0.0.1")
+        #expect(configuration.server.port == 8080)
+        #expect(configuration.providers.map(\.baseURL) == [
+            "http://127.0.0.1:18081", "http://127.0.0.1:18082", "http://127.0.0.1:18083",
+        ])
+        #expect(configuration.providers.map(\.type) == [.kaizen, .kapso, .b3os])
+    }
+
+    @Test("Flow and block styles, quoted numbers, digit separators and fractional rates are accepted")
+    func valueForms() throws {
+        let yaml = """
+            server: {port: "9090", maxConnections: 1_000}
+            rateLimit:
+              default:
+                requestsPerSecond: 0.5
+            auth: {mode: none}
+            providers:
+              - {name: b3, type: b3os, baseURL: "HTTPS://api.b3os.test/v1//", credential: k, orgId: org_9, requestsPerSecond: 2.5}
+              - name: kapso-eu
+                type: kapso
+                baseURL: http://kapso.test:8443
+                credential: k2
+                workflowIds:
+                  - wf_1
+                  - 0d4c5a54-5f0e-4bd0-a3f6-bf3c5c0a0c11
+            """
+        let configuration = try ConfigLoader.load(yaml: yaml, environment: [:])
+        #expect(configuration.server.port == 9090)
+        #expect(configuration.server.maxConnections == 1000)
+        #expect(configuration.rateLimit.default == RateLimitPolicy(requestsPerSecond: 0.5, burst: 40))
+        #expect(configuration.providers[0].baseURL == "HTTPS://api.b3os.test/v1")
+        #expect(configuration.providers[0].requestsPerSecond == 2.5)
+        #expect(configuration.providers[1].workflowIds == ["wf_1", "0d4c5a54-5f0e-4bd0-a3f6-bf3c5c0a0c11"])
+    }
+
+    @Test("An empty section such as `server:` means all defaults")
+    func emptySectionMeansDefaults() throws {
+        let configuration = try ConfigLoader.load(yaml: "server:\ncache:\n" + minimalYAML, environment: [:])
+        #expect(configuration.server == ServerSettings())
+        #expect(configuration.cache == CacheSettings())
+    }
+
+    @Test("A client's partial rateLimit inherits the missing part from rateLimit.default")
+    func partialClientRateLimit() throws {
+        let yaml = """
+            rateLimit: {default: {requestsPerSecond: 3, burst: 7}}
+            clients:
+              - id: batch
+                keySHA256: \(String(repeating: "c", count: 64))
+                rateLimit: {burst: 1}
+            """ + "\n" + minimalYAML.replacingOccurrences(of: "auth: {mode: none}\n", with: "")
+        let configuration = try ConfigLoader.load(yaml: yaml, environment: [:])
+        #expect(configuration.clients[0].rateLimit == RateLimitPolicy(requestsPerSecond: 3, burst: 1))
+    }
+
+    @Test("Only server, auth, cache and providers changes need a restart")
+    func sectionsRequiringRestart() throws {
+        let base = try ConfigLoader.load(yaml: minimalYAML, environment: [:])
+        var changed = base
+        changed.rateLimit.default.burst = 1
+        changed.clients.append(ClientSettings(id: "new", keySHA256: String(repeating: "d", count: 64)))
+        #expect(changed.sectionsRequiringRestart(comparedTo: base).isEmpty)
+        changed.server.port = 1
+        changed.providers[0].timeoutMs = 5
+        #expect(changed.sectionsRequiringRestart(comparedTo: base) == ["server", "providers"])
+    }
+}
