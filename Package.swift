@@ -72,6 +72,8 @@ let package = Package(
             dependencies: ["GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto"],
             swiftSettings: strictSwift
         ),
+        // The OpenAPI document, compiled in (scripts/embed-openapi) so /openapi.yaml needs no file at run time.
+        .target(name: "GatewayOpenAPI", swiftSettings: strictSwift),
 
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
@@ -86,5 +88,6 @@ let package = Package(
         .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayCacheTests", dependencies: ["GatewayCache"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayRateLimitTests", dependencies: ["GatewayRateLimit"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayOpenAPITests", dependencies: ["GatewayOpenAPI"], swiftSettings: strictSwift),
     ]
 )
