@@ -52,10 +52,6 @@ info:
       their elements.
     - Extension: besides `Cache-Control: no-cache`, the tokens `no-store` and `max-age=0` and
       `Pragma: no-cache` also make the gateway skip its cache.
-  contact:
-    name: ExecutionsGateway maintainers
-  license:
-    name: Proprietary
 servers:
   - url: http://127.0.0.1:8080
     description: The demo (`executions-gateway` with no arguments; simulated providers, `auth.mode` none).
@@ -680,6 +676,11 @@ components:
       schema:
         type: string
       example: GET, HEAD
+    AllowOptional:
+      description: The methods the path supports, when the path exists.
+      schema:
+        type: string
+      example: GET, HEAD
 
   responses:
     NotModified:
@@ -807,10 +808,14 @@ components:
           schema:
             $ref: '#/components/schemas/Problem'
     NotImplemented:
-      description: 'Extension: a method the server does not implement (type `about:blank`).'
+      description: |
+        Extension: a method the server does not implement (type `about:blank`). On a path that
+        exists, `Allow` lists the methods it supports.
       headers:
         X-Request-Id:
           $ref: '#/components/headers/XRequestId'
+        Allow:
+          $ref: '#/components/headers/AllowOptional'
       content:
         application/problem+json:
           schema:
