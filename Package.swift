@@ -56,6 +56,7 @@ let package = Package(
         ),
         .target(name: "GatewayHTTP", swiftSettings: strictSwift),
         .target(name: "GatewayJSON", swiftSettings: strictSwift),
+        .target(name: "GatewayOpenAPI", swiftSettings: strictSwift),
         .target(
             name: "GatewayServer",
             dependencies: [
@@ -128,6 +129,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayOpenAPITests", dependencies: ["GatewayOpenAPI"], swiftSettings: strictSwift),
         .testTarget(
             name: "GatewayServerTests",
             dependencies: ["GatewayServer", "GatewayHTTP", "GatewayEventLoop", .product(name: "Logging", package: "swift-log")],

@@ -1,0 +1,35 @@
+import Foundation
+import GatewayOpenAPI
+import Testing
+
+@Suite struct OpenAPIDocumentTests {
+    /// `openapi/gateway.yaml` in the package root, found from this file's own path.
+    static let sourceURL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent()  // GatewayOpenAPITests
+        .deletingLastPathComponent()  // Tests
+        .deletingLastPathComponent()  // package root
+        .appendingPathComponent("openapi/gateway.yaml")
+
+    @Test func embeddedDocumentIsByteForByteTheYAMLFile() throws {
+        let data = try #require(
+            FileManager.default.contents(atPath: Self.sourceURL.path),
+            "cannot read \(Self.sourceURL.path)"
+        )
+        let source = [UInt8](data)
+        let embedded = OpenAPIDocument.bytes
+        guard embedded != source else { return }
+        let firstDifference = zip(source, embedded).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+            ?? min(source.count, embedded.count)
+        let line = source.prefix(firstDifference).count { $0 == UInt8(ascii: "\n") } + 1
+        Issue.record("""
+            Sources/GatewayOpenAPI/OpenAPIDocument.swift differs from openapi/gateway.yaml \
+            (first difference at byte \(firstDifference), line \(line); \(embedded.count) vs \(source.count) bytes): \
+            run scripts/embed-openapi
+            """)
+    }
+
+    @Test func servedBytesAreTheUTF8OfTheDocument() {
+        #expect(OpenAPIDocument.bytes == Array(OpenAPIDocument.yaml.utf8))
+        #expect(OpenAPIDocument.yaml.hasPrefix("openapi: 3.1.0\n"))
+    }
+}
