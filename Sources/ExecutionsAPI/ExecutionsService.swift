@@ -146,15 +146,17 @@ public struct ExecutionsService: Sendable {
             nextStates[index].state = state
             reports.append(report)
         }
-        let calledCount = fetched.filter { $0.result != nil }.count
-        if !failures.isEmpty && (!query.allowPartial || failures.count == calledCount) {
+        // With allowPartial (the default) even a page on which every provider failed is a 200 with
+        // complete: false; its cursor keeps every position, so the client can simply retry.
+        if !failures.isEmpty && !query.allowPartial {
             return .failure(Self.combined(failures))
         }
 
         // Join detail records where `include` asks for them.
         let joined = await join(shown.map(\.execution), include: query.include, client: client, facts: facts)
-        if !query.allowPartial, let failure = joined.compactMap(\.error).first {
-            return .failure(failure)
+        if !query.allowPartial {
+            let joinFailures = joined.compactMap(\.error)
+            if !joinFailures.isEmpty { return .failure(Self.combined(joinFailures)) }
         }
 
         let hasMore = nextStates.contains { !$0.state.exhausted }
@@ -290,6 +292,13 @@ public struct ExecutionsService: Sendable {
             case .success(let detail):
                 joined[index].detail = detail
                 joined[index].cache = detail.cache
+            case .failure(.notFound):
+                // The list named it, the detail call did not know it: a provider inconsistency for
+                // this item, never a 404 of the page.
+                joined[index].error = Self.problem(
+                    for: .upstreamStatus(status: 404, detail: "the detail record was not found"),
+                    provider: executions[index].provider
+                )
             case .failure(let error):
                 joined[index].error = Self.problem(for: error, provider: executions[index].provider)
             }
@@ -347,14 +356,18 @@ public struct ExecutionsService: Sendable {
 
     /// One error response for several failed providers: a timeout only if all of them timed out.
     static func combined(_ problems: [Problem]) -> Problem {
-        if problems.count == 1, let only = problems.first { return only }
+        if problems.count == 1, let only = problems.first, only.status == .badGateway || only.status == .gatewayTimeout {
+            return only
+        }
         let allTimedOut = problems.allSatisfy { $0.kind == .upstreamTimeout }
-        let names = problems.compactMap(\.provider).map { "'\($0)'" }.joined(separator: ", ")
+        let providers = Array(Set(problems.compactMap(\.provider))).sorted()
+        let plural = providers.count == 1 ? "" : "s"
         return Problem(
             allTimedOut ? .upstreamTimeout : .upstreamError,
             status: allTimedOut ? .gatewayTimeout : .badGateway,
-            title: allTimedOut ? "Providers timed out" : "Providers failed",
-            detail: "Providers \(names) failed: " + problems.map(\.detail).joined(separator: " ")
+            title: allTimedOut ? "Provider\(plural) timed out" : "Provider\(plural) failed",
+            detail: problems.map(\.detail).joined(separator: " "),
+            provider: providers.count == 1 ? providers.first : nil
         )
     }
 }

@@ -102,7 +102,7 @@ enum ListParameterParser {
                     query.filter.statuses = Set(statuses)
                 }
             case "workflowId":
-                if value.isEmpty || value.utf8.count > 256 {
+                if value.isEmpty || value.unicodeScalars.count > 256 {
                     problems.append(.init(name: name, reason: "must be a workflow id of 1 to 256 characters"))
                 } else {
                     query.filter.workflowID = value
@@ -114,7 +114,7 @@ enum ListParameterParser {
                     problems.append(.init(name: name, reason: "must be an RFC 3339 date-time such as 2026-11-20T10:00:00Z"))
                 }
             case "q":
-                if value.isEmpty || value.count > ListQuery.maximumSearchTermLength {
+                if value.isEmpty || value.unicodeScalars.count > ListQuery.maximumSearchTermLength {
                     problems.append(.init(name: name, reason: "must be a search term of 1 to \(ListQuery.maximumSearchTermLength) characters"))
                 } else if !searchTerms.contains(value) {
                     searchTerms.append(value)

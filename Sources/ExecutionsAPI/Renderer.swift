@@ -99,7 +99,8 @@ enum Renderer {
             if include.contains(.events) { member.member("events", item.detail?.events ?? .null) }
             if include.contains(.detail) { member.member("detail", item.detail?.record ?? .null) }
             if include.contains(.raw) { member.member("raw", execution.raw) }
-            if let error = item.error { member.member("enrichmentError", error.json(requestID: requestID)) }
+            // No requestId inside data: it would change the ETag of every response carrying an error.
+            if let error = item.error { member.member("enrichmentError", error.json(requestID: nil)) }
         }
     }
 

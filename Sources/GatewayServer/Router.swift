@@ -26,8 +26,9 @@ public struct Router: HTTPResponder {
     private var notFound: Handler
 
     public init() {
-        notFound = { request, _ in
-            Router.defaultError(status: .notFound, detail: "No route for \(request.path).")
+        notFound = { request, context in
+            Router.defaultError(status: .notFound, detail: "No route for \(request.path).",
+                                requestID: context[RequestTraceKey.self]?.requestID)
         }
     }
 
@@ -63,13 +64,15 @@ public struct Router: HTTPResponder {
         case .methodNotAllowed(let allowed):
             var response = Router.defaultError(
                 status: Router.implementedMethods.contains(request.method) ? .methodNotAllowed : .notImplemented,
-                detail: "\(request.method) is not supported for \(request.path)."
+                detail: "\(request.method) is not supported for \(request.path).",
+                requestID: context[RequestTraceKey.self]?.requestID
             )
             response.headers.add(name: "Allow", value: allowed.map(\.rawValue).joined(separator: ", "))
             return response
         case .notFound:
             if !Router.implementedMethods.contains(request.method) {
-                return Router.defaultError(status: .notImplemented, detail: "\(request.method) is not implemented.")
+                return Router.defaultError(status: .notImplemented, detail: "\(request.method) is not implemented.",
+                                           requestID: context[RequestTraceKey.self]?.requestID)
             }
             return await notFound(request, context)
         }
@@ -120,11 +123,13 @@ public struct Router: HTTPResponder {
     }
 
     /// A minimal problem+json body, used for routing errors before any application code runs.
-    public static func defaultError(status: HTTPStatus, detail: String) -> HTTPResponse {
-        let body = "{\"type\":\"about:blank\",\"title\":\(jsonQuoted(status.reasonPhrase)),\"status\":\(status.code),\"detail\":\(jsonQuoted(detail))}"
+    /// `requestId` is nil only for errors found before a request exists (malformed input).
+    public static func defaultError(status: HTTPStatus, detail: String, requestID: String? = nil) -> HTTPResponse {
+        let requestIDMember = requestID.map { ",\"requestId\":\(jsonQuoted($0))" } ?? ""
+        let body = "{\"type\":\"about:blank\",\"title\":\(jsonQuoted(status.reasonPhrase)),\"status\":\(status.code),\"detail\":\(jsonQuoted(detail))\(requestIDMember)}"
         return HTTPResponse(
             status: status,
-            headers: ["Content-Type": "application/problem+json"],
+            headers: ["Content-Type": "application/problem+json", "Cache-Control": "no-store"],
             body: Array(body.utf8)
         )
     }

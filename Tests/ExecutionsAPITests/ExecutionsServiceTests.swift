@@ -104,12 +104,19 @@ import Testing
         #expect(problem(await service([a, b]).list([("allowPartial", "false")], client: .anonymous, facts: facts))?.status.code == 504)
     }
 
-    @Test func everyProviderFailingIsAnError() async throws {
-        let a = InMemoryProvider(name: "a")
+    @Test func everyProviderFailingIsStillAPartialPageThatCanBeRetried() async throws {
+        let a = InMemoryProvider(name: "a", executions: [makeExecution(provider: "a", id: "1", second: 1, status: .running)])
         a.failNext(1, with: .paused(retryAfterSeconds: 7))
-        let failure = problem(await service([a]).list([], client: .anonymous, facts: facts))
-        #expect(failure?.status.code == 503)
-        #expect(failure?.retryAfterSeconds == 7)
+        let page = try document(await service([a]).list([], client: .anonymous, facts: facts))
+        #expect(page["complete"] == false)
+        #expect(page["data"]?.arrayValue?.isEmpty == true)
+        let cursor = try #require(page["page"]?["nextCursor"]?.stringValue)
+        let retried = try document(await service([a]).list([("cursor", cursor)], client: .anonymous, facts: facts))
+        #expect(retried["data"]?.arrayValue?.compactMap { $0["id"]?.stringValue } == ["a:1"])
+
+        a.failNext(1, with: .paused(retryAfterSeconds: 7))
+        let strict = problem(await service([a]).list([("allowPartial", "false")], client: .anonymous, facts: facts))
+        #expect(strict?.status.code == 502, "a list answers 502 or 504 only (CONTRACT.md §3)")
     }
 
     // MARK: - Joins
