@@ -1,0 +1,132 @@
+public import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public struct CurlHTTPClientConfiguration: Sendable {
+    /// Idle connections libcurl keeps for reuse (CURLMOPT_MAXCONNECTS).
+    public var maxCachedConnections: Int
+    /// Open connections per host; 0 = unlimited. Excess transfers wait inside libcurl.
+    public var maxConnectionsPerHost: Int
+    /// Open connections in total; 0 = unlimited.
+    public var maxTotalConnections: Int
+    /// An idle connection older than this is not reused (CURLOPT_MAXAGE_CONN).
+    public var maxIdleConnectionAgeSeconds: Int
+    public var defaultTimeoutNanoseconds: UInt64
+    public var defaultConnectTimeoutNanoseconds: UInt64
+    public var maxResponseBodyBytes: Int
+    /// More response header fields than this is a malformed response.
+    public var maxResponseHeaderFields: Int
+    public var userAgent: String
+    /// PEM bundle to verify servers against instead of the system's; verification itself is always on.
+    public var caBundlePath: String?
+
+    public init(
+        maxCachedConnections: Int = 64,
+        maxConnectionsPerHost: Int = 0,
+        maxTotalConnections: Int = 0,
+        maxIdleConnectionAgeSeconds: Int = 60,
+        defaultTimeoutNanoseconds: UInt64 = 30_000_000_000,
+        defaultConnectTimeoutNanoseconds: UInt64 = 5_000_000_000,
+        maxResponseBodyBytes: Int = 16 * 1024 * 1024,
+        maxResponseHeaderFields: Int = 256,
+        userAgent: String = "ExecutionsGateway",
+        caBundlePath: String? = nil
+    ) {
+        self.maxCachedConnections = maxCachedConnections
+        self.maxConnectionsPerHost = maxConnectionsPerHost
+        self.maxTotalConnections = maxTotalConnections
+        self.maxIdleConnectionAgeSeconds = maxIdleConnectionAgeSeconds
+        self.defaultTimeoutNanoseconds = defaultTimeoutNanoseconds
+        self.defaultConnectTimeoutNanoseconds = defaultConnectTimeoutNanoseconds
+        self.maxResponseBodyBytes = maxResponseBodyBytes
+        self.maxResponseHeaderFields = maxResponseHeaderFields
+        self.userAgent = userAgent
+        self.caBundlePath = caBundlePath
+    }
+}
+
+public struct CurlClientStatistics: Sendable, Equatable {
+    /// New connections libcurl opened (CURLINFO_NUM_CONNECTS summed over finished transfers).
+    public var connectionsOpened = 0
+    public var transfersStarted = 0
+    /// Transfers that ended with an HTTP response, whatever its status.
+    public var responsesReceived = 0
+    public var transfersFailed = 0
+    public var transfersCancelled = 0
+    public var inFlight = 0
+
+    public init() {}
+}
+
+/// An HTTP client on libcurl's multi interface: one dedicated thread drives every transfer, so
+/// any number of requests run at once without a thread each. Connections are kept alive and
+/// reused per host, HTTP/2 is used where the server offers it over TLS, and TLS is always verified.
+public final class CurlHTTPClient: UpstreamTransport, Sendable {
+    public let configuration: CurlHTTPClientConfiguration
+    private let loop: CurlMultiLoop
+    private let nextTransferID = Atomic<UInt64>(1)
+    /// The loop thread until `shutdown` joins it.
+    private let thread: Mutex<pthread_t?>
+
+    public init(
+        configuration: CurlHTTPClientConfiguration = CurlHTTPClientConfiguration(),
+        logger: Logger = Logger(label: "gateway.upstream.curl")
+    ) throws(UpstreamError) {
+        self.configuration = configuration
+        let loop = try CurlMultiLoop(configuration: configuration, logger: logger)
+        self.loop = loop
+
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(loop).toOpaque()
+        let result = pthread_create(
+            &thread, nil,
+            { context in
+                guard let context else { return nil }
+                let loop = Unmanaged<CurlMultiLoop>.fromOpaque(context).takeRetainedValue()
+                loop.run()
+                return nil
+            }, context)
+        guard result == 0 else {
+            Unmanaged<CurlMultiLoop>.fromOpaque(context).release()
+            loop.requestStop()
+            throw .clientUnavailable(reason: "could not start the libcurl thread (error \(result))")
+        }
+        self.thread = Mutex(thread)
+    }
+
+    deinit { shutdown() }
+
+    public func execute(_ request: UpstreamRequest) async throws(UpstreamError) -> UpstreamResponse {
+        let id = nextTransferID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let transfer = try CurlTransfer(id: id, request: request, configuration: configuration)
+        let loop = self.loop
+        let result = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                loop.submit(transfer, continuation: continuation)
+            }
+        } onCancel: {
+            loop.cancel(transfer)
+        }
+        return try result.get()
+    }
+
+    /// Stops the loop thread and waits for it. Requests still running fail with `.shutdown`;
+    /// later calls fail at once with `.shutdown`. Safe to call more than once.
+    public func shutdown() {
+        loop.requestStop()
+        let thread = self.thread.withLock { thread in
+            defer { thread = nil }
+            return thread
+        }
+        if let thread { pthread_join(thread, nil) }
+    }
+
+    public func clientStatistics() -> CurlClientStatistics {
+        loop.shared.withLock { $0.statistics }
+    }
+}

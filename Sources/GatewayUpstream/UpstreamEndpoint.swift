@@ -1,0 +1,320 @@
+public import Logging
+import Synchronization
+
+/// One configured provider as seen from the gateway: its transport wrapped in the provider's
+/// policy (concurrency limit, pacing, retries with a budget, Retry-After pauses per credential,
+/// circuit breaker).
+///
+/// A call returns the response only for 2xx; any other status is thrown as `.httpStatus`.
+/// The first 429/503 carrying a `Retry-After` is thrown as `.httpStatus(..., retryAfterSeconds:)`;
+/// calls with the same credential after it fail at once with `.paused(untilNanoseconds:)`.
+public final class UpstreamEndpoint: Sendable {
+    public let name: String
+    public let policy: UpstreamPolicy
+    private let transport: any UpstreamTransport
+    private let clock: any UpstreamClock
+    private let jitter: @Sendable (UInt64) -> UInt64
+    private let logger: Logger
+    private let limiter: ConcurrencyLimiter
+    private let state: Mutex<State>
+
+    private struct State {
+        var breaker: CircuitBreaker
+        var pacer: OutboundPacer
+        var budget: RetryBudget
+        var pausedUntil: [String: UInt64] = [:]
+        var statistics = UpstreamEndpointStatistics()
+
+        mutating func activePause(for credentialKey: String, now: UInt64) -> UInt64? {
+            guard let until = pausedUntil[credentialKey] else { return nil }
+            if until > now { return until }
+            pausedUntil[credentialKey] = nil
+            return nil
+        }
+    }
+
+    /// - Parameters:
+    ///   - jitter: returns a uniformly random value in `0...upperBound`; injectable for tests.
+    public init(
+        name: String,
+        policy: UpstreamPolicy,
+        transport: any UpstreamTransport,
+        clock: any UpstreamClock = SystemUpstreamClock(),
+        jitter: @escaping @Sendable (_ upperBound: UInt64) -> UInt64 = { UInt64.random(in: 0...$0) },
+        logger: Logger = Logger(label: "gateway.upstream")
+    ) {
+        self.name = name
+        self.policy = policy
+        self.transport = transport
+        self.clock = clock
+        self.jitter = jitter
+        var logger = logger
+        logger[metadataKey: "provider"] = "\(name)"
+        self.logger = logger
+        limiter = ConcurrencyLimiter(limit: policy.maxConcurrency, maxWaiting: policy.maxWaiting)
+        state = Mutex(
+            State(
+                breaker: CircuitBreaker(
+                    failureThreshold: policy.circuitBreaker.failureThreshold,
+                    openDurationNanoseconds: policy.circuitBreaker.openDurationNanoseconds),
+                pacer: OutboundPacer(requestsPerSecond: policy.requestsPerSecond, burst: policy.burst),
+                budget: RetryBudget(
+                    ratio: policy.retryBudgetRatio,
+                    minimumRetriesPerWindow: policy.retryBudgetMinimumPerWindow,
+                    windowNanoseconds: policy.retryBudgetWindowNanoseconds)))
+    }
+
+    /// Sends `request` under this endpoint's policy, adding `X-Request-Id` and `traceparent` from
+    /// `context.trace`. The request's `timeoutNanoseconds`, when set, can only shorten the policy's.
+    public func execute(_ request: UpstreamRequest, context: UpstreamCallContext) async throws(UpstreamError)
+        -> UpstreamResponse
+    {
+        let start = clock.now()
+        let timeout = min(request.timeoutNanoseconds ?? policy.timeoutNanoseconds, policy.timeoutNanoseconds)
+        let deadline = start.addingClamped(timeout)
+
+        let earlyRejection: UpstreamError? = state.withLock { state in
+            state.budget.recordCall(now: start)
+            if let until = state.activePause(for: context.credentialKey, now: start) {
+                return .paused(untilNanoseconds: until)
+            }
+            if let retryAt = state.breaker.rejection(now: start) {
+                return .circuitOpen(retryAtNanoseconds: retryAt)
+            }
+            return nil
+        }
+        if let earlyRejection {
+            finishCall(with: .failure(earlyRejection))
+            throw earlyRejection
+        }
+
+        do throws(UpstreamError) {
+            try await limiter.acquire()
+        } catch {
+            finishCall(with: .failure(error))
+            throw error
+        }
+        defer { limiter.release() }
+
+        do throws(UpstreamError) {
+            let response = try await performAttempts(request, context: context, deadline: deadline)
+            finishCall(with: .success(response))
+            return response
+        } catch {
+            finishCall(with: .failure(error))
+            throw error
+        }
+    }
+
+    /// When calls with this credential may go upstream again, if a Retry-After pause is in force.
+    public func pausedUntil(credentialKey: String) -> UInt64? {
+        let now = clock.now()
+        return state.withLock { $0.activePause(for: credentialKey, now: now) }
+    }
+
+    /// Whole seconds (at least 1) a client should wait before retrying after `error`, for a
+    /// `Retry-After` header; nil when the error carries no such hint.
+    public func retryAfterSeconds(for error: UpstreamError) -> Int? {
+        let nanoseconds: UInt64
+        switch error {
+        case .httpStatus(_, _, let seconds?): return max(1, seconds)
+        case .paused(let until), .circuitOpen(let until): nanoseconds = until.subtractingClamped(clock.now())
+        default: return nil
+        }
+        let seconds = nanoseconds / 1_000_000_000 + (nanoseconds % 1_000_000_000 == 0 ? 0 : 1)
+        return Int(max(1, min(seconds, UInt64(Int32.max))))
+    }
+
+    public func statistics() -> UpstreamEndpointStatistics {
+        let now = clock.now()
+        var snapshot = state.withLock { state in
+            state.statistics.circuitState = state.breaker.state
+            state.statistics.circuitOpenings = state.breaker.timesOpened
+            state.statistics.activePauses = state.pausedUntil.values.filter { $0 > now }.count
+            return state.statistics
+        }
+        snapshot.inFlight = limiter.inUse
+        snapshot.waiting = limiter.waiting
+        return snapshot
+    }
+
+    // MARK: - Attempts
+
+    private func performAttempts(_ request: UpstreamRequest, context: UpstreamCallContext, deadline: UInt64)
+        async throws(UpstreamError) -> UpstreamResponse
+    {
+        var retryNumber = 0
+        var lastError: UpstreamError?
+        while true {
+            let (isProbe, slot) = try admitAttempt(context: context, deadline: deadline, lastError: lastError)
+            if slot > clock.now() {
+                do {
+                    try await clock.sleep(until: slot)
+                } catch {
+                    settleBreaker(.neutral, isProbe: isProbe)
+                    throw .cancelled
+                }
+            }
+
+            let remaining = deadline.subtractingClamped(clock.now())
+            guard remaining > 0 else {
+                settleBreaker(.neutral, isProbe: isProbe)
+                throw lastError ?? .timeout
+            }
+            var outbound = request
+            outbound.headers.replaceOrAdd(name: "X-Request-Id", value: context.trace.requestId)
+            outbound.headers.replaceOrAdd(name: "traceparent", value: context.trace.traceparent)
+            let attemptTimeout = min(remaining, policy.perAttemptTimeoutNanoseconds ?? .max)
+            outbound.timeoutNanoseconds = attemptTimeout
+            outbound.connectTimeoutNanoseconds = min(
+                request.connectTimeoutNanoseconds ?? policy.connectTimeoutNanoseconds, attemptTimeout)
+            state.withLock { $0.statistics.attempts += 1 }
+
+            let error: UpstreamError
+            do throws(UpstreamError) {
+                let response = try await transport.execute(outbound)
+                if (200..<300).contains(response.status) {
+                    settleBreaker(.success, isProbe: isProbe)
+                    return response
+                }
+                let retryAfter = response.headers["Retry-After"].flatMap {
+                    RetryAfter.seconds(from: $0, nowUnixSeconds: clock.unixTimeSeconds())
+                }
+                error = .httpStatus(status: response.status, body: response.body, retryAfterSeconds: retryAfter)
+            } catch let transportError {
+                error = transportError
+            }
+
+            settleBreaker(breakerOutcome(for: error), isProbe: isProbe)
+
+            if case .httpStatus(let status, _, let retryAfter?) = error, status == 429 || status == 503 {
+                if retryAfter > 0 { startPause(credentialKey: context.credentialKey, seconds: retryAfter, status: status) }
+                throw error
+            }
+            guard context.isIdempotent, retryNumber < policy.maxRetries, isRetryable(error) else { throw error }
+
+            let now = clock.now()
+            let delay = backoff(retryNumber: retryNumber)
+            guard now.addingClamped(delay) < deadline else { throw error }
+            let allowed = state.withLock { state in
+                let allowed = state.budget.tryRetry(now: now)
+                if allowed { state.statistics.retries += 1 } else { state.statistics.retriesDeniedByBudget += 1 }
+                return allowed
+            }
+            guard allowed else {
+                logger.debug("retry budget exhausted", metadata: ["requestId": "\(context.trace.requestId)", "error": "\(error)"])
+                throw error
+            }
+            logger.debug(
+                "retrying upstream call",
+                metadata: [
+                    "requestId": "\(context.trace.requestId)", "retry": "\(retryNumber + 1)",
+                    "delayMs": "\(delay / 1_000_000)", "error": "\(error)",
+                ])
+            if delay > 0 {
+                do {
+                    try await clock.sleep(until: now.addingClamped(delay))
+                } catch {
+                    throw .cancelled
+                }
+            }
+            retryNumber += 1
+            lastError = error
+        }
+    }
+
+    /// Checks pause, deadline and breaker for one attempt and reserves its pacing slot.
+    /// A retry that is refused reports the error that made it a retry, which says more.
+    private func admitAttempt(context: UpstreamCallContext, deadline: UInt64, lastError: UpstreamError?)
+        throws(UpstreamError) -> (isProbe: Bool, slot: UInt64)
+    {
+        let now = clock.now()
+        let (admission, transition) = state.withLock {
+            state -> (Result<(isProbe: Bool, slot: UInt64), UpstreamError>, CircuitState?) in
+            guard now < deadline else { return (.failure(lastError ?? .timeout), nil) }
+            if let until = state.activePause(for: context.credentialKey, now: now) {
+                return (.failure(lastError ?? .paused(untilNanoseconds: until)), nil)
+            }
+            let isProbe: Bool
+            switch state.breaker.admit(now: now) {
+            case .rejected(let retryAt): return (.failure(lastError ?? .circuitOpen(retryAtNanoseconds: retryAt)), nil)
+            case .probe: isProbe = true
+            case .admitted: isProbe = false
+            }
+            guard let slot = state.pacer.reserve(now: now, deadline: deadline) else {
+                _ = state.breaker.record(.neutral, isProbe: isProbe, now: now)
+                return (.failure(lastError ?? .timeout), nil)
+            }
+            return (.success((isProbe, slot)), isProbe ? .halfOpen : nil)
+        }
+        if transition == .halfOpen {
+            logger.info("circuit half-open: sending one probe", metadata: ["requestId": "\(context.trace.requestId)"])
+        }
+        return try admission.get()
+    }
+
+    private func breakerOutcome(for error: UpstreamError) -> CircuitBreaker.Outcome {
+        if error.indicatesUpstreamFailure { return .failure }
+        switch error {
+        case .httpStatus, .bodyTooLarge: return .success  // the upstream answered
+        default: return .neutral
+        }
+    }
+
+    private func settleBreaker(_ outcome: CircuitBreaker.Outcome, isProbe: Bool) {
+        let now = clock.now()
+        let transition = state.withLock { $0.breaker.record(outcome, isProbe: isProbe, now: now) }
+        switch transition {
+        case .open(let until)?:
+            logger.warning(
+                "circuit opened",
+                metadata: [
+                    "reopensInMs": "\(until.subtractingClamped(now) / 1_000_000)",
+                    "failureThreshold": "\(policy.circuitBreaker.failureThreshold)",
+                ])
+        case .closed?:
+            logger.info("circuit closed")
+        case .halfOpen?, nil:
+            break
+        }
+    }
+
+    private func isRetryable(_ error: UpstreamError) -> Bool {
+        switch error {
+        case .connection, .timeout: true
+        case .httpStatus(let status, _, _): status == 502 || status == 503 || status == 504
+        default: false
+        }
+    }
+
+    private func backoff(retryNumber: Int) -> UInt64 {
+        let shift = UInt64(min(retryNumber, 62))
+        let (scaled, overflow) = policy.backoffBaseNanoseconds.multipliedReportingOverflow(by: 1 << shift)
+        let ceiling = min(overflow ? .max : scaled, policy.backoffMaxNanoseconds)
+        return min(jitter(ceiling), ceiling)
+    }
+
+    private func startPause(credentialKey: String, seconds: Int, status: Int) {
+        let now = clock.now()
+        let (requested, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        let duration = min(overflow ? .max : requested, policy.maxPauseNanoseconds)
+        let until = now.addingClamped(duration)
+        state.withLock { state in
+            state.pausedUntil = state.pausedUntil.filter { $0.value > now }
+            state.pausedUntil[credentialKey] = max(state.pausedUntil[credentialKey] ?? 0, until)
+            state.statistics.pausesStarted += 1
+        }
+        logger.warning(
+            "upstream asked to pause calls with this credential",
+            metadata: ["status": "\(status)", "retryAfterSeconds": "\(seconds)", "pauseMs": "\(duration / 1_000_000)"])
+    }
+
+    private func finishCall(with result: Result<UpstreamResponse, UpstreamError>) {
+        let outcome: UpstreamCallOutcome
+        switch result {
+        case .success: outcome = .success
+        case .failure(let error): outcome = UpstreamCallOutcome(error)
+        }
+        state.withLock { $0.statistics.callsByOutcome[outcome, default: 0] += 1 }
+    }
+}

@@ -1,0 +1,167 @@
+/// How one provider is called: limits, pacing, retries, breaker. Durations are nanoseconds.
+public struct UpstreamPolicy: Sendable, Equatable {
+    /// Overall deadline of one call, retries and waiting for a pacing slot included.
+    public var timeoutNanoseconds: UInt64
+    public var connectTimeoutNanoseconds: UInt64
+    /// Limit of one attempt, so a hung attempt leaves time to retry; nil = whatever of the deadline remains.
+    public var perAttemptTimeoutNanoseconds: UInt64?
+    /// Calls in flight at once; further calls wait first come first served.
+    public var maxConcurrency: Int
+    /// Calls allowed to wait for a concurrency slot; more fail at once with `.overloaded`.
+    public var maxWaiting: Int
+    /// Outbound requests per second (attempts, retries included); nil or 0 = unpaced.
+    public var requestsPerSecond: Double?
+    /// Requests that may go back to back after a quiet period; 1 = evenly spaced.
+    public var burst: Int
+    /// Extra attempts for idempotent calls after a connection error, timeout, 502, 503 or 504.
+    public var maxRetries: Int
+    /// Retries allowed per call made, over `retryBudgetWindowNanoseconds`.
+    public var retryBudgetRatio: Double
+    /// Retries always allowed per window, so an endpoint with little traffic can still retry.
+    public var retryBudgetMinimumPerWindow: Int
+    public var retryBudgetWindowNanoseconds: UInt64
+    /// Full-jitter exponential backoff: retry n waits a random time in 0...min(max, base * 2^n).
+    public var backoffBaseNanoseconds: UInt64
+    public var backoffMaxNanoseconds: UInt64
+    public var circuitBreaker: CircuitBreakerPolicy
+    /// Longest pause honoured from a `Retry-After`, so one odd header cannot silence a provider for days.
+    public var maxPauseNanoseconds: UInt64
+
+    public init(
+        timeoutNanoseconds: UInt64 = 10_000_000_000,
+        connectTimeoutNanoseconds: UInt64 = 3_000_000_000,
+        perAttemptTimeoutNanoseconds: UInt64? = nil,
+        maxConcurrency: Int = 16,
+        maxWaiting: Int = 1024,
+        requestsPerSecond: Double? = 10,
+        burst: Int = 1,
+        maxRetries: Int = 2,
+        retryBudgetRatio: Double = 0.2,
+        retryBudgetMinimumPerWindow: Int = 5,
+        retryBudgetWindowNanoseconds: UInt64 = 10_000_000_000,
+        backoffBaseNanoseconds: UInt64 = 50_000_000,
+        backoffMaxNanoseconds: UInt64 = 2_000_000_000,
+        circuitBreaker: CircuitBreakerPolicy = CircuitBreakerPolicy(),
+        maxPauseNanoseconds: UInt64 = 3_600_000_000_000
+    ) {
+        self.timeoutNanoseconds = timeoutNanoseconds
+        self.connectTimeoutNanoseconds = connectTimeoutNanoseconds
+        self.perAttemptTimeoutNanoseconds = perAttemptTimeoutNanoseconds
+        self.maxConcurrency = maxConcurrency
+        self.maxWaiting = maxWaiting
+        self.requestsPerSecond = requestsPerSecond
+        self.burst = burst
+        self.maxRetries = maxRetries
+        self.retryBudgetRatio = retryBudgetRatio
+        self.retryBudgetMinimumPerWindow = retryBudgetMinimumPerWindow
+        self.retryBudgetWindowNanoseconds = retryBudgetWindowNanoseconds
+        self.backoffBaseNanoseconds = backoffBaseNanoseconds
+        self.backoffMaxNanoseconds = backoffMaxNanoseconds
+        self.circuitBreaker = circuitBreaker
+        self.maxPauseNanoseconds = maxPauseNanoseconds
+    }
+}
+
+public struct CircuitBreakerPolicy: Sendable, Equatable {
+    /// Consecutive failed attempts (connection, timeout, malformed, 5xx; never 4xx) that open the circuit.
+    public var failureThreshold: Int
+    /// How long an open circuit refuses calls before letting one probe through.
+    public var openDurationNanoseconds: UInt64
+
+    public init(failureThreshold: Int = 5, openDurationNanoseconds: UInt64 = 10_000_000_000) {
+        self.failureThreshold = failureThreshold
+        self.openDurationNanoseconds = openDurationNanoseconds
+    }
+}
+
+/// Per call: who is calling with which credential, and whether the call may be repeated.
+public struct UpstreamCallContext: Sendable {
+    /// Identifies the credential (a hash the caller computed), never the credential itself.
+    /// Retry-After pauses apply per (endpoint, credentialKey).
+    public var credentialKey: String
+    /// True for reads (GET, and POSTs that only read, such as Kaizen's list and get).
+    public var isIdempotent: Bool
+    /// Sent upstream as `X-Request-Id` and `traceparent`.
+    public var trace: TraceContext
+
+    public init(credentialKey: String, isIdempotent: Bool, trace: TraceContext) {
+        self.credentialKey = credentialKey
+        self.isIdempotent = isIdempotent
+        self.trace = trace
+    }
+}
+
+/// How a call to an endpoint ended; the label set for metrics.
+public enum UpstreamCallOutcome: String, Sendable, CaseIterable, Hashable {
+    case success
+    case httpError
+    case timeout
+    case connectionError
+    case malformedResponse
+    case bodyTooLarge
+    case cancelled
+    case circuitOpen
+    case paused
+    case overloaded
+    case invalidRequest
+    case unavailable
+
+    init(_ error: UpstreamError) {
+        switch error {
+        case .timeout: self = .timeout
+        case .connection: self = .connectionError
+        case .httpStatus: self = .httpError
+        case .malformedResponse: self = .malformedResponse
+        case .circuitOpen: self = .circuitOpen
+        case .paused: self = .paused
+        case .overloaded: self = .overloaded
+        case .cancelled: self = .cancelled
+        case .bodyTooLarge: self = .bodyTooLarge
+        case .invalidRequest: self = .invalidRequest
+        case .shutdown, .clientUnavailable: self = .unavailable
+        }
+    }
+}
+
+public struct UpstreamEndpointStatistics: Sendable, Equatable {
+    /// Finished calls by how they ended (every outcome present, zero included).
+    public var callsByOutcome: [UpstreamCallOutcome: Int]
+    /// Requests handed to the transport, retries included.
+    public var attempts: Int
+    public var retries: Int
+    public var retriesDeniedByBudget: Int
+    public var pausesStarted: Int
+    /// Credentials currently paused by a Retry-After.
+    public var activePauses: Int
+    public var circuitState: CircuitState
+    public var circuitOpenings: Int
+    public var inFlight: Int
+    public var waiting: Int
+
+    public init(
+        callsByOutcome: [UpstreamCallOutcome: Int] = Dictionary(
+            uniqueKeysWithValues: UpstreamCallOutcome.allCases.map { ($0, 0) }),
+        attempts: Int = 0,
+        retries: Int = 0,
+        retriesDeniedByBudget: Int = 0,
+        pausesStarted: Int = 0,
+        activePauses: Int = 0,
+        circuitState: CircuitState = .closed,
+        circuitOpenings: Int = 0,
+        inFlight: Int = 0,
+        waiting: Int = 0
+    ) {
+        self.callsByOutcome = callsByOutcome
+        self.attempts = attempts
+        self.retries = retries
+        self.retriesDeniedByBudget = retriesDeniedByBudget
+        self.pausesStarted = pausesStarted
+        self.activePauses = activePauses
+        self.circuitState = circuitState
+        self.circuitOpenings = circuitOpenings
+        self.inFlight = inFlight
+        self.waiting = waiting
+    }
+
+    public var calls: Int { callsByOutcome.values.reduce(0, +) }
+}

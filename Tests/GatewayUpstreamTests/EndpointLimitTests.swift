@@ -1,0 +1,190 @@
+import GatewayHTTP
+@testable import GatewayUpstream
+import Synchronization
+import Testing
+
+@Suite struct EndpointPacingTests {
+    @Test func sequentialCallsAreSpacedEvenly() async throws {
+        let clock = TestClock()
+        let start = clock.now()
+        let transport = ScriptedTransport(steps: [response(200)])
+        let endpoint = UpstreamEndpoint(
+            name: "kaizen", policy: fastPolicy(requestsPerSecond: 10), transport: transport, clock: clock)
+        for _ in 0..<4 {
+            _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+        }
+        #expect(clock.sleepDeadlines == [100, 200, 300].map { start + $0 * millisecond })
+        #expect(transport.callCount == 4)
+    }
+
+    @Test func aBurstGoesBackToBackThenSpacingResumes() async throws {
+        let clock = TestClock()
+        let start = clock.now()
+        var policy = fastPolicy(requestsPerSecond: 10)
+        policy.burst = 3
+        let transport = ScriptedTransport(steps: [response(200)])
+        let endpoint = UpstreamEndpoint(name: "kaizen", policy: policy, transport: transport, clock: clock)
+        for _ in 0..<5 {
+            _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+        }
+        #expect(clock.sleepDeadlines == [100, 200].map { start + $0 * millisecond })
+    }
+
+    @Test func retriesArePacedToo() async throws {
+        let clock = TestClock()
+        let start = clock.now()
+        let transport = ScriptedTransport(steps: [.failure(.connection(reason: "reset")), response(200)])
+        let endpoint = UpstreamEndpoint(
+            name: "kaizen", policy: fastPolicy(requestsPerSecond: 1), transport: transport, clock: clock, jitter: { $0 })
+        _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+        // Backoff to 50 ms, then the pacing slot at 1 s.
+        #expect(clock.sleepDeadlines == [start + 50 * millisecond, start + 1 * second])
+    }
+
+    @Test func aSlotBeyondTheDeadlineFailsAtOnceWithoutReservingIt() async throws {
+        let clock = TestClock()
+        let transport = ScriptedTransport(steps: [response(200)])
+        let endpoint = UpstreamEndpoint(
+            name: "kaizen", policy: fastPolicy(requestsPerSecond: 1, timeout: 500 * millisecond),
+            transport: transport, clock: clock)
+        _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+        await #expect(throws: UpstreamError.timeout) {
+            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+        }
+        #expect(transport.callCount == 1)
+        #expect(clock.sleepDeadlines.isEmpty)
+        clock.advance(by: 1 * second)
+        _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+        #expect(transport.callCount == 2)
+    }
+
+    @Test func pacerHandsOutConsecutiveSlotsToSimultaneousCallers() {
+        var pacer = OutboundPacer(requestsPerSecond: 4, burst: 1)
+        let slots = (0..<5).map { _ in pacer.reserve(now: 1_000, deadline: .max) }
+        let expected: [UInt64?] = (0..<5).map { UInt64(1_000 + $0 * 250_000_000) }
+        #expect(slots == expected)
+    }
+
+    @Test func unpacedWhenNoRateIsConfigured() {
+        var pacer = OutboundPacer(requestsPerSecond: nil, burst: 1)
+        #expect((0..<3).map { _ in pacer.reserve(now: 7, deadline: 7) } == [7, 7, 7])
+        var zero = OutboundPacer(requestsPerSecond: 0, burst: 1)
+        #expect(zero.reserve(now: 7, deadline: 7) == 7)
+    }
+}
+
+@Suite struct EndpointConcurrencyTests {
+    @Test func atMostMaxConcurrencyInFlightAndWaitersAdmittedInOrder() async throws {
+        var policy = fastPolicy()
+        policy.maxConcurrency = 2
+        let gates = (0..<5).map { _ in Gate() }
+        let transport = ScriptedTransport { request, _ throws(UpstreamError) in
+            let index = Int(request.url.split(separator: "/").last.map(String.init) ?? "") ?? 0
+            await gates[index].wait()
+            return UpstreamResponse(status: 200)
+        }
+        let endpoint = UpstreamEndpoint(name: "kaizen", policy: policy, transport: transport, clock: TestClock())
+        var tasks: [Task<Result<UpstreamResponse, UpstreamError>, Never>] = []
+        for index in 0..<5 {
+            tasks.append(Task {
+                do throws(UpstreamError) {
+                    return .success(try await endpoint.execute(
+                        UpstreamRequest(url: "http://kaizen.test/\(index)"), context: makeContext()))
+                } catch { return .failure(error) }
+            })
+            // Start the next caller only once this one is in flight or queued, so the order is known.
+            #expect(await eventually { endpoint.statistics().inFlight + endpoint.statistics().waiting == index + 1 })
+        }
+        #expect(transport.callCount == 2)
+        #expect(endpoint.statistics().waiting == 3)
+
+        gates[1].open()
+        #expect(await eventually { transport.callCount == 3 })
+        #expect(transport.inFlight == 2)
+        gates[0].open()
+        #expect(await eventually { transport.callCount == 4 })
+        for gate in gates { gate.open() }
+        for task in tasks { _ = try await task.value.get() }
+        #expect(transport.requests.map(\.url) == (0..<5).map { "http://kaizen.test/\($0)" })
+        #expect(endpoint.statistics().inFlight == 0)
+    }
+
+    @Test func callsBeyondTheWaitingLimitAreRefusedAsOverloaded() async throws {
+        var policy = fastPolicy()
+        policy.maxConcurrency = 1
+        policy.maxWaiting = 1
+        let gate = Gate()
+        let transport = ScriptedTransport { _, _ throws(UpstreamError) in
+            await gate.wait()
+            return UpstreamResponse(status: 200)
+        }
+        let endpoint = UpstreamEndpoint(name: "kaizen", policy: policy, transport: transport, clock: TestClock())
+        let first = Task { try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/1"), context: makeContext()) }
+        #expect(await eventually { transport.callCount == 1 })
+        let second = Task { try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/2"), context: makeContext()) }
+        #expect(await eventually { endpoint.statistics().waiting == 1 })
+        await #expect(throws: UpstreamError.overloaded) {
+            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/3"), context: makeContext())
+        }
+        gate.open()
+        _ = try await first.value
+        _ = try await second.value
+        #expect(endpoint.statistics().callsByOutcome[.overloaded] == 1)
+        #expect(endpoint.statistics().callsByOutcome[.success] == 2)
+    }
+
+    @Test func aCancelledWaiterLeavesTheQueueWithoutTakingAPermit() async throws {
+        var policy = fastPolicy()
+        policy.maxConcurrency = 1
+        let gate = Gate()
+        let transport = ScriptedTransport { _, _ throws(UpstreamError) in
+            await gate.wait()
+            return UpstreamResponse(status: 200)
+        }
+        let endpoint = UpstreamEndpoint(name: "kaizen", policy: policy, transport: transport, clock: TestClock())
+        let holder = Task { try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/1"), context: makeContext()) }
+        #expect(await eventually { transport.callCount == 1 })
+        let waiter = Task { () async throws(UpstreamError) -> UpstreamResponse in
+            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/2"), context: makeContext())
+        }
+        #expect(await eventually { endpoint.statistics().waiting == 1 })
+        waiter.cancel()
+        let result = await waiter.result
+        #expect(throws: UpstreamError.cancelled) { try result.get() }
+        #expect(endpoint.statistics().waiting == 0)
+
+        gate.open()
+        _ = try await holder.value
+        // The permit came back: a new call goes straight through.
+        _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/3"), context: makeContext())
+        #expect(transport.requests.map(\.url) == ["http://kaizen.test/1", "http://kaizen.test/3"])
+        #expect(endpoint.statistics().inFlight == 0)
+    }
+
+    @Test func limiterNeverAdmitsMoreThanItsLimitUnderChurn() async {
+        let limiter = ConcurrencyLimiter(limit: 3, maxWaiting: 1_000)
+        final class Occupancy: Sendable {
+            let counts = Mutex<(inside: Int, highest: Int)>((0, 0))
+            func enter() { counts.withLock { $0.inside += 1; $0.highest = max($0.highest, $0.inside) } }
+            func leave() { counts.withLock { $0.inside -= 1 } }
+        }
+        let occupancy = Occupancy()
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<200 {
+                group.addTask {
+                    do throws(UpstreamError) {
+                        try await limiter.acquire()
+                    } catch { return }
+                    occupancy.enter()
+                    if index % 3 == 0 { await Task.yield() }
+                    occupancy.leave()
+                    limiter.release()
+                }
+            }
+        }
+        let highest = occupancy.counts.withLock { $0.highest }
+        #expect(highest <= 3)
+        #expect(highest >= 1)
+        #expect(limiter.inUse == 0)
+    }
+}
