@@ -28,6 +28,7 @@ let package = Package(
     products: [
         // The HTTP server on its own, for embedding and for the benchmark package.
         .library(name: "GatewayServer", targets: ["GatewayServer", "GatewayHTTP"]),
+        .executable(name: "provider-simulator", targets: ["ProviderSimulatorCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -84,6 +85,18 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // MARK: Provider simulator (demo + tests)
+        .target(name: "ProviderSimulator", dependencies: ["GatewayHTTP", "GatewayServer"], swiftSettings: strictSwift),
+        .executableTarget(
+            name: "ProviderSimulatorCLI",
+            dependencies: [
+                "ProviderSimulator",
+                "GatewayServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
         // MARK: Tests
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
@@ -100,6 +113,12 @@ let package = Package(
         .testTarget(
             name: "GatewayUpstreamTests",
             dependencies: ["GatewayUpstream", "GatewayHTTP", "GatewayServer", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "ProviderSimulatorTests",
+            dependencies: ["ProviderSimulator", "GatewayServer", "GatewayHTTP"],
+            exclude: ["Schemas"],
             swiftSettings: strictSwift
         ),
     ]
