@@ -65,8 +65,8 @@ public final class UpstreamEndpoint: Sendable {
     }
 
     /// Sends `request` under this endpoint's policy, adding `X-Request-Id` and `traceparent` from
-    /// `context.trace`. The request's `timeoutNanoseconds`, when set, can only shorten the policy's.
-    public func execute(_ request: UpstreamRequest, context: UpstreamCallContext) async throws(UpstreamError)
+    /// `options`. The request's `timeoutNanoseconds`, when set, can only shorten the policy's.
+    public func execute(_ request: UpstreamRequest, options: UpstreamCallOptions) async throws(UpstreamError)
         -> UpstreamResponse
     {
         let start = clock.now()
@@ -75,7 +75,7 @@ public final class UpstreamEndpoint: Sendable {
 
         let earlyRejection: UpstreamError? = state.withLock { state in
             state.budget.recordCall(now: start)
-            if let until = state.activePause(for: context.credentialKey, now: start) {
+            if let until = state.activePause(for: options.credentialKey, now: start) {
                 return .paused(untilNanoseconds: until)
             }
             if let retryAt = state.breaker.rejection(now: start) {
@@ -97,7 +97,7 @@ public final class UpstreamEndpoint: Sendable {
         defer { limiter.release() }
 
         do throws(UpstreamError) {
-            let response = try await performAttempts(request, context: context, deadline: deadline)
+            let response = try await performAttempts(request, options: options, deadline: deadline)
             finishCall(with: .success(response))
             return response
         } catch {
@@ -140,13 +140,13 @@ public final class UpstreamEndpoint: Sendable {
 
     // MARK: - Attempts
 
-    private func performAttempts(_ request: UpstreamRequest, context: UpstreamCallContext, deadline: UInt64)
+    private func performAttempts(_ request: UpstreamRequest, options: UpstreamCallOptions, deadline: UInt64)
         async throws(UpstreamError) -> UpstreamResponse
     {
         var retryNumber = 0
         var lastError: UpstreamError?
         while true {
-            let (isProbe, slot) = try admitAttempt(context: context, deadline: deadline, lastError: lastError)
+            let (isProbe, slot) = try admitAttempt(options: options, deadline: deadline, lastError: lastError)
             if slot > clock.now() {
                 do {
                     try await clock.sleep(until: slot)
@@ -162,8 +162,8 @@ public final class UpstreamEndpoint: Sendable {
                 throw lastError ?? .timeout
             }
             var outbound = request
-            outbound.headers.replaceOrAdd(name: "X-Request-Id", value: context.trace.requestId)
-            outbound.headers.replaceOrAdd(name: "traceparent", value: context.trace.traceparent)
+            outbound.headers.replaceOrAdd(name: "X-Request-Id", value: options.requestId)
+            outbound.headers.replaceOrAdd(name: "traceparent", value: options.traceparent)
             let attemptTimeout = min(remaining, policy.perAttemptTimeoutNanoseconds ?? .max)
             outbound.timeoutNanoseconds = attemptTimeout
             outbound.connectTimeoutNanoseconds = min(
@@ -188,10 +188,10 @@ public final class UpstreamEndpoint: Sendable {
             settleBreaker(breakerOutcome(for: error), isProbe: isProbe)
 
             if case .httpStatus(let status, _, let retryAfter?) = error, status == 429 || status == 503 {
-                if retryAfter > 0 { startPause(credentialKey: context.credentialKey, seconds: retryAfter, status: status) }
+                if retryAfter > 0 { startPause(credentialKey: options.credentialKey, seconds: retryAfter, status: status) }
                 throw error
             }
-            guard context.isIdempotent, retryNumber < policy.maxRetries, isRetryable(error) else { throw error }
+            guard options.isIdempotent, retryNumber < policy.maxRetries, isRetryable(error) else { throw error }
 
             let now = clock.now()
             let delay = backoff(retryNumber: retryNumber)
@@ -202,13 +202,13 @@ public final class UpstreamEndpoint: Sendable {
                 return allowed
             }
             guard allowed else {
-                logger.debug("retry budget exhausted", metadata: ["requestId": "\(context.trace.requestId)", "error": "\(error)"])
+                logger.debug("retry budget exhausted", metadata: ["requestId": "\(options.requestId)", "error": "\(error)"])
                 throw error
             }
             logger.debug(
                 "retrying upstream call",
                 metadata: [
-                    "requestId": "\(context.trace.requestId)", "retry": "\(retryNumber + 1)",
+                    "requestId": "\(options.requestId)", "retry": "\(retryNumber + 1)",
                     "delayMs": "\(delay / 1_000_000)", "error": "\(error)",
                 ])
             if delay > 0 {
@@ -225,14 +225,14 @@ public final class UpstreamEndpoint: Sendable {
 
     /// Checks pause, deadline and breaker for one attempt and reserves its pacing slot.
     /// A retry that is refused reports the error that made it a retry, which says more.
-    private func admitAttempt(context: UpstreamCallContext, deadline: UInt64, lastError: UpstreamError?)
+    private func admitAttempt(options: UpstreamCallOptions, deadline: UInt64, lastError: UpstreamError?)
         throws(UpstreamError) -> (isProbe: Bool, slot: UInt64)
     {
         let now = clock.now()
         let (admission, transition) = state.withLock {
             state -> (Result<(isProbe: Bool, slot: UInt64), UpstreamError>, CircuitState?) in
             guard now < deadline else { return (.failure(lastError ?? .timeout), nil) }
-            if let until = state.activePause(for: context.credentialKey, now: now) {
+            if let until = state.activePause(for: options.credentialKey, now: now) {
                 return (.failure(lastError ?? .paused(untilNanoseconds: until)), nil)
             }
             let isProbe: Bool
@@ -248,7 +248,7 @@ public final class UpstreamEndpoint: Sendable {
             return (.success((isProbe, slot)), isProbe ? .halfOpen : nil)
         }
         if transition == .halfOpen {
-            logger.info("circuit half-open: sending one probe", metadata: ["requestId": "\(context.trace.requestId)"])
+            logger.info("circuit half-open: sending one probe", metadata: ["requestId": "\(options.requestId)"])
         }
         return try admission.get()
     }

@@ -74,20 +74,29 @@ public struct CircuitBreakerPolicy: Sendable, Equatable {
     }
 }
 
-/// Per call: who is calling with which credential, and whether the call may be repeated.
-public struct UpstreamCallContext: Sendable {
+/// Per call: which credential, whether the call may be repeated, and the correlation ids.
+public struct UpstreamCallOptions: Sendable {
     /// Identifies the credential (a hash the caller computed), never the credential itself.
     /// Retry-After pauses apply per (endpoint, credentialKey).
     public var credentialKey: String
     /// True for reads (GET, and POSTs that only read, such as Kaizen's list and get).
     public var isIdempotent: Bool
-    /// Sent upstream as `X-Request-Id` and `traceparent`.
-    public var trace: TraceContext
+    /// Sent upstream as `X-Request-Id`.
+    public var requestId: String
+    /// Sent upstream as `traceparent`.
+    public var traceparent: String
 
-    public init(credentialKey: String, isIdempotent: Bool, trace: TraceContext) {
+    public init(credentialKey: String, isIdempotent: Bool, requestId: String, traceparent: String) {
         self.credentialKey = credentialKey
         self.isIdempotent = isIdempotent
-        self.trace = trace
+        self.requestId = requestId
+        self.traceparent = traceparent
+    }
+
+    public init(credentialKey: String, isIdempotent: Bool, trace: TraceContext) {
+        self.init(
+            credentialKey: credentialKey, isIdempotent: isIdempotent, requestId: trace.requestId,
+            traceparent: trace.traceparent)
     }
 }
 

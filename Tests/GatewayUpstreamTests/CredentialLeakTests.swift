@@ -42,7 +42,7 @@ import Testing
         var errors: [UpstreamError] = []
         for key in ["a", "a", "a", "b", "b", "c"] {
             let error = await outcome { () throws(UpstreamError) in
-                try await endpoint.execute(request, context: makeContext(credentialKey: key))
+                try await endpoint.execute(request, options: makeOptions(credentialKey: key))
             }
             if let error { errors.append(error) }
         }
@@ -80,7 +80,7 @@ import Testing
         var errors: [UpstreamError] = []
         for url in ["http://127.0.0.1:\(refusedPort)/v1/executions", "http://127.0.0.1:\(listener.port)/v1/executions"] {
             let request = UpstreamRequest(url: url, headers: headers, timeoutNanoseconds: 150 * millisecond)
-            if let error = await outcome({ () throws(UpstreamError) in try await endpoint.execute(request, context: makeContext()) }) {
+            if let error = await outcome({ () throws(UpstreamError) in try await endpoint.execute(request, options: makeOptions()) }) {
                 errors.append(error)
             }
         }

@@ -132,7 +132,7 @@ import Testing
 
             let endpoint = UpstreamEndpoint(name: "kapso", policy: UpstreamPolicy(), transport: client)
             await #expect(throws: UpstreamError.httpStatus(status: 404, body: Array("no such execution".utf8), retryAfterSeconds: nil)) {
-                try await endpoint.execute(UpstreamRequest(url: "\(base)/missing"), context: makeContext())
+                try await endpoint.execute(UpstreamRequest(url: "\(base)/missing"), options: makeOptions())
             }
         }
     }
@@ -261,7 +261,7 @@ import Testing
             let endpoint = UpstreamEndpoint(
                 name: "kaizen", policy: UpstreamPolicy(requestsPerSecond: nil, backoffBaseNanoseconds: 1 * millisecond),
                 transport: client)
-            let response = try await endpoint.execute(UpstreamRequest(url: "\(base)/flaky"), context: makeContext())
+            let response = try await endpoint.execute(UpstreamRequest(url: "\(base)/flaky"), options: makeOptions())
             #expect(response.body == Array("0123456789".utf8))
             #expect(endpoint.statistics().retries == 2)
         }
@@ -274,17 +274,17 @@ import Testing
                 TraceContext(
                     requestId: "req-77", traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7",
                     sampled: false))
-            let context = UpstreamCallContext(credentialKey: "k1", isIdempotent: true, trace: trace)
-            let response = try await endpoint.execute(UpstreamRequest(url: "\(base)/json"), context: context)
+            let options = UpstreamCallOptions(credentialKey: "k1", isIdempotent: true, trace: trace)
+            let response = try await endpoint.execute(UpstreamRequest(url: "\(base)/json"), options: options)
             #expect(
                 String(decoding: response.body, as: UTF8.self)
                     == #"{"seen":"auth=-;requestId=req-77;traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00;expect=-"}"#)
 
             await #expect(throws: UpstreamError.httpStatus(status: 429, body: Array(#"{"error":"slow down"}"#.utf8), retryAfterSeconds: 7)) {
-                try await endpoint.execute(UpstreamRequest(url: "\(base)/limited"), context: context)
+                try await endpoint.execute(UpstreamRequest(url: "\(base)/limited"), options: options)
             }
             await #expect {
-                try await endpoint.execute(UpstreamRequest(url: "\(base)/json"), context: context)
+                try await endpoint.execute(UpstreamRequest(url: "\(base)/json"), options: options)
             } throws: { error in
                 guard case .paused = error as? UpstreamError else { return false }
                 return endpoint.retryAfterSeconds(for: error as! UpstreamError) == 7
@@ -301,7 +301,7 @@ import Testing
             let request = UpstreamRequest(url: "\(base)/echo-credential", headers: ["Authorization": "Bearer \(credential)"])
             var thrown: UpstreamError?
             do throws(UpstreamError) {
-                _ = try await endpoint.execute(request, context: makeContext())
+                _ = try await endpoint.execute(request, options: makeOptions())
             } catch {
                 thrown = error
             }

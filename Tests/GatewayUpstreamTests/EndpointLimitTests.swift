@@ -11,7 +11,7 @@ import Testing
         let endpoint = UpstreamEndpoint(
             name: "kaizen", policy: fastPolicy(requestsPerSecond: 10), transport: transport, clock: clock)
         for _ in 0..<4 {
-            _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+            _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         }
         #expect(clock.sleepDeadlines == [100, 200, 300].map { start + $0 * millisecond })
         #expect(transport.callCount == 4)
@@ -25,7 +25,7 @@ import Testing
         let transport = ScriptedTransport(steps: [response(200)])
         let endpoint = UpstreamEndpoint(name: "kaizen", policy: policy, transport: transport, clock: clock)
         for _ in 0..<5 {
-            _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+            _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         }
         #expect(clock.sleepDeadlines == [100, 200].map { start + $0 * millisecond })
     }
@@ -36,7 +36,7 @@ import Testing
         let transport = ScriptedTransport(steps: [.failure(.connection(reason: "reset")), response(200)])
         let endpoint = UpstreamEndpoint(
             name: "kaizen", policy: fastPolicy(requestsPerSecond: 1), transport: transport, clock: clock, jitter: { $0 })
-        _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+        _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         // Backoff to 50 ms, then the pacing slot at 1 s.
         #expect(clock.sleepDeadlines == [start + 50 * millisecond, start + 1 * second])
     }
@@ -47,14 +47,14 @@ import Testing
         let endpoint = UpstreamEndpoint(
             name: "kaizen", policy: fastPolicy(requestsPerSecond: 1, timeout: 500 * millisecond),
             transport: transport, clock: clock)
-        _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+        _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         await #expect(throws: UpstreamError.timeout) {
-            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         }
         #expect(transport.callCount == 1)
         #expect(clock.sleepDeadlines.isEmpty)
         clock.advance(by: 1 * second)
-        _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+        _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         #expect(transport.callCount == 2)
     }
 
@@ -89,7 +89,7 @@ import Testing
             tasks.append(Task {
                 do throws(UpstreamError) {
                     return .success(try await endpoint.execute(
-                        UpstreamRequest(url: "http://kaizen.test/\(index)"), context: makeContext()))
+                        UpstreamRequest(url: "http://kaizen.test/\(index)"), options: makeOptions()))
                 } catch { return .failure(error) }
             })
             // Start the next caller only once this one is in flight or queued, so the order is known.
@@ -119,12 +119,12 @@ import Testing
             return UpstreamResponse(status: 200)
         }
         let endpoint = UpstreamEndpoint(name: "kaizen", policy: policy, transport: transport, clock: TestClock())
-        let first = Task { try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/1"), context: makeContext()) }
+        let first = Task { try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/1"), options: makeOptions()) }
         #expect(await eventually { transport.callCount == 1 })
-        let second = Task { try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/2"), context: makeContext()) }
+        let second = Task { try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/2"), options: makeOptions()) }
         #expect(await eventually { endpoint.statistics().waiting == 1 })
         await #expect(throws: UpstreamError.overloaded) {
-            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/3"), context: makeContext())
+            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/3"), options: makeOptions())
         }
         gate.open()
         _ = try await first.value
@@ -142,10 +142,10 @@ import Testing
             return UpstreamResponse(status: 200)
         }
         let endpoint = UpstreamEndpoint(name: "kaizen", policy: policy, transport: transport, clock: TestClock())
-        let holder = Task { try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/1"), context: makeContext()) }
+        let holder = Task { try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/1"), options: makeOptions()) }
         #expect(await eventually { transport.callCount == 1 })
         let waiter = Task { () async throws(UpstreamError) -> UpstreamResponse in
-            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/2"), context: makeContext())
+            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/2"), options: makeOptions())
         }
         #expect(await eventually { endpoint.statistics().waiting == 1 })
         waiter.cancel()
@@ -156,7 +156,7 @@ import Testing
         gate.open()
         _ = try await holder.value
         // The permit came back: a new call goes straight through.
-        _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/3"), context: makeContext())
+        _ = try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/3"), options: makeOptions())
         #expect(transport.requests.map(\.url) == ["http://kaizen.test/1", "http://kaizen.test/3"])
         #expect(endpoint.statistics().inFlight == 0)
     }

@@ -20,26 +20,26 @@ import Testing
 
         await #expect(throws: UpstreamError.httpStatus(
             status: 429, body: Array(#"{"error":"rate limited"}"#.utf8), retryAfterSeconds: 30)) {
-            try await endpoint.execute(request, context: makeContext(credentialKey: "a"))
+            try await endpoint.execute(request, options: makeOptions(credentialKey: "a"))
         }
         // Same credential: refused without a call until the pause ends.
         await #expect(throws: UpstreamError.paused(untilNanoseconds: start + 30 * second)) {
-            try await endpoint.execute(request, context: makeContext(credentialKey: "a"))
+            try await endpoint.execute(request, options: makeOptions(credentialKey: "a"))
         }
         #expect(transport.callCount == 1)
         #expect(endpoint.pausedUntil(credentialKey: "a") == start + 30 * second)
         #expect(endpoint.retryAfterSeconds(for: .paused(untilNanoseconds: start + 30 * second)) == 30)
 
         // Another credential is not affected.
-        _ = try await endpoint.execute(request, context: makeContext(credentialKey: "b"))
+        _ = try await endpoint.execute(request, options: makeOptions(credentialKey: "b"))
         #expect(transport.callCount == 2)
 
         clock.advance(by: 29 * second)
         await #expect(throws: UpstreamError.paused(untilNanoseconds: start + 30 * second)) {
-            try await endpoint.execute(request, context: makeContext(credentialKey: "a"))
+            try await endpoint.execute(request, options: makeOptions(credentialKey: "a"))
         }
         clock.advance(by: 1 * second)
-        _ = try await endpoint.execute(request, context: makeContext(credentialKey: "a"))
+        _ = try await endpoint.execute(request, options: makeOptions(credentialKey: "a"))
         #expect(transport.callCount == 3)
         #expect(endpoint.pausedUntil(credentialKey: "a") == nil)
         let statistics = endpoint.statistics()
@@ -56,7 +56,7 @@ import Testing
         ])
         let endpoint = endpoint(transport, clock: clock)
         await #expect(throws: UpstreamError.httpStatus(status: 503, body: [], retryAfterSeconds: 1_800)) {
-            try await endpoint.execute(UpstreamRequest(url: "http://kapso.test/x"), context: makeContext())
+            try await endpoint.execute(UpstreamRequest(url: "http://kapso.test/x"), options: makeOptions())
         }
         #expect(transport.callCount == 1)
         #expect(endpoint.pausedUntil(credentialKey: "cred-a") == start + 1_800 * second)
@@ -66,9 +66,9 @@ import Testing
         let transport = ScriptedTransport(steps: [response(429), response(200)])
         let endpoint = endpoint(transport, clock: TestClock())
         await #expect(throws: UpstreamError.httpStatus(status: 429, body: [], retryAfterSeconds: nil)) {
-            try await endpoint.execute(UpstreamRequest(url: "http://kapso.test/x"), context: makeContext())
+            try await endpoint.execute(UpstreamRequest(url: "http://kapso.test/x"), options: makeOptions())
         }
-        _ = try await endpoint.execute(UpstreamRequest(url: "http://kapso.test/x"), context: makeContext())
+        _ = try await endpoint.execute(UpstreamRequest(url: "http://kapso.test/x"), options: makeOptions())
         #expect(endpoint.statistics().pausesStarted == 0)
     }
 
@@ -79,7 +79,7 @@ import Testing
         let transport = ScriptedTransport(steps: [response(429, headers: ["Retry-After": "99999999999999999999"])])
         let endpoint = endpoint(transport, clock: clock, policy: policy)
         await #expect(throws: UpstreamError.self) {
-            try await endpoint.execute(UpstreamRequest(url: "http://kapso.test/x"), context: makeContext())
+            try await endpoint.execute(UpstreamRequest(url: "http://kapso.test/x"), options: makeOptions())
         }
         #expect(endpoint.pausedUntil(credentialKey: "cred-a") == clock.now() + 600 * second)
     }
@@ -88,7 +88,7 @@ import Testing
         let transport = ScriptedTransport(steps: [response(429, headers: ["Retry-After": "soon"])])
         let endpoint = endpoint(transport, clock: TestClock())
         await #expect(throws: UpstreamError.httpStatus(status: 429, body: [], retryAfterSeconds: nil)) {
-            try await endpoint.execute(UpstreamRequest(url: "http://kapso.test/x"), context: makeContext())
+            try await endpoint.execute(UpstreamRequest(url: "http://kapso.test/x"), options: makeOptions())
         }
         #expect(endpoint.pausedUntil(credentialKey: "cred-a") == nil)
     }
@@ -102,7 +102,7 @@ import Testing
 
     private func call(_ endpoint: UpstreamEndpoint) async -> Result<UpstreamResponse, UpstreamError> {
         do throws(UpstreamError) {
-            return .success(try await endpoint.execute(UpstreamRequest(url: "http://b3os.test/v1/executions"), context: makeContext()))
+            return .success(try await endpoint.execute(UpstreamRequest(url: "http://b3os.test/v1/executions"), options: makeOptions()))
         } catch {
             return .failure(error)
         }
@@ -202,7 +202,7 @@ import Testing
         let transport = ScriptedTransport(steps: [.failure(.connection(reason: "refused"))])
         let endpoint = UpstreamEndpoint(name: "b3os", policy: policy, transport: transport, clock: clock, jitter: { $0 })
         await #expect(throws: UpstreamError.connection(reason: "refused")) {
-            try await endpoint.execute(UpstreamRequest(url: "http://b3os.test/x"), context: makeContext())
+            try await endpoint.execute(UpstreamRequest(url: "http://b3os.test/x"), options: makeOptions())
         }
         #expect(transport.callCount == 3)
     }

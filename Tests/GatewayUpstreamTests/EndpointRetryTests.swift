@@ -17,7 +17,7 @@ import Testing
             .failure(.connection(reason: "reset")), .failure(.connection(reason: "reset")), response(200, body: "ok"),
         ])
         let result = try await endpoint(transport, clock: clock).execute(
-            UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+            UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         #expect(result.body == Array("ok".utf8))
         #expect(transport.callCount == 3)
         // Jitter returns its upper bound here: 50 ms, then 100 ms.
@@ -37,7 +37,7 @@ import Testing
                 return upper / 2
             })
         await #expect(throws: UpstreamError.connection(reason: "refused")) {
-            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         }
         #expect(ceilings.withLock { $0 } == [50, 100, 150, 150].map { $0 * millisecond })
         #expect(transport.callCount == 5)
@@ -48,7 +48,7 @@ import Testing
         let transport = ScriptedTransport(steps: [.failure(.connection(reason: "reset")), response(200)])
         await #expect(throws: UpstreamError.connection(reason: "reset")) {
             try await endpoint(transport, clock: clock).execute(
-                UpstreamRequest(method: .post, url: "http://kaizen.test/x"), context: makeContext(idempotent: false))
+                UpstreamRequest(method: .post, url: "http://kaizen.test/x"), options: makeOptions(idempotent: false))
         }
         #expect(transport.callCount == 1)
         #expect(clock.sleepDeadlines.isEmpty)
@@ -58,7 +58,7 @@ import Testing
     func retriesGatewayStatuses(status: Int) async throws {
         let transport = ScriptedTransport(steps: [response(status), response(200)])
         _ = try await endpoint(transport, clock: TestClock()).execute(
-            UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+            UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         #expect(transport.callCount == 2)
     }
 
@@ -67,7 +67,7 @@ import Testing
         let transport = ScriptedTransport(steps: [response(status, body: "nope"), response(200)])
         await #expect(throws: UpstreamError.httpStatus(status: status, body: Array("nope".utf8), retryAfterSeconds: nil)) {
             try await endpoint(transport, clock: TestClock()).execute(
-                UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+                UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         }
         #expect(transport.callCount == 1)
     }
@@ -76,7 +76,7 @@ import Testing
         let transport = ScriptedTransport(steps: [response(502, body: "bad gateway")])
         let endpoint = endpoint(transport, clock: TestClock())
         await #expect(throws: UpstreamError.httpStatus(status: 502, body: Array("bad gateway".utf8), retryAfterSeconds: nil)) {
-            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         }
         #expect(transport.callCount == 3)
         let statistics = endpoint.statistics()
@@ -95,7 +95,7 @@ import Testing
         let endpoint = endpoint(transport, clock: clock, policy: policy)
         for index in 0..<10 {
             await #expect(throws: UpstreamError.self) {
-                try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/\(index)"), context: makeContext())
+                try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/\(index)"), options: makeOptions())
             }
         }
         let statistics = endpoint.statistics()
@@ -116,7 +116,7 @@ import Testing
         }
         await #expect(throws: UpstreamError.timeout) {
             try await endpoint(transport, clock: clock, policy: policy).execute(
-                UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+                UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         }
         // 0-300 ms, backoff 50, 350-650 ms, backoff 100, 750-1000 ms: the last attempt gets what is left.
         #expect(transport.requests.map(\.timeoutNanoseconds) == [300, 300, 250].map { $0 * millisecond })
@@ -130,7 +130,7 @@ import Testing
         }
         let endpoint = endpoint(transport, clock: clock, policy: fastPolicy(timeout: 2 * second))
         await #expect(throws: UpstreamError.timeout) {
-            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         }
         #expect(transport.callCount == 1)
         #expect(transport.requests.first?.timeoutNanoseconds == 2 * second)
@@ -141,9 +141,9 @@ import Testing
         let transport = ScriptedTransport(steps: [response(200)])
         let endpoint = endpoint(transport, clock: TestClock(), policy: fastPolicy(timeout: 2 * second))
         _ = try await endpoint.execute(
-            UpstreamRequest(url: "http://kaizen.test/x", timeoutNanoseconds: 500 * millisecond), context: makeContext())
+            UpstreamRequest(url: "http://kaizen.test/x", timeoutNanoseconds: 500 * millisecond), options: makeOptions())
         _ = try await endpoint.execute(
-            UpstreamRequest(url: "http://kaizen.test/x", timeoutNanoseconds: 50 * second), context: makeContext())
+            UpstreamRequest(url: "http://kaizen.test/x", timeoutNanoseconds: 50 * second), options: makeOptions())
         #expect(transport.requests.map(\.timeoutNanoseconds) == [500 * millisecond, 2 * second])
     }
 
@@ -157,7 +157,7 @@ import Testing
         headers.add(name: "Accept", value: "application/json")
         _ = try await endpoint(transport, clock: TestClock()).execute(
             UpstreamRequest(url: "http://kaizen.test/x", headers: headers),
-            context: UpstreamCallContext(credentialKey: "k", isIdempotent: true, trace: trace))
+            options: UpstreamCallOptions(credentialKey: "k", isIdempotent: true, trace: trace))
         #expect(transport.callCount == 2)
         for request in transport.requests {
             #expect(request.headers.values(for: "X-Request-Id") == ["req-42"])
@@ -172,7 +172,7 @@ import Testing
         let transport = ScriptedTransport(steps: [.failure(.connection(reason: "reset")), response(200)])
         let endpoint = endpoint(transport, clock: clock)
         let task = Task { () async throws(UpstreamError) -> UpstreamResponse in
-            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), context: makeContext())
+            try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         }
         #expect(await eventually { clock.pendingSleepers == 1 })
         task.cancel()

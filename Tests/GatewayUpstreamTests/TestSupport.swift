@@ -194,8 +194,8 @@ struct CapturingLogHandler: LogHandler {
     }
 }
 
-func makeContext(credentialKey: String = "cred-a", idempotent: Bool = true, requestId: String = "req-1") -> UpstreamCallContext {
-    UpstreamCallContext(credentialKey: credentialKey, isIdempotent: idempotent, trace: TraceContext(requestId: requestId))
+func makeOptions(credentialKey: String = "cred-a", idempotent: Bool = true, requestId: String = "req-1") -> UpstreamCallOptions {
+    UpstreamCallOptions(credentialKey: credentialKey, isIdempotent: idempotent, trace: TraceContext(requestId: requestId))
 }
 
 func fastPolicy(
