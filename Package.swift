@@ -67,7 +67,14 @@ let package = Package(
         .target(name: "GatewayRateLimit", swiftSettings: strictSwift),
 
         // MARK: Product
-        .target(name: "GatewayProviders", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
+        .target(
+            name: "GatewayProviders",
+            dependencies: [
+                "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
         .target(
             name: "ExecutionsAPI",
             dependencies: ["GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto"],
@@ -101,7 +108,14 @@ let package = Package(
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
         .testTarget(name: "ExecutionsAPITests", dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),
-        .testTarget(name: "GatewayProvidersTests", dependencies: ["GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "GatewayProvidersTests",
+            dependencies: [
+                "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayServer",
+                "ProviderSimulator", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
         .testTarget(
             name: "GatewayServerTests",
             dependencies: ["GatewayServer", "GatewayHTTP", "GatewayEventLoop", .product(name: "Logging", package: "swift-log")],
