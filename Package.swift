@@ -94,7 +94,14 @@ let package = Package(
         ),
 
         // MARK: The product: providers, unified API, app, command lines
-        .target(name: "GatewayProviders", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
+        .target(
+            name: "GatewayProviders",
+            dependencies: [
+                "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
         .target(
             name: "ExecutionsAPI",
             dependencies: ["GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto"],
@@ -154,7 +161,14 @@ let package = Package(
             exclude: ["Fixtures"],
             swiftSettings: strictSwift
         ),
-        .testTarget(name: "GatewayProvidersTests", dependencies: ["GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "GatewayProvidersTests",
+            dependencies: [
+                "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayServer",
+                "ProviderSimulator", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
         .testTarget(name: "ExecutionsAPITests", dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),
         .testTarget(
             name: "GatewayAppTests",

@@ -235,9 +235,9 @@ public struct ExecutionsService: Sendable {
         }
     }
 
-    func callContext(for binding: ProviderBinding, client: GatewayClient, facts: RequestFacts) -> UpstreamCallOptions {
+    func callContext(for binding: ProviderBinding, client: GatewayClient, facts: RequestFacts) -> UpstreamCallContext {
         let credential = client.upstreamCredentials[binding.name] ?? binding.credential
-        return UpstreamCallOptions(
+        return UpstreamCallContext(
             credential: credential.secret, credentialIdentity: credential.identity,
             requestID: facts.requestID, traceparent: facts.traceparent, bypassCache: facts.bypassCache
         )

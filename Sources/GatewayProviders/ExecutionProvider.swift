@@ -17,7 +17,7 @@ public struct ProviderPosition: Sendable, Equatable {
 }
 
 /// What the caller of a provider knows about the request it is serving.
-public struct UpstreamCallOptions: Sendable {
+public struct UpstreamCallContext: Sendable {
     /// The credential to send upstream (the provider's, or the client's own override). Never logged.
     public var credential: String
     /// A stable, non-secret identity of `credential` (a hash) for cache keys and pause state.
@@ -153,9 +153,9 @@ public protocol ExecutionProvider: Sendable {
         matching filter: ExecutionFilter,
         after position: ProviderPosition?,
         limit: Int,
-        call: UpstreamCallOptions
+        call: UpstreamCallContext
     ) async throws(ProviderError) -> ProviderPage
 
     /// The detail record of one execution (`providerExecutionID` without the provider prefix).
-    func detail(of providerExecutionID: String, call: UpstreamCallOptions) async throws(ProviderError) -> ExecutionDetail
+    func detail(of providerExecutionID: String, call: UpstreamCallContext) async throws(ProviderError) -> ExecutionDetail
 }

@@ -38,7 +38,7 @@ final class InMemoryProvider: ExecutionProvider {
     var detailCalls: Int { state.withLock { $0.detailCalls } }
     var all: [UnifiedExecution] { state.withLock { $0.executions } }
 
-    func executions(matching filter: ExecutionFilter, after position: ProviderPosition?, limit: Int, call: UpstreamCallOptions) async throws(ProviderError) -> ProviderPage {
+    func executions(matching filter: ExecutionFilter, after position: ProviderPosition?, limit: Int, call: UpstreamCallContext) async throws(ProviderError) -> ProviderPage {
         let result: Result<ProviderPage, ProviderError> = state.withLock { state in
             state.listCalls += 1
             if state.failuresRemaining > 0 {
@@ -52,7 +52,7 @@ final class InMemoryProvider: ExecutionProvider {
         return try result.get()
     }
 
-    func detail(of providerExecutionID: String, call: UpstreamCallOptions) async throws(ProviderError) -> ExecutionDetail {
+    func detail(of providerExecutionID: String, call: UpstreamCallContext) async throws(ProviderError) -> ExecutionDetail {
         let result: Result<ExecutionDetail, ProviderError> = state.withLock { state in
             state.detailCalls += 1
             if state.failingDetails.contains(providerExecutionID) { return .failure(.upstreamStatus(status: 500, detail: "boom")) }

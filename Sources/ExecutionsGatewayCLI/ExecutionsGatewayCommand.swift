@@ -1,0 +1,133 @@
+import ArgumentParser
+import GatewayApp
+import GatewayConfig
+import Logging
+import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct ExecutionsGatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "executions-gateway",
+        abstract: "One REST API in front of Kaizen, Kapso and B3OS workflow executions.",
+        discussion: """
+        With no subcommand it runs the demo: simulated providers and the gateway on 127.0.0.1:8080,
+        no API key needed. In production, run `serve --config FILE`; check a file first with
+        `check-config --config FILE`. SIGTERM or SIGINT drains in-flight requests, then exits 0.
+        """,
+        subcommands: [Demo.self, Serve.self, CheckConfig.self],
+        defaultSubcommand: Demo.self
+    )
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(name: .shortAndLong, help: ArgumentHelp("The YAML configuration file (default: $GATEWAY_CONFIG).", valueName: "file"))
+    var config: String?
+
+    func resolvedPath() throws -> String {
+        if let config { return config }
+        if let fromEnvironment = getenv("GATEWAY_CONFIG").map({ String(cString: $0) }), !fromEnvironment.isEmpty {
+            return fromEnvironment
+        }
+        throw ValidationError("No configuration file: pass --config FILE or set GATEWAY_CONFIG.")
+    }
+}
+
+/// Loads and validates, printing every problem (file:line: key: message) to standard error.
+func loadConfiguration(_ path: String) -> GatewayConfiguration? {
+    do {
+        return try ConfigLoader.load(path: path)
+    } catch {
+        for problem in error.problems { printError(problem.description) }
+        printError("\(error.problems.count) problem\(error.problems.count == 1 ? "" : "s") in \(path)")
+        return nil
+    }
+}
+
+func printError(_ line: String) {
+    var bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+func makeLoggers(level: Logger.Level) -> (Logger, Logger) {
+    LoggingSystem.bootstrap { label in
+        var handler = JSONLogHandler(label: label)
+        handler.logLevel = level
+        return handler
+    }
+    return (Logger(label: "executions-gateway"), Logger(label: "executions-gateway.access"))
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the gateway with a configuration file.")
+
+    @OptionGroup var options: ConfigOption
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let path = try options.resolvedPath()
+        guard let configuration = loadConfiguration(path) else { throw ExitCode(1) }
+        let (logger, accessLogger) = makeLoggers(level: logLevel)
+        logger.info("configuration loaded", metadata: ["file": .string(path), "effective": .string(configuration.redactedDescription())])
+        let runtime: GatewayRuntime
+        do {
+            runtime = try GatewayRuntime(configuration: configuration, logger: logger, accessLogger: accessLogger)
+        } catch {
+            printError("executions-gateway: \(error)")
+            throw ExitCode(1)
+        }
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [runtime], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+        ))
+        try await group.run()
+    }
+}
+
+struct CheckConfig: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Validate a configuration file: exit 0, or 1 with every problem listed."
+    )
+
+    @OptionGroup var options: ConfigOption
+
+    func run() async throws {
+        let path = try options.resolvedPath()
+        guard let configuration = loadConfiguration(path) else { throw ExitCode(1) }
+        print(configuration.redactedDescription())
+        print("\(path): OK (\(configuration.providers.count) providers, \(configuration.clients.count) clients)")
+    }
+}
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run simulated Kaizen, Kapso and B3OS providers and the gateway in front of them (the default)."
+    )
+
+    @Option(help: "Address the gateway listens on.") var host = "127.0.0.1"
+    @Option(help: "Port the gateway listens on.") var port = 8080
+    @Option(help: "Seed of the simulated data.") var seed: UInt64 = 1
+    @Option(help: "Log level of the JSON logs (access logs are info).") var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let (logger, accessLogger) = makeLoggers(level: logLevel)
+        let demo: DemoEnvironment
+        do {
+            demo = try DemoEnvironment.start(host: host, port: port, seed: seed, logger: logger, accessLogger: accessLogger)
+        } catch {
+            printError("executions-gateway demo: \(error)")
+            throw ExitCode(1)
+        }
+        print(demo.instructions())
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: demo.upstreamServers.map { $0 as any Service } + [demo.runtime],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        try await group.run()
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,0 +1,298 @@
+import GatewayHTTP
+import GatewayJSON
+
+/// B3OS (`api.b3os.org`): `GET /v1/executions?limit&offset`, newest `createdAt` first, no server
+/// filters; `GET /v1/executions/{id}` → `{code, data: {execution, events}}`.
+///
+/// Offsets move as executions are created (rows shift down) or removed (rows shift up), so an
+/// offset is only ever a hint: windows of 100 are read from a little before the hint, the place is
+/// found by sort key, and a window that may have skipped rows (its first row is neither one already
+/// read nor newer than everything read) makes the reader step back. A row is therefore never
+/// skipped; rows read twice are dropped by id.
+public struct B3OSProvider: UpstreamBackedProvider {
+    public let name: String
+    public var type: String { "b3os" }
+    public var joinableFields: Set<JoinableField> { [.events] }
+    public let fetcher: ProviderFetcher
+
+    /// The largest `limit` B3OS accepts, to read as much as possible per call.
+    static let windowSize = 100
+    /// Rows re-read before a hint or the previous window's end, to recognise the place again.
+    static let overlap = 10
+
+    public init(name: String, fetcher: ProviderFetcher) {
+        self.name = name
+        self.fetcher = fetcher
+    }
+
+    // MARK: - Listing
+
+    public func executions(
+        matching filter: ExecutionFilter,
+        after position: ProviderPosition?,
+        limit: Int,
+        call: UpstreamCallContext
+    ) async throws(ProviderError) -> ProviderPage {
+        guard limit > 0 else { return ProviderPage(executions: [], exhausted: false, cache: .hit) }
+        // B3OS has no test runs; every unified status but `paused` has a B3OS counterpart.
+        if filter.isUnsatisfiable || filter.isTest == true {
+            return ProviderPage(executions: [], exhausted: true, cache: .hit)
+        }
+        if let statuses = filter.statuses, statuses.allSatisfy({ Self.nativeStatuses(for: $0).isEmpty }) {
+            return ProviderPage(executions: [], exhausted: true, cache: .hit)
+        }
+        let boundary = filter.effectiveBoundary(after: position)
+        let source = B3OSListingSource(
+            provider: self, boundaryInstant: boundary?.createdAt, offsetHint: position?.offsetHint,
+            stopBefore: filter.createdAfter, call: call
+        )
+        return try await KeysetMerge.page(sources: [source], after: boundary, filter: filter, limit: limit)
+    }
+
+    struct Window: Sendable {
+        /// In listing order, each with its `sourceOffset`.
+        var executions: [UnifiedExecution]
+        var hasMore: Bool
+    }
+
+    func window(at offset: Int, call: UpstreamCallContext) async throws(ProviderError) -> Fetched<Window> {
+        let request = ProviderRequest(
+            path: "/v1/executions", query: [("limit", String(Self.windowSize)), ("offset", String(offset))], purpose: .list
+        )
+        let name = self.name
+        return try await fetcher.fetch(
+            request, call: call,
+            decode: { json throws(ProviderError) in
+                let data = try Self.envelopeData(json, what: "the list answer")
+                guard let items = data["items"]?.arrayValue else {
+                    throw .malformedResponse(reason: "the list answer has no 'data.items' array")
+                }
+                var executions: [UnifiedExecution] = []
+                executions.reserveCapacity(items.count)
+                for (index, item) in items.enumerated() {
+                    var execution = try Self.execution(from: item, provider: name)
+                    execution.sourceOffset = offset + index
+                    executions.append(execution)
+                }
+                let hasMore = data.bool("hasMore") ?? (items.count >= Self.windowSize)
+                return Window(executions: executions, hasMore: hasMore && !items.isEmpty)
+            },
+            ttl: { [policy = fetcher.cachePolicy] _ in policy.listTTLNanoseconds }
+        )
+    }
+
+    /// `data` of B3OS's `{code, data, message, requestId}` envelope.
+    static func envelopeData(_ json: JSONValue, what: String) throws(ProviderError) -> JSONObject {
+        let root = try json.requiredObject(what)
+        guard let data = root.object("data") else { throw .malformedResponse(reason: "\(what) has no 'data' object") }
+        return data
+    }
+
+    // MARK: - Detail
+
+    public func detail(of providerExecutionID: String, call: UpstreamCallContext) async throws(ProviderError) -> ExecutionDetail {
+        let request = ProviderRequest(path: "/v1/executions/" + percentEncode(providerExecutionID), purpose: .detail)
+        let name = self.name
+        let fetched = try await fetcher.fetch(
+            request, call: call,
+            decode: { json throws(ProviderError) in
+                let data = try Self.envelopeData(json, what: "the detail answer")
+                guard let record = data["execution"], record.objectValue != nil else {
+                    throw .malformedResponse(reason: "the detail answer has no 'data.execution' object")
+                }
+                return (try Self.execution(from: record, provider: name), JSONValue.object(data))
+            },
+            ttl: { [policy = fetcher.cachePolicy] decoded in policy.detailTTLNanoseconds(for: decoded.0.status) }
+        )
+        let (execution, record) = fetched.value
+        return ExecutionDetail(
+            execution: execution, downloads: nil, startBlock: nil, events: record["events"] ?? .null,
+            record: record, cache: fetched.cache
+        )
+    }
+
+    // MARK: - Mapping (CONTRACT.md §2)
+
+    static func unifiedStatus(for native: String) -> ExecutionStatus? {
+        switch native {
+        case "payment_confirmed", "workflow_queued": .queued
+        case "workflow_running": .running
+        case "awaiting_payment", "workflow_waiting": .waiting
+        case "workflow_succeeded": .succeeded
+        case "workflow_failed": .failed
+        case "workflow_cancelled": .cancelled
+        default: nil
+        }
+    }
+
+    static func nativeStatuses(for status: ExecutionStatus) -> [String] {
+        switch status {
+        case .queued: ["payment_confirmed", "workflow_queued"]
+        case .running: ["workflow_running"]
+        case .waiting: ["awaiting_payment", "workflow_waiting"]
+        case .succeeded: ["workflow_succeeded"]
+        case .failed: ["workflow_failed"]
+        case .cancelled: ["workflow_cancelled"]
+        case .paused: []
+        }
+    }
+
+    /// B3OS has no execution name, workflow name, test flag or attempts: those stay null.
+    static func execution(from value: JSONValue, provider: String) throws(ProviderError) -> UnifiedExecution {
+        let record = try value.requiredObject("an execution")
+        let id = try record.requiredID("id", in: "an execution")
+        let createdAt = try record.requiredTimestamp("createdAt", of: id)
+        let startedAt = record.timestamp("startedAt")
+        let finishedAt = record.timestamp("finishedAt")
+        let providerStatus = record.string("status")
+        return UnifiedExecution(
+            provider: provider,
+            providerExecutionID: id,
+            workflow: record.string("workflowId").map { WorkflowReference(id: $0, name: nil) },
+            name: nil,
+            status: providerStatus.flatMap(unifiedStatus(for:)),
+            providerStatus: providerStatus,
+            createdAt: createdAt,
+            startedAt: startedAt,
+            endedAt: finishedAt,
+            durationMs: elapsedMilliseconds(from: startedAt, to: finishedAt),
+            isTest: nil,
+            attempts: nil,
+            searchableValues: record["requestPayload"]?.searchableTexts ?? [],
+            raw: value
+        )
+    }
+}
+
+/// B3OS's listing read in windows of 100 from the place the position names.
+struct B3OSListingSource: ExecutionChunkSource {
+    let provider: B3OSProvider
+    /// Everything created after this instant lies before the boundary; nil: from the start.
+    let boundaryInstant: Timestamp?
+    let offsetHint: Int?
+    /// `createdAfter`: once a window reaches older executions, nothing further can match.
+    let stopBefore: Timestamp?
+    let call: UpstreamCallContext
+
+    private var nextOffset: Int?
+    /// The oldest instant read and the ids read, to tell whether a window joins on to what was read.
+    private var oldestRead: Timestamp?
+    private var seen: Set<String> = []
+    private var windowsRead = 0
+
+    /// Bounds the windows read for one page, so a listing that shifts without end cannot hold the request.
+    static let maximumWindows = 200
+
+    init(provider: B3OSProvider, boundaryInstant: Timestamp?, offsetHint: Int?, stopBefore: Timestamp?, call: UpstreamCallContext) {
+        self.provider = provider
+        self.boundaryInstant = boundaryInstant
+        self.offsetHint = offsetHint
+        self.stopBefore = stopBefore
+        self.call = call
+    }
+
+    mutating func nextChunk() async throws(ProviderError) -> ExecutionChunk {
+        var cache = CacheDisposition.hit
+        let window: B3OSProvider.Window
+        let start: Int
+        if let offset = nextOffset {
+            (start, window) = try await joinedWindow(from: offset, cache: &cache)
+        } else {
+            (start, window) = try await locate(cache: &cache)
+        }
+        for execution in window.executions {
+            seen.insert(execution.providerExecutionID)
+            if oldestRead.map({ execution.createdAt < $0 }) ?? true { oldestRead = execution.createdAt }
+        }
+        var mayHaveMore = window.hasMore
+        if let stopBefore, let last = window.executions.last, last.createdAt < stopBefore { mayHaveMore = false }
+        nextOffset = start + max(1, window.executions.count - B3OSProvider.overlap)
+        return ExecutionChunk(executions: window.executions, mayHaveMore: mayHaveMore, cache: cache)
+    }
+
+    private mutating func read(_ offset: Int, cache: inout CacheDisposition) async throws(ProviderError) -> B3OSProvider.Window {
+        windowsRead += 1
+        if windowsRead > Self.maximumWindows {
+            throw .malformedResponse(reason: "the listing kept shifting; no consistent place found after \(Self.maximumWindows) reads")
+        }
+        let fetched = try await provider.window(at: offset, call: call)
+        cache = cache.merged(with: fetched.cache)
+        return fetched.value
+    }
+
+    /// The window that continues what was read: its first row was read already or is newer than
+    /// everything read; otherwise rows moved up past it, and the reader steps back.
+    private mutating func joinedWindow(from offset: Int, cache: inout CacheDisposition) async throws(ProviderError) -> (Int, B3OSProvider.Window) {
+        var start = offset
+        while true {
+            let window = try await read(start, cache: &cache)
+            if start == 0 || joinsOn(window) { return (start, window) }
+            start = max(0, start - B3OSProvider.windowSize)
+        }
+    }
+
+    private func joinsOn(_ window: B3OSProvider.Window) -> Bool {
+        guard let first = window.executions.first else { return false }
+        if seen.contains(first.providerExecutionID) { return true }
+        guard let oldestRead else { return false }
+        return first.createdAt > oldestRead
+    }
+
+    /// A window at or before the boundary: it starts at offset 0, or with an execution created
+    /// after the boundary's instant, so nothing at or after the boundary lies before it.
+    private func isAtOrBeforeBoundary(_ start: Int, _ window: B3OSProvider.Window, boundary: Timestamp) -> Bool {
+        if start == 0 { return true }
+        guard let first = window.executions.first else { return false }
+        return first.createdAt > boundary
+    }
+
+    /// Whether the boundary's instant may lie in or before this window (so reading on from it is cheap).
+    private func reachesBoundary(_ window: B3OSProvider.Window, boundary: Timestamp) -> Bool {
+        guard window.hasMore, let last = window.executions.last else { return true }
+        return last.createdAt <= boundary
+    }
+
+    private mutating func locate(cache: inout CacheDisposition) async throws(ProviderError) -> (Int, B3OSProvider.Window) {
+        guard let boundary = boundaryInstant else { return (0, try await read(0, cache: &cache)) }
+
+        if let hint = offsetHint {
+            var start = max(0, hint - B3OSProvider.overlap)
+            while true {
+                let window = try await read(start, cache: &cache)
+                if isAtOrBeforeBoundary(start, window, boundary: boundary) { return (start, window) }
+                start = max(0, start - B3OSProvider.windowSize)
+            }
+        }
+
+        // No hint: gallop forward, then halve the gap, keeping `low` a window at or before the boundary.
+        var low = 0
+        var lowWindow = try await read(0, cache: &cache)
+        if reachesBoundary(lowWindow, boundary: boundary) { return (low, lowWindow) }
+        var step = B3OSProvider.windowSize
+        var high: Int?
+        while high == nil {
+            let probe = low + step
+            let window = try await read(probe, cache: &cache)
+            if isAtOrBeforeBoundary(probe, window, boundary: boundary) {
+                low = probe
+                lowWindow = window
+                if reachesBoundary(window, boundary: boundary) { return (low, lowWindow) }
+                step *= 2
+            } else {
+                high = probe
+            }
+        }
+        while let upper = high, upper - low > B3OSProvider.windowSize - B3OSProvider.overlap {
+            let middle = low + (upper - low) / 2
+            let window = try await read(middle, cache: &cache)
+            if isAtOrBeforeBoundary(middle, window, boundary: boundary) {
+                low = middle
+                lowWindow = window
+                if reachesBoundary(window, boundary: boundary) { return (low, lowWindow) }
+            } else {
+                high = middle
+            }
+        }
+        return (low, lowWindow)
+    }
+}

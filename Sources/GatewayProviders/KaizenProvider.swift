@@ -1,0 +1,176 @@
+import GatewayHTTP
+import GatewayJSON
+
+/// Kaizen (`api.kaizenautomation.com`): `POST /executions/list` with a JSON filter returns every
+/// match at once; `POST /executions/get {"id"}` returns the detail record.
+///
+/// The list has no paging, so the cursor position is never sent upstream: one list request
+/// (cached for the list TTL) serves every page of a walk, and the position, the filter and the
+/// order are applied here.
+public struct KaizenProvider: UpstreamBackedProvider {
+    public let name: String
+    public var type: String { "kaizen" }
+    public var joinableFields: Set<JoinableField> { [.downloads, .startBlock] }
+    public let fetcher: ProviderFetcher
+
+    public init(name: String, fetcher: ProviderFetcher) {
+        self.name = name
+        self.fetcher = fetcher
+    }
+
+    // MARK: - Listing
+
+    public func executions(
+        matching filter: ExecutionFilter,
+        after position: ProviderPosition?,
+        limit: Int,
+        call: UpstreamCallContext
+    ) async throws(ProviderError) -> ProviderPage {
+        guard limit > 0 else { return ProviderPage(executions: [], exhausted: false, cache: .hit) }
+        guard let body = listBody(for: filter) else {
+            return ProviderPage(executions: [], exhausted: true, cache: .hit)
+        }
+        let source = KaizenListSource(provider: self, body: body, call: call)
+        return try await KeysetMerge.page(
+            sources: [source], after: filter.effectiveBoundary(after: position), filter: filter, limit: limit
+        )
+    }
+
+    /// The upstream filter for `filter`, or nil when no Kaizen execution can match (no call needed).
+    func listBody(for filter: ExecutionFilter) -> JSONValue? {
+        if filter.isUnsatisfiable { return nil }
+        var body = JSONObject()
+        if let statuses = filter.statuses {
+            let native = Set(statuses.compactMap(Self.nativeStatus(for:)))
+            if native.isEmpty { return nil }
+            // The list takes one status; for several the filter is applied here.
+            if native.count == 1, let only = native.first { body["status"] = .string(only) }
+        }
+        if let workflowID = filter.workflowID { body["workflowId"] = .string(workflowID) }
+        let terms = filter.searchTermsForUpstream(providerName: name)
+        if !terms.isEmpty { body["search"] = .array(terms.map(JSONValue.string)) }
+        if let isTest = filter.isTest { body["isTest"] = .bool(isTest) }
+        if let createdAfter = filter.createdAfter { body["fromTs"] = .string(createdAfter.rfc3339) }
+        if let createdBefore = filter.createdBefore { body["toTs"] = .string(createdBefore.rfc3339) }
+        return .object(body)
+    }
+
+    func list(body: JSONValue, call: UpstreamCallContext) async throws(ProviderError) -> Fetched<[UnifiedExecution]> {
+        let request = ProviderRequest(method: .post, path: "/executions/list", jsonBody: body, purpose: .list)
+        let name = self.name
+        return try await fetcher.fetch(
+            request, call: call,
+            decode: { json throws(ProviderError) in
+                let root = try json.requiredObject("the list answer")
+                guard let items = root["executions"]?.arrayValue else {
+                    throw .malformedResponse(reason: "the list answer has no 'executions' array")
+                }
+                var executions: [UnifiedExecution] = []
+                executions.reserveCapacity(items.count)
+                for item in items {
+                    executions.append(try Self.execution(from: item, provider: name))
+                }
+                return executions
+            },
+            ttl: { [policy = fetcher.cachePolicy] _ in policy.listTTLNanoseconds }
+        )
+    }
+
+    // MARK: - Detail
+
+    public func detail(of providerExecutionID: String, call: UpstreamCallContext) async throws(ProviderError) -> ExecutionDetail {
+        let request = ProviderRequest(
+            method: .post, path: "/executions/get", jsonBody: ["id": .string(providerExecutionID)], purpose: .detail
+        )
+        let name = self.name
+        let fetched = try await fetcher.fetch(
+            request, call: call,
+            decode: { json throws(ProviderError) in
+                let root = try json.requiredObject("the detail answer")
+                guard let record = root["execution"], record.objectValue != nil else {
+                    throw .malformedResponse(reason: "the detail answer has no 'execution' object")
+                }
+                return try Self.execution(from: record, provider: name)
+            },
+            ttl: { [policy = fetcher.cachePolicy] execution in policy.detailTTLNanoseconds(for: execution.status) }
+        )
+        let execution = fetched.value
+        let record = execution.raw
+        return ExecutionDetail(
+            execution: execution,
+            downloads: record["downloads"] ?? .null,
+            startBlock: record["startBlock"] ?? .null,
+            events: nil,
+            record: record,
+            cache: fetched.cache
+        )
+    }
+
+    // MARK: - Mapping (CONTRACT.md §2)
+
+    static func unifiedStatus(for native: String) -> ExecutionStatus? {
+        switch native {
+        case "Enqueued": .queued
+        case "InProgress": .running
+        case "Paused": .paused
+        case "Completed": .succeeded
+        case "Failed": .failed
+        default: nil
+        }
+    }
+
+    static func nativeStatus(for status: ExecutionStatus) -> String? {
+        switch status {
+        case .queued: "Enqueued"
+        case .running: "InProgress"
+        case .paused: "Paused"
+        case .succeeded: "Completed"
+        case .failed: "Failed"
+        case .waiting, .cancelled: nil
+        }
+    }
+
+    /// A list item or detail record in the unified shape; `raw` keeps the record as sent.
+    static func execution(from value: JSONValue, provider: String) throws(ProviderError) -> UnifiedExecution {
+        let record = try value.requiredObject("an execution")
+        let id = try record.requiredID("id", in: "an execution")
+        let startTime = try record.requiredTimestamp("startTime", of: id)
+        let providerStatus = record.string("status")
+        let status = providerStatus.flatMap(unifiedStatus(for:))
+        let workflow = record.object("workflow").flatMap { object in
+            object.string("id").map { WorkflowReference(id: $0, name: object.string("name")) }
+        }
+        // Only a finished execution has ended; its end time is Kaizen's.
+        let isFinished = providerStatus == "Completed" || providerStatus == "Failed"
+        let endedAt = isFinished ? record.timestamp("endTime") : nil
+        let durationMs = isFinished ? (record.integer("durationMs") ?? elapsedMilliseconds(from: startTime, to: endedAt)) : nil
+        return UnifiedExecution(
+            provider: provider,
+            providerExecutionID: id,
+            workflow: workflow,
+            name: record.string("name"),
+            status: status,
+            providerStatus: providerStatus,
+            createdAt: startTime,
+            startedAt: startTime,
+            endedAt: endedAt,
+            durationMs: durationMs,
+            isTest: record.bool("isTest"),
+            attempts: record.integer("attempts"),
+            searchableValues: record["params"]?.searchableTexts ?? [],
+            raw: value
+        )
+    }
+}
+
+/// Kaizen's whole answer as one chunk.
+struct KaizenListSource: ExecutionChunkSource {
+    let provider: KaizenProvider
+    let body: JSONValue
+    let call: UpstreamCallContext
+
+    mutating func nextChunk() async throws(ProviderError) -> ExecutionChunk {
+        let fetched = try await provider.list(body: body, call: call)
+        return ExecutionChunk(executions: fetched.value, mayHaveMore: false, cache: fetched.cache)
+    }
+}

@@ -1,0 +1,270 @@
+import GatewayHTTP
+import GatewayJSON
+public import Logging
+
+/// Kapso (`api.kapso.ai/platform/v1`): no organisation-wide list, so each workflow's
+/// `GET /workflows/{id}/executions` (newest first, cursor `after`, `limit` ≤ 100) is read and the
+/// workflows are merged here. Workflows come from configuration or `GET /workflows`.
+///
+/// A page starts at `created_before` = the position's instant (inclusive), so no native cursor
+/// is kept between pages; executions at that instant that were already shown are skipped, and the
+/// native `after` cursor is followed within one page when a workflow's answer held only those.
+///
+/// Status: the documented list item has no `status`; the simulator (and Kapso's status filter)
+/// suggest the field exists, so it is read when present. When absent, an item listed under a
+/// `status=` filter the gateway sent has that status; otherwise its status is null.
+public struct KapsoProvider: UpstreamBackedProvider {
+    public let name: String
+    public var type: String { "kapso" }
+    public var joinableFields: Set<JoinableField> { [.events] }
+    public let fetcher: ProviderFetcher
+    /// Empty: discovered with `GET /workflows`.
+    public let configuredWorkflowIDs: [String]
+    private let logger: Logger
+
+    /// Extra items asked for per workflow beyond the page's limit, so the usual few executions
+    /// skipped at the position's instant do not cost a second call.
+    static let limitSlack = 5
+
+    public init(name: String, fetcher: ProviderFetcher, workflowIDs: [String] = [], logger: Logger = Logger(label: "gateway.providers.kapso")) {
+        self.name = name
+        self.fetcher = fetcher
+        var unique: [String] = []
+        for id in workflowIDs where !unique.contains(id) { unique.append(id) }
+        self.configuredWorkflowIDs = unique
+        self.logger = logger
+    }
+
+    // MARK: - Listing
+
+    public func executions(
+        matching filter: ExecutionFilter,
+        after position: ProviderPosition?,
+        limit: Int,
+        call: UpstreamCallContext
+    ) async throws(ProviderError) -> ProviderPage {
+        guard limit > 0 else { return ProviderPage(executions: [], exhausted: false, cache: .hit) }
+        // Kapso has no test runs: isTest=true matches nothing of it.
+        if filter.isUnsatisfiable || filter.isTest == true {
+            return ProviderPage(executions: [], exhausted: true, cache: .hit)
+        }
+        var nativeStatus: String?
+        if let statuses = filter.statuses {
+            let native = Set(statuses.flatMap(Self.nativeStatuses(for:)))
+            if native.isEmpty { return ProviderPage(executions: [], exhausted: true, cache: .hit) }
+            if native.count == 1 { nativeStatus = native.first }
+        }
+
+        var cache = CacheDisposition.hit
+        var workflowIDs: [String]
+        if configuredWorkflowIDs.isEmpty {
+            let discovered = try await workflows(call: call)
+            cache = discovered.cache
+            workflowIDs = discovered.value
+        } else {
+            workflowIDs = configuredWorkflowIDs
+        }
+        if let wanted = filter.workflowID { workflowIDs = workflowIDs.contains(wanted) ? [wanted] : [] }
+        if workflowIDs.isEmpty { return ProviderPage(executions: [], exhausted: true, cache: cache) }
+
+        var createdBefore = filter.createdBefore
+        if let instant = position?.last.createdAt, createdBefore.map({ instant < $0 }) ?? true { createdBefore = instant }
+        let pageSize = min(100, limit + Self.limitSlack)
+        let sources = workflowIDs.map { workflowID in
+            KapsoWorkflowSource(
+                provider: self, workflowID: workflowID, pageSize: pageSize, nativeStatus: nativeStatus,
+                createdAfter: filter.createdAfter, createdBefore: createdBefore, call: call
+            )
+        }
+        var page = try await KeysetMerge.page(
+            sources: sources, after: filter.effectiveBoundary(after: position), filter: filter, limit: limit
+        )
+        page.cache = cache.merged(with: page.cache)
+        return page
+    }
+
+    /// The organisation's workflow ids, from `GET /workflows` (cached for the list TTL).
+    func workflows(call: UpstreamCallContext) async throws(ProviderError) -> Fetched<[String]> {
+        try await fetcher.fetch(
+            ProviderRequest(path: "/workflows", purpose: .list), call: call,
+            decode: { json throws(ProviderError) in
+                let root = try json.requiredObject("the workflow list")
+                guard let items = root["data"]?.arrayValue else {
+                    throw .malformedResponse(reason: "the workflow list has no 'data' array")
+                }
+                var ids: [String] = []
+                for item in items {
+                    let id = try item.requiredObject("a workflow").requiredID("id", in: "a workflow")
+                    if !ids.contains(id) { ids.append(id) }
+                }
+                return ids
+            },
+            ttl: { [policy = fetcher.cachePolicy] _ in policy.listTTLNanoseconds }
+        )
+    }
+
+    struct WorkflowPage: Sendable {
+        var executions: [UnifiedExecution]
+        /// The native cursor of the next page; nil when the workflow has no more.
+        var nextCursor: String?
+    }
+
+    /// One page of one workflow's executions. A workflow the provider no longer knows (404) has none.
+    func workflowPage(
+        workflowID: String, query: [(name: String, value: String)], nativeStatus: String?, call: UpstreamCallContext
+    ) async throws(ProviderError) -> Fetched<WorkflowPage> {
+        let request = ProviderRequest(path: "/workflows/" + percentEncode(workflowID) + "/executions", query: query, purpose: .list)
+        let name = self.name
+        do throws(ProviderError) {
+            return try await fetcher.fetch(
+                request, call: call,
+                decode: { json throws(ProviderError) in
+                    let root = try json.requiredObject("a workflow's executions")
+                    guard let items = root["data"]?.arrayValue else {
+                        throw .malformedResponse(reason: "a workflow's executions have no 'data' array")
+                    }
+                    var executions: [UnifiedExecution] = []
+                    executions.reserveCapacity(items.count)
+                    for item in items {
+                        executions.append(try Self.execution(from: item, provider: name, listedUnderStatus: nativeStatus))
+                    }
+                    return WorkflowPage(executions: executions, nextCursor: Self.nextCursor(root["paging"], pageIsEmpty: items.isEmpty))
+                },
+                ttl: { [policy = fetcher.cachePolicy] _ in policy.listTTLNanoseconds }
+            )
+        } catch .upstreamStatus(status: 404, _) {
+            logger.warning("Kapso does not know a workflow; listing none of its executions", metadata: ["provider": "\(name)", "workflowId": "\(workflowID)"])
+            return Fetched(value: WorkflowPage(executions: [], nextCursor: nil), cache: .miss)
+        }
+    }
+
+    /// `paging.cursors.after` when `paging.next` says there is more; the cursor is taken from
+    /// `next` only as a fallback, and `next` itself is never followed (it names a host, and the
+    /// credential must go only to the configured base URL).
+    static func nextCursor(_ paging: JSONValue?, pageIsEmpty: Bool) -> String? {
+        guard !pageIsEmpty, let paging = paging?.objectValue else { return nil }
+        guard let next = paging.string("next") else { return nil }
+        if let after = paging.object("cursors")?.string("after") { return after }
+        guard let queryStart = next.firstIndex(of: "?") else { return nil }
+        let query = String(next[next.index(after: queryStart)...])
+        return parseQueryItems(query).last { $0.name == "after" }.map(\.value).flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    // MARK: - Detail
+
+    public func detail(of providerExecutionID: String, call: UpstreamCallContext) async throws(ProviderError) -> ExecutionDetail {
+        let request = ProviderRequest(path: "/workflow_executions/" + percentEncode(providerExecutionID), purpose: .detail)
+        let name = self.name
+        let fetched = try await fetcher.fetch(
+            request, call: call,
+            decode: { json throws(ProviderError) in
+                let root = try json.requiredObject("the detail answer")
+                guard let record = root["data"], record.objectValue != nil else {
+                    throw .malformedResponse(reason: "the detail answer has no 'data' object")
+                }
+                return try Self.execution(from: record, provider: name, listedUnderStatus: nil)
+            },
+            ttl: { [policy = fetcher.cachePolicy] execution in policy.detailTTLNanoseconds(for: execution.status) }
+        )
+        let record = fetched.value.raw
+        return ExecutionDetail(
+            execution: fetched.value, downloads: nil, startBlock: nil, events: record["events"] ?? .null,
+            record: record, cache: fetched.cache
+        )
+    }
+
+    // MARK: - Mapping (CONTRACT.md §2)
+
+    static func unifiedStatus(for native: String) -> ExecutionStatus? {
+        switch native {
+        case "running": .running
+        case "waiting", "handoff": .waiting
+        case "ended": .succeeded
+        case "failed": .failed
+        default: nil
+        }
+    }
+
+    static func nativeStatuses(for status: ExecutionStatus) -> [String] {
+        switch status {
+        case .running: ["running"]
+        case .waiting: ["waiting", "handoff"]
+        case .succeeded: ["ended"]
+        case .failed: ["failed"]
+        case .queued, .paused, .cancelled: []
+        }
+    }
+
+    /// Kapso has no execution name, test flag, attempts or parameters: those stay null/empty.
+    static func execution(from value: JSONValue, provider: String, listedUnderStatus: String?) throws(ProviderError) -> UnifiedExecution {
+        let record = try value.requiredObject("an execution")
+        let id = try record.requiredID("id", in: "an execution")
+        let startedAt = try record.requiredTimestamp("started_at", of: id)
+        let endedAt = record.timestamp("ended_at")
+        let providerStatus = record.string("status") ?? listedUnderStatus
+        let workflow = record.object("workflow").flatMap { object in
+            object.string("id").map { WorkflowReference(id: $0, name: object.string("name")) }
+        }
+        return UnifiedExecution(
+            provider: provider,
+            providerExecutionID: id,
+            workflow: workflow,
+            name: nil,
+            status: providerStatus.flatMap(unifiedStatus(for:)),
+            providerStatus: providerStatus,
+            createdAt: startedAt,
+            startedAt: startedAt,
+            endedAt: endedAt,
+            durationMs: elapsedMilliseconds(from: startedAt, to: endedAt),
+            isTest: nil,
+            attempts: nil,
+            searchableValues: [],
+            raw: value
+        )
+    }
+}
+
+/// One workflow's executions from `created_before`, page by page along the native cursor.
+struct KapsoWorkflowSource: ExecutionChunkSource {
+    let provider: KapsoProvider
+    let workflowID: String
+    let pageSize: Int
+    let nativeStatus: String?
+    let createdAfter: Timestamp?
+    let createdBefore: Timestamp?
+    let call: UpstreamCallContext
+    private var cursor: String?
+    private var cursorsUsed: Set<String> = []
+
+    init(
+        provider: KapsoProvider, workflowID: String, pageSize: Int, nativeStatus: String?,
+        createdAfter: Timestamp?, createdBefore: Timestamp?, call: UpstreamCallContext
+    ) {
+        self.provider = provider
+        self.workflowID = workflowID
+        self.pageSize = pageSize
+        self.nativeStatus = nativeStatus
+        self.createdAfter = createdAfter
+        self.createdBefore = createdBefore
+        self.call = call
+    }
+
+    mutating func nextChunk() async throws(ProviderError) -> ExecutionChunk {
+        var query: [(name: String, value: String)] = [("limit", String(pageSize))]
+        if let nativeStatus { query.append(("status", nativeStatus)) }
+        if let createdAfter { query.append(("created_after", createdAfter.rfc3339)) }
+        if let createdBefore { query.append(("created_before", createdBefore.rfc3339)) }
+        if let cursor { query.append(("after", cursor)) }
+        let fetched = try await provider.workflowPage(workflowID: workflowID, query: query, nativeStatus: nativeStatus, call: call)
+        var mayHaveMore = false
+        if let next = fetched.value.nextCursor {
+            // A cursor seen before would read the same pages again forever.
+            guard cursorsUsed.insert(next).inserted else {
+                throw .malformedResponse(reason: "the executions of workflow '\(workflowID)' returned a cursor already followed")
+            }
+            cursor = next
+            mayHaveMore = true
+        }
+        return ExecutionChunk(executions: fetched.value.executions, mayHaveMore: mayHaveMore, cache: fetched.cache)
+    }
+}

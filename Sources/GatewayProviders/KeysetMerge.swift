@@ -1,0 +1,139 @@
+/// A provider listing read in chunks, newest `createdAt` first.
+///
+/// Only the order by `createdAt` is trusted: how an upstream orders executions created at the
+/// same instant may differ from the gateway's id order, so the merge never settles an execution
+/// while another one with the same instant may still be unread.
+protocol ExecutionChunkSource: Sendable {
+    /// The next executions of the listing (possibly repeating some already returned, which the
+    /// merge drops), and whether more may follow.
+    mutating func nextChunk() async throws(ProviderError) -> ExecutionChunk
+}
+
+struct ExecutionChunk: Sendable {
+    var executions: [UnifiedExecution]
+    var mayHaveMore: Bool
+    var cache: CacheDisposition
+}
+
+/// Merges ordered chunked listings into one page of the unified order: every execution strictly
+/// after the boundary that matches the filter, each once, at most `limit`, reading no chunk that
+/// cannot change the page.
+enum KeysetMerge {
+    /// Bounds the chunks read from one source for one page, so an upstream that keeps announcing
+    /// more without progress cannot hold a request forever.
+    static let maximumChunksPerSource = 1000
+
+    private struct Lane<Source: ExecutionChunkSource>: Sendable {
+        var source: Source
+        /// Kept executions not yet handed out, in listing order.
+        var buffer: [UnifiedExecution] = []
+        /// The oldest instant read so far; unread executions are created at or before it.
+        var oldestRead: Timestamp?
+        var ended = false
+        var chunksRead = 0
+        var seen: Set<String> = []
+
+        /// The head can be handed out: nothing unread can come before it.
+        var headIsSettled: Bool {
+            guard let head = buffer.first else { return false }
+            if ended { return true }
+            guard let oldestRead else { return false }
+            return head.createdAt > oldestRead
+        }
+    }
+
+    static func page<Source: ExecutionChunkSource>(
+        sources: [Source],
+        after boundary: ExecutionSortKey?,
+        filter: ExecutionFilter,
+        limit: Int
+    ) async throws(ProviderError) -> ProviderPage {
+        var lanes = sources.map { Lane(source: $0) }
+        var cache = CacheDisposition.hit
+        var output: [UnifiedExecution] = []
+
+        while output.count < limit {
+            var candidate: Int?
+            for index in lanes.indices where lanes[index].headIsSettled {
+                if let current = candidate, !lanes[index].buffer[0].sortKey.precedes(lanes[current].buffer[0].sortKey) { continue }
+                candidate = index
+            }
+            let candidateInstant = candidate.map { lanes[$0].buffer[0].createdAt }
+            // A lane must be read further when something unread in it could come before the candidate.
+            let toRead = lanes.indices.filter { index in
+                let lane = lanes[index]
+                if lane.ended || lane.headIsSettled { return false }
+                guard let candidateInstant, let oldestRead = lane.oldestRead else { return true }
+                return oldestRead >= candidateInstant
+            }
+            if !toRead.isEmpty {
+                let chunks = try await read(toRead.map { ($0, lanes[$0].source) })
+                for (index, source, chunk) in chunks {
+                    lanes[index].source = source
+                    lanes[index].chunksRead += 1
+                    cache = cache.merged(with: chunk.cache)
+                    absorb(chunk, into: &lanes[index], boundary: boundary, filter: filter)
+                    if !lanes[index].ended && lanes[index].chunksRead >= maximumChunksPerSource {
+                        throw .malformedResponse(reason: "the listing still announced more after \(maximumChunksPerSource) pages")
+                    }
+                }
+                continue
+            }
+            guard let chosen = candidate else { break }
+            output.append(lanes[chosen].buffer.removeFirst())
+        }
+
+        let exhausted = lanes.allSatisfy { $0.ended && $0.buffer.isEmpty }
+        return ProviderPage(executions: output, exhausted: exhausted, cache: cache)
+    }
+
+    private static func absorb<Source>(
+        _ chunk: ExecutionChunk, into lane: inout Lane<Source>, boundary: ExecutionSortKey?, filter: ExecutionFilter
+    ) {
+        var added = false
+        for execution in chunk.executions {
+            if lane.oldestRead.map({ execution.createdAt < $0 }) ?? true { lane.oldestRead = execution.createdAt }
+            guard lane.seen.insert(execution.providerExecutionID).inserted else { continue }
+            if let boundary, !boundary.precedes(execution.sortKey) { continue }
+            guard filter.matches(execution) else { continue }
+            lane.buffer.append(execution)
+            added = true
+        }
+        if added { lane.buffer.sort { $0.sortKey.precedes($1.sortKey) } }
+        if !chunk.mayHaveMore { lane.ended = true }
+    }
+
+    /// Reads one chunk from each named source at once; the first failure (in source order) wins.
+    private static func read<Source: ExecutionChunkSource>(
+        _ work: [(index: Int, source: Source)]
+    ) async throws(ProviderError) -> [(Int, Source, ExecutionChunk)] {
+        if work.count == 1, var source = work.first?.source, let index = work.first?.index {
+            let chunk = try await source.nextChunk()
+            return [(index, source, chunk)]
+        }
+        let results = await withTaskGroup(of: (Int, Result<(Source, ExecutionChunk), ProviderError>).self) { group in
+            for (index, source) in work {
+                group.addTask {
+                    var source = source
+                    do throws(ProviderError) {
+                        let chunk = try await source.nextChunk()
+                        return (index, .success((source, chunk)))
+                    } catch {
+                        return (index, .failure(error))
+                    }
+                }
+            }
+            var collected: [(Int, Result<(Source, ExecutionChunk), ProviderError>)] = []
+            for await result in group { collected.append(result) }
+            return collected.sorted { $0.0 < $1.0 }
+        }
+        var chunks: [(Int, Source, ExecutionChunk)] = []
+        for (index, result) in results {
+            switch result {
+            case .success(let (source, chunk)): chunks.append((index, source, chunk))
+            case .failure(let error): throw error
+            }
+        }
+        return chunks
+    }
+}

@@ -1,0 +1,108 @@
+public import GatewayCache
+public import GatewayUpstream
+public import Logging
+
+/// A provider whose reads go through a `ProviderFetcher`, whose statistics the app exports.
+public protocol UpstreamBackedProvider: ExecutionProvider {
+    var fetcher: ProviderFetcher { get }
+}
+
+/// The provider types the gateway has adapters for (`type:` in config).
+public enum ProviderType: String, Sendable, CaseIterable {
+    case kaizen, kapso, b3os
+
+    /// How the type sends its credential (CONTRACT.md §1).
+    public var credentialPlacement: CredentialPlacement {
+        switch self {
+        case .kaizen, .b3os: .bearer
+        case .kapso: .header(name: "X-API-Key")
+        }
+    }
+}
+
+/// Why a provider could not be built from its settings. Messages name the setting and value
+/// (never a credential: none is taken here).
+public enum ProviderConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    case unknownType(provider: String, type: String)
+    case invalidBaseURL(provider: String, baseURL: String)
+    case invalidName(provider: String)
+    case settingNotApplicable(provider: String, setting: String, type: String)
+
+    public var description: String {
+        switch self {
+        case .unknownType(let provider, let type):
+            "provider '\(provider)': unknown type '\(type)' (expected one of \(ProviderType.allCases.map(\.rawValue).joined(separator: ", ")))"
+        case .invalidBaseURL(let provider, let baseURL):
+            "provider '\(provider)': baseURL '\(baseURL)' is not an absolute http or https URL without user info, query or fragment"
+        case .invalidName(let provider):
+            "provider name '\(provider)' must be non-empty and must not contain ':' (it prefixes execution ids)"
+        case .settingNotApplicable(let provider, let setting, let type):
+            "provider '\(provider)': '\(setting)' does not apply to type '\(type)'"
+        }
+    }
+}
+
+/// Builds adapters from plain settings; the config module maps its file onto these parameters.
+public enum ProviderFactory {
+    /// - Parameters:
+    ///   - name: what clients see (`provider=`, the id prefix).
+    ///   - type: `kaizen`, `kapso` or `b3os`.
+    ///   - baseURL: e.g. `https://api.kapso.ai/platform/v1`; a trailing slash is ignored.
+    ///   - workflowIDs: Kapso only; empty means discover them with `GET /workflows`.
+    ///   - organizationID: B3OS only; sent as `X-Org-ID`.
+    ///   - endpoint: the provider's upstream policy (timeouts, concurrency, pacing, retries, pauses).
+    ///   - cache: the gateway's shared response cache.
+    public static func make(
+        name: String,
+        type: String,
+        baseURL: String,
+        workflowIDs: [String] = [],
+        organizationID: String? = nil,
+        endpoint: UpstreamEndpoint,
+        cache: ResponseCache,
+        cachePolicy: ProviderCachePolicy,
+        logger: Logger = Logger(label: "gateway.providers")
+    ) throws(ProviderConfigurationError) -> any UpstreamBackedProvider {
+        guard !name.isEmpty, !name.contains(":") else { throw .invalidName(provider: name) }
+        guard let providerType = ProviderType(rawValue: type) else { throw .unknownType(provider: name, type: type) }
+        guard isAcceptableBaseURL(baseURL) else { throw .invalidBaseURL(provider: name, baseURL: baseURL) }
+        if !workflowIDs.isEmpty && providerType != .kapso {
+            throw .settingNotApplicable(provider: name, setting: "workflowIds", type: type)
+        }
+        if organizationID != nil && providerType != .b3os {
+            throw .settingNotApplicable(provider: name, setting: "orgId", type: type)
+        }
+        let fetcher = ProviderFetcher(
+            providerName: name, baseURL: baseURL, credentialPlacement: providerType.credentialPlacement,
+            organizationID: providerType == .b3os ? organizationID : nil,
+            endpoint: endpoint, cache: cache, cachePolicy: cachePolicy
+        )
+        switch providerType {
+        case .kaizen:
+            return KaizenProvider(name: name, fetcher: fetcher)
+        case .kapso:
+            var kapsoLogger = logger
+            kapsoLogger[metadataKey: "provider"] = "\(name)"
+            return KapsoProvider(name: name, fetcher: fetcher, workflowIDs: workflowIDs, logger: kapsoLogger)
+        case .b3os:
+            return B3OSProvider(name: name, fetcher: fetcher)
+        }
+    }
+
+    /// `http(s)://host[:port][/path]`: user info would put a credential in the URL, and a query
+    /// or fragment would corrupt every path appended to it.
+    static func isAcceptableBaseURL(_ text: String) -> Bool {
+        let lowered = text.lowercased()
+        let rest: Substring
+        if lowered.hasPrefix("https://") {
+            rest = text.dropFirst(8)
+        } else if lowered.hasPrefix("http://") {
+            rest = text.dropFirst(7)
+        } else {
+            return false
+        }
+        let authority = rest.prefix { $0 != "/" }
+        guard !authority.isEmpty, !authority.contains("@") else { return false }
+        return !text.contains("?") && !text.contains("#") && !text.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7F } ?? false })
+    }
+}

@@ -1,0 +1,407 @@
+public import GatewayCache
+import GatewayCrypto
+import GatewayHTTP
+import GatewayJSON
+public import GatewayUpstream
+import Synchronization
+
+/// How long upstream answers stay fresh in the shared response cache (CONTRACT.md §7).
+public struct ProviderCachePolicy: Sendable, Equatable {
+    /// List pages (Kaizen's list, a Kapso workflow page, a B3OS window, Kapso's workflow list).
+    public var listTTLNanoseconds: UInt64
+    /// Detail of an execution that may still change (queued, running, waiting, paused, unmapped).
+    public var activeDetailTTLNanoseconds: UInt64
+    /// Detail of a finished execution (succeeded, failed, cancelled).
+    public var terminalDetailTTLNanoseconds: UInt64
+    /// How long after expiry an entry may still be served when the upstream fails or is paused.
+    public var staleIfErrorNanoseconds: UInt64
+
+    public init(
+        listTTLNanoseconds: UInt64 = 5_000_000_000,
+        activeDetailTTLNanoseconds: UInt64 = 2_000_000_000,
+        terminalDetailTTLNanoseconds: UInt64 = 3_600_000_000_000,
+        staleIfErrorNanoseconds: UInt64 = 300_000_000_000
+    ) {
+        self.listTTLNanoseconds = listTTLNanoseconds
+        self.activeDetailTTLNanoseconds = activeDetailTTLNanoseconds
+        self.terminalDetailTTLNanoseconds = terminalDetailTTLNanoseconds
+        self.staleIfErrorNanoseconds = staleIfErrorNanoseconds
+    }
+
+    /// The detail TTL for an execution in `status`; an unmapped status counts as active.
+    public func detailTTLNanoseconds(for status: ExecutionStatus?) -> UInt64 {
+        status?.isTerminal == true ? terminalDetailTTLNanoseconds : activeDetailTTLNanoseconds
+    }
+}
+
+/// Where a provider type expects the credential.
+public enum CredentialPlacement: Sendable, Equatable {
+    /// `Authorization: Bearer <credential>` (Kaizen, B3OS).
+    case bearer
+    /// `<name>: <credential>` (Kapso: `X-API-Key`).
+    case header(name: String)
+}
+
+/// Counts the real upstream calls made on behalf of one gateway request, for the access log.
+///
+/// Bind one with `ProviderFetcher.$upstreamCallCounter.withValue(counter) { ... }` around the
+/// request; every fetcher call that reaches the network inside it (including a load that other
+/// requests then share) adds one. Answers from cache, and calls refused before sending (paused,
+/// circuit open), add nothing. Retries inside one call count once.
+public final class UpstreamCallCounter: Sendable {
+    private let count = Atomic<Int>(0)
+
+    public init() {}
+
+    public var value: Int { count.load(ordering: .relaxed) }
+
+    func increment() { count.add(1, ordering: .relaxed) }
+}
+
+/// How an upstream call made by a fetcher ended; the label set for metrics.
+public enum ProviderCallOutcome: String, Sendable, CaseIterable, Hashable {
+    case success
+    /// 404 on a detail call.
+    case notFound
+    /// 401 or 403.
+    case credentialRejected
+    /// 429 or 503 with Retry-After.
+    case rateLimited
+    /// Any other non-2xx status.
+    case httpError
+    case timeout
+    /// Connection refused, reset, truncated, or the transport could not send.
+    case unreachable
+    /// Not JSON, or not the shape the adapter reads.
+    case malformedResponse
+}
+
+/// What one provider's fetcher has done since start, for `/metrics`.
+public struct ProviderFetchStatistics: Sendable, Equatable {
+    /// Calls that went upstream, by how they ended (every outcome present, zero included).
+    public var upstreamCalls: [ProviderCallOutcome: Int]
+    /// Answers served from fresh cache without a call.
+    public var cacheHits: Int
+    /// Answers that waited for an identical call another request had started.
+    public var coalescedWaits: Int
+    /// Answers served from an expired entry because the upstream failed or was paused.
+    public var staleServes: Int
+    /// Reads refused without a call because the credential was paused (Retry-After) and no
+    /// cached copy could be served.
+    public var pausedRefusals: Int
+    /// Reads refused without a call because the endpoint's circuit breaker was open.
+    public var circuitOpenRefusals: Int
+
+    public init() {
+        upstreamCalls = Dictionary(uniqueKeysWithValues: ProviderCallOutcome.allCases.map { ($0, 0) })
+        cacheHits = 0
+        coalescedWaits = 0
+        staleServes = 0
+        pausedRefusals = 0
+        circuitOpenRefusals = 0
+    }
+
+    /// Every call that went upstream, whatever its outcome.
+    public var totalUpstreamCalls: Int { upstreamCalls.values.reduce(0, +) }
+}
+
+/// One upstream read as an adapter describes it; the fetcher adds base URL, credential and
+/// correlation headers.
+struct ProviderRequest: Sendable {
+    enum Purpose: Sendable {
+        /// A listing: 404 is an error status like any other.
+        case list
+        /// One execution's record: 404 means the provider does not know the id.
+        case detail
+    }
+
+    var method: HTTPMethod
+    /// Starts with `/`; path segments taken from data must already be percent-encoded.
+    var path: String
+    var query: [(name: String, value: String)]
+    var jsonBody: JSONValue?
+    var purpose: Purpose
+
+    init(method: HTTPMethod = .get, path: String, query: [(name: String, value: String)] = [], jsonBody: JSONValue? = nil, purpose: Purpose) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.jsonBody = jsonBody
+        self.purpose = purpose
+    }
+}
+
+/// A decoded upstream answer and how it was obtained.
+struct Fetched<Value: Sendable>: Sendable {
+    var value: Value
+    var cache: CacheDisposition
+}
+
+/// The one path every upstream read of a provider takes: request building, the shared response
+/// cache (keyed by provider, request and credential identity, never the credential), TTL choice,
+/// Retry-After pauses, stale-if-error, error mapping and call accounting.
+///
+/// Cache dispositions: `hit` only when the answer came from a fresh entry; a caller that waited
+/// for an identical in-flight call (coalesced) reports `miss`, because its data was fetched during
+/// its request; `stale` when an expired entry was served because the upstream failed or was paused.
+/// Non-2xx answers and answers the adapter cannot decode are never cached.
+public final class ProviderFetcher: Sendable {
+    /// Real upstream calls of the current gateway request; see `UpstreamCallCounter`.
+    @TaskLocal public static var upstreamCallCounter: UpstreamCallCounter?
+
+    public let providerName: String
+    /// Without a trailing slash.
+    public let baseURL: String
+    public let credentialPlacement: CredentialPlacement
+    /// B3OS `X-Org-ID`.
+    public let organizationID: String?
+    public let endpoint: UpstreamEndpoint
+    public let cache: ResponseCache
+    public let cachePolicy: ProviderCachePolicy
+    private let counters = Mutex(ProviderFetchStatistics())
+
+    public init(
+        providerName: String,
+        baseURL: String,
+        credentialPlacement: CredentialPlacement,
+        organizationID: String? = nil,
+        endpoint: UpstreamEndpoint,
+        cache: ResponseCache,
+        cachePolicy: ProviderCachePolicy
+    ) {
+        self.providerName = providerName
+        var base = baseURL
+        while base.hasSuffix("/") { base.removeLast() }
+        self.baseURL = base
+        self.credentialPlacement = credentialPlacement
+        self.organizationID = organizationID
+        self.endpoint = endpoint
+        self.cache = cache
+        self.cachePolicy = cachePolicy
+    }
+
+    public func statistics() -> ProviderFetchStatistics { counters.withLock { $0 } }
+
+    // MARK: - Fetching
+
+    /// Reads `request` through the cache. `decode` turns the JSON into what the adapter needs and
+    /// throws for a shape it cannot read (the answer is then not cached); `ttl` picks the freshness
+    /// of a decoded answer.
+    func fetch<Value: Sendable>(
+        _ request: ProviderRequest,
+        call: UpstreamCallContext,
+        decode: @escaping @Sendable (JSONValue) throws(ProviderError) -> Value,
+        ttl: @escaping @Sendable (Value) -> UInt64
+    ) async throws(ProviderError) -> Fetched<Value> {
+        let url = self.url(for: request)
+        let body: [UInt8] = request.jsonBody.map { value in
+            var writer = JSONWriter(capacity: 256)
+            writer.write(value)
+            return writer.bytes
+        } ?? []
+        let key = cacheKey(method: request.method, url: url, body: body, credentialIdentity: call.credentialIdentity)
+
+        if let pausedUntil = endpoint.pausedUntil(credentialKey: call.credentialIdentity) {
+            if !call.bypassCache, let cached = await cache.staleValue(key: key) {
+                let value = try decodeCached(cached.value, decode: decode)
+                let disposition: CacheDisposition = cached.outcome == .hit ? .hit : .stale
+                counters.withLock { if disposition == .hit { $0.cacheHits += 1 } else { $0.staleServes += 1 } }
+                return Fetched(value: value, cache: disposition)
+            }
+            counters.withLock { $0.pausedRefusals += 1 }
+            throw .paused(retryAfterSeconds: endpoint.retryAfterSeconds(for: .paused(untilNanoseconds: pausedUntil)) ?? 1)
+        }
+
+        let outbound = upstreamRequest(request, url: url, body: body, call: call)
+        let options = UpstreamCallOptions(
+            credentialKey: call.credentialIdentity, isIdempotent: true, requestId: call.requestID, traceparent: call.traceparent
+        )
+        let decodedHere = DecodedBox<Value>()
+        let result: CacheResult
+        do {
+            result = try await cache.fetch(
+                key: key, staleIfErrorNanoseconds: cachePolicy.staleIfErrorNanoseconds, bypassCache: call.bypassCache
+            ) { [self] in
+                let response = try await self.send(outbound, options: options, purpose: request.purpose)
+                let json: JSONValue
+                do throws(JSONParseError) {
+                    json = try JSONParser.parse(response.body)
+                } catch {
+                    self.count(.malformedResponse)
+                    throw ProviderError.malformedResponse(reason: "the answer is not JSON (\(error.reason) at byte \(error.offset))")
+                }
+                let value: Value
+                do throws(ProviderError) {
+                    value = try decode(json)
+                } catch {
+                    self.count(error.callOutcome)
+                    throw error
+                }
+                self.count(.success)
+                decodedHere.store(value)
+                return CacheLoad(value: response.body, ttlNanoseconds: ttl(value))
+            }
+        } catch let error as ProviderError {
+            throw error
+        } catch is CancellationError {
+            throw .unreachable(reason: "the request was cancelled")
+        } catch {
+            throw .unreachable(reason: "unexpected failure: \(type(of: error))")
+        }
+
+        let disposition: CacheDisposition
+        switch result.outcome {
+        case .hit:
+            disposition = .hit
+            counters.withLock { $0.cacheHits += 1 }
+        case .miss:
+            disposition = .miss
+        case .coalesced:
+            disposition = .miss
+            counters.withLock { $0.coalescedWaits += 1 }
+        case .stale:
+            disposition = .stale
+            counters.withLock { $0.staleServes += 1 }
+        }
+        if result.outcome == .miss, let value = decodedHere.value {
+            return Fetched(value: value, cache: disposition)
+        }
+        return Fetched(value: try decodeCached(result.value, decode: decode), cache: disposition)
+    }
+
+    private func decodeCached<Value>(
+        _ bytes: [UInt8], decode: (JSONValue) throws(ProviderError) -> Value
+    ) throws(ProviderError) -> Value {
+        let json: JSONValue
+        do throws(JSONParseError) {
+            json = try JSONParser.parse(bytes)
+        } catch {
+            throw .malformedResponse(reason: "a cached answer is not JSON")
+        }
+        return try decode(json)
+    }
+
+    /// One call through the endpoint, with accounting and error mapping. Throws `ProviderError`.
+    private func send(_ request: UpstreamRequest, options: UpstreamCallOptions, purpose: ProviderRequest.Purpose) async throws -> UpstreamResponse {
+        do throws(UpstreamError) {
+            let response = try await endpoint.execute(request, options: options)
+            Self.upstreamCallCounter?.increment()
+            return response
+        } catch {
+            let mapped = mapError(error, purpose: purpose)
+            switch error {
+            case .paused:
+                counters.withLock { $0.pausedRefusals += 1 }
+            case .circuitOpen:
+                counters.withLock { $0.circuitOpenRefusals += 1 }
+            case .overloaded, .invalidRequest, .shutdown, .clientUnavailable:
+                // Refused locally: nothing reached the upstream.
+                count(.unreachable)
+            default:
+                Self.upstreamCallCounter?.increment()
+                count(mapped.callOutcome)
+            }
+            throw mapped
+        }
+    }
+
+    private func count(_ outcome: ProviderCallOutcome) {
+        counters.withLock { $0.upstreamCalls[outcome, default: 0] += 1 }
+    }
+
+    // MARK: - Requests
+
+    func url(for request: ProviderRequest) -> String {
+        var url = baseURL + request.path
+        if !request.query.isEmpty {
+            // Sorted by name (stable for repeated names) so equal requests share one cache entry.
+            let items = request.query.enumerated()
+                .sorted { $0.element.name != $1.element.name ? $0.element.name < $1.element.name : $0.offset < $1.offset }
+                .map { percentEncode($0.element.name) + "=" + percentEncode($0.element.value) }
+            url += "?" + items.joined(separator: "&")
+        }
+        return url
+    }
+
+    private func upstreamRequest(_ request: ProviderRequest, url: String, body: [UInt8], call: UpstreamCallContext) -> UpstreamRequest {
+        var headers = HTTPHeaders()
+        headers.add(name: "Accept", value: "application/json")
+        switch credentialPlacement {
+        case .bearer: headers.add(name: "Authorization", value: "Bearer " + call.credential)
+        case .header(let name): headers.add(name: name, value: call.credential)
+        }
+        if let organizationID { headers.add(name: "X-Org-ID", value: organizationID) }
+        headers.add(name: "X-Request-Id", value: call.requestID)
+        headers.add(name: "traceparent", value: call.traceparent)
+        if request.jsonBody != nil { headers.add(name: "Content-Type", value: "application/json") }
+        return UpstreamRequest(method: request.method, url: url, headers: headers, body: body)
+    }
+
+    /// Provider, request and credential identity; the body is hashed so long filters make short keys.
+    private func cacheKey(method: HTTPMethod, url: String, body: [UInt8], credentialIdentity: String) -> String {
+        var key = providerName + " " + credentialIdentity + " " + method.rawValue + " " + url
+        if !body.isEmpty { key += " body-sha256=" + Hex.encode(SHA256.hash(body)) }
+        return key
+    }
+
+    // MARK: - Errors
+
+    /// Never carries upstream bodies or headers into the error: they may echo the credential.
+    func mapError(_ error: UpstreamError, purpose: ProviderRequest.Purpose) -> ProviderError {
+        switch error {
+        case .timeout:
+            return .timeout
+        case .connection(let reason):
+            return .unreachable(reason: reason)
+        case .httpStatus(let status, _, let retryAfter):
+            if (status == 429 || status == 503), let retryAfter {
+                return .paused(retryAfterSeconds: max(1, retryAfter))
+            }
+            if status == 401 || status == 403 { return .credentialRejected(status: status) }
+            if status == 404 && purpose == .detail { return .notFound }
+            return .upstreamStatus(status: status, detail: HTTPStatus.standardReasonPhrase(for: status))
+        case .malformedResponse(let reason):
+            return .malformedResponse(reason: reason)
+        case .bodyTooLarge(let limit):
+            return .malformedResponse(reason: "the answer is larger than \(limit) bytes")
+        case .circuitOpen, .paused:
+            let seconds = endpoint.retryAfterSeconds(for: error) ?? 1
+            if case .paused = error { return .paused(retryAfterSeconds: seconds) }
+            return .circuitOpen(retryAfterSeconds: seconds)
+        case .overloaded:
+            return .unreachable(reason: "too many calls are already waiting for this provider")
+        case .cancelled:
+            return .unreachable(reason: "the call was cancelled")
+        case .invalidRequest(let reason):
+            return .unreachable(reason: "the request could not be sent: \(reason)")
+        case .shutdown:
+            return .unreachable(reason: "the gateway's HTTP client is shutting down")
+        case .clientUnavailable(let reason):
+            return .unreachable(reason: "the gateway's HTTP client is unavailable: \(reason)")
+        }
+    }
+}
+
+extension ProviderError {
+    var callOutcome: ProviderCallOutcome {
+        switch self {
+        case .timeout: .timeout
+        case .unreachable: .unreachable
+        case .upstreamStatus: .httpError
+        case .malformedResponse: .malformedResponse
+        case .paused: .rateLimited
+        case .circuitOpen: .unreachable
+        case .notFound: .notFound
+        case .credentialRejected: .credentialRejected
+        }
+    }
+}
+
+/// Hands a value decoded inside the cache's load back to the caller that started it, so a miss
+/// is not parsed twice.
+private final class DecodedBox<Value: Sendable>: Sendable {
+    private let slot = Mutex<Value?>(nil)
+
+    func store(_ value: Value) { slot.withLock { $0 = value } }
+    var value: Value? { slot.withLock { $0 } }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import Testing
+
+/// Runs the real `executions-gateway` binary, built next to the test bundle.
+enum GatewayBinary {
+    static var packageRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    static var executable: URL {
+        let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let candidates = [bundleDirectory, bundleDirectory.deletingLastPathComponent()]
+            .map { $0.appendingPathComponent("executions-gateway") }
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
+            ?? packageRoot.appendingPathComponent(".build/debug/executions-gateway")
+    }
+
+    struct Result {
+        var status: Int32
+        var standardOutput: String
+        var standardError: String
+    }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        var merged = ProcessInfo.processInfo.environment
+        merged.removeValue(forKey: "GATEWAY_CONFIG")
+        merged.removeValue(forKey: "FIXTURE_SURELY_UNSET_VARIABLE_4711")
+        for (key, value) in environment { merged[key] = value }
+        process.environment = merged
+        let output = Pipe()
+        let error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        try process.run()
+        let outputData = output.fileHandleForReading.readDataToEndOfFile()
+        let errorData = error.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(
+            status: process.terminationStatus,
+            standardOutput: String(decoding: outputData, as: UTF8.self),
+            standardError: String(decoding: errorData, as: UTF8.self)
+        )
+    }
+}
+
+@Suite struct CheckConfigTests {
+    static var brokenFixtures: [String] {
+        let directory = GatewayBinary.packageRoot.appendingPathComponent("Tests/GatewayConfigTests/Fixtures/broken")
+        return ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [])
+            .filter { $0.hasSuffix(".yaml") }.sorted().map { directory.appendingPathComponent($0).path }
+    }
+
+    @Test func thereAreAtLeastTwentyBrokenFixtures() {
+        #expect(Self.brokenFixtures.count >= 20)
+    }
+
+    @Test(arguments: brokenFixtures)
+    func everyBrokenConfigurationExitsOneAndNamesItsProblems(_ path: String) throws {
+        let result = try GatewayBinary.run(["check-config", "--config", path])
+        #expect(result.status == 1, "\(path): \(result.standardOutput)")
+        let fileName = URL(fileURLWithPath: path).lastPathComponent
+        #expect(result.standardError.contains(fileName), "problems name the file")
+        // The fixture's `# expect:` lines name the key of each problem.
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n") where line.hasPrefix("# expect:") {
+            let parts = line.dropFirst("# expect:".count).split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+            if parts.count >= 2, parts[1] != "-" {
+                #expect(result.standardError.contains(parts[1]), "\(fileName): key \(parts[1]) not named in \(result.standardError)")
+            }
+        }
+    }
+
+    @Test func exampleAndDemoConfigurationsAreValidAndSecretsAreRedacted() throws {
+        let environment = [
+            "GATEWAY_CURSOR_SECRET": "cursor-secret-value-0123456789", "KAIZEN_API_KEY": "kaizen-secret-value",
+            "KAPSO_API_KEY": "kapso-secret-value", "B3OS_API_KEY": "b3sk_secret_value", "WEB_KAIZEN_KEY": "web-kaizen-secret-value",
+        ]
+        let example = try GatewayBinary.run(["check-config", "--config", GatewayBinary.packageRoot.appendingPathComponent("config/example.yaml").path], environment: environment)
+        #expect(example.status == 0, "\(example.standardError)")
+        for secret in environment.values { #expect(!(example.standardOutput + example.standardError).contains(secret)) }
+        let demo = try GatewayBinary.run(["check-config", "--config", GatewayBinary.packageRoot.appendingPathComponent("config/demo.yaml").path])
+        #expect(demo.status == 0, "\(demo.standardError)")
+        let fromEnvironment = try GatewayBinary.run(["check-config"], environment: ["GATEWAY_CONFIG": GatewayBinary.packageRoot.appendingPathComponent("config/demo.yaml").path])
+        #expect(fromEnvironment.status == 0)
+    }
+
+    @Test func helpExplainsTheCommands() throws {
+        let help = try GatewayBinary.run(["--help"])
+        #expect(help.status == 0)
+        for word in ["serve", "check-config", "demo", "--config"] where word != "--config" {
+            #expect(help.standardOutput.contains(word))
+        }
+        let missing = try GatewayBinary.run(["serve"])
+        #expect(missing.status != 0)
+        #expect(missing.standardError.contains("GATEWAY_CONFIG"))
+    }
+}
