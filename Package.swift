@@ -26,6 +26,7 @@ let package = Package(
     name: "ExecutionsGateway",
     platforms: [.macOS(.v15)],
     products: [
+        .executable(name: "executions-gateway", targets: ["ExecutionsGatewayCLI"]),
         .executable(name: "provider-simulator", targets: ["ProviderSimulatorCLI"]),
         // The HTTP server on its own, for embedding and for the benchmark package.
         .library(name: "GatewayServer", targets: ["GatewayServer", "GatewayHTTP"]),
@@ -111,10 +112,22 @@ let package = Package(
             name: "GatewayApp",
             dependencies: [
                 "ExecutionsAPI", "GatewayServer", "GatewayHTTP", "GatewayJSON", "GatewayCrypto", "GatewayRateLimit",
-                "GatewayEventLoop",
+                "GatewayEventLoop", "GatewayConfig", "GatewayProviders", "GatewayUpstream", "GatewayCache",
+                "GatewayOpenAPI", "ProviderSimulator",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
+        .executableTarget(
+            name: "ExecutionsGatewayCLI",
+            dependencies: [
+                "GatewayApp", "GatewayConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSwift
@@ -174,10 +187,12 @@ let package = Package(
             name: "GatewayAppTests",
             dependencies: [
                 "GatewayApp", "ExecutionsAPI", "GatewayServer", "GatewayHTTP", "GatewayJSON", "GatewayCrypto", "GatewayRateLimit",
+                "GatewayConfig", "GatewayUpstream", "GatewayProviders", "ProviderSimulator",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),
+        .testTarget(name: "ExecutionsGatewayCLITests", dependencies: ["ExecutionsGatewayCLI"], swiftSettings: strictSwift),
         .testTarget(
             name: "ProviderSimulatorTests",
             dependencies: ["ProviderSimulator", "GatewayServer", "GatewayHTTP"],

@@ -46,9 +46,20 @@ func loadConfiguration(_ path: String) -> GatewayConfiguration? {
     }
 }
 
-func printError(_ line: String) {
-    var bytes = Array((line + "\n").utf8)
-    _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+func printError(_ line: String) { writeLine(line, to: 2) }
+
+/// Unbuffered, so what the user is told appears at once even when stdout is a pipe or a file, and
+/// does not interleave with the JSON log lines (which are written the same way).
+func printOutput(_ line: String) { writeLine(line, to: 1) }
+
+private func writeLine(_ line: String, to descriptor: Int32) {
+    let bytes = Array((line + "\n").utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let written = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        if written <= 0 { return }
+        offset += written
+    }
 }
 
 func makeLoggers(level: Logger.Level) -> (Logger, Logger) {
@@ -64,12 +75,12 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the gateway with a configuration file.")
 
     @OptionGroup var options: ConfigOption
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
+    @Option(help: "Log level.") var logLevel: LogLevel = .info
 
     func run() async throws {
         let path = try options.resolvedPath()
         guard let configuration = loadConfiguration(path) else { throw ExitCode(1) }
-        let (logger, accessLogger) = makeLoggers(level: logLevel)
+        let (logger, accessLogger) = makeLoggers(level: logLevel.level)
         logger.info("configuration loaded", metadata: ["file": .string(path), "effective": .string(configuration.redactedDescription())])
         let runtime: GatewayRuntime
         do {
@@ -96,8 +107,8 @@ struct CheckConfig: AsyncParsableCommand {
     func run() async throws {
         let path = try options.resolvedPath()
         guard let configuration = loadConfiguration(path) else { throw ExitCode(1) }
-        print(configuration.redactedDescription())
-        print("\(path): OK (\(configuration.providers.count) providers, \(configuration.clients.count) clients)")
+        printOutput(configuration.redactedDescription())
+        printOutput("\(path): OK (\(configuration.providers.count) providers, \(configuration.clients.count) clients)")
     }
 }
 
@@ -109,10 +120,10 @@ struct Demo: AsyncParsableCommand {
     @Option(help: "Address the gateway listens on.") var host = "127.0.0.1"
     @Option(help: "Port the gateway listens on.") var port = 8080
     @Option(help: "Seed of the simulated data.") var seed: UInt64 = 1
-    @Option(help: "Log level of the JSON logs (access logs are info).") var logLevel: Logger.Level = .info
+    @Option(help: "Log level of the JSON logs (access logs are info).") var logLevel: LogLevel = .info
 
     func run() async throws {
-        let (logger, accessLogger) = makeLoggers(level: logLevel)
+        let (logger, accessLogger) = makeLoggers(level: logLevel.level)
         let demo: DemoEnvironment
         do {
             demo = try DemoEnvironment.start(host: host, port: port, seed: seed, logger: logger, accessLogger: accessLogger)
@@ -120,7 +131,7 @@ struct Demo: AsyncParsableCommand {
             printError("executions-gateway demo: \(error)")
             throw ExitCode(1)
         }
-        print(demo.instructions())
+        printOutput(demo.instructions())
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: demo.upstreamServers.map { $0 as any Service } + [demo.runtime],
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -130,4 +141,9 @@ struct Demo: AsyncParsableCommand {
     }
 }
 
-extension Logger.Level: @retroactive ExpressibleByArgument {}
+/// Log levels as command-line values.
+enum LogLevel: String, ExpressibleByArgument, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
+
+    var level: Logger.Level { Logger.Level(rawValue: rawValue) ?? .info }
+}

@@ -1,5 +1,6 @@
 public import ExecutionsAPI
 import GatewayEventLoop
+import GatewayProviders
 public import GatewayHTTP
 public import GatewayServer
 public import Logging
@@ -95,7 +96,6 @@ public final class GatewayMetrics: Sendable {
 /// Facts inner layers learn about a request that the access log (the outermost layer) reports.
 public final class RequestRecord: Sendable {
     private let client = Mutex<String?>(nil)
-    private let upstreamCalls = Atomic<Int>(0)
 
     public init() {}
 
@@ -104,8 +104,6 @@ public final class RequestRecord: Sendable {
         set { client.withLock { $0 = newValue } }
     }
 
-    public func recordUpstreamCall() { upstreamCalls.add(1, ordering: .relaxed) }
-    public var upstreamCallCount: Int { upstreamCalls.load(ordering: .relaxed) }
 }
 
 public enum RequestRecordKey: RequestContextKey {
@@ -130,7 +128,10 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
         let record = RequestRecord()
         var context = context
         context[RequestRecordKey.self] = record
-        let response = await next.respond(to: request, context: context)
+        let upstreamCalls = UpstreamCallCounter()
+        let response = await ProviderFetcher.$upstreamCallCounter.withValue(upstreamCalls) {
+            await next.respond(to: request, context: context)
+        }
         let duration = monotonicNanoseconds() &- started
         let route = routeTemplate(request.method, request.path)
         metrics.recordRequest(method: request.method.rawValue, route: route, status: response.status.code, durationNanoseconds: duration)
@@ -142,7 +143,7 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
             "status": .stringConvertible(response.status.code),
             "bytes": .stringConvertible(response.body.count),
             "durationMs": .string(String(format: duration)),
-            "upstreamCalls": .stringConvertible(record.upstreamCallCount),
+            "upstreamCalls": .stringConvertible(upstreamCalls.value),
             "remoteAddress": .string(context[ClientAddressKey.self] ?? context.remoteAddress),
         ]
         if let client = record.clientID { fields["clientId"] = .string(client) }

@@ -1,0 +1,292 @@
+public import ExecutionsAPI
+import GatewayCache
+public import GatewayConfig
+import GatewayCrypto
+import GatewayEventLoop
+import GatewayHTTP
+import GatewayOpenAPI
+import GatewayProviders
+import GatewayRateLimit
+public import GatewayServer
+import GatewayUpstream
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+
+/// Why the gateway could not start. Each names what to fix.
+public enum GatewayStartupError: Error, Sendable, CustomStringConvertible {
+    case configuration(String)
+    case upstreamClient(String)
+    case listen(String)
+
+    public var description: String {
+        switch self {
+        case .configuration(let detail): "configuration: \(detail)"
+        case .upstreamClient(let detail): "upstream client: \(detail)"
+        case .listen(let detail): "cannot listen: \(detail)"
+        }
+    }
+}
+
+/// One gateway, assembled from a validated configuration: the upstream client, the cache, one
+/// endpoint and adapter per provider, the clients and their limits, the API, and the HTTP server.
+public final class GatewayRuntime: Service, Sendable {
+    public let configuration: GatewayConfiguration
+    public let server: HTTPServer
+    public let metrics: GatewayMetrics
+    private let httpClient: CurlHTTPClient
+    private let responseCache: ResponseCache
+    private let endpoints: [(name: String, endpoint: UpstreamEndpoint)]
+    private let exported = LockedValue<[String: Int]>([:])
+    private let logger: Logger
+
+    public init(configuration: GatewayConfiguration, logger: Logger, accessLogger: Logger? = nil) throws(GatewayStartupError) {
+        self.configuration = configuration
+        self.logger = logger
+        let metrics = GatewayMetrics()
+        self.metrics = metrics
+
+        let cursorSecret: String
+        if let configured = configuration.auth.cursorSecret {
+            cursorSecret = configured
+        } else {
+            cursorSecret = Base64URL.encode(secureRandomBytes(count: 32))
+            logger.warning("auth.cursorSecret is not set and GATEWAY_CURSOR_SECRET is unset: using a random per-process secret; cursors will not survive a restart or work across replicas")
+        }
+
+        do {
+            httpClient = try CurlHTTPClient(logger: logger)
+        } catch {
+            throw .upstreamClient("\(error)")
+        }
+        let cacheSettings = configuration.cache
+        responseCache = ResponseCache(store: MemoryLRUStore(maxBytes: cacheSettings.maxBytes))
+        let ttls = ProviderCachePolicy(
+            listTTLNanoseconds: UInt64(cacheSettings.listTTLMs) * 1_000_000,
+            activeDetailTTLNanoseconds: UInt64(cacheSettings.activeDetailTTLMs) * 1_000_000,
+            terminalDetailTTLNanoseconds: UInt64(cacheSettings.terminalDetailTTLMs) * 1_000_000,
+            staleIfErrorNanoseconds: UInt64(cacheSettings.staleIfErrorMs) * 1_000_000
+        )
+
+        var bindings: [ProviderBinding] = []
+        var endpoints: [(name: String, endpoint: UpstreamEndpoint)] = []
+        for settings in configuration.providers {
+            var policy = UpstreamPolicy()
+            policy.timeoutNanoseconds = UInt64(settings.timeoutMs) * 1_000_000
+            policy.maxConcurrency = settings.maxConcurrency
+            policy.requestsPerSecond = settings.requestsPerSecond
+            // A page's detail calls go out together; pacing still holds the long-run rate.
+            policy.burst = max(1, settings.maxConcurrency)
+            let transport = MeteredTransport(inner: httpClient, provider: settings.name, metrics: metrics)
+            let endpoint = UpstreamEndpoint(name: settings.name, policy: policy, transport: transport, logger: logger)
+            endpoints.append((settings.name, endpoint))
+            let provider: any ExecutionProvider
+            do {
+                provider = try ProviderFactory.make(
+                    name: settings.name,
+                    type: settings.type.rawValue,
+                    baseURL: settings.baseURL,
+                    workflowIDs: settings.workflowIds,
+                    organizationID: settings.orgId,
+                    endpoint: endpoint,
+                    cache: responseCache,
+                    cachePolicy: ttls,
+                    logger: logger
+                )
+            } catch {
+                throw .configuration(error.description)
+            }
+            bindings.append(ProviderBinding(provider: provider, credential: UpstreamCredential(secret: settings.credential)))
+        }
+        self.endpoints = endpoints
+
+        let records = configuration.clients.map { client in
+            ClientCredentialRecord(
+                client: GatewayClient(
+                    id: client.id,
+                    allowedProviders: client.providers.map(Set.init),
+                    upstreamCredentials: client.credentials.mapValues(UpstreamCredential.init(secret:))
+                ),
+                keyDigest: Hex.decode(client.keySHA256) ?? []
+            )
+        }
+        let service = ExecutionsService(providers: bindings, cursorSecret: cursorSecret, now: monotonicNanoseconds)
+
+        var router = Router()
+        ExecutionsEndpoints(service: service).register(on: &router)
+        let serverHolder = LockedValue<HTTPServer?>(nil)
+        let serverConfiguration = Self.serverConfiguration(configuration.server)
+        var policies: [String: GatewayRateLimit.RateLimitPolicy] = [:]
+        let defaultPolicy: GatewayRateLimit.RateLimitPolicy
+        do {
+            defaultPolicy = try Self.policy(configuration.rateLimit.default)
+            for client in configuration.clients {
+                policies[client.id] = try Self.policy(configuration.effectiveRateLimit(for: client))
+            }
+        } catch {
+            throw .configuration("\(error)")
+        }
+        let cache = responseCache
+        let upstreams = endpoints
+        let exportedTotals = exported
+        OperationalEndpoints(
+            metrics: metrics,
+            isDraining: { serverHolder.withLock { $0?.isDraining ?? false } },
+            refreshGauges: {
+                await Self.refreshMetrics(
+                    metrics: metrics, cache: cache, endpoints: upstreams,
+                    server: serverHolder.withLock { $0 }, exported: exportedTotals
+                )
+            },
+            openAPIDocument: OpenAPIDocument.bytes
+        ).register(on: &router)
+
+        // Copied after every route is registered: metrics and logs label requests by template.
+        let routeLookup = router
+        let trustedProxies = configuration.server.trustedProxies
+        let chain = MiddlewareChain([
+            RequestTraceMiddleware(),
+            ClientAddressMiddleware(resolver: ClientAddressResolver(isTrustedProxy: { address in
+                trustedProxies.contains { $0.contains(address) }
+            })),
+            ObservabilityMiddleware(logger: accessLogger ?? logger, metrics: metrics, routeTemplate: { method, path in
+                routeLookup.match(method: method == .head ? .get : method, path: path)?.template ?? "unmatched"
+            }),
+            AuthenticationMiddleware(
+                authenticator: ClientAuthenticator(mode: configuration.auth.mode == .none ? .none : .apiKey, clients: records),
+                publicPaths: OperationalEndpoints.paths
+            ),
+            RateLimitMiddleware(
+                store: MemoryRateLimitStore(), defaultPolicy: defaultPolicy, policies: policies,
+                onLimited: { client in metrics.increment("gateway_rate_limited_total", [("client", client)]) }
+            ),
+        ], responder: router)
+        server = HTTPServer(configuration: serverConfiguration, responder: chain, logger: logger)
+        serverHolder.withLock { $0 = server }
+    }
+
+    static func serverConfiguration(_ settings: ServerSettings) -> HTTPServerConfiguration {
+        HTTPServerConfiguration(
+            host: settings.host,
+            port: settings.port,
+            workers: settings.workers,
+            maxConnections: settings.maxConnections,
+            parserLimits: HTTPParserLimits(
+                maxHeaderBytes: settings.maxHeaderBytes,
+                maxHeaderFields: settings.maxHeaderFields,
+                maxBodyBytes: settings.maxBodyBytes
+            ),
+            headerTimeoutNanoseconds: UInt64(settings.headerTimeoutMs) * 1_000_000,
+            idleTimeoutNanoseconds: UInt64(settings.idleTimeoutMs) * 1_000_000,
+            writeTimeoutNanoseconds: UInt64(settings.writeTimeoutMs) * 1_000_000,
+            shutdownGraceNanoseconds: UInt64(settings.shutdownGraceMs) * 1_000_000
+        )
+    }
+
+    static func policy(_ settings: GatewayConfig.RateLimitPolicy) throws -> GatewayRateLimit.RateLimitPolicy {
+        try GatewayRateLimit.RateLimitPolicy(requestsPerSecond: settings.requestsPerSecond, burst: settings.burst)
+    }
+
+    /// Binds and starts serving.
+    public func start() throws(GatewayStartupError) {
+        do {
+            try server.start()
+        } catch {
+            throw .listen("\(error)")
+        }
+    }
+
+    public var port: Int { server.localPort }
+
+    /// Drains the server within the grace period, then stops the upstream client.
+    public func shutdown() async {
+        await server.shutdown()
+        httpClient.shutdown()
+    }
+
+    /// `Service`: serves until the service group's graceful shutdown (SIGTERM/SIGINT), then drains.
+    public func run() async throws {
+        try await server.run()
+        httpClient.shutdown()
+    }
+
+    // MARK: - Metrics mirrored from component statistics at scrape time
+
+    static func refreshMetrics(
+        metrics: GatewayMetrics,
+        cache: ResponseCache,
+        endpoints: [(name: String, endpoint: UpstreamEndpoint)],
+        server: HTTPServer?,
+        exported: LockedValue<[String: Int]>
+    ) async {
+        /// Counters are cumulative in the components; export only what grew since the last scrape.
+        func exportTotal(_ name: String, _ dimensions: [(String, String)], _ total: Int) {
+            let key = name + dimensions.map { "|\($0.1)" }.joined()
+            let delta = exported.withLock { seen -> Int in
+                let delta = total - (seen[key] ?? 0)
+                seen[key] = total
+                return delta
+            }
+            if delta > 0 { metrics.increment(name, dimensions, by: Int64(delta)) }
+        }
+        let statistics = await cache.statistics()
+        exportTotal("gateway_cache_hits_total", [], statistics.hits)
+        exportTotal("gateway_cache_misses_total", [], statistics.misses)
+        exportTotal("gateway_cache_stale_served_total", [], statistics.staleServes)
+        exportTotal("gateway_cache_coalesced_waiters_total", [], statistics.coalescedWaiters)
+        exportTotal("gateway_cache_evictions_total", [], statistics.evictions)
+        metrics.setGauge("gateway_cache_bytes", Double(statistics.bytesInUse))
+        metrics.setGauge("gateway_cache_entries", Double(statistics.entries))
+        for (name, endpoint) in endpoints {
+            let upstream = endpoint.statistics()
+            exportTotal("gateway_upstream_retries_total", [("provider", name)], upstream.retries)
+            metrics.setGauge("gateway_upstream_in_flight", Double(upstream.inFlight), [("provider", name)])
+            let open: Double = if case .closed = upstream.circuitState { 0 } else { 1 }
+            metrics.setGauge("gateway_upstream_circuit_open", open, [("provider", name)])
+        }
+        if let server {
+            metrics.setGauge("gateway_connections_open", Double(server.counters.openConnections))
+            exportTotal("gateway_connections_accepted_total", [], server.counters.acceptedConnections)
+            exportTotal("gateway_connections_refused_total", [], server.counters.refusedConnections)
+            exportTotal("gateway_http_malformed_requests_total", [], server.counters.malformedRequests)
+        }
+    }
+}
+
+/// Records every upstream attempt (outcome and latency) per provider, below retries and pacing.
+struct MeteredTransport: UpstreamTransport {
+    let inner: any UpstreamTransport
+    let provider: String
+    let metrics: GatewayMetrics
+
+    func execute(_ request: UpstreamRequest) async throws(UpstreamError) -> UpstreamResponse {
+        let started = monotonicNanoseconds()
+        do {
+            let response = try await inner.execute(request)
+            let outcome = (200..<300).contains(response.status) ? "success" : "http_\(response.status / 100)xx"
+            metrics.recordUpstreamCall(provider: provider, outcome: outcome, durationNanoseconds: monotonicNanoseconds() &- started)
+            return response
+        } catch {
+            let outcome = switch error {
+            case .timeout: "timeout"
+            case .connection: "connection_error"
+            case .cancelled: "cancelled"
+            case .bodyTooLarge: "body_too_large"
+            default: "error"
+            }
+            metrics.recordUpstreamCall(provider: provider, outcome: outcome, durationNanoseconds: monotonicNanoseconds() &- started)
+            throw error
+        }
+    }
+}
+
+/// A value behind a lock that closures can share (a `Mutex` itself cannot be captured).
+final class LockedValue<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    init(_ value: Value) { mutex = Mutex(value) }
+
+    func withLock<Result: Sendable>(_ body: (inout Value) -> Result) -> Result {
+        mutex.withLock { body(&$0) }
+    }
+}

@@ -1,0 +1,194 @@
+import ExecutionsAPI
+import GatewayApp
+import GatewayConfig
+import GatewayHTTP
+import GatewayJSON
+import GatewayProviders
+import ProviderSimulator
+import Testing
+
+/// The contract (CONTRACT.md §2–§7) exercised end to end: HTTP client → gateway → simulated providers.
+@Suite(.serialized) struct EndToEndTests {
+    @Test func listsAllThreeProvidersInGlobalOrderWithTheContractShape() async throws {
+        let harness = try await GatewayHarness()
+        defer { Task { await harness.stop() } }
+        let answer = try await harness.get("/executions?limit=50")
+        #expect(answer.status == 200)
+        let items = answer.json["data"]?.arrayValue ?? []
+        #expect(items.count == 50)
+        #expect(Set(items.compactMap { $0["provider"]?.stringValue }) == ["kaizen", "kapso", "b3os"])
+        let keys = items.compactMap { item -> ExecutionSortKey? in
+            guard let created = item["createdAt"]?.stringValue.flatMap(Timestamp.init(rfc3339:)),
+                  let id = item["id"]?.stringValue else { return nil }
+            return ExecutionSortKey(createdAt: created, id: id)
+        }
+        #expect(keys.count == items.count)
+        for (earlier, later) in zip(keys, keys.dropFirst()) {
+            #expect(earlier.precedes(later), "\(earlier) must precede \(later)")
+        }
+        let first = try #require(items.first?.objectValue)
+        #expect(first.keys == ["id", "provider", "providerExecutionId", "workflow", "name", "status", "providerStatus",
+                               "createdAt", "startedAt", "endedAt", "durationMs", "isTest", "attempts", "links"])
+        #expect(answer.headers["Cache-Control"] == "private")
+        #expect(answer.headers["ETag"]?.hasPrefix("W/\"") == true)
+        #expect(answer.headers["Cache-Status"] == "ExecutionsGateway; fwd=miss")
+        #expect(answer.headers["Link"]?.contains("rel=\"next\"") == true)
+        #expect(answer.headers["RateLimit-Limit"] == "40")
+        #expect(answer.json["complete"] == true)
+        #expect(answer.json["providers"]?.arrayValue?.count == 3)
+    }
+
+    @Test func walkingEveryPageWhileExecutionsArriveShowsEachExistingExecutionOnce() async throws {
+        let harness = try await GatewayHarness()
+        defer { Task { await harness.stop() } }
+        let before = try await harness.walk("/executions?limit=100")
+        let walked = try await harness.walk("/executions?limit=7") {
+            for provider in SimulatedProvider.allCases { _ = try harness.simulator.insertExecutions(provider: provider, count: 2) }
+        }
+        #expect(Set(walked).count == walked.count, "no duplicates")
+        #expect(walked == before, "same executions, same order, none of the new ones")
+    }
+
+    @Test func secondIdenticalRequestIsServedFromCache() async throws {
+        let harness = try await GatewayHarness()
+        defer { Task { await harness.stop() } }
+        _ = try await harness.get("/executions?limit=10")
+        let calls = SimulatedProvider.allCases.map { harness.simulator.counters(provider: $0).total }
+        let second = try await harness.get("/executions?limit=10")
+        #expect(second.headers["Cache-Status"] == "ExecutionsGateway; hit")
+        #expect(SimulatedProvider.allCases.map { harness.simulator.counters(provider: $0).total } == calls)
+        let bypass = try await harness.get("/executions?limit=10", headers: ["Cache-Control": "no-cache"])
+        #expect(bypass.headers["Cache-Status"] == "ExecutionsGateway; fwd=request")
+        #expect(SimulatedProvider.allCases.map { harness.simulator.counters(provider: $0).total } != calls)
+    }
+
+    @Test func clientsWithDifferentUpstreamCredentialsNeverShareData() async throws {
+        let harness = try await GatewayHarness()
+        defer { Task { await harness.stop() } }
+        let mine = Set(try await harness.get("/executions?limit=100").ids)
+        let theirs = Set(try await harness.get("/executions?limit=100", key: GatewayHarness.otherTenantKey).ids)
+        #expect(!mine.isEmpty && !theirs.isEmpty)
+        #expect(mine.isDisjoint(with: theirs))
+    }
+
+    @Test func includeJoinsDetailsOncePerExecution() async throws {
+        let harness = try await GatewayHarness()
+        defer { Task { await harness.stop() } }
+        let answer = try await harness.get("/executions?provider=kaizen&limit=20&include=downloads,startBlock")
+        let items = answer.json["data"]?.arrayValue ?? []
+        #expect(items.count == 20)
+        #expect(items.allSatisfy { $0["downloads"] != nil && $0["startBlock"] != nil })
+        #expect(items.contains { $0["downloads"]?["files"]?.arrayValue?.isEmpty == false })
+        let details = harness.simulator.counters(provider: .kaizen).count(.detail)
+        #expect(details == 20)
+        _ = try await harness.get("/executions?provider=kaizen&limit=20&include=downloads,startBlock")
+        #expect(harness.simulator.counters(provider: .kaizen).count(.detail) <= 20 + 20, "active ones may be re-fetched after their TTL only")
+    }
+
+    @Test func aFailingProviderMakesThePagePartialNotFailed() async throws {
+        let harness = try await GatewayHarness()
+        defer { Task { await harness.stop() } }
+        harness.simulator.setFault(SimulatedFault(.status(code: 500, retryAfterSeconds: nil)), provider: .b3os)
+        let answer = try await harness.get("/executions?limit=10")
+        #expect(answer.status == 200)
+        #expect(answer.json["complete"] == false)
+        let b3os = answer.json["providers"]?.arrayValue?.first { $0["name"] == "b3os" }
+        #expect(b3os?["status"] == "error")
+        #expect(b3os?["error"]?["status"] == 502)
+        #expect(answer.ids.allSatisfy { !$0.hasPrefix("b3os:") })
+        let strict = try await harness.get("/executions?limit=10&allowPartial=false")
+        #expect(strict.status == 502)
+        #expect(strict.headers["Content-Type"] == "application/problem+json")
+    }
+
+    @Test func authenticationAuthorisationAndRateLimits() async throws {
+        let harness = try await GatewayHarness()
+        defer { Task { await harness.stop() } }
+        let anonymous = try await harness.get("/executions", key: nil)
+        #expect(anonymous.status == 401)
+        #expect(anonymous.headers["WWW-Authenticate"]?.hasPrefix("Bearer") == true)
+        #expect(try await harness.get("/executions", key: "wrong").status == 401)
+        #expect(try await harness.get("/healthz", key: nil).status == 200)
+        // batch: burst 2, 1 request/s. Every request counts, including refused ones.
+        var statuses: [Int] = []
+        for _ in 0..<2 { statuses.append(try await harness.get("/executions?limit=1", key: GatewayHarness.batchKey).status) }
+        statuses.append(try await harness.get("/executions?provider=kapso", key: GatewayHarness.batchKey).status)
+        #expect(statuses == [200, 200, 429])
+        // A provider outside the client's list is forbidden, for lists and single executions alike.
+        let forbidden = try await harness.get("/executions?provider=kapso", key: GatewayHarness.kaizenOnlyKey)
+        #expect(forbidden.status == 403)
+        #expect(forbidden.headers["Content-Type"] == "application/problem+json")
+        #expect(try await harness.get("/executions/b3os:anything", key: GatewayHarness.kaizenOnlyKey).status == 403)
+        let own = try await harness.get("/executions?limit=5", key: GatewayHarness.kaizenOnlyKey)
+        #expect(own.status == 200)
+        #expect(own.ids.allSatisfy { $0.hasPrefix("kaizen:") })
+        let limited = try await harness.get("/executions?limit=1", key: GatewayHarness.batchKey)
+        #expect(limited.headers["Retry-After"].flatMap { Int($0) }.map { $0 >= 1 } == true)
+        #expect(limited.headers["RateLimit-Remaining"] == "0")
+    }
+
+    @Test func etagGives304AndDetailRoutesByPrefix() async throws {
+        let harness = try await GatewayHarness()
+        defer { Task { await harness.stop() } }
+        let first = try await harness.get("/executions?limit=3")
+        let tag = try #require(first.headers["ETag"])
+        let again = try await harness.get("/executions?limit=3", headers: ["If-None-Match": tag])
+        #expect(again.status == 304)
+        #expect(again.body.isEmpty)
+        let id = try #require(first.ids.first)
+        let detail = try await harness.get("/executions/\(id)")
+        #expect(detail.status == 200)
+        #expect(detail.json["data"]?["id"]?.stringValue == id)
+        #expect(detail.json["data"]?["detail"] != nil)
+        #expect(try await harness.get("/executions/nope:1").status == 404)
+        #expect(try await harness.get("/executions/kaizen:does-not-exist").status == 404)
+    }
+
+    @Test func noSecretEverReachesClientsOrLogs() async throws {
+        let harness = try await GatewayHarness()
+        defer { Task { await harness.stop() } }
+        harness.simulator.setFault(SimulatedFault(.status(code: 401, retryAfterSeconds: nil)), provider: .kapso)
+        var emitted: [String] = []
+        for target in ["/executions?limit=5", "/executions?limit=5&include=detail,raw", "/executions/kapso:x", "/metrics"] {
+            let answer = try await harness.get(target)
+            emitted.append(String(decoding: answer.body, as: UTF8.self))
+            emitted.append(answer.headers.map { "\($0.name): \($0.value)" }.joined(separator: "\n"))
+        }
+        emitted += harness.logLines.all
+        let secrets = [DemoCredential.kaizen, DemoCredential.kapso, DemoCredential.b3os, GatewayHarness.webKey, "test-cursor-secret-0123456789"]
+        for secret in secrets {
+            #expect(!emitted.contains { $0.contains(secret) }, "\(secret) leaked")
+        }
+    }
+
+    @Test func invalidParametersNeverReachUpstream() async throws {
+        let harness = try await GatewayHarness()
+        defer { Task { await harness.stop() } }
+        let answer = try await harness.get("/executions?limit=0&status=nope&colour=red")
+        #expect(answer.status == 400)
+        let names = Set(answer.json["invalidParams"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? [])
+        #expect(names == ["limit", "status", "colour"])
+        #expect(answer.json["requestId"]?.stringValue == answer.headers["X-Request-Id"])
+        #expect(SimulatedProvider.allCases.allSatisfy { harness.simulator.counters(provider: $0).total == 0 })
+    }
+
+    @Test func operationalEndpointsAreOpenAndLabelledByRoute() async throws {
+        let harness = try await GatewayHarness()
+        defer { Task { await harness.stop() } }
+        #expect(try await harness.get("/readyz", key: nil).status == 200)
+        let spec = try await harness.get("/openapi.yaml", key: nil)
+        #expect(spec.status == 200)
+        #expect(String(decoding: spec.body, as: UTF8.self).hasPrefix("openapi: 3.1") || String(decoding: spec.body, as: UTF8.self).contains("openapi: 3.1"))
+        _ = try await harness.get("/executions?limit=1")
+        let metrics = String(decoding: try await harness.get("/metrics", key: nil).body, as: UTF8.self)
+        for name in ["gateway_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"}",
+                     "gateway_http_requests_total{method=\"GET\",route=\"/executions\",status=\"200\"}",
+                     "gateway_upstream_requests_total{provider=\"kaizen\",outcome=\"success\"}",
+                     "gateway_upstream_request_duration_seconds_bucket", "gateway_cache_misses_total", "gateway_connections_open"] {
+            #expect(metrics.contains(name), "missing \(name)")
+        }
+        let accessLog = harness.logLines.all.first { $0.contains("\"route\":\"/executions\"") }
+        // Kaizen 1, B3OS 1, Kapso 1 workflow list + one call per workflow (the simulator has 5).
+        #expect(accessLog?.contains("\"upstreamCalls\":\"8\"") == true, "\(accessLog ?? "no access log line")")
+    }
+}
