@@ -89,8 +89,31 @@ struct Serve: AsyncParsableCommand {
             printError("executions-gateway: \(error)")
             throw ExitCode(1)
         }
+        // SIGHUP (or a change seen by the 15 s poll) reloads the file: clients and rate limits apply
+        // at once; an invalid file is reported and the running configuration stays.
+        let watcher: ReloadingGatewayConfiguration
+        do {
+            watcher = try await ReloadingGatewayConfiguration(path: path, logger: logger) { [runtime, logger] reload in
+                switch reload {
+                case .applied(let new, let previous):
+                    runtime.applyReloaded(new, previous: previous)
+                case .rejected(let errors):
+                    logger.error("configuration file changed but is invalid; keeping the running configuration", metadata: [
+                        "problems": .array(errors.problems.map { .string($0.description) }),
+                    ])
+                }
+            }
+        } catch {
+            for problem in error.problems { printError(problem.description) }
+            throw ExitCode(1)
+        }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [runtime], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+            services: [
+                .init(service: watcher),
+                .init(service: runtime, successTerminationBehavior: .gracefullyShutdownGroup),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
         ))
         try await group.run()
     }

@@ -2,6 +2,8 @@ public import ExecutionsAPI
 import GatewayCrypto
 public import GatewayHTTP
 public import GatewayServer
+public import GatewayRateLimit
+import Synchronization
 
 /// A configured client as the authenticator needs it.
 public struct ClientCredentialRecord: Sendable {
@@ -69,20 +71,50 @@ extension String {
     }
 }
 
+/// The clients the gateway knows and their rate limits; replaced as a whole when the configuration
+/// file is reloaded, so a request sees either the old set or the new one, never a mix.
+public final class ClientDirectory: Sendable {
+    public struct Entries: Sendable {
+        public var authenticator: ClientAuthenticator
+        public var defaultPolicy: RateLimitPolicy
+        public var policies: [String: RateLimitPolicy]
+
+        public init(authenticator: ClientAuthenticator, defaultPolicy: RateLimitPolicy, policies: [String: RateLimitPolicy]) {
+            self.authenticator = authenticator
+            self.defaultPolicy = defaultPolicy
+            self.policies = policies
+        }
+    }
+
+    private let entries: Mutex<Entries>
+
+    public init(_ entries: Entries) { self.entries = Mutex(entries) }
+
+    public var current: Entries { entries.withLock { $0 } }
+
+    public func replace(with newEntries: Entries) { entries.withLock { $0 = newEntries } }
+}
+
 /// Requires a client key on every route except the operational ones, and records the client on the
 /// request context for the API and the rate limiter.
 public struct AuthenticationMiddleware: HTTPMiddleware {
-    let authenticator: ClientAuthenticator
+    let authenticator: @Sendable () -> ClientAuthenticator
     let publicPaths: Set<String>
 
     public init(authenticator: ClientAuthenticator, publicPaths: Set<String>) {
-        self.authenticator = authenticator
+        self.authenticator = { authenticator }
+        self.publicPaths = publicPaths
+    }
+
+    /// Reads the current clients of `directory` on every request (configuration reloads).
+    public init(directory: ClientDirectory, publicPaths: Set<String>) {
+        self.authenticator = { directory.current.authenticator }
         self.publicPaths = publicPaths
     }
 
     public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
         if publicPaths.contains(request.path) { return await next.respond(to: request, context: context) }
-        switch authenticator.authenticate(request.headers) {
+        switch authenticator().authenticate(request.headers) {
         case .success(let client):
             var context = context
             context[GatewayClientKey.self] = client

@@ -38,6 +38,7 @@ public final class GatewayRuntime: Service, Sendable {
     private let responseCache: ResponseCache
     private let endpoints: [(name: String, endpoint: UpstreamEndpoint)]
     private let exported = LockedValue<[String: Int]>([:])
+    private let clients: ClientDirectory
     private let logger: Logger
 
     public init(configuration: GatewayConfiguration, logger: Logger, accessLogger: Logger? = nil) throws(GatewayStartupError) {
@@ -100,32 +101,19 @@ public final class GatewayRuntime: Service, Sendable {
         }
         self.endpoints = endpoints
 
-        let records = configuration.clients.map { client in
-            ClientCredentialRecord(
-                client: GatewayClient(
-                    id: client.id,
-                    allowedProviders: client.providers.map(Set.init),
-                    upstreamCredentials: client.credentials.mapValues(UpstreamCredential.init(secret:))
-                ),
-                keyDigest: Hex.decode(client.keySHA256) ?? []
-            )
-        }
         let service = ExecutionsService(providers: bindings, cursorSecret: cursorSecret, now: monotonicNanoseconds)
 
         var router = Router()
         ExecutionsEndpoints(service: service).register(on: &router)
         let serverHolder = LockedValue<HTTPServer?>(nil)
         let serverConfiguration = Self.serverConfiguration(configuration.server)
-        var policies: [String: GatewayRateLimit.RateLimitPolicy] = [:]
-        let defaultPolicy: GatewayRateLimit.RateLimitPolicy
+        let directory: ClientDirectory
         do {
-            defaultPolicy = try Self.policy(configuration.rateLimit.default)
-            for client in configuration.clients {
-                policies[client.id] = try Self.policy(configuration.effectiveRateLimit(for: client))
-            }
+            directory = ClientDirectory(try Self.clientEntries(configuration))
         } catch {
             throw .configuration("\(error)")
         }
+        self.clients = directory
         let cache = responseCache
         let upstreams = endpoints
         let exportedTotals = exported
@@ -152,12 +140,9 @@ public final class GatewayRuntime: Service, Sendable {
             ObservabilityMiddleware(logger: accessLogger ?? logger, metrics: metrics, routeTemplate: { method, path in
                 routeLookup.match(method: method == .head ? .get : method, path: path)?.template ?? "unmatched"
             }),
-            AuthenticationMiddleware(
-                authenticator: ClientAuthenticator(mode: configuration.auth.mode == .none ? .none : .apiKey, clients: records),
-                publicPaths: OperationalEndpoints.paths
-            ),
+            AuthenticationMiddleware(directory: directory, publicPaths: OperationalEndpoints.paths),
             RateLimitMiddleware(
-                store: MemoryRateLimitStore(), defaultPolicy: defaultPolicy, policies: policies,
+                store: MemoryRateLimitStore(), directory: directory,
                 onLimited: { client in metrics.increment("gateway_rate_limited_total", [("client", client)]) }
             ),
         ], responder: router)
@@ -181,6 +166,48 @@ public final class GatewayRuntime: Service, Sendable {
             writeTimeoutNanoseconds: UInt64(settings.writeTimeoutMs) * 1_000_000,
             shutdownGraceNanoseconds: UInt64(settings.shutdownGraceMs) * 1_000_000
         )
+    }
+
+    /// Clients, their keys' digests and their limits, as the middleware needs them.
+    static func clientEntries(_ configuration: GatewayConfiguration) throws -> ClientDirectory.Entries {
+        let records = configuration.clients.map { client in
+            ClientCredentialRecord(
+                client: GatewayClient(
+                    id: client.id,
+                    allowedProviders: client.providers.map(Set.init),
+                    upstreamCredentials: client.credentials.mapValues(UpstreamCredential.init(secret:))
+                ),
+                keyDigest: Hex.decode(client.keySHA256) ?? []
+            )
+        }
+        var policies: [String: GatewayRateLimit.RateLimitPolicy] = [:]
+        for client in configuration.clients {
+            policies[client.id] = try policy(configuration.effectiveRateLimit(for: client))
+        }
+        return ClientDirectory.Entries(
+            authenticator: ClientAuthenticator(mode: configuration.auth.mode == .none ? .none : .apiKey, clients: records),
+            defaultPolicy: try policy(configuration.rateLimit.default),
+            policies: policies
+        )
+    }
+
+    /// Applies a reloaded configuration: clients, their keys, credentials and rate limits change at
+    /// once; other sections need a restart and are reported instead.
+    public func applyReloaded(_ new: GatewayConfiguration, previous: GatewayConfiguration) {
+        let needsRestart = new.sectionsRequiringRestart(comparedTo: previous)
+        if !needsRestart.isEmpty {
+            logger.warning("configuration reloaded; these sections change only on restart", metadata: [
+                "sections": .string(needsRestart.joined(separator: ", ")),
+            ])
+        }
+        do {
+            clients.replace(with: try Self.clientEntries(new))
+            metrics.increment("gateway_config_reloads_total", [("result", "applied")])
+            logger.info("configuration reloaded: clients and rate limits applied", metadata: ["clients": "\(new.clients.count)"])
+        } catch {
+            metrics.increment("gateway_config_reloads_total", [("result", "rejected")])
+            logger.error("reloaded configuration not applied", metadata: ["error": "\(error)"])
+        }
     }
 
     static func policy(_ settings: GatewayConfig.RateLimitPolicy) throws -> GatewayRateLimit.RateLimitPolicy {

@@ -55,8 +55,7 @@ public struct ClientAddressMiddleware: HTTPMiddleware {
 /// `Retry-After` over the limit. Anonymous callers (`auth.mode: none`) are limited per address.
 public struct RateLimitMiddleware: HTTPMiddleware {
     let store: any RateLimitStore
-    let defaultPolicy: RateLimitPolicy
-    let policies: [String: RateLimitPolicy]
+    let policy: @Sendable (String) -> RateLimitPolicy
     let onLimited: @Sendable (String) -> Void
 
     public init(
@@ -66,8 +65,17 @@ public struct RateLimitMiddleware: HTTPMiddleware {
         onLimited: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.store = store
-        self.defaultPolicy = defaultPolicy
-        self.policies = policies
+        self.policy = { policies[$0] ?? defaultPolicy }
+        self.onLimited = onLimited
+    }
+
+    /// Reads the current limits of `directory` on every request (configuration reloads).
+    public init(store: any RateLimitStore, directory: ClientDirectory, onLimited: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.store = store
+        self.policy = { client in
+            let entries = directory.current
+            return entries.policies[client] ?? entries.defaultPolicy
+        }
         self.onLimited = onLimited
     }
 
@@ -76,7 +84,7 @@ public struct RateLimitMiddleware: HTTPMiddleware {
         let key = client == .anonymous
             ? "ip:" + (context[ClientAddressKey.self] ?? context.remoteAddress)
             : "client:" + client.id
-        let decision = await store.acquire(key: key, policy: policies[client.id] ?? defaultPolicy, cost: 1)
+        let decision = await store.acquire(key: key, policy: policy(client.id), cost: 1)
         var response: HTTPResponse
         if decision.allowed {
             response = await next.respond(to: request, context: context)

@@ -1,4 +1,5 @@
 import ExecutionsAPI
+import GatewayCrypto
 import GatewayApp
 import GatewayConfig
 import GatewayHTTP
@@ -190,5 +191,24 @@ import Testing
         let accessLog = harness.logLines.all.first { $0.contains("\"route\":\"/executions\"") }
         // Kaizen 1, B3OS 1, Kapso 1 workflow list + one call per workflow (the simulator has 5).
         #expect(accessLog?.contains("\"upstreamCalls\":\"8\"") == true, "\(accessLog ?? "no access log line")")
+    }
+}
+
+@Suite struct ConfigurationReloadTests {
+    @Test func reloadedClientsAndLimitsApplyAtOnce() async throws {
+        let harness = try await GatewayHarness()
+        defer { Task { await harness.stop() } }
+        #expect(try await harness.get("/executions?limit=1", key: GatewayHarness.batchKey).status == 200)
+        let previous = harness.runtime.configuration
+        var reloaded = previous
+        reloaded.clients.removeAll { $0.id == "batch" }
+        reloaded.clients.append(ClientSettings(id: "newcomer", keySHA256: SHA256.hexDigest(of: "newcomer-key-0001"),
+                                               rateLimit: RateLimitPolicy(requestsPerSecond: 1, burst: 1)))
+        harness.runtime.applyReloaded(reloaded, previous: previous)
+        #expect(try await harness.get("/executions?limit=1", key: GatewayHarness.batchKey).status == 401)
+        let newcomer = try await harness.get("/executions?limit=1", key: "newcomer-key-0001")
+        #expect(newcomer.status == 200)
+        #expect(newcomer.headers["RateLimit-Limit"] == "1")
+        #expect(try await harness.get("/executions?limit=1", key: "newcomer-key-0001").status == 429)
     }
 }
