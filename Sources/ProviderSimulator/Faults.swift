@@ -162,8 +162,8 @@ extension SimulatedFault {
         let kind: Kind
         switch kindName {
         case "latency":
-            guard let milliseconds = try integer("latencyMs"), milliseconds >= 0 else {
-                throw SimulatorControlError("a latency fault needs 'latencyMs' >= 0")
+            guard let milliseconds = try integer("latencyMs"), (0...3_600_000).contains(milliseconds) else {
+                throw SimulatorControlError("a latency fault needs 'latencyMs' between 0 and 3600000")
             }
             kind = .latency(milliseconds: milliseconds)
         case "status":
@@ -214,7 +214,8 @@ extension SimulatedFault {
                 upper = toCall
             } else if let count {
                 guard count >= 1 else { throw SimulatorControlError("'count' must be >= 1") }
-                upper = lower + count - 1
+                let (sum, overflow) = lower.addingReportingOverflow(count - 1)
+                upper = overflow ? Int.max : sum
             } else {
                 upper = Int.max
             }

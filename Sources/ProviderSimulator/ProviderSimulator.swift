@@ -122,7 +122,7 @@ public final class ProviderSimulator: Sendable {
         let admission = state.withLock { state in
             state.admit(provider: provider, endpoint: endpoint, presentedKey: presentedKey, now: now, configuration: configuration)
         }
-        let latency = configuration.latencyMilliseconds + admission.latencyMilliseconds
+        let latency = min(max(0, configuration.latencyMilliseconds), 86_400_000) + admission.latencyMilliseconds
         if latency > 0 { await configuration.sleep(latency) }
 
         var response: HTTPResponse

@@ -109,7 +109,7 @@ public struct SimulatorConfiguration: Sendable {
     }
 
     /// The normalised Kapso prefix: "" or "/segment/...", never a trailing slash.
-    var normalizedKapsoBasePath: String {
+    public var normalizedKapsoBasePath: String {
         let segments = kapsoBasePath.split(separator: "/", omittingEmptySubsequences: true)
         return segments.isEmpty ? "" : "/" + segments.joined(separator: "/")
     }
@@ -121,7 +121,7 @@ public struct SimulatorConfiguration: Sendable {
     /// Sleeps until done or until the task is cancelled (a cancelled client stops waiting).
     public static let taskSleep: @Sendable (_ milliseconds: Int) async -> Void = { milliseconds in
         guard milliseconds > 0 else { return }
-        try? await Task.sleep(nanoseconds: UInt64(milliseconds) * 1_000_000)
+        try? await Task.sleep(nanoseconds: UInt64(min(milliseconds, Int(UInt64.max / 1_000_000 / 2))) * 1_000_000)
     }
 }
 

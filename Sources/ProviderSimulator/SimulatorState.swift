@@ -98,7 +98,8 @@ struct SimulatorState: Sendable {
             if let calls = fault.calls, !calls.contains(installed[index].matchingCalls) { continue }
             if let probability = fault.probability, !faultRandom.chance(probability) { continue }
             if case .latency(let milliseconds) = fault.kind {
-                admission.latencyMilliseconds += milliseconds
+                // Saturating: stacked faults must not overflow.
+                admission.latencyMilliseconds = min(admission.latencyMilliseconds + milliseconds, 24 * 3_600_000)
                 continue
             }
             guard case .answer = admission.action else { continue }

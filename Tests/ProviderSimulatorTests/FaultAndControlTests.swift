@@ -112,6 +112,9 @@ import Testing
 
         let several = await send(simulator.b3os, .post, "/__sim/faults", body: #"[{"kind":"latency","latencyMs":1},{"kind":"reset","endpoint":"any"}]"#)
         #expect(several.json["faults"].array.count == 2)
+        let farAway = await send(simulator.b3os, .post, "/__sim/faults", body: #"{"kind":"timeout","fromCall":9223372036854775807,"count":5}"#)
+        #expect(farAway.status == .created)
+        #expect(farAway.json["faults"][0]["toCall"].int == Int.max)
         #expect(await send(simulator.b3os, .delete, "/__sim/faults").status == .ok)
         #expect(await send(simulator.b3os, .get, "/__sim/faults").json["faults"].array.isEmpty)
         #expect(await b3osGet(simulator, "/v1/executions").transportFault == nil)
@@ -120,6 +123,7 @@ import Testing
             "", "{", #"{"kind":"explode"}"#, #"{"kind":"status"}"#, #"{"kind":"status","status":99}"#,
             #"{"kind":"latency","latencyMs":-1}"#, #"{"kind":"timeout","endpoint":"everything"}"#,
             #"{"kind":"timeout","fromCall":3,"toCall":2}"#, #"{"kind":"timeout","probability":2}"#, #"{"kind":"timeout","colour":"red"}"#,
+            #"{"kind":"latency","latencyMs":99999999999}"#, #"{"kind":"timeout","count":0}"#, #"{"kind":"status","status":"503"}"#,
         ] {
             let response = await send(simulator.b3os, .post, "/__sim/faults", body: bad)
             #expect(response.status == .badRequest, "\(bad)")
