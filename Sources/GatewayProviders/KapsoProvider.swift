@@ -1,6 +1,7 @@
 import GatewayHTTP
 import GatewayJSON
 public import Logging
+import Synchronization
 
 /// Kapso (`api.kapso.ai/platform/v1`): no organisation-wide list, so each workflow's
 /// `GET /workflows/{id}/executions` (newest first, cursor `after`, `limit` ≤ 100) is read and the
@@ -21,6 +22,9 @@ public struct KapsoProvider: UpstreamBackedProvider {
     /// Empty: discovered with `GET /workflows`.
     public let configuredWorkflowIDs: [String]
     private let logger: Logger
+    /// Workflows already reported missing, so a configured workflow that was deleted is logged
+    /// once, not on every request.
+    private let reportedMissingWorkflows = MissingWorkflowLog()
 
     /// Extra items asked for per workflow beyond the page's limit, so the usual few executions
     /// skipped at the position's instant do not cost a second call.
@@ -163,7 +167,9 @@ public struct KapsoProvider: UpstreamBackedProvider {
                 ttl: { [policy = fetcher.cachePolicy] _ in policy.listTTLNanoseconds }
             )
         } catch .upstreamStatus(status: 404, _) {
-            logger.warning("Kapso does not know a workflow; listing none of its executions", metadata: ["provider": "\(name)", "workflowId": "\(workflowID)"])
+            if reportedMissingWorkflows.firstReport(of: workflowID) {
+                logger.warning("Kapso does not know a workflow; listing none of its executions", metadata: ["provider": "\(name)", "workflowId": "\(workflowID)"])
+            }
             return Fetched(value: WorkflowPage(executions: [], nextCursor: nil), cache: .miss)
         }
     }
@@ -251,6 +257,14 @@ public struct KapsoProvider: UpstreamBackedProvider {
             searchableValues: [],
             raw: value
         )
+    }
+}
+
+final class MissingWorkflowLog: Sendable {
+    private let reported = Mutex<Set<String>>([])
+
+    func firstReport(of workflowID: String) -> Bool {
+        reported.withLock { $0.insert(workflowID).inserted }
     }
 }
 

@@ -117,7 +117,7 @@ import Testing
             let pivot = all[120]
             let expected = all[121...].prefix(8).map(\.id)
             // Too far (as after deletions), far beyond the end, too early, and exact.
-            for hint in [200, 5_000, 0, 60, 121] {
+            for hint in [200, 5_000, 0, 60, 121, Int.max, Int.min] {
                 let page = try await provider.executions(
                     matching: ExecutionFilter(), after: ProviderPosition(last: pivot.sortKey, offsetHint: hint), limit: 8, call: call
                 )
