@@ -113,7 +113,7 @@ let package = Package(
         .testTarget(
             name: "GatewayProvidersTests",
             dependencies: [
-                "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayServer",
+                "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayServer", "ExecutionsAPI",
                 "ProviderSimulator", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
