@@ -178,7 +178,7 @@ let package = Package(
             name: "GatewayProvidersTests",
             dependencies: [
                 "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayServer",
-                "ProviderSimulator", .product(name: "Logging", package: "swift-log"),
+                "ProviderSimulator", "ExecutionsAPI", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),

@@ -178,10 +178,11 @@ struct B3OSListingSource: ExecutionChunkSource {
     /// The oldest instant read and the ids read, to tell whether a window joins on to what was read.
     private var oldestRead: Timestamp?
     private var seen: Set<String> = []
-    private var windowsRead = 0
+    private var stepsBack = 0
 
-    /// Bounds the windows read for one page, so a listing that shifts without end cannot hold the request.
-    static let maximumWindows = 200
+    /// Bounds the steps back taken for one page, so a listing that shifts without end cannot hold
+    /// the request. Steps grow geometrically, so even a hint near `Int.max` gets home within it.
+    static let maximumStepsBack = 80
 
     init(provider: B3OSProvider, boundaryInstant: Timestamp?, offsetHint: Int?, stopBefore: Timestamp?, call: UpstreamCallContext) {
         self.provider = provider
@@ -206,28 +207,40 @@ struct B3OSListingSource: ExecutionChunkSource {
         }
         var mayHaveMore = window.hasMore
         if let stopBefore, let last = window.executions.last, last.createdAt < stopBefore { mayHaveMore = false }
-        nextOffset = start + max(1, window.executions.count - B3OSProvider.overlap)
+        let (next, overflow) = start.addingReportingOverflow(max(1, window.executions.count - B3OSProvider.overlap))
+        if overflow { mayHaveMore = false }
+        nextOffset = next
         return ExecutionChunk(executions: window.executions, mayHaveMore: mayHaveMore, cache: cache)
     }
 
-    private mutating func read(_ offset: Int, cache: inout CacheDisposition) async throws(ProviderError) -> B3OSProvider.Window {
-        windowsRead += 1
-        if windowsRead > Self.maximumWindows {
-            throw .malformedResponse(reason: "the listing kept shifting; no consistent place found after \(Self.maximumWindows) reads")
-        }
+    private func read(_ offset: Int, cache: inout CacheDisposition) async throws(ProviderError) -> B3OSProvider.Window {
         let fetched = try await provider.window(at: offset, call: call)
         cache = cache.merged(with: fetched.cache)
         return fetched.value
+    }
+
+    /// An earlier offset: a window back, then twice as far each time; from past the end of the
+    /// listing (an empty window), a quarter of the way.
+    private mutating func stepBack(from start: Int, after window: B3OSProvider.Window, distance: inout Int) throws(ProviderError) -> Int {
+        stepsBack += 1
+        if stepsBack > Self.maximumStepsBack {
+            throw .malformedResponse(reason: "the listing kept shifting; no consistent place found after \(Self.maximumStepsBack) steps back")
+        }
+        if window.executions.isEmpty { return start / 4 }
+        let target = start > distance ? start - distance : 0
+        distance = distance > Int.max / 2 ? Int.max : distance * 2
+        return target
     }
 
     /// The window that continues what was read: its first row was read already or is newer than
     /// everything read; otherwise rows moved up past it, and the reader steps back.
     private mutating func joinedWindow(from offset: Int, cache: inout CacheDisposition) async throws(ProviderError) -> (Int, B3OSProvider.Window) {
         var start = offset
+        var distance = B3OSProvider.windowSize
         while true {
             let window = try await read(start, cache: &cache)
             if start == 0 || joinsOn(window) { return (start, window) }
-            start = max(0, start - B3OSProvider.windowSize)
+            start = try stepBack(from: start, after: window, distance: &distance)
         }
     }
 
@@ -252,32 +265,39 @@ struct B3OSListingSource: ExecutionChunkSource {
         return last.createdAt <= boundary
     }
 
+    /// The first window to read for a page: one at or before the boundary, as close to it as a few
+    /// reads can find. From the hint (stepping back until the window is at or before the boundary)
+    /// or from offset 0; then, if the boundary lies beyond that window, galloping forward and
+    /// halving the gap, always keeping `low` a window at or before the boundary.
     private mutating func locate(cache: inout CacheDisposition) async throws(ProviderError) -> (Int, B3OSProvider.Window) {
         guard let boundary = boundaryInstant else { return (0, try await read(0, cache: &cache)) }
 
-        if let hint = offsetHint {
-            var start = max(0, hint - B3OSProvider.overlap)
-            while true {
-                let window = try await read(start, cache: &cache)
-                if isAtOrBeforeBoundary(start, window, boundary: boundary) { return (start, window) }
-                start = max(0, start - B3OSProvider.windowSize)
-            }
-        }
-
-        // No hint: gallop forward, then halve the gap, keeping `low` a window at or before the boundary.
         var low = 0
-        var lowWindow = try await read(0, cache: &cache)
+        var lowWindow: B3OSProvider.Window
+        if let hint = offsetHint {
+            low = hint > B3OSProvider.overlap ? hint - B3OSProvider.overlap : 0
+            var distance = B3OSProvider.windowSize
+            while true {
+                lowWindow = try await read(low, cache: &cache)
+                if isAtOrBeforeBoundary(low, lowWindow, boundary: boundary) { break }
+                low = try stepBack(from: low, after: lowWindow, distance: &distance)
+            }
+        } else {
+            lowWindow = try await read(0, cache: &cache)
+        }
         if reachesBoundary(lowWindow, boundary: boundary) { return (low, lowWindow) }
+
         var step = B3OSProvider.windowSize
         var high: Int?
         while high == nil {
-            let probe = low + step
+            let (probe, overflow) = low.addingReportingOverflow(step)
+            if overflow { throw .malformedResponse(reason: "the listing never reached the position's instant") }
             let window = try await read(probe, cache: &cache)
             if isAtOrBeforeBoundary(probe, window, boundary: boundary) {
                 low = probe
                 lowWindow = window
                 if reachesBoundary(window, boundary: boundary) { return (low, lowWindow) }
-                step *= 2
+                step = step.multipliedReportingOverflow(by: 2).overflow ? Int.max : step * 2
             } else {
                 high = probe
             }

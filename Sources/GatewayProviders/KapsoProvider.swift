@@ -1,6 +1,7 @@
 import GatewayHTTP
 import GatewayJSON
 public import Logging
+import Synchronization
 
 /// Kapso (`api.kapso.ai/platform/v1`): no organisation-wide list, so each workflow's
 /// `GET /workflows/{id}/executions` (newest first, cursor `after`, `limit` ≤ 100) is read and the
@@ -21,6 +22,9 @@ public struct KapsoProvider: UpstreamBackedProvider {
     /// Empty: discovered with `GET /workflows`.
     public let configuredWorkflowIDs: [String]
     private let logger: Logger
+    /// Workflows already reported missing, so a configured workflow that was deleted is logged
+    /// once, not on every request.
+    private let reportedMissingWorkflows = MissingWorkflowLog()
 
     /// Extra items asked for per workflow beyond the page's limit, so the usual few executions
     /// skipped at the position's instant do not cost a second call.
@@ -83,24 +87,54 @@ public struct KapsoProvider: UpstreamBackedProvider {
         return page
     }
 
-    /// The organisation's workflow ids, from `GET /workflows` (cached for the list TTL).
+    /// Bounds the workflow-list pages read, in case `meta` announces an absurd page count.
+    static let maximumWorkflowPages = 100
+
+    struct WorkflowListPage: Sendable {
+        var ids: [String]
+        /// From Kapso's `meta: {page, per_page, total_pages, total_count}` when present.
+        var totalPages: Int
+    }
+
+    /// The organisation's workflow ids, from `GET /workflows` (each page cached for the list TTL).
+    /// The seed shows a bare `{data: [...]}`; Kapso's other lists carry `meta.total_pages`, so
+    /// further pages are read when it announces them.
     func workflows(call: UpstreamCallContext) async throws(ProviderError) -> Fetched<[String]> {
-        try await fetcher.fetch(
-            ProviderRequest(path: "/workflows", purpose: .list), call: call,
-            decode: { json throws(ProviderError) in
-                let root = try json.requiredObject("the workflow list")
-                guard let items = root["data"]?.arrayValue else {
-                    throw .malformedResponse(reason: "the workflow list has no 'data' array")
-                }
-                var ids: [String] = []
-                for item in items {
-                    let id = try item.requiredObject("a workflow").requiredID("id", in: "a workflow")
-                    if !ids.contains(id) { ids.append(id) }
-                }
-                return ids
-            },
+        let first = try await workflowListPage(number: nil, call: call)
+        var ids = first.value.ids
+        var cache = first.cache
+        let lastPage = min(first.value.totalPages, Self.maximumWorkflowPages)
+        if lastPage >= 2 {
+            for number in 2...lastPage {
+                let page = try await workflowListPage(number: number, call: call)
+                cache = cache.merged(with: page.cache)
+                for id in page.value.ids where !ids.contains(id) { ids.append(id) }
+            }
+        }
+        return Fetched(value: ids, cache: cache)
+    }
+
+    private func workflowListPage(number: Int?, call: UpstreamCallContext) async throws(ProviderError) -> Fetched<WorkflowListPage> {
+        let query: [(name: String, value: String)] = number.map { [("page", String($0))] } ?? []
+        return try await fetcher.fetch(
+            ProviderRequest(path: "/workflows", query: query, purpose: .list), call: call,
+            decode: { json throws(ProviderError) in try Self.workflowListPage(json) },
             ttl: { [policy = fetcher.cachePolicy] _ in policy.listTTLNanoseconds }
         )
+    }
+
+    static func workflowListPage(_ json: JSONValue) throws(ProviderError) -> WorkflowListPage {
+        let root = try json.requiredObject("the workflow list")
+        guard let items = root["data"]?.arrayValue else {
+            throw .malformedResponse(reason: "the workflow list has no 'data' array")
+        }
+        var ids: [String] = []
+        for item in items {
+            let id = try item.requiredObject("a workflow").requiredID("id", in: "a workflow")
+            if !ids.contains(id) { ids.append(id) }
+        }
+        let totalPages = root.object("meta")?.integer("total_pages").map { Int(clamping: $0) } ?? 1
+        return WorkflowListPage(ids: ids, totalPages: max(1, totalPages))
     }
 
     struct WorkflowPage: Sendable {
@@ -133,7 +167,9 @@ public struct KapsoProvider: UpstreamBackedProvider {
                 ttl: { [policy = fetcher.cachePolicy] _ in policy.listTTLNanoseconds }
             )
         } catch .upstreamStatus(status: 404, _) {
-            logger.warning("Kapso does not know a workflow; listing none of its executions", metadata: ["provider": "\(name)", "workflowId": "\(workflowID)"])
+            if reportedMissingWorkflows.firstReport(of: workflowID) {
+                logger.warning("Kapso does not know a workflow; listing none of its executions", metadata: ["provider": "\(name)", "workflowId": "\(workflowID)"])
+            }
             return Fetched(value: WorkflowPage(executions: [], nextCursor: nil), cache: .miss)
         }
     }
@@ -221,6 +257,14 @@ public struct KapsoProvider: UpstreamBackedProvider {
             searchableValues: [],
             raw: value
         )
+    }
+}
+
+final class MissingWorkflowLog: Sendable {
+    private let reported = Mutex<Set<String>>([])
+
+    func firstReport(of workflowID: String) -> Bool {
+        reported.withLock { $0.insert(workflowID).inserted }
     }
 }
 

@@ -58,13 +58,20 @@ enum KeysetMerge {
                 if let current = candidate, !lanes[index].buffer[0].sortKey.precedes(lanes[current].buffer[0].sortKey) { continue }
                 candidate = index
             }
-            let candidateInstant = candidate.map { lanes[$0].buffer[0].createdAt }
-            // A lane must be read further when something unread in it could come before the candidate.
-            let toRead = lanes.indices.filter { index in
-                let lane = lanes[index]
-                if lane.ended || lane.headIsSettled { return false }
-                guard let candidateInstant, let oldestRead = lane.oldestRead else { return true }
-                return oldestRead >= candidateInstant
+            // Unsettled lanes, with the newest instant their unread part could hold (nil: unread).
+            let unsettled = lanes.indices.filter { !lanes[$0].ended && !lanes[$0].headIsSettled }
+            var toRead: [Int]
+            if let candidate {
+                // Read further only where something unread could come before the candidate.
+                let candidateInstant = lanes[candidate].buffer[0].createdAt
+                toRead = unsettled.filter { lanes[$0].oldestRead.map { $0 >= candidateInstant } ?? true }
+            } else if unsettled.contains(where: { lanes[$0].oldestRead == nil }) {
+                toRead = unsettled.filter { lanes[$0].oldestRead == nil }
+            } else {
+                // Nothing is settled: the lanes whose unread part could hold the newest executions are
+                // read first, which may settle a candidate that spares the others a read.
+                let newest = unsettled.compactMap { lanes[$0].oldestRead }.max()
+                toRead = unsettled.filter { lanes[$0].oldestRead == newest }
             }
             if !toRead.isEmpty {
                 let chunks = try await read(toRead.map { ($0, lanes[$0].source) })
