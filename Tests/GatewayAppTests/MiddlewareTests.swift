@@ -140,3 +140,32 @@ final class ManualClock: Sendable {
         #expect(exposition.contains("gateway_http_request_duration_seconds_bucket"))
     }
 }
+
+@Suite struct OperationalEndpointTests {
+    @Test func readinessFailsWhileDrainingAndHealthStaysUp() async throws {
+        let draining = ManualFlag()
+        var router = Router()
+        OperationalEndpoints(
+            metrics: GatewayMetrics(), isDraining: { draining.value }, refreshGauges: {}, openAPIDocument: Array("openapi: 3.1.0\n".utf8)
+        ).register(on: &router)
+        func status(_ path: String) async -> Int {
+            await router.respond(to: HTTPRequest(method: .get, target: path), context: RequestContext()).status.code
+        }
+        #expect(await status("/readyz") == 200)
+        #expect(await status("/healthz") == 200)
+        draining.value = true
+        let response = await router.respond(to: HTTPRequest(method: .get, target: "/readyz"), context: RequestContext())
+        #expect(response.status.code == 503)
+        #expect(response.headers["Retry-After"] == "1")
+        #expect(await status("/healthz") == 200)
+        #expect(String(decoding: await router.respond(to: HTTPRequest(method: .get, target: "/openapi.yaml"), context: RequestContext()).body, as: UTF8.self) == "openapi: 3.1.0\n")
+    }
+}
+
+final class ManualFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var value: Bool {
+        get { flag.load(ordering: .relaxed) }
+        set { flag.store(newValue, ordering: .relaxed) }
+    }
+}
