@@ -1,0 +1,149 @@
+import Foundation
+import GatewayHTTP
+import GatewayUpstream
+import Testing
+
+/// TLS verification and HTTP/2 against a real TLS server: nginx (Debian's nginx-light, installed by
+/// .ci/run) with a certificate from a throw-away CA made by the openssl command-line tool.
+@Suite(.serialized) struct TLSAndHTTP2Tests {
+    /// A running nginx serving `/hello` over TLS with HTTP/2, and the CA that signed its certificate.
+    final class TLSServer {
+        let directory: URL
+        let port: Int
+        let caPath: String
+        private let process: Process
+
+        init() throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let path = directory.path
+            try Self.shell("""
+                openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem \
+                    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+                openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr
+                printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > ext.cnf
+                openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext.cnf -out server.pem
+                """, in: path)
+            port = try Self.freePort()
+            caPath = directory.appendingPathComponent("ca.pem").path
+            let configuration = """
+                worker_processes 1;
+                daemon off;
+                pid \(path)/nginx.pid;
+                error_log \(path)/error.log;
+                events { worker_connections 64; }
+                http {
+                    access_log \(path)/access.log;
+                    client_body_temp_path \(path)/body;
+                    proxy_temp_path \(path)/proxy;
+                    fastcgi_temp_path \(path)/fastcgi;
+                    uwsgi_temp_path \(path)/uwsgi;
+                    scgi_temp_path \(path)/scgi;
+                    log_format protocol '$server_protocol';
+                    server {
+                        listen 127.0.0.1:\(port) ssl http2;
+                        ssl_certificate \(path)/server.pem;
+                        ssl_certificate_key \(path)/server.key;
+                        access_log \(path)/protocol.log protocol;
+                        location = /hello { default_type application/json; return 200 '{"hello":"tls"}'; }
+                    }
+                }
+                """
+            try configuration.write(to: directory.appendingPathComponent("nginx.conf"), atomically: true, encoding: .utf8)
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
+            process.arguments = ["-c", directory.appendingPathComponent("nginx.conf").path, "-p", path]
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            try Self.waitForPort(port)
+        }
+
+        func stop() {
+            process.terminate()
+            process.waitUntilExit()
+            try? FileManager.default.removeItem(at: directory)
+        }
+
+        var protocolsSeen: [String] {
+            ((try? String(contentsOf: directory.appendingPathComponent("protocol.log"), encoding: .utf8)) ?? "")
+                .split(separator: "\n").map(String.init)
+        }
+
+        static func shell(_ script: String, in directory: String) throws {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-ec", script]
+            process.currentDirectoryURL = URL(fileURLWithPath: directory)
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else { throw TLSSetupError.commandFailed(script) }
+        }
+
+        static func freePort() throws -> Int {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+            }
+            guard bound else { throw TLSSetupError.noPort }
+            return Int(UInt16(bigEndian: address.sin_port))
+        }
+
+        static func waitForPort(_ port: Int) throws {
+            for _ in 0..<200 {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = in_port_t(UInt16(port).bigEndian)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                let connected = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+                }
+                close(fd)
+                if connected { return }
+                usleep(20_000)
+            }
+            throw TLSSetupError.serverDidNotStart
+        }
+    }
+
+    enum TLSSetupError: Error { case commandFailed(String), noPort, serverDidNotStart }
+
+    @Test func negotiatesHTTP2WhenTheUpstreamOffersItAndVerifiesTheCertificate() async throws {
+        let server = try TLSServer()
+        defer { server.stop() }
+        let client = try CurlHTTPClient(configuration: CurlHTTPClientConfiguration(caBundlePath: server.caPath))
+        defer { client.shutdown() }
+        for _ in 0..<3 {
+            let response = try await client.execute(UpstreamRequest(url: "https://127.0.0.1:\(server.port)/hello"))
+            #expect(response.status == 200)
+            #expect(String(decoding: response.body, as: UTF8.self) == #"{"hello":"tls"}"#)
+        }
+        #expect(client.clientStatistics().connectionsOpened == 1, "one TLS connection, reused")
+        // nginx flushes access logs as it writes them; give it a moment on a loaded machine.
+        var protocols: [String] = []
+        for _ in 0..<50 where protocols.count < 3 {
+            protocols = server.protocolsSeen
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        #expect(protocols == ["HTTP/2.0", "HTTP/2.0", "HTTP/2.0"])
+    }
+
+    @Test func refusesAServerItCannotVerify() async throws {
+        let server = try TLSServer()
+        defer { server.stop() }
+        // The system trust store does not know the throw-away CA: verification must fail.
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        await #expect(throws: UpstreamError.self) {
+            _ = try await client.execute(UpstreamRequest(url: "https://127.0.0.1:\(server.port)/hello"))
+        }
+        #expect(server.protocolsSeen.isEmpty, "no request reached the server")
+    }
+}
