@@ -134,7 +134,7 @@ let package = Package(
         ),
 
         // MARK: Simulated upstreams (demo and tests)
-        .target(name: "ProviderSimulator", dependencies: ["GatewayHTTP", "GatewayServer"], swiftSettings: strictSwift),
+        .target(name: "ProviderSimulator", dependencies: ["GatewayJSON", "GatewayHTTP", "GatewayServer"], swiftSettings: strictSwift),
         .executableTarget(
             name: "ProviderSimulatorCLI",
             dependencies: [
@@ -195,7 +195,7 @@ let package = Package(
         .testTarget(name: "ExecutionsGatewayCLITests", dependencies: ["ExecutionsGatewayCLI"], swiftSettings: strictSwift),
         .testTarget(
             name: "ProviderSimulatorTests",
-            dependencies: ["ProviderSimulator", "GatewayServer", "GatewayHTTP"],
+            dependencies: ["ProviderSimulator", "GatewayJSON", "GatewayServer", "GatewayHTTP"],
             exclude: ["Schemas"],
             swiftSettings: strictSwift
         ),

@@ -1,4 +1,5 @@
 import GatewayHTTP
+import GatewayJSON
 
 enum B3OSAPI {
     /// Every B3OS answer, success or error, is the same envelope.

@@ -8,6 +8,8 @@
 // sourceEntityId/Type, statusReason). The detail's `events` shape is not documented; the simulator
 // uses `{id, executionId, type, message, data, createdAt}`.
 
+import GatewayJSON
+
 enum B3OSStatus: String, Sendable, CaseIterable {
     case awaitingPayment = "awaiting_payment"
     case paymentConfirmed = "payment_confirmed"

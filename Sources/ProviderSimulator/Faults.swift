@@ -1,3 +1,5 @@
+import GatewayJSON
+
 /// The provider endpoints a fault or a counter can name.
 public enum SimulatedEndpoint: String, Sendable, CaseIterable, Hashable {
     /// Kaizen `POST /executions/list`, Kapso `GET /workflows/{id}/executions`, B3OS `GET /v1/executions`.

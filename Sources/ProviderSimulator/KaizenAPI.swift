@@ -1,4 +1,5 @@
 import GatewayHTTP
+import GatewayJSON
 
 /// Kaizen's filter body for `POST /executions/list`, validated like the real API's schema:
 /// wrong types, an unknown status or a non-UTC timestamp are refused; unknown keys are ignored.
@@ -102,9 +103,9 @@ enum KaizenAPI {
         // but it must be there: the OpenAPI document marks it required.
         guard !request.body.isEmpty else { return .failure(SimulatorControlError("Request body is required")) }
         do {
-            return .success(try JSONValue.parse(request.body))
+            return .success(try JSONValue.parseUpstreamRequest(request.body))
         } catch {
-            return .failure(SimulatorControlError("Malformed JSON body: \(error)"))
+            return .failure(SimulatorControlError("Malformed JSON body: \(error.simulatorDescription)"))
         }
     }
 
@@ -151,7 +152,7 @@ extension KaizenStore {
 // MARK: - Helpers shared by the providers
 
 func jsonResponse(_ status: HTTPStatus, _ value: JSONValue, contentType: String = "application/json") -> HTTPResponse {
-    HTTPResponse(status: status, headers: ["Content-Type": contentType], body: value.bytes)
+    HTTPResponse(status: status, headers: ["Content-Type": contentType], body: value.serialized())
 }
 
 func bearerToken(_ request: HTTPRequest) -> String? {

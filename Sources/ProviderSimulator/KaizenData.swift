@@ -3,6 +3,7 @@
 // the detail shape of `POST /executions/get`.
 
 import Foundation
+import GatewayJSON
 
 enum KaizenStatus: String, Sendable, CaseIterable {
     case inProgress = "InProgress"
@@ -266,7 +267,7 @@ struct KaizenExecution: Sendable {
     /// The JSON of `object` cut to about 50 characters, as Kaizen's `truncatedParams` shows it.
     static func truncatedJSON(_ object: JSONObject) -> String? {
         guard !object.isEmpty else { return nil }
-        let text = JSONValue.object(object).serialized
+        let text = String(decoding: JSONValue.object(object).serialized(), as: UTF8.self)
         guard text.count > 50 else { return text }
         return String(text.prefix(50)) + "..."
     }

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayHTTP
+import GatewayJSON
 
 enum KapsoAPI {
     static let contentType = "application/json; charset=utf-8"
@@ -127,14 +128,14 @@ enum KapsoAPI {
             "created_at": .string(Timestamps.format(milliseconds: key.milliseconds, style: .milliseconds)),
             "id": .string(key.id),
         ])
-        return Data(json.bytes).base64EncodedString()
+        return Data(json.serialized()).base64EncodedString()
     }
 
     static func decodeCursor(_ text: String) -> KapsoCursorKey? {
         var normalized = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while normalized.count % 4 != 0 { normalized += "=" }
         guard let data = Data(base64Encoded: normalized),
-              let value = try? JSONValue.parse(Array(data)),
+              let value = try? JSONValue.parseUpstreamRequest(Array(data)),
               let object = value.objectValue,
               let createdAt = object["created_at"]?.stringValue,
               let id = object["id"]?.stringValue,

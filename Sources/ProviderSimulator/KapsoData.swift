@@ -8,6 +8,8 @@
 // and detail records; every other documented field is reproduced as documented. The detail
 // record adds `execution_context`, `events` and `error_details` (null unless failed).
 
+import GatewayJSON
+
 enum KapsoStatus: String, Sendable, CaseIterable {
     case running
     case waiting

@@ -1,4 +1,5 @@
 import GatewayHTTP
+import GatewayJSON
 public import GatewayServer
 import Synchronization
 
@@ -160,7 +161,7 @@ public final class ProviderSimulator: Sendable {
             let body: JSONValue? = try {
                 () throws(SimulatorControlError) -> JSONValue? in
                 guard !request.body.isEmpty else { return nil }
-                do { return try JSONValue.parse(request.body) } catch { throw SimulatorControlError("malformed JSON body: \(error)") }
+                do throws(JSONParseError) { return try JSONValue.parseUpstreamRequest(request.body) } catch { throw SimulatorControlError("malformed JSON body: \(error.simulatorDescription)") }
             }()
             switch action {
             case .insert:

@@ -1,4 +1,5 @@
 import GatewayHTTP
+import GatewayJSON
 import GatewayServer
 @testable import ProviderSimulator
 import Testing
@@ -19,7 +20,7 @@ import Testing
         #expect(response.json["code"].int == 200)
         #expect(response.json["message"].string == "success")
         #expect(response.json["requestId"].string == response.headers["X-Request-Id"])
-        let data = response.json["data"]
+        let data: JSONValue = response.json["data"]
         #expect(data.keys == ["hasMore", "items", "limit", "offset"])
         #expect(data["limit"].int == 20 && data["offset"].int == 0 && data["hasMore"].bool == true)
         #expect(data["items"].array.count == 20)
@@ -31,14 +32,14 @@ import Testing
         var ids: [String] = []
         var offset = 0
         while true {
-            let data = await b3osGet(simulator, "/v1/executions?limit=10&offset=\(offset)").json["data"]
+            let data: JSONValue = await b3osGet(simulator, "/v1/executions?limit=10&offset=\(offset)").json["data"]
             ids += data["items"].array.compactMap { $0["id"].string }
             offset += 10
             if data["hasMore"].bool != true { break }
         }
         #expect(ids == simulator.executionIDs(provider: .b3os, organizationID: "org_demo_acme"))
         #expect(ids.count == 45)
-        let beyond = await b3osGet(simulator, "/v1/executions?offset=1000").json["data"]
+        let beyond: JSONValue = await b3osGet(simulator, "/v1/executions?offset=1000").json["data"]
         #expect(beyond["items"].array.isEmpty && beyond["hasMore"].bool == false)
     }
 

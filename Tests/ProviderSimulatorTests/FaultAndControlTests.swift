@@ -1,4 +1,5 @@
 import GatewayHTTP
+import GatewayJSON
 import GatewayServer
 @testable import ProviderSimulator
 import Testing
@@ -62,7 +63,7 @@ import Testing
         #expect(half.transportFault == .truncateBody(afterBytes: half.body.count / 2))
         let malformed = await kaizenList(simulator)
         #expect(malformed.status == .ok && malformed.transportFault == nil)
-        #expect((try? JSONValue.parse(malformed.body)) == nil)
+        #expect((try? JSONParser.parse(malformed.body)) == nil)
         #expect(!malformed.body.isEmpty)
         let healthy = await kaizenList(simulator)
         #expect(healthy.transportFault == nil && healthy.json["total"].int == 5)
@@ -156,7 +157,7 @@ import Testing
         #expect(http["total"].int == 5)
         #expect(http["endpoints"]["list"].int == 4)
         #expect(http["credentials"][DemoCredential.kaizen]["detail"].int == 1)
-        #expect(!String(decoding: http.bytes, as: UTF8.self).contains("secret-not-to-echo"))
+        #expect(!String(decoding: http.serialized(), as: UTF8.self).contains("secret-not-to-echo"))
     }
 
     @Test func resetRestoresDataCountersAndFaults() async throws {
@@ -195,7 +196,7 @@ import Testing
         #expect(running.isSubset(of: Set(finished.json["finished"].array.compactMap { $0.string })))
         #expect(await kaizenList(simulator, #"{"status":"InProgress"}"#).json["total"].int == 0)
         let id = try #require(entries[0]["id"].string)
-        let detail = await kaizenGet(simulator, id, key: DemoCredential.kaizenSecondOrganization).json["execution"]
+        let detail: JSONValue = await kaizenGet(simulator, id, key: DemoCredential.kaizenSecondOrganization).json["execution"]
         #expect(detail["status"].string == "Failed")
         #expect(detail["endTime"].string == "2025-11-20T10:00:05.000Z")
         #expect(detail["durationMs"].int == 4750)
@@ -214,9 +215,9 @@ import Testing
         clock.advance(milliseconds: 3000)
         #expect(simulator.finishExecutions(provider: .kapso, ids: kapso.map(\.id)) == kapso.map(\.id))
         #expect(simulator.finishExecutions(provider: .b3os, ids: b3os.map(\.id), outcome: .failed) == b3os.map(\.id))
-        let kapsoDetail = await kapsoGet(simulator, "/workflow_executions/\(kapso[0].id)").json["data"]
+        let kapsoDetail: JSONValue = await kapsoGet(simulator, "/workflow_executions/\(kapso[0].id)").json["data"]
         #expect(kapsoDetail["status"].string == "ended" && kapsoDetail["ended_at"].string == "2025-11-20T10:00:03Z")
-        let b3osDetail = await b3osGet(simulator, "/v1/executions/\(b3os[0].id)").json["data"]["execution"]
+        let b3osDetail: JSONValue = await b3osGet(simulator, "/v1/executions/\(b3os[0].id)").json["data"]["execution"]
         #expect(b3osDetail["status"].string == "workflow_failed")
         #expect(b3osDetail["startedAt"].string != nil && b3osDetail["finishedAt"].string == "2025-11-20T10:00:03Z")
         #expect(simulator.finishExecutions(provider: .kapso, ids: kapso.map(\.id)).isEmpty, "finished ones stay finished")

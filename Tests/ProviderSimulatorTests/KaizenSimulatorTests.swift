@@ -1,4 +1,5 @@
 import GatewayHTTP
+import GatewayJSON
 import GatewayServer
 @testable import ProviderSimulator
 import Testing
@@ -133,6 +134,14 @@ import Testing
         #expect(response.json["error"].string?.isEmpty == false)
     }
 
+    @Test func aKeyGivenTwiceTakesItsLastValueLikeJSONParse() async {
+        let simulator = makeSimulator(executions: 40)
+        let response = await kaizenList(simulator, #"{"status":"Failed","status":"Completed"}"#)
+        #expect(response.status == .ok)
+        let statuses = Set(response.json["executions"].array.map { $0["status"].string })
+        #expect(statuses == ["Completed"])
+    }
+
     @Test func unknownBodyKeysAreIgnoredLikeTheRealSchema() async {
         let simulator = makeSimulator(executions: 5)
         let response = await kaizenList(simulator, #"{"page":2,"sort":"asc"}"#)
@@ -159,7 +168,7 @@ import Testing
             let id = try #require(item["id"].string)
             let response = await kaizenGet(simulator, id)
             #expect(response.status == .ok)
-            let execution = response.json["execution"]
+            let execution: JSONValue = response.json["execution"]
             #expect(execution["id"].string == id)
             #expect(execution["status"] == item["status"])
             #expect(execution["startTime"] == item["startTime"])

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayHTTP
+import GatewayJSON
 import GatewayServer
 @testable import ProviderSimulator
 import Testing
@@ -68,7 +69,7 @@ import Testing
             #expect(response.status == .ok)
             let page = response.json["data"].array.compactMap { $0["id"].string }
             forward.append(page)
-            let paging = response.json["paging"]
+            let paging: JSONValue = response.json["paging"]
             if firstPage { #expect(paging["previous"] == .null) } else { #expect(paging["previous"].string != nil) }
             firstPage = false
             guard let after = paging["cursors"]["after"].string, let next = paging["next"].string else { break }
@@ -103,7 +104,7 @@ import Testing
         let response = await kapsoGet(simulator, "/workflows/\(workflow)/executions?limit=1")
         let cursor = try #require(response.json["paging"]["cursors"]["after"].string)
         let decoded = try #require(Data(base64Encoded: cursor))
-        let object = try JSONValue.parse(Array(decoded))
+        let object = try JSONParser.parse(Array(decoded))
         #expect(object["id"].string == all.first)
         #expect(object["created_at"].string.flatMap { Timestamps.parseNanoseconds($0) } != nil)
     }
@@ -152,7 +153,7 @@ import Testing
                 let id = try #require(item["id"].string)
                 let response = await kapsoGet(simulator, "/workflow_executions/\(id)")
                 #expect(response.status == .ok)
-                let data = response.json["data"]
+                let data: JSONValue = response.json["data"]
                 #expect(data["status"] == item["status"])
                 #expect(data["execution_context"].objectValue != nil)
                 #expect(!data["events"].array.isEmpty)

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayHTTP
+import GatewayJSON
 import GatewayServer
 @testable import ProviderSimulator
 import Testing
@@ -149,7 +150,7 @@ import Testing
         var labels: [String] = []
         for (index, mutation) in Self.mutations.enumerated() {
             let (schema, unchanged, mutated) = try await mutatedSample(mutation)
-            samples += [(schema, mutated.bytes), (schema, unchanged.bytes)]
+            samples += [(schema, mutated.serialized()), (schema, unchanged.serialized())]
             labels += ["broken\(index)", "intact\(index)"]
         }
         let result = try await validate(samples, labels: labels)

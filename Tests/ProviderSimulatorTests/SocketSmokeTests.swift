@@ -1,4 +1,5 @@
 import Foundation
+import GatewayJSON
 import GatewayServer
 @testable import ProviderSimulator
 import Testing
@@ -82,7 +83,7 @@ func exchange(port: Int, _ request: String) async -> WireExchange {
         let healthy = await exchange(port: port, request)
         #expect(healthy.head.hasPrefix("HTTP/1.1 200"))
         #expect(healthy.end == .closed)
-        #expect(try JSONValue.parse(healthy.body)["total"].int == 12)
+        #expect(try JSONParser.parse(healthy.body)["total"].int == 12)
 
         simulator.setFault(SimulatedFault(.resetConnection, calls: 1...1), provider: .kaizen)
         let reset = await exchange(port: port, request)
@@ -97,7 +98,7 @@ func exchange(port: Int, _ request: String) async -> WireExchange {
         simulator.clearFaults()
 
         let control = await exchange(port: port, "GET /__sim/counters HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n")
-        #expect(try JSONValue.parse(control.body)["endpoints"]["list"].int == 3)
+        #expect(try JSONParser.parse(control.body)["endpoints"]["list"].int == 3)
         await server.shutdown()
     }
 }

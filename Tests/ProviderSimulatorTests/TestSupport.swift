@@ -1,4 +1,5 @@
 import GatewayHTTP
+import GatewayJSON
 import GatewayServer
 @testable import ProviderSimulator
 import Synchronization
@@ -78,7 +79,7 @@ func b3osGet(_ simulator: ProviderSimulator, _ target: String, key: String = Dem
 
 extension HTTPResponse {
     /// The body parsed as JSON, or `.null` when it is not JSON (tests then fail on the fields).
-    var json: JSONValue { (try? JSONValue.parse(body)) ?? .null }
+    var json: JSONValue { (try? JSONParser.parse(body)) ?? .null }
     var text: String { String(decoding: body, as: UTF8.self) }
 }
 
