@@ -63,7 +63,7 @@ enum B3OSAPI {
             }
             offset = parsed
         }
-        let executions = store.executions(of: organizationID).sorted { $0.sortKey > $1.sortKey }
+        let executions = store.executions(of: organizationID).newestFirst()
         let page = offset < executions.count ? Array(executions[offset..<min(executions.count, offset + limit)]) : []
         return envelope(.ok, data: .object([
             "hasMore": .bool(offset + page.count < executions.count),
@@ -78,11 +78,5 @@ enum B3OSAPI {
             return error(.notFound, "execution not found", requestID: requestID)
         }
         return envelope(.ok, data: .object(["execution": execution.item, "events": execution.eventsJSON]), message: "success", requestID: requestID)
-    }
-}
-
-extension B3OSStore {
-    func executions(of organizationID: String) -> [B3OSExecution] {
-        organizations.first { $0.organization.id == organizationID }?.executions ?? []
     }
 }

@@ -10,7 +10,7 @@
 
 import GatewayJSON
 
-enum B3OSStatus: String, Sendable, CaseIterable {
+enum B3OSStatus: String, SimulatedStatus {
     case awaitingPayment = "awaiting_payment"
     case paymentConfirmed = "payment_confirmed"
     case workflowQueued = "workflow_queued"
@@ -32,7 +32,7 @@ struct B3OSEvent: Sendable {
     let at: Int64
 }
 
-struct B3OSExecution: Sendable {
+struct B3OSExecution: SimulatedExecution {
     let id: String
     let organizationID: String
     let workflowID: String
@@ -103,7 +103,7 @@ struct B3OSExecution: Sendable {
         })
     }
 
-    var sortKey: (Int64, String) { (createdAt, id) }
+    var sortKey: ListOrderKey { ListOrderKey(milliseconds: createdAt, id: id) }
 
     mutating func advance(to newStatus: B3OSStatus, at time: Int64, random: inout SplitMix64) {
         let time = max(time, updatedAt)
@@ -143,13 +143,13 @@ struct B3OSExecution: Sendable {
     }
 }
 
-struct B3OSOrganizationData: Sendable {
+struct B3OSOrganizationData: SimulatedOrganizationData {
     let organization: SimulatedOrganization
     let workflowIDs: [String]
     var executions: [B3OSExecution]
 }
 
-struct B3OSStore: Sendable {
+struct B3OSStore: SimulatedStore {
     var organizations: [B3OSOrganizationData]
     var random: SplitMix64
 
@@ -159,9 +159,9 @@ struct B3OSStore: Sendable {
             var random = SplitMix64(seed: configuration.seed, labels: "b3os", organization.id)
             let workflowIDs = (0..<max(1, configuration.workflowsPerOrganization)).map { _ in random.uuid() }
             var data = B3OSOrganizationData(organization: organization, workflowIDs: workflowIDs, executions: [])
-            let count = configuration.executionCount(for: .b3os)
-            let times = generatedTimeline(count: count, newest: now, granularityMilliseconds: 1, random: &random)
-            let statuses = generatedStatuses(count: count, all: B3OSStatus.allCases, random: &random) { status in
+            let schedule = generatedSchedule(
+                of: .b3os, configuration: configuration, newest: now, granularityMilliseconds: 1, random: &random
+            ) { (status: B3OSStatus) in
                 switch status {
                 case .workflowSucceeded: 10
                 case .workflowFailed: 3
@@ -169,10 +169,10 @@ struct B3OSStore: Sendable {
                 case .workflowCancelled, .workflowWaiting, .workflowQueued, .awaitingPayment, .paymentConfirmed: 1
                 }
             }
-            for index in 0..<count {
+            for (createdAt, status) in schedule {
                 data.executions.append(B3OSStore.makeExecution(
-                    organizationID: organization.id, workflowID: random.pick(workflowIDs), status: statuses[index],
-                    createdAt: times[index], now: now, random: &random
+                    organizationID: organization.id, workflowID: random.pick(workflowIDs), status: status,
+                    createdAt: createdAt, now: now, random: &random
                 ))
             }
             return data

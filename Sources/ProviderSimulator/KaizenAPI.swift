@@ -118,7 +118,7 @@ enum KaizenAPI {
         }
         let executions = store.executions(of: organizationID)
             .filter(filter.matches)
-            .sorted { lhs, rhs in lhs.startTime != rhs.startTime ? lhs.startTime > rhs.startTime : lhs.id > rhs.id }
+            .newestFirst()
         return jsonResponse(.ok, .object([
             "executions": .array(executions.map(\.listItem)),
             "total": .int(executions.count),
@@ -140,12 +140,6 @@ enum KaizenAPI {
             return error(.notFound, "Execution not found")
         }
         return jsonResponse(.ok, .object(["execution": execution.detail]))
-    }
-}
-
-extension KaizenStore {
-    func executions(of organizationID: String) -> [KaizenExecution] {
-        organizations.first { $0.organization.id == organizationID }?.executions ?? []
     }
 }
 

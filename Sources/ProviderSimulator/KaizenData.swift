@@ -5,7 +5,7 @@
 import Foundation
 import GatewayJSON
 
-enum KaizenStatus: String, Sendable, CaseIterable {
+enum KaizenStatus: String, SimulatedStatus {
     case inProgress = "InProgress"
     case paused = "Paused"
     case enqueued = "Enqueued"
@@ -53,7 +53,7 @@ enum KaizenParentLink: Sendable {
     }
 }
 
-struct KaizenExecution: Sendable {
+struct KaizenExecution: SimulatedExecution {
     let id: String
     let organizationID: String
     let workflow: KaizenWorkflow
@@ -81,6 +81,8 @@ struct KaizenExecution: Sendable {
 
     var sessionID: String? { status == .enqueued ? nil : "sess_" + sessionSuffix }
     var browserSessionID: String? { status == .enqueued ? nil : "bs_" + sessionSuffix }
+
+    var sortKey: ListOrderKey { ListOrderKey(milliseconds: startTime, id: id) }
 
     var liveViewURL: String? {
         status == .inProgress ? "https://live.kaizenautomation.com/sessions/bs_\(sessionSuffix)?token=lv_\(sessionSuffix.prefix(8))" : nil
@@ -273,7 +275,7 @@ struct KaizenExecution: Sendable {
     }
 }
 
-struct KaizenOrganizationData: Sendable {
+struct KaizenOrganizationData: SimulatedOrganizationData {
     let organization: SimulatedOrganization
     let workflows: [KaizenWorkflow]
     let logins: [KaizenLogin]
@@ -282,7 +284,7 @@ struct KaizenOrganizationData: Sendable {
 }
 
 /// Every Kaizen organisation's data plus the generator that makes new executions.
-struct KaizenStore: Sendable {
+struct KaizenStore: SimulatedStore {
     var organizations: [KaizenOrganizationData]
     var random: SplitMix64
 
@@ -296,9 +298,9 @@ struct KaizenStore: Sendable {
                 KaizenBatch(id: "batch_" + random.token(12), name: ["Month-end close", "Nachlauf Oktober", "Backfill 2024 ✔︎"][index])
             }
             var data = KaizenOrganizationData(organization: organization, workflows: workflows, logins: logins, batches: batches, executions: [])
-            let count = configuration.executionCount(for: .kaizen)
-            let times = generatedTimeline(count: count, newest: now, granularityMilliseconds: 1, random: &random)
-            let statuses = generatedStatuses(count: count, all: KaizenStatus.allCases, random: &random) { status in
+            let schedule = generatedSchedule(
+                of: .kaizen, configuration: configuration, newest: now, granularityMilliseconds: 1, random: &random
+            ) { (status: KaizenStatus) in
                 switch status {
                 case .completed: 10
                 case .failed: 3
@@ -306,10 +308,8 @@ struct KaizenStore: Sendable {
                 case .paused, .enqueued: 1
                 }
             }
-            for index in 0..<count {
-                let execution = KaizenStore.makeExecution(
-                    in: data, status: statuses[index], startTime: times[index], now: now, random: &random
-                )
+            for (startTime, status) in schedule {
+                let execution = KaizenStore.makeExecution(in: data, status: status, startTime: startTime, now: now, random: &random)
                 data.executions.append(execution)
             }
             return data
@@ -439,44 +439,4 @@ extension KaizenExecution {
             if random.chance(0.3) { files = KaizenStore.makeFiles(count: 1, random: &random) }
         }
     }
-}
-
-// MARK: - Shared generation helpers
-
-/// `count` instants, newest first, the newest shortly before `newest`, with deliberate ties so
-/// that ordering by id as a tie-break is exercised. Values are multiples of the granularity.
-func generatedTimeline(count: Int, newest: Int64, granularityMilliseconds: Int64, random: inout SplitMix64) -> [Int64] {
-    var times: [Int64] = []
-    times.reserveCapacity(count)
-    var current = newest - random.int64(in: 5_000...120_000)
-    for index in 0..<count {
-        if index > 0 {
-            if random.chance(0.15) {
-                // same instant as the previous execution
-            } else {
-                current -= random.int64(in: 1_000...2_700_000)
-            }
-        }
-        times.append(current - ((current % granularityMilliseconds) + granularityMilliseconds) % granularityMilliseconds)
-    }
-    return times
-}
-
-/// Statuses for `count` executions (index 0 newest) drawn by weight, with every status present
-/// at least once when `count` allows.
-func generatedStatuses<Status: Equatable>(
-    count: Int, all: [Status], random: inout SplitMix64, weight: (Status) -> Int
-) -> [Status] {
-    var statuses = (0..<count).map { _ in random.weighted(all.map { ($0, weight($0)) }) }
-    guard count >= all.count else { return statuses }
-    var reserved: Set<Int> = []
-    for status in all where !statuses.contains(status) {
-        var slot = random.int(in: 0...(count - 1))
-        while reserved.contains(slot) || statuses.filter({ $0 == statuses[slot] }).count < 2 {
-            slot = (slot + 1) % count
-        }
-        statuses[slot] = status
-        reserved.insert(slot)
-    }
-    return statuses
 }

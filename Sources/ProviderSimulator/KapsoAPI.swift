@@ -69,8 +69,8 @@ enum KapsoAPI {
         if parameters["before"] != nil && parameters["after"] != nil {
             return badRequest("Use either before or after, not both")
         }
-        var afterKey: KapsoCursorKey?
-        var beforeKey: KapsoCursorKey?
+        var afterKey: ListOrderKey?
+        var beforeKey: ListOrderKey?
         if let text = parameters["after"] {
             guard let key = decodeCursor(text) else { return badRequest("Invalid cursor") }
             afterKey = key
@@ -91,7 +91,7 @@ enum KapsoAPI {
                 if let createdBefore, startNanoseconds > createdBefore { return false }
                 return true
             }
-            .sorted { $0.sortKey > $1.sortKey }
+            .newestFirst()
 
         let page: [KapsoExecution]
         if let afterKey {
@@ -123,7 +123,7 @@ enum KapsoAPI {
     }
 
     /// Base64 of `{"created_at": "...", "id": "..."}`.
-    static func encodeCursor(_ key: KapsoCursorKey) -> String {
+    static func encodeCursor(_ key: ListOrderKey) -> String {
         let json = JSONValue.object([
             "created_at": .string(Timestamps.format(milliseconds: key.milliseconds, style: .milliseconds)),
             "id": .string(key.id),
@@ -131,7 +131,7 @@ enum KapsoAPI {
         return Data(json.serialized()).base64EncodedString()
     }
 
-    static func decodeCursor(_ text: String) -> KapsoCursorKey? {
+    static func decodeCursor(_ text: String) -> ListOrderKey? {
         var normalized = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while normalized.count % 4 != 0 { normalized += "=" }
         guard let data = Data(base64Encoded: normalized),
@@ -141,7 +141,7 @@ enum KapsoAPI {
               let id = object["id"]?.stringValue,
               let nanoseconds = Timestamps.parseNanoseconds(createdAt)
         else { return nil }
-        return KapsoCursorKey(milliseconds: nanoseconds / 1_000_000, id: id)
+        return ListOrderKey(milliseconds: nanoseconds / 1_000_000, id: id)
     }
 
     static func pageURL(_ request: HTTPRequest, parameters: [String: String], limit: Int, cursorName: String, cursor: String) -> String {
@@ -170,11 +170,5 @@ enum KapsoAPI {
 
     private static func hexDigit(_ byte: UInt8) -> Bool {
         (0x30...0x39).contains(byte) || (0x61...0x66).contains(byte) || (0x41...0x46).contains(byte)
-    }
-}
-
-extension KapsoStore {
-    func organization(_ id: String) -> KapsoOrganizationData? {
-        organizations.first { $0.organization.id == id }
     }
 }

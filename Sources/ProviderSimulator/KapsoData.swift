@@ -10,7 +10,7 @@
 
 import GatewayJSON
 
-enum KapsoStatus: String, Sendable, CaseIterable {
+enum KapsoStatus: String, SimulatedStatus {
     case running
     case waiting
     case ended
@@ -78,7 +78,7 @@ struct KapsoEvent: Sendable {
     }
 }
 
-struct KapsoExecution: Sendable {
+struct KapsoExecution: SimulatedExecution {
     let id: String
     let organizationID: String
     let workflow: KapsoWorkflow
@@ -128,8 +128,8 @@ struct KapsoExecution: Sendable {
         return .object(object)
     }
 
-    /// The cursor key: Kapso orders by (created_at, id), created_at being the start.
-    var sortKey: KapsoCursorKey { KapsoCursorKey(milliseconds: startedAt, id: id) }
+    /// Kapso orders (and its cursors point) by (created_at, id), created_at being the start.
+    var sortKey: ListOrderKey { ListOrderKey(milliseconds: startedAt, id: id) }
 
     mutating func finish(as outcome: KapsoStatus, at end: Int64, random: inout SplitMix64) {
         let end = max(end, lastEventAt)
@@ -150,22 +150,13 @@ struct KapsoExecution: Sendable {
     }
 }
 
-struct KapsoCursorKey: Sendable, Comparable {
-    let milliseconds: Int64
-    let id: String
-
-    static func < (lhs: KapsoCursorKey, rhs: KapsoCursorKey) -> Bool {
-        lhs.milliseconds != rhs.milliseconds ? lhs.milliseconds < rhs.milliseconds : lhs.id < rhs.id
-    }
-}
-
-struct KapsoOrganizationData: Sendable {
+struct KapsoOrganizationData: SimulatedOrganizationData {
     let organization: SimulatedOrganization
     let workflows: [KapsoWorkflow]
     var executions: [KapsoExecution]
 }
 
-struct KapsoStore: Sendable {
+struct KapsoStore: SimulatedStore {
     var organizations: [KapsoOrganizationData]
     var random: SplitMix64
 
@@ -176,9 +167,9 @@ struct KapsoStore: Sendable {
             let workflows = KapsoStore.makeWorkflows(count: configuration.workflowsPerOrganization, now: now, random: &random)
             var data = KapsoOrganizationData(organization: organization, workflows: workflows, executions: [])
             // Spread over all workflows, with the timeline per organisation so ties occur within workflows too.
-            let count = configuration.executionCount(for: .kapso)
-            let times = generatedTimeline(count: count, newest: now, granularityMilliseconds: 1000, random: &random)
-            let statuses = generatedStatuses(count: count, all: KapsoStatus.allCases, random: &random) { status in
+            let schedule = generatedSchedule(
+                of: .kapso, configuration: configuration, newest: now, granularityMilliseconds: 1000, random: &random
+            ) { (status: KapsoStatus) in
                 switch status {
                 case .ended: 10
                 case .failed: 2
@@ -186,13 +177,13 @@ struct KapsoStore: Sendable {
                 case .handoff: 1
                 }
             }
-            for index in 0..<count {
+            for (index, (startedAt, status)) in schedule.enumerated() {
                 // Ties land in the same workflow half of the time, so a single workflow's list has them.
-                let workflow = index > 0 && times[index] == times[index - 1] && random.chance(0.5)
+                let workflow = index > 0 && startedAt == schedule[index - 1].startTime && random.chance(0.5)
                     ? data.executions[index - 1].workflow
                     : random.pick(workflows)
                 data.executions.append(KapsoStore.makeExecution(
-                    organizationID: organization.id, workflow: workflow, status: statuses[index], startedAt: times[index], now: now, random: &random
+                    organizationID: organization.id, workflow: workflow, status: status, startedAt: startedAt, now: now, random: &random
                 ))
             }
             return data

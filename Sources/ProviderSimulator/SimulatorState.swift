@@ -221,129 +221,69 @@ struct SimulatorState: Sendable {
         guard !organizations.isEmpty else {
             throw SimulatorControlError("unknown \(provider.rawValue) organization '\(organizationID ?? "")'")
         }
-        var inserted: [InsertedExecution] = []
         switch provider {
         case .kaizen:
-            let kaizenStatus = try status.map { text throws(SimulatorControlError) -> KaizenStatus in
-                guard let parsed = KaizenStatus(rawValue: text) else { throw SimulatorControlError("unknown Kaizen status '\(text)'") }
-                return parsed
-            } ?? .inProgress
-            for organization in organizations {
-                guard let index = kaizen.organizations.firstIndex(where: { $0.organization.id == organization.id }) else { continue }
-                for _ in 0..<count {
-                    let execution = KaizenStore.makeExecution(
-                        in: kaizen.organizations[index], status: kaizenStatus, startTime: time, now: max(now, time), random: &kaizen.random
-                    )
-                    kaizen.organizations[index].executions.append(execution)
-                    inserted.append(InsertedExecution(organizationID: organization.id, id: execution.id))
-                }
+            let kaizenStatus = try KaizenStatus.named(status, default: .inProgress, provider: provider)
+            return kaizen.insert(count: count, into: organizations) { data, random in
+                KaizenStore.makeExecution(in: data, status: kaizenStatus, startTime: time, now: max(now, time), random: &random)
             }
         case .kapso:
-            let kapsoStatus = try status.map { text throws(SimulatorControlError) -> KapsoStatus in
-                guard let parsed = KapsoStatus(rawValue: text) else { throw SimulatorControlError("unknown Kapso status '\(text)'") }
-                return parsed
-            } ?? .running
+            let kapsoStatus = try KapsoStatus.named(status, default: .running, provider: provider)
+            // Kapso's instants are whole seconds.
             let seconds = time - ((time % 1000) + 1000) % 1000
-            for organization in organizations {
-                guard let index = kapso.organizations.firstIndex(where: { $0.organization.id == organization.id }) else { continue }
-                for _ in 0..<count {
-                    let workflows = kapso.organizations[index].workflows
-                    let workflow = kapso.random.pick(workflows)
-                    let execution = KapsoStore.makeExecution(
-                        organizationID: organization.id, workflow: workflow, status: kapsoStatus, startedAt: seconds,
-                        now: max(now, seconds), random: &kapso.random
-                    )
-                    kapso.organizations[index].executions.append(execution)
-                    inserted.append(InsertedExecution(organizationID: organization.id, id: execution.id))
-                }
+            return kapso.insert(count: count, into: organizations) { data, random in
+                let workflow = random.pick(data.workflows)
+                return KapsoStore.makeExecution(
+                    organizationID: data.organization.id, workflow: workflow, status: kapsoStatus, startedAt: seconds,
+                    now: max(now, seconds), random: &random
+                )
             }
         case .b3os:
-            let b3osStatus = try status.map { text throws(SimulatorControlError) -> B3OSStatus in
-                guard let parsed = B3OSStatus(rawValue: text) else { throw SimulatorControlError("unknown B3OS status '\(text)'") }
-                return parsed
-            } ?? .workflowRunning
-            for organization in organizations {
-                guard let index = b3os.organizations.firstIndex(where: { $0.organization.id == organization.id }) else { continue }
-                for _ in 0..<count {
-                    let workflowID = b3os.random.pick(b3os.organizations[index].workflowIDs)
-                    let execution = B3OSStore.makeExecution(
-                        organizationID: organization.id, workflowID: workflowID, status: b3osStatus, createdAt: time,
-                        now: max(now, time), random: &b3os.random
-                    )
-                    b3os.organizations[index].executions.append(execution)
-                    inserted.append(InsertedExecution(organizationID: organization.id, id: execution.id))
-                }
+            let b3osStatus = try B3OSStatus.named(status, default: .workflowRunning, provider: provider)
+            return b3os.insert(count: count, into: organizations) { data, random in
+                let workflowID = random.pick(data.workflowIDs)
+                return B3OSStore.makeExecution(
+                    organizationID: data.organization.id, workflowID: workflowID, status: b3osStatus, createdAt: time,
+                    now: max(now, time), random: &random
+                )
             }
         }
-        return inserted
     }
 
     /// Finishes running executions (or exactly the unfinished ones named by `ids`).
     mutating func finish(provider: SimulatedProvider, ids: [String]?, outcome: FinishOutcome, now: Int64) -> [String] {
-        var finished: [String] = []
         switch provider {
         case .kaizen:
-            for organization in kaizen.organizations.indices {
-                for index in kaizen.organizations[organization].executions.indices {
-                    let execution = kaizen.organizations[organization].executions[index]
-                    let selected = ids.map { $0.contains(execution.id) && !execution.status.isFinished } ?? (execution.status == .inProgress)
-                    guard selected else { continue }
-                    kaizen.organizations[organization].executions[index].finish(
-                        as: outcome == .succeeded ? .completed : .failed, at: now, random: &kaizen.random
-                    )
-                    finished.append(execution.id)
-                }
+            return kaizen.finish(ids: ids, runningStatus: .inProgress) { execution, random in
+                execution.finish(as: outcome == .succeeded ? .completed : .failed, at: now, random: &random)
             }
         case .kapso:
             let seconds = now - ((now % 1000) + 1000) % 1000
-            for organization in kapso.organizations.indices {
-                for index in kapso.organizations[organization].executions.indices {
-                    let execution = kapso.organizations[organization].executions[index]
-                    let selected = ids.map { $0.contains(execution.id) && !execution.status.isFinished } ?? (execution.status == .running)
-                    guard selected else { continue }
-                    kapso.organizations[organization].executions[index].finish(
-                        as: outcome == .succeeded ? .ended : .failed, at: seconds, random: &kapso.random
-                    )
-                    finished.append(execution.id)
-                }
+            return kapso.finish(ids: ids, runningStatus: .running) { execution, random in
+                execution.finish(as: outcome == .succeeded ? .ended : .failed, at: seconds, random: &random)
             }
         case .b3os:
-            for organization in b3os.organizations.indices {
-                for index in b3os.organizations[organization].executions.indices {
-                    let execution = b3os.organizations[organization].executions[index]
-                    let selected = ids.map { $0.contains(execution.id) && !execution.status.isFinished } ?? (execution.status == .workflowRunning)
-                    guard selected else { continue }
-                    if !execution.status.hasStarted {
-                        b3os.organizations[organization].executions[index].advance(to: .workflowRunning, at: now, random: &b3os.random)
-                    }
-                    b3os.organizations[organization].executions[index].advance(
-                        to: outcome == .succeeded ? .workflowSucceeded : .workflowFailed, at: now, random: &b3os.random
-                    )
-                    finished.append(execution.id)
-                }
+            return b3os.finish(ids: ids, runningStatus: .workflowRunning) { execution, random in
+                if !execution.status.hasStarted { execution.advance(to: .workflowRunning, at: now, random: &random) }
+                execution.advance(to: outcome == .succeeded ? .workflowSucceeded : .workflowFailed, at: now, random: &random)
             }
         }
-        return finished
     }
 
     /// Execution ids in the order the provider's list returns them (newest first, ties by id).
     func executionIDs(provider: SimulatedProvider, organizationID: String) -> [String] {
         switch provider {
-        case .kaizen:
-            kaizen.executions(of: organizationID)
-                .sorted { $0.startTime != $1.startTime ? $0.startTime > $1.startTime : $0.id > $1.id }.map(\.id)
-        case .kapso:
-            (kapso.organization(organizationID)?.executions ?? []).sorted { $0.sortKey > $1.sortKey }.map(\.id)
-        case .b3os:
-            b3os.executions(of: organizationID).sorted { $0.sortKey > $1.sortKey }.map(\.id)
+        case .kaizen: kaizen.executions(of: organizationID).newestFirst().map(\.id)
+        case .kapso: kapso.executions(of: organizationID).newestFirst().map(\.id)
+        case .b3os: b3os.executions(of: organizationID).newestFirst().map(\.id)
         }
     }
 
     func workflowIDs(provider: SimulatedProvider, organizationID: String) -> [String] {
         switch provider {
-        case .kaizen: kaizen.organizations.first { $0.organization.id == organizationID }?.workflows.map(\.id) ?? []
+        case .kaizen: kaizen.organization(organizationID)?.workflows.map(\.id) ?? []
         case .kapso: kapso.organization(organizationID)?.workflows.map(\.id) ?? []
-        case .b3os: b3os.organizations.first { $0.organization.id == organizationID }?.workflowIDs ?? []
+        case .b3os: b3os.organization(organizationID)?.workflowIDs ?? []
         }
     }
 }
