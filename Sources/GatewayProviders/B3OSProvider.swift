@@ -33,14 +33,10 @@ public struct B3OSProvider: UpstreamBackedProvider {
         limit: Int,
         call: UpstreamCallContext
     ) async throws(ProviderError) -> ProviderPage {
-        guard limit > 0 else { return ProviderPage(executions: [], exhausted: false, cache: .hit) }
+        guard limit > 0 else { return .nothingRequested }
         // B3OS has no test runs; every unified status but `paused` has a B3OS counterpart.
-        if filter.isUnsatisfiable || filter.isTest == true {
-            return ProviderPage(executions: [], exhausted: true, cache: .hit)
-        }
-        if let statuses = filter.statuses, statuses.allSatisfy({ Self.nativeStatuses(for: $0).isEmpty }) {
-            return ProviderPage(executions: [], exhausted: true, cache: .hit)
-        }
+        if filter.isUnsatisfiable || filter.isTest == true { return .noMatches() }
+        if let statuses = filter.statuses, statuses.allSatisfy({ Self.nativeStatuses(for: $0).isEmpty }) { return .noMatches() }
         let boundary = filter.effectiveBoundary(after: position)
         let source = B3OSListingSource(
             provider: self, boundaryInstant: boundary?.createdAt, offsetHint: position?.offsetHint,
@@ -57,10 +53,10 @@ public struct B3OSProvider: UpstreamBackedProvider {
 
     func window(at offset: Int, call: UpstreamCallContext) async throws(ProviderError) -> Fetched<Window> {
         let request = ProviderRequest(
-            path: "/v1/executions", query: [("limit", String(Self.windowSize)), ("offset", String(offset))], purpose: .list
+            path: "/v1/executions", query: [("limit", String(Self.windowSize)), ("offset", String(offset))]
         )
         let name = self.name
-        return try await fetcher.fetch(
+        return try await fetcher.fetchListing(
             request, call: call,
             decode: { json throws(ProviderError) in
                 let data = try Self.envelopeData(json, what: "the list answer")
@@ -76,8 +72,7 @@ public struct B3OSProvider: UpstreamBackedProvider {
                 }
                 let hasMore = data.bool("hasMore") ?? (items.count >= Self.windowSize)
                 return Window(executions: executions, hasMore: hasMore && !items.isEmpty)
-            },
-            ttl: { [policy = fetcher.cachePolicy] _ in policy.listTTLNanoseconds }
+            }
         )
     }
 
@@ -91,18 +86,16 @@ public struct B3OSProvider: UpstreamBackedProvider {
     // MARK: - Detail
 
     public func detail(of providerExecutionID: String, call: UpstreamCallContext) async throws(ProviderError) -> ExecutionDetail {
-        let request = ProviderRequest(path: "/v1/executions/" + percentEncode(providerExecutionID), purpose: .detail)
+        let request = ProviderRequest(path: "/v1/executions/" + percentEncode(providerExecutionID))
         let name = self.name
-        let fetched = try await fetcher.fetch(
+        let fetched = try await fetcher.fetchDetail(
             request, call: call,
             decode: { json throws(ProviderError) in
                 let data = try Self.envelopeData(json, what: "the detail answer")
-                guard let record = data["execution"], record.objectValue != nil else {
-                    throw .malformedResponse(reason: "the detail answer has no 'data.execution' object")
-                }
+                let record = try data.requiredRecord("execution", in: "the detail answer", path: "data.execution")
                 return (try Self.execution(from: record, provider: name), JSONValue.object(data))
             },
-            ttl: { [policy = fetcher.cachePolicy] decoded in policy.detailTTLNanoseconds(for: decoded.0.status) }
+            status: { decoded in decoded.0.status }
         )
         let (execution, record) = fetched.value
         return ExecutionDetail(

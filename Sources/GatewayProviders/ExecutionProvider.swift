@@ -68,6 +68,16 @@ public struct ProviderPage: Sendable {
     }
 }
 
+extension ProviderPage {
+    /// The answer to a request for zero executions: no call made, and nothing known about what follows.
+    static let nothingRequested = ProviderPage(executions: [], exhausted: false, cache: .hit)
+
+    /// The provider holds nothing that can match; `cache` says how that was learned (`.hit`: without a call).
+    static func noMatches(cache: CacheDisposition = .hit) -> ProviderPage {
+        ProviderPage(executions: [], exhausted: true, cache: cache)
+    }
+}
+
 /// A provider's detail record and the joinable parts of it.
 public struct ExecutionDetail: Sendable {
     /// The execution as the detail record describes it.

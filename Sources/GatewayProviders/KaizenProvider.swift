@@ -26,10 +26,8 @@ public struct KaizenProvider: UpstreamBackedProvider {
         limit: Int,
         call: UpstreamCallContext
     ) async throws(ProviderError) -> ProviderPage {
-        guard limit > 0 else { return ProviderPage(executions: [], exhausted: false, cache: .hit) }
-        guard let body = listBody(for: filter) else {
-            return ProviderPage(executions: [], exhausted: true, cache: .hit)
-        }
+        guard limit > 0 else { return .nothingRequested }
+        guard let body = listBody(for: filter) else { return .noMatches() }
         let source = KaizenListSource(provider: self, body: body, call: call)
         return try await KeysetMerge.page(
             sources: [source], after: filter.effectiveBoundary(after: position), filter: filter, limit: limit
@@ -56,9 +54,9 @@ public struct KaizenProvider: UpstreamBackedProvider {
     }
 
     func list(body: JSONValue, call: UpstreamCallContext) async throws(ProviderError) -> Fetched<[UnifiedExecution]> {
-        let request = ProviderRequest(method: .post, path: "/executions/list", jsonBody: body, purpose: .list)
+        let request = ProviderRequest(method: .post, path: "/executions/list", jsonBody: body)
         let name = self.name
-        return try await fetcher.fetch(
+        return try await fetcher.fetchListing(
             request, call: call,
             decode: { json throws(ProviderError) in
                 let root = try json.requiredObject("the list answer")
@@ -71,28 +69,22 @@ public struct KaizenProvider: UpstreamBackedProvider {
                     executions.append(try Self.execution(from: item, provider: name))
                 }
                 return executions
-            },
-            ttl: { [policy = fetcher.cachePolicy] _ in policy.listTTLNanoseconds }
+            }
         )
     }
 
     // MARK: - Detail
 
     public func detail(of providerExecutionID: String, call: UpstreamCallContext) async throws(ProviderError) -> ExecutionDetail {
-        let request = ProviderRequest(
-            method: .post, path: "/executions/get", jsonBody: ["id": .string(providerExecutionID)], purpose: .detail
-        )
+        let request = ProviderRequest(method: .post, path: "/executions/get", jsonBody: ["id": .string(providerExecutionID)])
         let name = self.name
-        let fetched = try await fetcher.fetch(
+        let fetched = try await fetcher.fetchDetail(
             request, call: call,
             decode: { json throws(ProviderError) in
-                let root = try json.requiredObject("the detail answer")
-                guard let record = root["execution"], record.objectValue != nil else {
-                    throw .malformedResponse(reason: "the detail answer has no 'execution' object")
-                }
+                let record = try json.requiredObject("the detail answer").requiredRecord("execution", in: "the detail answer")
                 return try Self.execution(from: record, provider: name)
             },
-            ttl: { [policy = fetcher.cachePolicy] execution in policy.detailTTLNanoseconds(for: execution.status) }
+            status: \.status
         )
         let execution = fetched.value
         let record = execution.raw
@@ -137,9 +129,6 @@ public struct KaizenProvider: UpstreamBackedProvider {
         let startTime = try record.requiredTimestamp("startTime", of: id)
         let providerStatus = record.string("status")
         let status = providerStatus.flatMap(unifiedStatus(for:))
-        let workflow = record.object("workflow").flatMap { object in
-            object.string("id").map { WorkflowReference(id: $0, name: object.string("name")) }
-        }
         // Only a finished execution has ended; its end time is Kaizen's.
         let isFinished = providerStatus == "Completed" || providerStatus == "Failed"
         let endedAt = isFinished ? record.timestamp("endTime") : nil
@@ -147,7 +136,7 @@ public struct KaizenProvider: UpstreamBackedProvider {
         return UnifiedExecution(
             provider: provider,
             providerExecutionID: id,
-            workflow: workflow,
+            workflow: record.workflowReference("workflow"),
             name: record.string("name"),
             status: status,
             providerStatus: providerStatus,

@@ -47,15 +47,13 @@ public struct KapsoProvider: UpstreamBackedProvider {
         limit: Int,
         call: UpstreamCallContext
     ) async throws(ProviderError) -> ProviderPage {
-        guard limit > 0 else { return ProviderPage(executions: [], exhausted: false, cache: .hit) }
+        guard limit > 0 else { return .nothingRequested }
         // Kapso has no test runs: isTest=true matches nothing of it.
-        if filter.isUnsatisfiable || filter.isTest == true {
-            return ProviderPage(executions: [], exhausted: true, cache: .hit)
-        }
+        if filter.isUnsatisfiable || filter.isTest == true { return .noMatches() }
         var nativeStatus: String?
         if let statuses = filter.statuses {
             let native = Set(statuses.flatMap(Self.nativeStatuses(for:)))
-            if native.isEmpty { return ProviderPage(executions: [], exhausted: true, cache: .hit) }
+            if native.isEmpty { return .noMatches() }
             if native.count == 1 { nativeStatus = native.first }
         }
 
@@ -69,7 +67,7 @@ public struct KapsoProvider: UpstreamBackedProvider {
             workflowIDs = configuredWorkflowIDs
         }
         if let wanted = filter.workflowID { workflowIDs = workflowIDs.contains(wanted) ? [wanted] : [] }
-        if workflowIDs.isEmpty { return ProviderPage(executions: [], exhausted: true, cache: cache) }
+        if workflowIDs.isEmpty { return .noMatches(cache: cache) }
 
         var createdBefore = filter.createdBefore
         if let instant = position?.last.createdAt, createdBefore.map({ instant < $0 }) ?? true { createdBefore = instant }
@@ -116,10 +114,9 @@ public struct KapsoProvider: UpstreamBackedProvider {
 
     private func workflowListPage(number: Int?, call: UpstreamCallContext) async throws(ProviderError) -> Fetched<WorkflowListPage> {
         let query: [(name: String, value: String)] = number.map { [("page", String($0))] } ?? []
-        return try await fetcher.fetch(
-            ProviderRequest(path: "/workflows", query: query, purpose: .list), call: call,
-            decode: { json throws(ProviderError) in try Self.workflowListPage(json) },
-            ttl: { [policy = fetcher.cachePolicy] _ in policy.listTTLNanoseconds }
+        return try await fetcher.fetchListing(
+            ProviderRequest(path: "/workflows", query: query), call: call,
+            decode: { json throws(ProviderError) in try Self.workflowListPage(json) }
         )
     }
 
@@ -147,10 +144,10 @@ public struct KapsoProvider: UpstreamBackedProvider {
     func workflowPage(
         workflowID: String, query: [(name: String, value: String)], nativeStatus: String?, call: UpstreamCallContext
     ) async throws(ProviderError) -> Fetched<WorkflowPage> {
-        let request = ProviderRequest(path: "/workflows/" + percentEncode(workflowID) + "/executions", query: query, purpose: .list)
+        let request = ProviderRequest(path: "/workflows/" + percentEncode(workflowID) + "/executions", query: query)
         let name = self.name
         do throws(ProviderError) {
-            return try await fetcher.fetch(
+            return try await fetcher.fetchListing(
                 request, call: call,
                 decode: { json throws(ProviderError) in
                     let root = try json.requiredObject("a workflow's executions")
@@ -163,8 +160,7 @@ public struct KapsoProvider: UpstreamBackedProvider {
                         executions.append(try Self.execution(from: item, provider: name, listedUnderStatus: nativeStatus))
                     }
                     return WorkflowPage(executions: executions, nextCursor: Self.nextCursor(root["paging"], pageIsEmpty: items.isEmpty))
-                },
-                ttl: { [policy = fetcher.cachePolicy] _ in policy.listTTLNanoseconds }
+                }
             )
         } catch .upstreamStatus(status: 404, _) {
             if reportedMissingWorkflows.firstReport(of: workflowID) {
@@ -189,18 +185,15 @@ public struct KapsoProvider: UpstreamBackedProvider {
     // MARK: - Detail
 
     public func detail(of providerExecutionID: String, call: UpstreamCallContext) async throws(ProviderError) -> ExecutionDetail {
-        let request = ProviderRequest(path: "/workflow_executions/" + percentEncode(providerExecutionID), purpose: .detail)
+        let request = ProviderRequest(path: "/workflow_executions/" + percentEncode(providerExecutionID))
         let name = self.name
-        let fetched = try await fetcher.fetch(
+        let fetched = try await fetcher.fetchDetail(
             request, call: call,
             decode: { json throws(ProviderError) in
-                let root = try json.requiredObject("the detail answer")
-                guard let record = root["data"], record.objectValue != nil else {
-                    throw .malformedResponse(reason: "the detail answer has no 'data' object")
-                }
+                let record = try json.requiredObject("the detail answer").requiredRecord("data", in: "the detail answer")
                 return try Self.execution(from: record, provider: name, listedUnderStatus: nil)
             },
-            ttl: { [policy = fetcher.cachePolicy] execution in policy.detailTTLNanoseconds(for: execution.status) }
+            status: \.status
         )
         let record = fetched.value.raw
         return ExecutionDetail(
@@ -238,13 +231,10 @@ public struct KapsoProvider: UpstreamBackedProvider {
         let startedAt = try record.requiredTimestamp("started_at", of: id)
         let endedAt = record.timestamp("ended_at")
         let providerStatus = record.string("status") ?? listedUnderStatus
-        let workflow = record.object("workflow").flatMap { object in
-            object.string("id").map { WorkflowReference(id: $0, name: object.string("name")) }
-        }
         return UnifiedExecution(
             provider: provider,
             providerExecutionID: id,
-            workflow: workflow,
+            workflow: record.workflowReference("workflow"),
             name: nil,
             status: providerStatus.flatMap(unifiedStatus(for:)),
             providerStatus: providerStatus,

@@ -108,27 +108,27 @@ public struct ProviderFetchStatistics: Sendable, Equatable {
 /// One upstream read as an adapter describes it; the fetcher adds base URL, credential and
 /// correlation headers.
 struct ProviderRequest: Sendable {
-    enum Purpose: Sendable {
-        /// A listing: 404 is an error status like any other.
-        case list
-        /// One execution's record: 404 means the provider does not know the id.
-        case detail
-    }
-
     var method: HTTPMethod
     /// Starts with `/`; path segments taken from data must already be percent-encoded.
     var path: String
     var query: [(name: String, value: String)]
     var jsonBody: JSONValue?
-    var purpose: Purpose
 
-    init(method: HTTPMethod = .get, path: String, query: [(name: String, value: String)] = [], jsonBody: JSONValue? = nil, purpose: Purpose) {
+    init(method: HTTPMethod = .get, path: String, query: [(name: String, value: String)] = [], jsonBody: JSONValue? = nil) {
         self.method = method
         self.path = path
         self.query = query
         self.jsonBody = jsonBody
-        self.purpose = purpose
     }
+}
+
+/// What an upstream read is for, which decides how long its answer stays fresh and what a 404 means.
+enum ReadPurpose: Sendable {
+    /// A listing: fresh for the list TTL; 404 is an error status like any other.
+    case list
+    /// One execution's record: fresh for the detail TTL of its status; 404 means the provider
+    /// does not know the id.
+    case detail
 }
 
 /// A decoded upstream answer and how it was obtained.
@@ -184,11 +184,34 @@ public final class ProviderFetcher: Sendable {
 
     // MARK: - Fetching
 
-    /// Reads `request` through the cache. `decode` turns the JSON into what the adapter needs and
-    /// throws for a shape it cannot read (the answer is then not cached); `ttl` picks the freshness
-    /// of a decoded answer.
-    func fetch<Value: Sendable>(
+    /// Reads a listing (Kaizen's list, a Kapso workflow page or workflow list, a B3OS window)
+    /// through the cache. `decode` turns the JSON into what the adapter needs and throws for a
+    /// shape it cannot read (the answer is then not cached).
+    func fetchListing<Value: Sendable>(
         _ request: ProviderRequest,
+        call: UpstreamCallContext,
+        decode: @escaping @Sendable (JSONValue) throws(ProviderError) -> Value
+    ) async throws(ProviderError) -> Fetched<Value> {
+        try await fetch(request, purpose: .list, call: call, decode: decode, ttl: { [policy = cachePolicy] _ in policy.listTTLNanoseconds })
+    }
+
+    /// Reads one execution's record through the cache, fresh for as long as the `status` of the
+    /// decoded record allows (a finished execution no longer changes).
+    func fetchDetail<Value: Sendable>(
+        _ request: ProviderRequest,
+        call: UpstreamCallContext,
+        decode: @escaping @Sendable (JSONValue) throws(ProviderError) -> Value,
+        status: @escaping @Sendable (Value) -> ExecutionStatus?
+    ) async throws(ProviderError) -> Fetched<Value> {
+        try await fetch(request, purpose: .detail, call: call, decode: decode, ttl: { [policy = cachePolicy] value in
+            policy.detailTTLNanoseconds(for: status(value))
+        })
+    }
+
+    /// `ttl` picks the freshness of a decoded answer.
+    private func fetch<Value: Sendable>(
+        _ request: ProviderRequest,
+        purpose: ReadPurpose,
         call: UpstreamCallContext,
         decode: @escaping @Sendable (JSONValue) throws(ProviderError) -> Value,
         ttl: @escaping @Sendable (Value) -> UInt64
@@ -222,7 +245,7 @@ public final class ProviderFetcher: Sendable {
             result = try await cache.fetch(
                 key: key, staleIfErrorNanoseconds: cachePolicy.staleIfErrorNanoseconds, bypassCache: call.bypassCache
             ) { [self] in
-                let response = try await self.send(outbound, options: options, purpose: request.purpose)
+                let response = try await self.send(outbound, options: options, purpose: purpose)
                 let json: JSONValue
                 do throws(JSONParseError) {
                     json = try JSONParser.parse(response.body)
@@ -282,7 +305,7 @@ public final class ProviderFetcher: Sendable {
     }
 
     /// One call through the endpoint, with accounting and error mapping. Throws `ProviderError`.
-    private func send(_ request: UpstreamRequest, options: UpstreamCallOptions, purpose: ProviderRequest.Purpose) async throws -> UpstreamResponse {
+    private func send(_ request: UpstreamRequest, options: UpstreamCallOptions, purpose: ReadPurpose) async throws -> UpstreamResponse {
         do throws(UpstreamError) {
             let response = try await endpoint.execute(request, options: options)
             Self.upstreamCallCounter?.increment()
@@ -347,7 +370,7 @@ public final class ProviderFetcher: Sendable {
     // MARK: - Errors
 
     /// Never carries upstream bodies or headers into the error: they may echo the credential.
-    func mapError(_ error: UpstreamError, purpose: ProviderRequest.Purpose) -> ProviderError {
+    func mapError(_ error: UpstreamError, purpose: ReadPurpose) -> ProviderError {
         switch error {
         case .timeout:
             return .timeout

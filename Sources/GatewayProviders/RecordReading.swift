@@ -25,6 +25,21 @@ extension JSONObject {
         self[key]?.objectValue
     }
 
+    /// A workflow given as `{"id", "name"}` (Kaizen, Kapso); nil without an id.
+    func workflowReference(_ key: String) -> WorkflowReference? {
+        guard let workflow = object(key), let id = workflow.string("id") else { return nil }
+        return WorkflowReference(id: id, name: workflow.string("name"))
+    }
+
+    /// The object under `key`, kept as the provider sent it (detail records pass through raw);
+    /// `path` names it as the answer nests it.
+    func requiredRecord(_ key: String, in what: String, path: String? = nil) throws(ProviderError) -> JSONValue {
+        guard let record = self[key], record.objectValue != nil else {
+            throw .malformedResponse(reason: "\(what) has no '\(path ?? key)' object")
+        }
+        return record
+    }
+
     func requiredID(_ key: String, in what: String) throws(ProviderError) -> String {
         guard let id = string(key) else {
             throw .malformedResponse(reason: "\(what) without a string '\(key)'")
