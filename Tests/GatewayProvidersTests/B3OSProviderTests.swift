@@ -167,12 +167,7 @@ import Testing
                 ("createdBefore", ExecutionFilter(createdBefore: sample.createdAt)),
                 ("both", ExecutionFilter(statuses: [.succeeded], createdAfter: all[70].createdAt, createdBefore: all[10].createdAt)),
             ]
-            for (label, filter) in filters {
-                let expected = all.filter(filter.matches)
-                #expect(!expected.isEmpty, "\(label) should select something")
-                let walked = try await provider.walk(filter: filter, limit: 10, call: call)
-                #expect(walked.map(\.id) == expected.map(\.id), "\(label)")
-            }
+            try await provider.expectWalksShowWhatEachFilterMatches(filters, in: all, limit: 10, call: call)
         }
     }
 
@@ -209,12 +204,7 @@ import Testing
                     ExecutionSortKey(createdAt: pivot.createdAt, id: "a:1"),
                     ExecutionSortKey(createdAt: Timestamp(nanosecondsSinceEpoch: pivot.createdAt.nanosecondsSinceEpoch - 1), id: "kaizen:x"),
                 ] {
-                    let page = try await provider.executions(
-                        matching: ExecutionFilter(), after: ProviderPosition(last: foreign, offsetHint: index), limit: 4, call: call
-                    )
-                    let remaining = all.filter { foreign.precedes($0.sortKey) }
-                    #expect(page.executions.map(\.id) == remaining.prefix(4).map(\.id), "after \(foreign)")
-                    #expect(page.exhausted == (remaining.count <= 4))
+                    try await provider.expectPageAfter(ProviderPosition(last: foreign, offsetHint: index), in: all, limit: 4, call: call)
                 }
             }
         }

@@ -125,12 +125,7 @@ import Testing
                 ("createdBefore", ExecutionFilter(createdBefore: sample.createdAt)),
                 ("both bounds", ExecutionFilter(createdAfter: all[all.count - 5].createdAt, createdBefore: all[4].createdAt)),
             ]
-            for (label, filter) in filters {
-                let expected = all.filter(filter.matches)
-                #expect(!expected.isEmpty, "\(label) should select something")
-                let walked = try await provider.walk(filter: filter, limit: 7, call: call)
-                #expect(walked.map(\.id) == expected.map(\.id), "\(label)")
-            }
+            try await provider.expectWalksShowWhatEachFilterMatches(filters, in: all, limit: 7, call: call)
         }
     }
 
@@ -210,10 +205,7 @@ import Testing
                     // Kaizen's milliseconds between Kapso's whole seconds.
                     ExecutionSortKey(createdAt: Timestamp(nanosecondsSinceEpoch: pivot.createdAt.nanosecondsSinceEpoch + 500_000_000), id: "kaizen:ex"),
                 ] {
-                    let page = try await provider.executions(matching: ExecutionFilter(), after: ProviderPosition(last: foreign), limit: 6, call: call)
-                    let remaining = all.filter { foreign.precedes($0.sortKey) }
-                    #expect(page.executions.map(\.id) == remaining.prefix(6).map(\.id), "after \(foreign)")
-                    #expect(page.exhausted == (remaining.count <= 6))
+                    try await provider.expectPageAfter(ProviderPosition(last: foreign), in: all, limit: 6, call: call)
                 }
             }
         }

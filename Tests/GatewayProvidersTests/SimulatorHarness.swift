@@ -256,6 +256,34 @@ extension ExecutionProvider {
     }
 }
 
+extension ExecutionProvider {
+    /// Walking with each filter shows exactly the executions of `all` that the shared filter
+    /// matches, in order, and each filter selects something (or it would prove nothing).
+    func expectWalksShowWhatEachFilterMatches(
+        _ filters: [(label: String, filter: ExecutionFilter)], in all: [UnifiedExecution], limit: Int, call: UpstreamCallContext,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        for (label, filter) in filters {
+            let expected = all.filter(filter.matches)
+            #expect(!expected.isEmpty, "\(label) should select something", sourceLocation: sourceLocation)
+            let walked = try await walk(filter: filter, limit: limit, call: call)
+            #expect(walked.map(\.id) == expected.map(\.id), "\(label)", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// The page after `position` (another provider's execution, say) holds the next `limit` of
+    /// `all` after it, and is exhausted exactly when nothing else remains.
+    func expectPageAfter(
+        _ position: ProviderPosition, in all: [UnifiedExecution], limit: Int, call: UpstreamCallContext,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let page = try await executions(matching: ExecutionFilter(), after: position, limit: limit, call: call)
+        let remaining = all.filter { position.last.precedes($0.sortKey) }
+        #expect(page.executions.map(\.id) == remaining.prefix(limit).map(\.id), "after \(position.last)", sourceLocation: sourceLocation)
+        #expect(page.exhausted == (remaining.count <= limit), sourceLocation: sourceLocation)
+    }
+}
+
 /// Checks one page's own invariants: bounded, strictly ordered.
 func expectPageInvariants(_ page: ProviderPage, limit: Int) -> Bool {
     guard page.executions.count <= limit else { return false }
