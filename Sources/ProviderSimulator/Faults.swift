@@ -190,20 +190,13 @@ extension SimulatedFault {
             throw SimulatorControlError("unknown fault kind '\(kindName)'")
         }
         var endpoint: SimulatedEndpoint?
-        if let name = object["endpoint"], !name.isNull {
-            guard let text = name.stringValue else { throw SimulatorControlError("'endpoint' must be a string") }
-            if text != "any" {
-                guard let parsed = SimulatedEndpoint(rawValue: text) else {
-                    throw SimulatorControlError("unknown endpoint '\(text)': list, detail, workflows, other or any")
-                }
-                endpoint = parsed
+        if let text = try object.optionalString("endpoint"), text != "any" {
+            guard let parsed = SimulatedEndpoint(rawValue: text) else {
+                throw SimulatorControlError("unknown endpoint '\(text)': list, detail, workflows, other or any")
             }
+            endpoint = parsed
         }
-        var credential: String?
-        if let value = object["credential"], !value.isNull {
-            guard let text = value.stringValue else { throw SimulatorControlError("'credential' must be a string") }
-            credential = text
-        }
+        let credential = try object.optionalString("credential")
         let fromCall = try integer("fromCall")
         let toCall = try integer("toCall")
         let count = try integer("count")

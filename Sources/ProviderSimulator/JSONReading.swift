@@ -50,6 +50,13 @@ extension JSONValue {
 
 extension JSONObject {
     var isEmpty: Bool { count == 0 }
+
+    /// A control-API field that may be absent or null and is otherwise a string.
+    func optionalString(_ key: String) throws(SimulatorControlError) -> String? {
+        guard let value = self[key], !value.isNull else { return nil }
+        guard let text = value.stringValue else { throw SimulatorControlError("'\(key)' must be a string") }
+        return text
+    }
 }
 
 extension JSONParseError {

@@ -163,12 +163,15 @@ public final class ProviderSimulator: Sendable {
                 guard !request.body.isEmpty else { return nil }
                 do throws(JSONParseError) { return try JSONValue.parseUpstreamRequest(request.body) } catch { throw SimulatorControlError("malformed JSON body: \(error.simulatorDescription)") }
             }()
+            /// The body's members; no body reads as an empty object.
+            func bodyObject() throws(SimulatorControlError) -> JSONObject {
+                guard let body else { return JSONObject() }
+                guard let object = body.objectValue else { throw SimulatorControlError("body must be a JSON object") }
+                return object
+            }
             switch action {
             case .insert:
-                let object = try body.map { value throws(SimulatorControlError) -> JSONObject in
-                    guard let object = value.objectValue else { throw SimulatorControlError("body must be a JSON object") }
-                    return object
-                } ?? JSONObject()
+                let object = try bodyObject()
                 var count = 1
                 if let value = object["count"] {
                     guard case .integer(let number) = value, let parsed = Int(exactly: number) else {
@@ -183,15 +186,14 @@ public final class ProviderSimulator: Sendable {
                     }
                     at = nanoseconds / 1_000_000
                 }
-                let organization = try optionalString(object, "organization")
-                let status = try optionalString(object, "status")
+                let organization = try object.optionalString("organization")
+                let status = try object.optionalString("status")
                 let inserted = try insertExecutions(provider: provider, count: count, organizationID: organization, atUnixMilliseconds: at, status: status)
                 return jsonResponse(.created, .object(["inserted": .array(inserted.map { item in
                     .object(["organization": .string(item.organizationID), "id": .string(item.id)])
                 })]))
             case .finish:
-                let object = body?.objectValue ?? JSONObject()
-                if body != nil && body?.objectValue == nil { throw SimulatorControlError("body must be a JSON object") }
+                let object = try bodyObject()
                 var ids: [String]?
                 if let value = object["ids"], !value.isNull {
                     guard let array = value.arrayValue else { throw SimulatorControlError("'ids' must be an array of strings") }
@@ -201,7 +203,7 @@ public final class ProviderSimulator: Sendable {
                     }
                 }
                 var outcome = FinishOutcome.succeeded
-                if let text = try optionalString(object, "outcome") {
+                if let text = try object.optionalString("outcome") {
                     guard let parsed = FinishOutcome(rawValue: text) else { throw SimulatorControlError("'outcome' must be succeeded or failed") }
                     outcome = parsed
                 }
@@ -238,12 +240,6 @@ public final class ProviderSimulator: Sendable {
         } catch {
             return jsonResponse(.badRequest, .object(["error": .string(error.message)]))
         }
-    }
-
-    private func optionalString(_ object: JSONObject, _ key: String) throws(SimulatorControlError) -> String? {
-        guard let value = object[key], !value.isNull else { return nil }
-        guard let text = value.stringValue else { throw SimulatorControlError("'\(key)' must be a string") }
-        return text
     }
 
     enum ControlAction: Sendable {
