@@ -124,7 +124,7 @@ import Testing
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         var configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 2)
-        configuration.shutdownGraceNanoseconds = 5_000_000_000
+        configuration.shutdownGraceNanoseconds = 20_000_000_000
         let server = HTTPServer(configuration: configuration, responder: testRouter(), logger: logger)
         try server.start()
         let port = server.localPort
@@ -134,7 +134,8 @@ import Testing
         #expect(await idle.readResponse()?.status == 200)
 
         let busy = try RawClient(port: port)
-        try await busy.send("GET /delay/400 HTTP/1.1\r\nHost: x\r\n\r\n")
+        // Long enough to be surely in flight when shutdown starts, even on a loaded machine.
+        try await busy.send("GET /delay/2500 HTTP/1.1\r\nHost: x\r\n\r\n")
         try await Task.sleep(nanoseconds: 100_000_000)
 
         let shutdown = Task { await server.shutdown() }
@@ -143,7 +144,7 @@ import Testing
 
         // The in-flight request completes, told that the connection closes.
         let answered = try #require(await busy.readResponse())
-        #expect(answered.text == "slept 400")
+        #expect(answered.text == "slept 2500")
         #expect(answered.header("Connection") == "close")
         // The idle keep-alive connection was closed without a response.
         let (idleBytes, idleEnd) = await idle.readUntilClose()
