@@ -6,8 +6,9 @@ public import GatewayHTTP
 /// - `HEAD` is answered by the `GET` handler when no `HEAD` handler is registered (the server
 ///   strips the body).
 /// - A path that matches with another known method gets `405` and `Allow`.
-/// - Methods the server does not know (none of RFC 9110's nor PATCH) get `501`: RFC 9110 §15.6.2
-///   keeps 501 for methods the server does not recognise, so TRACE and CONNECT are `405` too.
+/// - Methods the server does not know (none of RFC 9110's, PATCH or QUERY) get `501`: RFC 9110
+///   §15.6.2 keeps 501 for methods the server does not recognise, so TRACE, CONNECT and QUERY on a
+///   path that exists are `405` too.
 public struct Router: HTTPResponder {
     public typealias Handler = @Sendable (HTTPRequest, RequestContext) async -> HTTPResponse
 
@@ -87,8 +88,10 @@ public struct Router: HTTPResponder {
         case notFound
     }
 
-    /// RFC 9110's methods and PATCH (RFC 5789).
-    static let knownMethods: Set<HTTPMethod> = [.get, .head, .post, .put, .patch, .delete, .options, .trace, .connect]
+    /// RFC 9110's methods, PATCH (RFC 5789) and QUERY (the IETF's safe method with a body).
+    static let knownMethods: Set<HTTPMethod> = [
+        .get, .head, .post, .put, .patch, .delete, .options, .trace, .connect, HTTPMethod("QUERY"),
+    ]
 
     private func find(method: HTTPMethod, path: String) -> Match {
         let pathSegments = Router.split(path)
