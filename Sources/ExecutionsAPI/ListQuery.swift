@@ -147,8 +147,7 @@ enum ListParameterParser {
         if let createdAfter, let createdBefore, createdAfter > createdBefore {
             problems.append(.init(name: "createdAfter", reason: "must not be later than createdBefore"))
         }
-        query.filter.createdAfter = createdAfter?.asLowerBound
-        query.filter.createdBefore = createdBefore?.asUpperBound
+        (query.filter.createdAfter, query.filter.createdBefore) = CreationBound.filterBounds(after: createdAfter, before: createdBefore)
         if !problems.isEmpty { return .failure(.invalidParameters(problems)) }
         return .success(ParsedListParameters(query: query, given: given, cursor: cursor))
     }
@@ -175,18 +174,19 @@ extension Substring {
 
 /// A `createdAfter` or `createdBefore` value: any RFC 3339 date-time, years 0000 to 9999.
 ///
-/// `Timestamp` holds only instants it can render, from 1677-09-21T00:12:45Z to 2262-04-11T23:47:16Z
+/// `Timestamp` holds only instants it can render, from 1677-09-21T00:12:45Z to 2262-04-11T23:47:15Z
 /// (nanoseconds in an `Int64`), so no execution lies outside that window. A bound outside it is
-/// therefore no bound at all (an earlier `createdAfter`, a later `createdBefore`) or one that the
-/// window's end stands in for (a later `createdAfter`, an earlier `createdBefore`). Comparing two
-/// bounds uses the exact instants.
+/// therefore no bound at all (an earlier `createdAfter`, a later `createdBefore`) or one no
+/// execution can meet (a later `createdAfter`, an earlier `createdBefore`): then the filter is made
+/// unsatisfiable, so no provider is called with a date it may not take. Comparing two bounds uses
+/// the exact instants.
 struct CreationBound: Comparable {
     /// Seconds since the epoch (floored) and the fraction of the second, exact for every year.
     let seconds: Int64
     let nanoseconds: Int64
 
     static let earliest = Timestamp(nanosecondsSinceEpoch: -9_223_372_035_000_000_000)
-    static let latest = Timestamp(nanosecondsSinceEpoch: 9_223_372_036_000_000_000)
+    static let latest = Timestamp(nanosecondsSinceEpoch: 9_223_372_035_999_999_999)
 
     init?(rfc3339 text: String) {
         let bytes = Array(text.utf8)
@@ -209,21 +209,30 @@ struct CreationBound: Comparable {
         (lhs.seconds, lhs.nanoseconds) < (rhs.seconds, rhs.nanoseconds)
     }
 
-    private var timestamp: Timestamp? {
-        let earliestSeconds = Self.earliest.nanosecondsSinceEpoch / 1_000_000_000
-        let latestSeconds = Self.latest.nanosecondsSinceEpoch / 1_000_000_000
-        guard seconds >= earliestSeconds, seconds < latestSeconds else { return nil }
-        return Timestamp(nanosecondsSinceEpoch: seconds * 1_000_000_000 + nanoseconds)
+    private enum Placement { case before, within(Timestamp), after }
+
+    private var placement: Placement {
+        if seconds < Self.floorDivide(Self.earliest.nanosecondsSinceEpoch, 1_000_000_000) { return .before }
+        if seconds > Self.floorDivide(Self.latest.nanosecondsSinceEpoch, 1_000_000_000) { return .after }
+        return .within(Timestamp(nanosecondsSinceEpoch: seconds * 1_000_000_000 + nanoseconds))
     }
 
-    /// The filter's `createdAfter`: nil when the bound is before every execution.
-    var asLowerBound: Timestamp? {
-        timestamp ?? (seconds < 0 ? nil : Self.latest)
-    }
-
-    /// The filter's `createdBefore`: nil when the bound is after every execution.
-    var asUpperBound: Timestamp? {
-        timestamp ?? (seconds < 0 ? Self.earliest : nil)
+    /// The filter's `createdAfter` and `createdBefore` for these bounds (as given, ordered or not).
+    static func filterBounds(after: CreationBound?, before: CreationBound?) -> (after: Timestamp?, before: Timestamp?) {
+        let unsatisfiable = (after: Optional(latest), before: Optional(earliest))
+        var lower: Timestamp?
+        var upper: Timestamp?
+        switch after?.placement {
+        case nil, .before: lower = nil
+        case .within(let timestamp): lower = timestamp
+        case .after: return unsatisfiable
+        }
+        switch before?.placement {
+        case nil, .after: upper = nil
+        case .within(let timestamp): upper = timestamp
+        case .before: return unsatisfiable
+        }
+        return (lower, upper)
     }
 
     private static func floorDivide(_ value: Int64, _ divisor: Int64) -> Int64 {
