@@ -56,6 +56,8 @@ enum ListParameterParser {
         var given = Set<String>()
         var cursor: String?
         var searchTerms: [String] = []
+        var createdAfter: CreationBound?
+        var createdBefore: CreationBound?
 
         for item in items where !known.contains(item.name) {
             problems.append(.init(name: item.name, reason: "is not a parameter of this endpoint"))
@@ -108,8 +110,8 @@ enum ListParameterParser {
                     query.filter.workflowID = value
                 }
             case "createdAfter", "createdBefore":
-                if let timestamp = Timestamp(rfc3339: value) {
-                    if name == "createdAfter" { query.filter.createdAfter = timestamp } else { query.filter.createdBefore = timestamp }
+                if let bound = CreationBound(rfc3339: value) {
+                    if name == "createdAfter" { createdAfter = bound } else { createdBefore = bound }
                 } else {
                     problems.append(.init(name: name, reason: "must be an RFC 3339 date-time such as 2026-11-20T10:00:00Z"))
                 }
@@ -142,9 +144,10 @@ enum ListParameterParser {
             problems.append(.init(name: "q", reason: "may be repeated at most \(ListQuery.maximumSearchTerms) times"))
         }
         query.filter.searchTerms = searchTerms
-        if let after = query.filter.createdAfter, let before = query.filter.createdBefore, after > before {
+        if let createdAfter, let createdBefore, createdAfter > createdBefore {
             problems.append(.init(name: "createdAfter", reason: "must not be later than createdBefore"))
         }
+        (query.filter.createdAfter, query.filter.createdBefore) = CreationBound.filterBounds(after: createdAfter, before: createdBefore)
         if !problems.isEmpty { return .failure(.invalidParameters(problems)) }
         return .success(ParsedListParameters(query: query, given: given, cursor: cursor))
     }
@@ -166,5 +169,84 @@ extension Substring {
         while slice.first == " " { slice = slice.dropFirst() }
         while slice.last == " " { slice = slice.dropLast() }
         return slice
+    }
+}
+
+/// A `createdAfter` or `createdBefore` value: any RFC 3339 date-time, years 0000 to 9999.
+///
+/// `Timestamp` holds only instants it can render, from 1677-09-21T00:12:45Z to 2262-04-11T23:47:15Z
+/// (nanoseconds in an `Int64`), so no execution lies outside that window. A bound outside it is
+/// therefore no bound at all (an earlier `createdAfter`, a later `createdBefore`) or one no
+/// execution can meet (a later `createdAfter`, an earlier `createdBefore`): then the filter is made
+/// unsatisfiable, so no provider is called with a date it may not take. Comparing two bounds uses
+/// the exact instants.
+struct CreationBound: Comparable {
+    /// Seconds since the epoch (floored) and the fraction of the second, exact for every year.
+    let seconds: Int64
+    let nanoseconds: Int64
+
+    static let earliest = Timestamp(nanosecondsSinceEpoch: -9_223_372_035_000_000_000)
+    static let latest = Timestamp(nanosecondsSinceEpoch: 9_223_372_035_999_999_999)
+
+    init?(rfc3339 text: String) {
+        let bytes = Array(text.utf8)
+        guard bytes.count > 4, bytes[0..<4].allSatisfy({ (48...57).contains($0) }) else { return nil }
+        let year = bytes[0..<4].reduce(0) { $0 * 10 + Int($1 - 48) }
+        // The same date in a year of the same kind (leap or not) inside Timestamp's range checks the
+        // syntax and the date; the years between the two shift the instant by whole days.
+        let isLeap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+        let standInYear = isLeap ? 2000 : 2001
+        guard let shifted = Timestamp(rfc3339: String(standInYear) + String(decoding: bytes[4...], as: UTF8.self)) else {
+            return nil
+        }
+        let shiftedSeconds = Self.floorDivide(shifted.nanosecondsSinceEpoch, 1_000_000_000)
+        let days = Int64(Self.daysFromCivil(year: year) - Self.daysFromCivil(year: standInYear))
+        seconds = shiftedSeconds + days * 86_400
+        nanoseconds = shifted.nanosecondsSinceEpoch - shiftedSeconds * 1_000_000_000
+    }
+
+    static func < (lhs: CreationBound, rhs: CreationBound) -> Bool {
+        (lhs.seconds, lhs.nanoseconds) < (rhs.seconds, rhs.nanoseconds)
+    }
+
+    private enum Placement { case before, within(Timestamp), after }
+
+    private var placement: Placement {
+        if seconds < Self.floorDivide(Self.earliest.nanosecondsSinceEpoch, 1_000_000_000) { return .before }
+        if seconds > Self.floorDivide(Self.latest.nanosecondsSinceEpoch, 1_000_000_000) { return .after }
+        return .within(Timestamp(nanosecondsSinceEpoch: seconds * 1_000_000_000 + nanoseconds))
+    }
+
+    /// The filter's `createdAfter` and `createdBefore` for these bounds (as given, ordered or not).
+    static func filterBounds(after: CreationBound?, before: CreationBound?) -> (after: Timestamp?, before: Timestamp?) {
+        let unsatisfiable = (after: Optional(latest), before: Optional(earliest))
+        var lower: Timestamp?
+        var upper: Timestamp?
+        switch after?.placement {
+        case nil, .before: lower = nil
+        case .within(let timestamp): lower = timestamp
+        case .after: return unsatisfiable
+        }
+        switch before?.placement {
+        case nil, .after: upper = nil
+        case .within(let timestamp): upper = timestamp
+        case .before: return unsatisfiable
+        }
+        return (lower, upper)
+    }
+
+    private static func floorDivide(_ value: Int64, _ divisor: Int64) -> Int64 {
+        let quotient = value / divisor
+        return value % divisor < 0 ? quotient - 1 : quotient
+    }
+
+    /// Days from 1970-01-01 to January 1 of `year` (Howard Hinnant's days-from-civil).
+    private static func daysFromCivil(year: Int) -> Int {
+        let y = year - 1
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = 306  // March-based day of January 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
     }
 }

@@ -39,9 +39,12 @@ info:
 
     - Extension: `HEAD` is answered wherever `GET` is, with the same status and headers and no body.
     - Extension: a path that exists answers other methods with `405` and an `Allow` header
-      (`GET, HEAD`); a method the server does not implement at all (anything but GET, HEAD,
-      POST, PUT, PATCH, DELETE and OPTIONS) gets `501`. Both are problem+json with
+      (`GET, HEAD`); a method the server does not know at all (anything but GET, HEAD, POST,
+      PUT, PATCH, DELETE, OPTIONS, TRACE, CONNECT and QUERY) gets `501`. Both are problem+json with
       `type: about:blank`.
+    - Extension: the request target (path and query) may be at most 8192 bytes; a longer one
+      gets `414` whatever its parameters are, so long lists of long `q` terms can exceed it
+      even when each parameter is valid on its own.
     - Extension: problems about a provider name it in `provider`; problems that ask the client to
       wait carry `retryAfter` (seconds, the same value as the `Retry-After` header).
     - Extension: `providers[].exhausted` says a provider has nothing more to show for this walk.
@@ -68,7 +71,7 @@ paths:
   /executions:
     description: |
       Extension: methods other than GET and HEAD get `405` with `Allow: GET, HEAD`
-      (see the `MethodNotAllowed` response); unimplemented methods get `501`.
+      (see the `MethodNotAllowed` response); methods the server does not know get `501`.
       `/executions/` (trailing slash) is the same resource.
     get:
       operationId: listExecutions
@@ -147,6 +150,19 @@ paths:
               examples:
                 firstPage:
                   $ref: '#/components/examples/ExecutionListPage'
+          links:
+            nextPage:
+              operationId: listExecutions
+              description: |
+                The next page: `page.nextCursor` as `cursor` (the cursor carries the whole query;
+                the other parameters may be left out). There is none when `nextCursor` is null.
+              parameters:
+                cursor: $response.body#/page/nextCursor
+            firstExecution:
+              operationId: getExecution
+              description: The page's first execution with its detail fields (`data[0].id`).
+              parameters:
+                id: $response.body#/data/0/id
         '304':
           $ref: '#/components/responses/NotModifiedList'
         '400':
@@ -189,8 +205,8 @@ paths:
 
   /executions/{id}:
     description: |
-      Extension: methods other than GET and HEAD get `405` with `Allow: GET, HEAD`; unimplemented
-      methods get `501`.
+      Extension: methods other than GET and HEAD get `405` with `Allow: GET, HEAD`; methods the
+      server does not know get `501`.
     get:
       operationId: getExecution
       tags: [executions]
@@ -394,7 +410,12 @@ paths:
           content:
             application/yaml:
               schema:
-                type: string
+                description: The OpenAPI 3.1 document (a YAML mapping).
+                type: object
+                required: [openapi, info, paths]
+                properties:
+                  openapi:
+                    const: 3.1.0
 
 components:
   securitySchemes:
@@ -437,6 +458,7 @@ components:
         type: string
         minLength: 1
         maxLength: 8192
+        pattern: '^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$'
     Provider:
       name: provider
       in: query
@@ -476,15 +498,16 @@ components:
       name: createdAfter
       in: query
       description: |
-        RFC 3339 date-time (`2026-11-20T10:00:00Z`, `2026-11-20T11:00:00.5+01:00`); only
-        executions created at or after it (inclusive). Must not be later than `createdBefore`.
+        RFC 3339 date-time (`2026-11-20T10:00:00Z`, `2026-11-20T11:00:00.5+01:00`, any year
+        from 0000 to 9999); only executions created at or after it (inclusive). Must not be later
+        than `createdBefore`.
       schema:
         type: string
         format: date-time
     CreatedBefore:
       name: createdBefore
       in: query
-      description: RFC 3339 date-time; only executions created at or before it (inclusive).
+      description: RFC 3339 date-time (any year from 0000 to 9999); only executions created at or before it (inclusive).
       schema:
         type: string
         format: date-time
@@ -809,7 +832,7 @@ components:
             $ref: '#/components/schemas/Problem'
     NotImplemented:
       description: |
-        Extension: a method the server does not implement (type `about:blank`). On a path that
+        Extension: a method the server does not know (type `about:blank`). On a path that
         exists, `Allow` lists the methods it supports.
       headers:
         X-Request-Id:
@@ -822,8 +845,9 @@ components:
             $ref: '#/components/schemas/Problem'
     URITooLong:
       description: |
-        Extension: the request target is longer than the server accepts. Answered by the HTTP layer
-        before any route runs (type `about:blank`, no `requestId`); the connection is closed.
+        Extension: the request target (path and query) is longer than 8192 bytes, whatever its
+        parameters are. Answered by the HTTP layer before any route runs (type `about:blank`, no
+        `requestId`); the connection is closed.
       content:
         application/problem+json:
           schema:

@@ -5,8 +5,10 @@ public import GatewayHTTP
 ///
 /// - `HEAD` is answered by the `GET` handler when no `HEAD` handler is registered (the server
 ///   strips the body).
-/// - A path that matches with another method gets `405` and `Allow`.
-/// - Methods the server implements for no route at all get `501`.
+/// - A path that matches with another known method gets `405` and `Allow`.
+/// - Methods the server does not know (none of RFC 9110's, PATCH or QUERY) get `501`: RFC 9110
+///   §15.6.2 keeps 501 for methods the server does not recognise, so TRACE, CONNECT and QUERY on a
+///   path that exists are `405` too.
 public struct Router: HTTPResponder {
     public typealias Handler = @Sendable (HTTPRequest, RequestContext) async -> HTTPResponse
 
@@ -63,14 +65,14 @@ public struct Router: HTTPResponder {
             return await route.handler(request, context)
         case .methodNotAllowed(let allowed):
             var response = Router.defaultError(
-                status: Router.implementedMethods.contains(request.method) ? .methodNotAllowed : .notImplemented,
+                status: Router.knownMethods.contains(request.method) ? .methodNotAllowed : .notImplemented,
                 detail: "\(request.method) is not supported for \(request.path).",
                 requestID: context[RequestTraceKey.self]?.requestID
             )
             response.headers.add(name: "Allow", value: allowed.map(\.rawValue).joined(separator: ", "))
             return response
         case .notFound:
-            if !Router.implementedMethods.contains(request.method) {
+            if !Router.knownMethods.contains(request.method) {
                 return Router.defaultError(status: .notImplemented, detail: "\(request.method) is not implemented.",
                                            requestID: context[RequestTraceKey.self]?.requestID)
             }
@@ -86,7 +88,10 @@ public struct Router: HTTPResponder {
         case notFound
     }
 
-    static let implementedMethods: Set<HTTPMethod> = [.get, .head, .post, .put, .patch, .delete, .options]
+    /// RFC 9110's methods, PATCH (RFC 5789) and QUERY (the IETF's safe method with a body).
+    static let knownMethods: Set<HTTPMethod> = [
+        .get, .head, .post, .put, .patch, .delete, .options, .trace, .connect, HTTPMethod("QUERY"),
+    ]
 
     private func find(method: HTTPMethod, path: String) -> Match {
         let pathSegments = Router.split(path)

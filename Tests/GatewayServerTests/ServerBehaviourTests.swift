@@ -96,6 +96,27 @@ import Testing
         }
     }
 
+    /// RFC 9110 §15.6.2 keeps 501 for methods the server does not recognise; TRACE and QUERY are ones
+    /// it knows and does not allow here (found by Schemathesis, which counts 501 as a server error).
+    @Test func knownMethodsWithoutARouteAreNotAllowedRatherThanNotImplemented() async throws {
+        try await withServer { server in
+            let client = try RawClient(port: server.localPort)
+            try await client.send("TRACE /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            let trace = try #require(await client.readResponse())
+            #expect(trace.status == 405)
+            #expect(trace.header("Allow") == "GET, HEAD")
+            #expect(trace.header("Content-Type") == "application/problem+json")
+
+            try await client.send("QUERY /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            let query = try #require(await client.readResponse())
+            #expect(query.status == 405)
+            #expect(query.header("Allow") == "GET, HEAD")
+
+            try await client.send("TRACE /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await client.readResponse()?.status == 404)
+        }
+    }
+
     @Test func echoesBodiesAndRefusesOversizedOnes() async throws {
         var configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1)
         configuration.parserLimits.maxBodyBytes = 1_000
