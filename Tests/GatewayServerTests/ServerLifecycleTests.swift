@@ -8,8 +8,8 @@ import Testing
     static func quickTimeouts() -> HTTPServerConfiguration {
         var configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1)
         // Long enough that a loaded CI machine serves the well-behaved clients in time.
-        configuration.headerTimeoutNanoseconds = 1_000_000_000
-        configuration.idleTimeoutNanoseconds = 1_000_000_000
+        configuration.headerTimeoutNanoseconds = 2_000_000_000
+        configuration.idleTimeoutNanoseconds = 2_000_000_000
         configuration.writeTimeoutNanoseconds = 300_000_000
         configuration.lingerNanoseconds = 200_000_000
         return configuration
