@@ -38,6 +38,33 @@ struct CursorCodec: Sendable {
         key = Array(secret.utf8)
     }
 
+    /// The longest cursor the gateway hands out: `/executions?cursor=<it>` must fit the server's
+    /// 8 KiB request-target limit, or the client could never ask for the next page.
+    static let maximumIssuedLength = 7168
+
+    /// A 400 naming the parameters that make a walk's cursor too long to send back, found before
+    /// any upstream call by sealing a worst case: every provider positioned on a long id.
+    func problemIfTooLargeToPage(_ query: ListQuery, providers: [String]) -> Problem? {
+        let worstPosition = ProviderPosition(
+            last: ExecutionSortKey(createdAt: Timestamp(nanosecondsSinceEpoch: .min), id: String(repeating: "x", count: 160)),
+            offsetHint: .max
+        )
+        let worstCase = CursorPayload(
+            query: query,
+            providers: providers.map { ($0, ProviderCursorState(position: worstPosition, exhausted: false)) }
+        )
+        guard seal(worstCase).utf8.count > Self.maximumIssuedLength else { return nil }
+        var named: [Problem.InvalidParameter] = []
+        if !query.filter.searchTerms.isEmpty {
+            named.append(.init(name: "q", reason: "too many or too long search terms to page through; use fewer or shorter terms"))
+        }
+        if let workflow = query.filter.workflowID, workflow.utf8.count > 64 {
+            named.append(.init(name: "workflowId", reason: "too long to page through"))
+        }
+        if named.isEmpty { named.append(.init(name: "provider", reason: "the query is too large to page through")) }
+        return .invalidParameters(named)
+    }
+
     func seal(_ payload: CursorPayload) -> String {
         let body = Base64URL.encode(encode(payload).serialized())
         return body + "." + Base64URL.encode(signature(of: body))

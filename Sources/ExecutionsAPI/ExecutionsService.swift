@@ -89,6 +89,7 @@ public struct ExecutionsService: Sendable {
         } else {
             let names = query.providers ?? bindings.map(\.name).filter(client.mayUse)
             states = names.map { ($0, ProviderCursorState(position: nil, exhausted: false)) }
+            if let tooLarge = cursors.problemIfTooLargeToPage(query, providers: names) { return .failure(tooLarge) }
         }
 
         let forbidden = states.map(\.name).filter { !client.mayUse($0) }

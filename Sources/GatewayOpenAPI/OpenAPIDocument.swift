@@ -519,7 +519,9 @@ components:
         its parameter values (Kaizen `params`, also sent upstream as Kaizen `search`; B3OS
         `requestPayload`; Kapso list items carry none, so only the id). Repeatable
         (`q=a&q=b`); the terms are OR-ed. Each term has 1 to 256 characters; at most 20
-        distinct terms.
+        distinct terms. Extension: a query whose cursor could not be sent back within the 8 KiB
+        request-target limit (several kilobytes of search terms) is refused with 400 naming `q`,
+        before any upstream call.
       style: form
       explode: true
       schema:

@@ -65,17 +65,25 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
         guard index == bytes.count else { return nil }
         let days = Timestamp.daysFromCivil(year: year, month: month, day: day)
         let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + min(second, 59)) - Int64(offsetSeconds)
-        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        guard !overflow else { return nil }
-        nanosecondsSinceEpoch = scaled + Int64(nanoseconds)
+        // Before 1970 with a fraction, scale the next second and step back, so the last representable
+        // second (1677-09-21T00:12:43.145224192Z) does not overflow on the way.
+        let borrow = seconds < 0 && nanoseconds > 0
+        let (scaled, overflow) = (borrow ? seconds + 1 : seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        let (total, sumOverflow) = scaled.addingReportingOverflow(borrow ? Int64(nanoseconds) - 1_000_000_000 : Int64(nanoseconds))
+        guard !overflow, !sumOverflow else { return nil }
+        nanosecondsSinceEpoch = total
     }
 
     /// `2026-11-20T10:00:00Z`, with a fraction only when there is one (trailing zeros trimmed).
     public var rfc3339: String {
-        let seconds = nanosecondsSinceEpoch >= 0
-            ? nanosecondsSinceEpoch / 1_000_000_000
-            : (nanosecondsSinceEpoch - 999_999_999) / 1_000_000_000
-        let fraction = Int(nanosecondsSinceEpoch - seconds * 1_000_000_000)
+        // Floor division without `n - 999_999_999`, which overflows near Int64.min.
+        var seconds = nanosecondsSinceEpoch / 1_000_000_000
+        var remainder = nanosecondsSinceEpoch % 1_000_000_000
+        if remainder < 0 {
+            seconds -= 1
+            remainder += 1_000_000_000
+        }
+        let fraction = Int(remainder)
         let days = Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
         let secondOfDay = Int(seconds - Int64(days) * 86_400)
         let (year, month, day) = Timestamp.civilFromDays(days)

@@ -192,6 +192,21 @@ import Testing
         #expect(provider.listCalls == 0)
     }
 
+    @Test func aQueryTooLargeToPageThroughIsRefusedBeforeAnyUpstreamCall() async throws {
+        let provider = InMemoryProvider(name: "a", executions: (0..<3).map { makeExecution(provider: "a", id: "\($0)", second: Int64($0), status: .running) })
+        // 20 terms of 200 control characters: each is 6 bytes once JSON-escaped inside the cursor.
+        let terms = (0..<20).map { index in ("q", String(repeating: "\u{1}", count: 199) + String(index)) }
+        let refused = problem(await service([provider]).list(terms, client: .anonymous, facts: facts))
+        #expect(refused?.status.code == 400)
+        #expect(refused?.invalidParams.map(\.name) == ["q"])
+        #expect(provider.listCalls == 0)
+
+        // A large but pageable query still works, and every cursor it issues fits a request target.
+        let pageable = (0..<20).map { index in ("q", String(repeating: "z", count: 40) + String(index)) } + [("limit", "1")]
+        let page = try document(await service([provider]).list(pageable, client: .anonymous, facts: facts))
+        #expect(page["data"] != nil)
+    }
+
     @Test func clientsOnlyReachTheirProviders() async throws {
         let a = InMemoryProvider(name: "a", executions: [makeExecution(provider: "a", id: "1", second: 1, status: .running)])
         let b = InMemoryProvider(name: "b", executions: [makeExecution(provider: "b", id: "1", second: 2, status: .running)])

@@ -18,6 +18,17 @@ import Testing
         #expect(Timestamp(rfc3339: timestamp.rfc3339) == timestamp)
     }
 
+    @Test func theWholeRepresentableRangeRendersWithoutOverflow() throws {
+        for nanoseconds in [Int64.min, Int64.min + 1, -1, 0, 1, Int64.max - 1, Int64.max] {
+            let text = Timestamp(nanosecondsSinceEpoch: nanoseconds).rfc3339
+            #expect(Timestamp(rfc3339: text) == Timestamp(nanosecondsSinceEpoch: nanoseconds), "\(nanoseconds) -> \(text)")
+        }
+        #expect(Timestamp(nanosecondsSinceEpoch: -1).rfc3339 == "1969-12-31T23:59:59.999999999Z")
+        // Just past the end of the range is refused, not wrapped.
+        #expect(Timestamp(rfc3339: "2262-04-11T23:47:16.854775808Z") == nil)
+        #expect(Timestamp(rfc3339: "1677-09-21T00:12:43.145224191Z") == nil)
+    }
+
     @Test(arguments: [
         "", "2026-11-20", "2026-11-20T10:00:00", "2026-13-01T00:00:00Z", "2023-02-29T00:00:00Z",
         "2026-11-20T24:00:00Z", "2026-11-20T10:00:00.Z", "2026-11-20T10:00:00+0100", "2026-11-20T10:00:00Zjunk",
