@@ -122,12 +122,17 @@ enum KeysetMerge {
             for (index, source) in work {
                 group.addTask {
                     var source = source
+                    // Assigned, then returned after the do/catch: returning from inside a
+                    // `do throws(ProviderError)` in a task-group closure is miscompiled by Swift 6.3
+                    // in optimised builds (see ExecutionsService.join).
+                    let result: Result<(Source, ExecutionChunk), ProviderError>
                     do throws(ProviderError) {
                         let chunk = try await source.nextChunk()
-                        return (index, .success((source, chunk)))
+                        result = .success((source, chunk))
                     } catch {
-                        return (index, .failure(error))
+                        result = .failure(error)
                     }
+                    return (index, result)
                 }
             }
             var collected: [(Int, Result<(Source, ExecutionChunk), ProviderError>)] = []
