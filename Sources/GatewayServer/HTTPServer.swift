@@ -195,9 +195,10 @@ final class ServerLoop: IOEventHandler {
     private let listener: ListeningSocket
     private var listening = false
     private var connections: [UInt64: Connection] = [:]
-    /// Shared by every connection on this loop: reads land here before being appended to a
-    /// connection's buffer, so idle connections hold no read buffer.
-    var scratch = [UInt8](repeating: 0, count: 65_536)
+    /// Shared by every connection on this loop: reads land here and are parsed in place, so idle
+    /// connections hold no read buffer. Raw memory rather than an array: it is handed to `read` and
+    /// to the parser on every request, with no copy-on-write or exclusivity bookkeeping in the way.
+    let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
     var encoder = ResponseEncoder()
 
     private static let refusal = Array(
@@ -208,6 +209,10 @@ final class ServerLoop: IOEventHandler {
         self.server = server
         self.loop = loop
         self.listener = listener
+    }
+
+    deinit {
+        readBuffer.deallocate()
     }
 
     func startAccepting() {
