@@ -55,6 +55,9 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     // Loop-thread state.
     private var localJobs: [UnownedJob] = []
     private var localClosures: [() -> Void] = []
+    // What `runLocalWork` is running; swapped with the queues above so neither side reallocates.
+    private var runningJobs: [UnownedJob] = []
+    private var runningClosures: [() -> Void] = []
     private var handlers: [(any IOEventHandler)?] = []
     private var timers = Heap<TimerEntry>()
     private var timerCallbacks: [UInt64: () -> Void] = [:]
@@ -197,18 +200,19 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private func runLocalWork() {
         var budget = 4096
         while budget > 0 && !(localJobs.isEmpty && localClosures.isEmpty) {
+            // Work queued while a batch runs lands in the (emptied) queue and waits for the next round.
             if !localClosures.isEmpty {
-                let closures = localClosures
-                localClosures.removeAll(keepingCapacity: true)
-                for closure in closures { closure() }
-                budget -= closures.count
+                swap(&localClosures, &runningClosures)
+                for closure in runningClosures { closure() }
+                budget -= runningClosures.count
+                runningClosures.removeAll(keepingCapacity: true)
             }
             if !localJobs.isEmpty {
-                let jobs = localJobs
-                localJobs.removeAll(keepingCapacity: true)
+                swap(&localJobs, &runningJobs)
                 let executor = asUnownedTaskExecutor()
-                for job in jobs { job.runSynchronously(on: executor) }
-                budget -= jobs.count
+                for job in runningJobs { job.runSynchronously(on: executor) }
+                budget -= runningJobs.count
+                runningJobs.removeAll(keepingCapacity: true)
             }
         }
     }

@@ -149,19 +149,34 @@ public enum SocketIO {
     public static func write(_ fd: Int32, _ buffers: [[UInt8]], firstOffset: Int) throws(SystemError) -> IOResult<Int> {
         let count = min(buffers.count, 16)
         guard count > 0 else { return .processed(0) }
-        let vectors = UnsafeMutableBufferPointer<iovec>.allocate(capacity: count)
-        defer { vectors.deallocate() }
         // The arrays outlive the call because `buffers` is borrowed for its whole duration.
         return try withExtendedLifetime(buffers) { () throws(SystemError) -> IOResult<Int> in
-            for index in 0..<count {
-                let offset = index == 0 ? firstOffset : 0
-                buffers[index].withUnsafeBytes { bytes in
-                    vectors[index] = iovec(
-                        iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress.map { $0 + offset }),
-                        iov_len: bytes.count - offset
-                    )
+            try withUnsafeTemporaryAllocation(of: iovec.self, capacity: count) { vectors throws(SystemError) in
+                for index in 0..<count {
+                    let offset = index == 0 ? firstOffset : 0
+                    buffers[index].withUnsafeBytes { bytes in
+                        vectors[index] = iovec(
+                            iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress.map { $0 + offset }),
+                            iov_len: bytes.count - offset
+                        )
+                    }
                 }
+                return try SystemCall.writev(fd, UnsafeBufferPointer(vectors))
             }
+        }
+    }
+
+    /// Writes as much of `first` followed by `second` as the socket takes, in one call: a response
+    /// head and its body leave together without being copied into one buffer first.
+    public static func write(
+        _ fd: Int32,
+        _ first: UnsafeRawBufferPointer,
+        _ second: UnsafeRawBufferPointer
+    ) throws(SystemError) -> IOResult<Int> {
+        guard !second.isEmpty else { return try SystemCall.write(fd, first) }
+        return try withUnsafeTemporaryAllocation(of: iovec.self, capacity: 2) { vectors throws(SystemError) in
+            vectors[0] = iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count)
+            vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count)
             return try SystemCall.writev(fd, UnsafeBufferPointer(vectors))
         }
     }

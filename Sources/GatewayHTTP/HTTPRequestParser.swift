@@ -57,6 +57,7 @@ public struct HTTPRequestParser: Sendable {
     /// Leading zeros are legal but a size needing more hex digits than this is an attack, not a body.
     static let maxChunkSizeDigits = 16
 
+    @usableFromInline
     enum State: Sendable {
         case messageStart
         case leadingEmptyLineFeed
@@ -107,8 +108,10 @@ public struct HTTPRequestParser: Sendable {
     }
 
     let limits: HTTPParserLimits
-    var state: State = .messageStart
-    var failure: HTTPParseError?
+    // Visible to inlinable code so that the server's per-request `isIdle` checks read two fields
+    // instead of copying the whole parser (with its buffers) into an opaque getter.
+    @usableFromInline var state: State = .messageStart
+    @usableFromInline var failure: HTTPParseError?
 
     var emptyLinesSkipped = 0
     var headerBytes = 0
@@ -131,7 +134,7 @@ public struct HTTPRequestParser: Sendable {
     var remainingBodyBytes = 0
     var chunkSizeDigits = 0
     var chunkExtensionBytes = 0
-    var continueExpected = false
+    @usableFromInline var continueExpected = false
 
     public init(limits: HTTPParserLimits = HTTPParserLimits()) {
         self.limits = limits
@@ -139,12 +142,12 @@ public struct HTTPRequestParser: Sendable {
 
     /// True when no byte of a next message has been consumed. Complete empty lines before a request line are
     /// ignored (RFC 9112 §2.2) and leave the parser idle; a pending CR does not.
-    public var isIdle: Bool { failure == nil && state == .messageStart }
+    @inlinable public var isIdle: Bool { failure == nil && state == .messageStart }
 
     /// True once the head of the current message is complete, it carried `Expect: 100-continue` on HTTP/1.1
     /// and a body is still to come. Stays true until that message is returned; the server sends `100 Continue`
     /// at most once per message.
-    public var expectsContinue: Bool { continueExpected }
+    @inlinable public var expectsContinue: Bool { continueExpected }
 
     /// Consumes bytes from the start of `bytes`. Stops right after the end of one complete request and
     /// returns it with the number of bytes consumed; with nil the parser consumed everything it was given

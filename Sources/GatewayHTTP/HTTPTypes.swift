@@ -201,10 +201,15 @@ public struct HTTPRequest: Sendable {
 
     /// Whether the connection may stay open after this request (RFC 9112 §9.3).
     public var wantsKeepAlive: Bool {
-        let tokens = headers.values(for: "Connection").flatMap { commaSeparatedTokens($0) }
-        if tokens.contains("close") { return false }
-        if version == .http1_1 { return true }
-        return tokens.contains("keep-alive")
+        // Asked for every request, so it walks the fields in place instead of collecting values.
+        var asksKeepAlive = false
+        for field in headers.fields where field.canonicalName == "connection" {
+            for token in commaSeparatedTokens(field.value) {
+                if token == "close" { return false }
+                if token == "keep-alive" { asksKeepAlive = true }
+            }
+        }
+        return version == .http1_1 || asksKeepAlive
     }
 
     /// Decoded query items, in order. Malformed percent escapes are kept literally.
@@ -258,7 +263,17 @@ func asciiLowercased(_ string: String) -> String {
         break
     }
     guard needsWork else { return string }
-    return String(decoding: string.utf8.map { ($0 >= 0x41 && $0 <= 0x5A) ? $0 | 0x20 : $0 }, as: UTF8.self)
+    // Written straight into the new string's storage: no intermediate array, and names of up to 15
+    // bytes (most of them) become small strings that need no heap allocation at all.
+    let utf8 = string.utf8
+    return String(unsafeUninitializedCapacity: utf8.count) { buffer in
+        var count = 0
+        for byte in utf8 {
+            buffer[count] = (byte >= 0x41 && byte <= 0x5A) ? byte | 0x20 : byte
+            count += 1
+        }
+        return count
+    }
 }
 
 /// Lowercased, whitespace-trimmed, non-empty elements of a comma-separated header value.

@@ -103,9 +103,7 @@ final class Connection: IOEventHandler {
             guard phase != .closed else { return }
             let result: IOResult<Int>
             do {
-                result = try owner.scratch.withUnsafeMutableBytes { buffer throws(SystemError) in
-                    try SocketIO.read(fd, into: buffer)
-                }
+                result = try SocketIO.read(fd, into: owner.readBuffer)
             } catch {
                 logger.trace("read failed", metadata: ["connection": "\(id)", "error": "\(error)"])
                 close()
@@ -120,10 +118,15 @@ final class Connection: IOEventHandler {
                 return
             case .processed(let count):
                 if phase == .lingering { continue }
-                owner.scratch.withUnsafeBytes { input.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
-                processInput()
+                let received = UnsafeRawBufferPointer(rebasing: owner.readBuffer[0..<count])
+                if inputStart == input.count {
+                    processInput(fresh: received)
+                } else {
+                    input.append(contentsOf: received)
+                    processInput()
+                }
                 if readingPaused || phase == .closed { return }
-                if count < owner.scratch.count { return }
+                if count < owner.readBuffer.count { return }
             }
         }
     }
@@ -148,16 +151,28 @@ final class Connection: IOEventHandler {
 
     // MARK: - Parsing
 
-    private func processInput() {
+    /// Parses and dispatches buffered requests, one at a time.
+    ///
+    /// `fresh` is data just read into the loop's shared buffer while nothing was buffered. It is parsed
+    /// where it lies, so a request that arrives whole (the usual case) is never copied into `input`;
+    /// only bytes left after a dispatched request (pipelining) are kept there.
+    private func processInput(fresh: UnsafeRawBufferPointer? = nil) {
+        var fresh = fresh
         while phase == .reading && !closeAfterWrite {
-            if inputStart == input.count {
-                if peerClosedInput { close() }
-                break
-            }
             let wasIdle = parser.isIdle
-            let start = inputStart
-            let result = input.withUnsafeBytes { bytes in
-                Result { () throws(HTTPParseError) in try parser.parse(UnsafeRawBufferPointer(rebasing: bytes[start...])) }
+            let result: Result<(consumed: Int, request: HTTPRequest?), HTTPParseError>
+            if let bytes = fresh {
+                if bytes.isEmpty { break }
+                result = Result { () throws(HTTPParseError) in try parser.parse(bytes) }
+            } else {
+                if inputStart == input.count {
+                    if peerClosedInput { close() }
+                    break
+                }
+                let start = inputStart
+                result = input.withUnsafeBytes { bytes in
+                    Result { () throws(HTTPParseError) in try parser.parse(UnsafeRawBufferPointer(rebasing: bytes[start...])) }
+                }
             }
             let outcome: (consumed: Int, request: HTTPRequest?)
             switch result {
@@ -166,15 +181,19 @@ final class Connection: IOEventHandler {
                 rejectMalformed(error)
                 return
             }
-            inputStart += outcome.consumed
-            compactInput()
+            if let bytes = fresh {
+                fresh = UnsafeRawBufferPointer(rebasing: bytes[outcome.consumed...])
+            } else {
+                inputStart += outcome.consumed
+                compactInput()
+            }
             if wasIdle && !parser.isIdle && deadlineKind == .idle {
                 setDeadline(.request, after: configuration.headerTimeoutNanoseconds)
             }
             guard let request = outcome.request else {
                 if parser.expectsContinue && !sentContinue {
                     sentContinue = true
-                    write([Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)])
+                    write([Self.continueResponse])
                 }
                 if peerClosedInput {
                     // A partial request can never complete now.
@@ -184,6 +203,10 @@ final class Connection: IOEventHandler {
             }
             sentContinue = false
             dispatch(request)
+        }
+        // The shared buffer is reused by the next read on this loop: keep what was not parsed.
+        if let rest = fresh, !rest.isEmpty, phase != .closed {
+            input.append(contentsOf: rest)
         }
         let buffered = input.count - inputStart
         if buffered > pipelineBufferLimit && !readingPaused {
@@ -234,8 +257,14 @@ final class Connection: IOEventHandler {
         let version = request.version
         inFlightTask = Task(executorPreference: loop) {
             let response = await responder.respond(to: request, context: context)
-            this.loop.runOnLoop {
+            // The task prefers the loop, so it is normally back on it here: finish without queueing
+            // (and without allocating a closure).
+            if this.loop.inEventLoop {
                 this.value.finishResponding(response, forHEAD: isHEAD, version: version, keepAlive: keepAlive)
+            } else {
+                this.loop.execute {
+                    this.value.finishResponding(response, forHEAD: isHEAD, version: version, keepAlive: keepAlive)
+                }
             }
         }
     }
@@ -253,13 +282,12 @@ final class Connection: IOEventHandler {
             applyFault(fault, to: response)
             return
         }
-        let connectionHeader: String? = keepAlive ? (version == .http1_0 ? "keep-alive" : nil) : "close"
-        let head = owner.encoder.encodeHead(response, bodyLength: response.body.count, connectionHeader: connectionHeader)
+        let connectionHeader: ResponseEncoder.ConnectionHeader = keepAlive ? (version == .http1_0 ? .keepAlive : .none) : .close
+        owner.encoder.encodeHead(response, bodyLength: response.body.count, connection: connectionHeader)
         let code = response.status.code
         let sendsBody = !forHEAD && code != 204 && code != 304 && !(100..<200).contains(code)
         phase = .reading
-        write(sendsBody && !response.body.isEmpty ? [head, response.body] : [head])
-        if pendingOutput.isEmpty { afterResponseWritten() }
+        writeEncodedHead(body: sendsBody ? response.body : [])
     }
 
     private func applyFault(_ fault: TransportFault, to response: HTTPResponse) {
@@ -268,12 +296,11 @@ final class Connection: IOEventHandler {
             SocketOptions.resetOnClose(fd)
             close()
         case .truncateBody(let afterBytes):
-            let head = owner.encoder.encodeHead(response, bodyLength: response.body.count, connectionHeader: "close")
+            owner.encoder.encodeHead(response, bodyLength: response.body.count, connection: .close)
             phase = .reading
             closeAfterWrite = true
             resetAfterWrite = true
-            write([head, Array(response.body.prefix(max(0, afterBytes)))])
-            if pendingOutput.isEmpty { afterResponseWritten() }
+            writeEncodedHead(body: Array(response.body.prefix(max(0, afterBytes))))
         }
     }
 
@@ -297,6 +324,53 @@ final class Connection: IOEventHandler {
 
     // MARK: - Writing
 
+    private static let continueResponse = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+
+    /// Sends the head the loop's encoder just produced, followed by `body`.
+    ///
+    /// The usual case takes one `sendmsg` straight from the encoder's buffer and the body's storage,
+    /// with nothing queued or copied; only what the socket does not take is kept in `pendingOutput`.
+    private func writeEncodedHead(body: [UInt8]) {
+        guard pendingOutput.isEmpty else {
+            // Earlier output is still waiting for the socket: queue behind it to keep the order.
+            pendingOutput.append(owner.encoder.head)
+            if !body.isEmpty { pendingOutput.append(body) }
+            return
+        }
+        let headCount = owner.encoder.head.count
+        let result = owner.encoder.head.withUnsafeBytes { head in
+            body.withUnsafeBytes { body in
+                Result { () throws(SystemError) in try SocketIO.write(fd, head, body) }
+            }
+        }
+        var written = 0
+        switch result {
+        case .failure(let error):
+            logger.trace("write failed", metadata: ["connection": "\(id)", "error": "\(error)"])
+            close()
+            return
+        case .success(.wouldBlock):
+            break
+        case .success(.processed(let count)):
+            written = count
+        }
+        if written == headCount + body.count {
+            outputDrained()
+            return
+        }
+        if written < headCount {
+            pendingOutput = [Array(owner.encoder.head[written...])]
+            pendingOutputOffset = 0
+            if !body.isEmpty { pendingOutput.append(body) }
+        } else {
+            // The body array is shared, not copied; the offset skips what the socket already took.
+            pendingOutput = [body]
+            pendingOutputOffset = written - headCount
+        }
+        setDeadline(.write, after: configuration.writeTimeoutNanoseconds)
+        updateInterest()
+    }
+
     private func write(_ buffers: [[UInt8]]) {
         if pendingOutput.isEmpty {
             pendingOutput = buffers.filter { !$0.isEmpty }
@@ -311,7 +385,7 @@ final class Connection: IOEventHandler {
         while !pendingOutput.isEmpty {
             let result: IOResult<Int>
             do {
-                result = try writeVectored()
+                result = try SocketIO.write(fd, pendingOutput, firstOffset: pendingOutputOffset)
             } catch {
                 logger.trace("write failed", metadata: ["connection": "\(id)", "error": "\(error)"])
                 close()
@@ -336,13 +410,14 @@ final class Connection: IOEventHandler {
                 }
             }
         }
+        outputDrained()
+    }
+
+    /// Everything queued has reached the socket.
+    private func outputDrained() {
         if deadlineKind == .write { clearDeadline() }
         updateInterest()
         afterResponseWritten()
-    }
-
-    private func writeVectored() throws(SystemError) -> IOResult<Int> {
-        try SocketIO.write(fd, pendingOutput, firstOffset: pendingOutputOffset)
     }
 
     private func updateInterest() {
@@ -448,12 +523,5 @@ final class Connection: IOEventHandler {
             close()
             owner.server.counters.recordTimeout()
         }
-    }
-}
-
-extension EventLoop {
-    /// Runs `work` now when already on the loop, else queues it there.
-    func runOnLoop(_ work: @escaping @Sendable () -> Void) {
-        if inEventLoop { work() } else { execute(work) }
     }
 }

@@ -5,37 +5,42 @@ import Glibc
 
 /// Serialises response heads. The server owns framing: it writes `Date`, `Content-Length` and
 /// `Connection` itself and ignores any a responder set, so a responder cannot desynchronise the stream.
+///
+/// One encoder per event loop; it encodes into a buffer it keeps, so that once the buffer has grown to
+/// the usual head size, answering a request allocates nothing here.
 struct ResponseEncoder {
+    enum ConnectionHeader {
+        /// HTTP/1.1's default (persistent): no header.
+        case none
+        case keepAlive
+        case close
+    }
+
+    /// The last encoded head; valid until the next `encodeHead`.
+    private(set) var head: [UInt8] = []
     private var cachedDate: [UInt8] = []
     private var cachedDateSecond: Int = -1
 
-    private static let statusLines: [Int: [UInt8]] = {
-        var lines: [Int: [UInt8]] = [:]
-        for code in [100, 200, 201, 202, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 406, 408, 409, 411,
-                     413, 414, 415, 422, 429, 431, 500, 501, 502, 503, 504, 505] {
-            lines[code] = Array("HTTP/1.1 \(code) \(HTTPStatus.standardReasonPhrase(for: code))\r\n".utf8)
-        }
-        return lines
-    }()
-
-    private static let framingHeaders: Set<String> = ["content-length", "transfer-encoding", "connection", "date", "keep-alive"]
+    private static let firstTabulatedCode = 100
+    /// Status lines of the codes whose standard reason phrase is known, indexed by `code - 100`.
+    private static let statusLines: [[UInt8]?] = (firstTabulatedCode..<600).map { code in
+        let phrase = HTTPStatus.standardReasonPhrase(for: code)
+        return phrase == "Status \(code)" ? nil : Array("HTTP/1.1 \(code) \(phrase)\r\n".utf8)
+    }
 
     /// - Parameters:
     ///   - bodyLength: the length to announce (for HEAD, that of the body a GET would get).
-    ///   - connectionHeader: `close`, `keep-alive`, or nil for HTTP/1.1's default.
-    mutating func encodeHead(
-        _ response: HTTPResponse,
-        bodyLength: Int,
-        connectionHeader: String?
-    ) -> [UInt8] {
-        var head: [UInt8] = []
-        head.reserveCapacity(128 + response.headers.count * 48)
-        if let line = Self.statusLines[response.status.code], response.status.reasonPhrase == HTTPStatus.standardReasonPhrase(for: response.status.code) {
+    mutating func encodeHead(_ response: HTTPResponse, bodyLength: Int, connection: ConnectionHeader) {
+        head.removeAll(keepingCapacity: true)
+        let code = response.status.code
+        let tableIndex = code - Self.firstTabulatedCode
+        if Self.statusLines.indices.contains(tableIndex), let line = Self.statusLines[tableIndex],
+           response.status.reasonPhrase == HTTPStatus.standardReasonPhrase(for: code) {
             head.append(contentsOf: line)
         } else {
-            head.append(contentsOf: "HTTP/1.1 \(response.status.code) \(sanitized(response.status.reasonPhrase))\r\n".utf8)
+            head.append(contentsOf: "HTTP/1.1 \(code) \(sanitized(response.status.reasonPhrase))\r\n".utf8)
         }
-        for field in response.headers where !Self.framingHeaders.contains(field.canonicalName) {
+        for field in response.headers where !Self.isFramingField(field.canonicalName) {
             guard isSafeFieldName(field.name), isSafeFieldValue(field.value) else { continue }
             head.append(contentsOf: field.name.utf8)
             head.append(UInt8(ascii: ":"))
@@ -44,39 +49,69 @@ struct ResponseEncoder {
             head.append(13)
             head.append(10)
         }
-        head.append(contentsOf: "Date: ".utf8)
-        head.append(contentsOf: currentDate())
-        head.append(contentsOf: "\r\n".utf8)
-        let code = response.status.code
+        appendDateField()
         if !(100..<200).contains(code) && code != 204 && code != 304 {
-            head.append(contentsOf: "Content-Length: ".utf8)
-            head.append(contentsOf: String(bodyLength).utf8)
-            head.append(contentsOf: "\r\n".utf8)
+            append("Content-Length: ")
+            appendDecimal(bodyLength)
+            append("\r\n")
         }
-        if let connectionHeader {
-            head.append(contentsOf: "Connection: ".utf8)
-            head.append(contentsOf: connectionHeader.utf8)
-            head.append(contentsOf: "\r\n".utf8)
+        switch connection {
+        case .none: break
+        case .keepAlive: append("Connection: keep-alive\r\n")
+        case .close: append("Connection: close\r\n")
         }
-        head.append(contentsOf: "\r\n".utf8)
-        return head
+        append("\r\n")
     }
 
-    /// IMF-fixdate (RFC 9110 §5.6.7), recomputed at most once a second.
-    private mutating func currentDate() -> [UInt8] {
+    /// The fields the server writes itself. Checking the length first keeps this to at most two short
+    /// comparisons per field, where a `Set<String>` lookup would hash every name.
+    private static func isFramingField(_ canonicalName: String) -> Bool {
+        switch canonicalName.utf8.count {
+        case 4: canonicalName == "date"
+        case 10: canonicalName == "connection" || canonicalName == "keep-alive"
+        case 14: canonicalName == "content-length"
+        case 17: canonicalName == "transfer-encoding"
+        default: false
+        }
+    }
+
+    private mutating func append(_ text: StaticString) {
+        text.withUTF8Buffer { head.append(contentsOf: $0) }
+    }
+
+    private mutating func appendDecimal(_ value: Int) {
+        precondition(value >= 0, "a body length is never negative")
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var remaining = value
+            var start = buffer.count
+            repeat {
+                start -= 1
+                buffer[start] = UInt8(ascii: "0") + UInt8(remaining % 10)
+                remaining /= 10
+            } while remaining > 0
+            head.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[start...]))
+        }
+    }
+
+    /// `Date: <IMF-fixdate>\r\n` (RFC 9110 §5.6.7); the date is recomputed at most once a second.
+    private mutating func appendDateField() {
         var now = time(nil)
         let second = Int(now)
-        if second == cachedDateSecond { return cachedDate }
-        var parts = tm()
-        gmtime_r(&now, &parts)
-        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let text = "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
-            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
-        cachedDate = Array(text.utf8)
-        cachedDateSecond = second
-        return cachedDate
+        if second != cachedDateSecond {
+            var parts = tm()
+            gmtime_r(&now, &parts)
+            let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+            let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+            func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+            let text = "Date: \(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+                + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT\r\n"
+            cachedDate = Array(text.utf8)
+            cachedDateSecond = second
+        }
+        head.append(contentsOf: cachedDate)
     }
 
     private func sanitized(_ reason: String) -> String {

@@ -5,7 +5,9 @@ import GatewayHTTP
 import GatewayServer
 import Hummingbird
 import Logging
+import NIOPosix
 
+@main
 struct ServerComparison: AsyncParsableCommand {
     enum Which: String, ExpressibleByArgument { case gateway, hummingbird }
 
@@ -21,7 +23,7 @@ struct ServerComparison: AsyncParsableCommand {
         case .gateway:
             var router = GatewayServer.Router()
             router.get("/") { _, _ in
-                HTTPResponse(status: .ok, headers: ["Content-Type": "application/json"], body: body)
+                GatewayHTTP.HTTPResponse(status: .ok, headers: ["Content-Type": "application/json"], body: body)
             }
             let server = HTTPServer(
                 configuration: HTTPServerConfiguration(host: "127.0.0.1", port: port, workers: threads),
@@ -49,5 +51,3 @@ struct ServerComparison: AsyncParsableCommand {
         }
     }
 }
-
-try await ServerComparison.main()
