@@ -18,6 +18,10 @@ final class InMemoryProvider: ExecutionProvider {
         var listCalls = 0
         var detailCalls = 0
         var failingDetails: Set<String> = []
+        /// How the answers say they were obtained (a real adapter's fetcher decides this).
+        var listDisposition: CacheDisposition = .miss
+        var detailDisposition: CacheDisposition = .miss
+        var credentialsSeen: [String] = []
     }
 
     init(name: String, joinableFields: Set<JoinableField> = [], executions: [UnifiedExecution] = []) {
@@ -34,6 +38,13 @@ final class InMemoryProvider: ExecutionProvider {
         }
     }
     func failDetail(of id: String) { state.withLock { _ = $0.failingDetails.insert(id) } }
+    func answer(list: CacheDisposition, detail: CacheDisposition) {
+        state.withLock {
+            $0.listDisposition = list
+            $0.detailDisposition = detail
+        }
+    }
+    var credentialsSeen: [String] { state.withLock { $0.credentialsSeen } }
     var listCalls: Int { state.withLock { $0.listCalls } }
     var detailCalls: Int { state.withLock { $0.detailCalls } }
     var all: [UnifiedExecution] { state.withLock { $0.executions } }
@@ -41,13 +52,14 @@ final class InMemoryProvider: ExecutionProvider {
     func executions(matching filter: ExecutionFilter, after position: ProviderPosition?, limit: Int, call: UpstreamCallContext) async throws(ProviderError) -> ProviderPage {
         let result: Result<ProviderPage, ProviderError> = state.withLock { state in
             state.listCalls += 1
+            state.credentialsSeen.append(call.credential)
             if state.failuresRemaining > 0 {
                 state.failuresRemaining -= 1
                 return .failure(state.failure)
             }
             let ordered = state.executions.filter(filter.matches).sorted { $0.sortKey.precedes($1.sortKey) }
             let after = ordered.filter { position == nil || position!.last.precedes($0.sortKey) }
-            return .success(ProviderPage(executions: Array(after.prefix(limit)), exhausted: after.count <= limit, cache: .miss))
+            return .success(ProviderPage(executions: Array(after.prefix(limit)), exhausted: after.count <= limit, cache: state.listDisposition))
         }
         return try result.get()
     }
@@ -61,7 +73,7 @@ final class InMemoryProvider: ExecutionProvider {
             }
             return .success(ExecutionDetail(
                 execution: execution, downloads: ["files": [.string("f-\(providerExecutionID)")]], startBlock: nil,
-                events: [.string("e-\(providerExecutionID)")], record: ["id": .string(providerExecutionID)], cache: .miss
+                events: [.string("e-\(providerExecutionID)")], record: ["id": .string(providerExecutionID)], cache: state.detailDisposition
             ))
         }
         return try result.get()
