@@ -116,8 +116,18 @@ public struct ExecutionsService: Sendable {
             }
         )
         let requestStarted = now()
-        if let pageCache, let pageKey, !facts.bypassCache, let page = await pageCache.lookup(pageKey, now: requestStarted) {
-            return .success(page.answer(durationNanoseconds: now() &- requestStarted, requestID: facts.requestID))
+        var buildingPage = false
+        var storedPage: RenderedPage?
+        defer { if buildingPage, let pageCache, let pageKey { pageCache.finishBuild(pageKey, storedPage: storedPage) } }
+        if let pageCache, let pageKey, !facts.bypassCache {
+            if let page = await pageCache.lookup(pageKey, now: requestStarted) {
+                return .success(page.answer(cache: .hit, durationNanoseconds: now() &- requestStarted, requestID: facts.requestID))
+            }
+            switch await pageCache.turn(for: pageKey) {
+            case .build: buildingPage = true
+            case .built(let page): return .success(page.answer(cache: .miss, durationNanoseconds: now() &- requestStarted, requestID: facts.requestID))
+            case .buildOwn: break
+            }
         }
 
         // Fetch each provider's next matching executions concurrently.
@@ -199,7 +209,7 @@ public struct ExecutionsService: Sendable {
                 providers: zip(fetched, reports).map { .init(name: $1.name, called: $0.result != nil, exhausted: $1.exhausted) }
             )
             let freshUntil = pageCache.freshUntil(requestStarted: requestStarted, complete: complete, reports: reports, joined: joined)
-            await pageCache.store(page, key: pageKey, now: now(), freshUntil: freshUntil)
+            if await pageCache.store(page, key: pageKey, now: now(), freshUntil: freshUntil) { storedPage = page }
         }
         return .success(ExecutionsAnswer(body: rendered.body, entityTag: rendered.entityTag, cache: cache, nextCursor: nextCursor))
     }

@@ -31,6 +31,8 @@ public struct PageCacheStatistics: Sendable, Equatable {
     /// Pages built but not stored: incomplete, stale, or built from parts that were not fetched
     /// during the request.
     public var notCacheable = 0
+    /// Requests that found no stored page and waited for another request building the same one.
+    public var coalesced = 0
 
     public init() {}
 }
@@ -62,6 +64,7 @@ struct RenderedPageCache: Sendable {
     /// Separates pages of gateways with different cursor secrets sharing one store.
     let namespace: String
     private let counters = PageCacheCounters()
+    private let builds = PageBuilds()
 
     init(store: any CacheStore, policy: ProviderCachePolicy, cursorSecret: String) {
         self.store = store
@@ -93,33 +96,61 @@ struct RenderedPageCache: Sendable {
     /// cannot contain `:`, so no provider fetcher's key (which starts with a provider name and a
     /// space) can equal a page key in a shared store.
     func key(query: ListQuery, states: [(name: String, state: ProviderCursorState)], credentialIdentities: [String]) -> String {
-        var parts: [JSONValue] = [
-            .string("v1"), .string(namespace),
-            .integer(Int64(query.limit)),
-            query.providers.map { .array($0.map(JSONValue.string)) } ?? .null,
-            query.filter.statuses.map { .array($0.map(\.rawValue).sorted().map(JSONValue.string)) } ?? .null,
-            query.filter.workflowID.map(JSONValue.string) ?? .null,
-            query.filter.createdAfter.map { .integer($0.nanosecondsSinceEpoch) } ?? .null,
-            query.filter.createdBefore.map { .integer($0.nanosecondsSinceEpoch) } ?? .null,
-            .array(query.filter.searchTerms.map(JSONValue.string)),
-            query.filter.isTest.map(JSONValue.bool) ?? .null,
-            .array(query.include.map(\.rawValue).sorted().map(JSONValue.string)),
-            .bool(query.allowPartial),
-        ]
-        for (index, entry) in states.enumerated() {
-            let position = entry.state.position
-            parts.append(.array([
-                .string(entry.name),
-                .string(index < credentialIdentities.count ? credentialIdentities[index] : ""),
-                .bool(entry.state.exhausted),
-                position.map { .integer($0.last.createdAt.nanosecondsSinceEpoch) } ?? .null,
-                position.map { .string($0.last.id) } ?? .null,
-                position?.offsetHint.map { .integer(Int64($0)) } ?? .null,
-            ]))
-        }
+        // Canonical JSON written straight to bytes (no value tree: this runs on every request).
         var writer = JSONWriter(capacity: 512)
-        writer.write(.array(parts))
+        writer.raw("[\"v1\",")
+        writer.string(namespace)
+        writer.raw(",")
+        writer.raw(String(query.limit))
+        writer.raw(",")
+        Self.write(query.providers, into: &writer)
+        writer.raw(",")
+        Self.write(query.filter.statuses.map { $0.map(\.rawValue).sorted() }, into: &writer)
+        writer.raw(",")
+        writer.optionalString(query.filter.workflowID)
+        writer.raw(",")
+        writer.raw(query.filter.createdAfter.map { String($0.nanosecondsSinceEpoch) } ?? "null")
+        writer.raw(",")
+        writer.raw(query.filter.createdBefore.map { String($0.nanosecondsSinceEpoch) } ?? "null")
+        writer.raw(",")
+        Self.write(query.filter.searchTerms, into: &writer)
+        writer.raw(",")
+        writer.raw(query.filter.isTest.map { $0 ? "true" : "false" } ?? "null")
+        writer.raw(",")
+        Self.write(query.include.map(\.rawValue).sorted(), into: &writer)
+        writer.raw(query.allowPartial ? ",true" : ",false")
+        for (index, entry) in states.enumerated() {
+            writer.raw(",[")
+            writer.string(entry.name)
+            writer.raw(",")
+            writer.string(index < credentialIdentities.count ? credentialIdentities[index] : "")
+            writer.raw(entry.state.exhausted ? ",true," : ",false,")
+            if let position = entry.state.position {
+                writer.raw(String(position.last.createdAt.nanosecondsSinceEpoch))
+                writer.raw(",")
+                writer.string(position.last.id)
+                writer.raw(",")
+                writer.raw(position.offsetHint.map { String($0) } ?? "null")
+            } else {
+                writer.raw("null,null,null")
+            }
+            writer.raw("]")
+        }
+        writer.raw("]")
         return "executions:page:" + Hex.encode(SHA256.hash(writer.bytes))
+    }
+
+    private static func write(_ strings: [String]?, into writer: inout JSONWriter) {
+        guard let strings else {
+            writer.raw("null")
+            return
+        }
+        writer.raw("[")
+        for (index, text) in strings.enumerated() {
+            if index > 0 { writer.raw(",") }
+            writer.string(text)
+        }
+        writer.raw("]")
     }
 
     // MARK: - Lookup
@@ -170,14 +201,58 @@ struct RenderedPageCache: Sendable {
         return overflow ? .max : until
     }
 
-    func store(_ page: RenderedPage, key: String, now: UInt64, freshUntil: UInt64?) async {
+    /// Stores `page` when `freshUntil` allows; true when it did.
+    func store(_ page: RenderedPage, key: String, now: UInt64, freshUntil: UInt64?) async -> Bool {
         guard let freshUntil, now < freshUntil else {
             counters.count(\.notCacheable)
-            return
+            return false
         }
         await store.store(key, entry: CachedEntry(value: page.encoded(), storedAt: now, freshUntil: freshUntil, staleUntil: freshUntil))
         counters.count(\.stores)
+        return true
     }
+
+    // MARK: - One build per page at a time
+
+    /// What a request that found no stored page should do.
+    enum BuildTurn: Sendable {
+        /// Build the page, then call `finishBuild` (on every path).
+        case build
+        /// Another request built and stored it meanwhile.
+        case built(RenderedPage)
+        /// Another request built it, but it could not be stored (incomplete, or built from cached
+        /// parts): build one's own.
+        case buildOwn
+    }
+
+    /// When a page expires, every request in flight for it misses at once; without this each of
+    /// them would decode the cached upstream answers and render the same page (the upstream calls
+    /// themselves are already coalesced by the response cache).
+    func turn(for key: String) async -> BuildTurn {
+        await withCheckedContinuation { (continuation: CheckedContinuation<BuildTurn, Never>) in
+            let isBuilder = builds.waiters.withLock { waiting -> Bool in
+                if waiting[key] != nil {
+                    waiting[key, default: []].append(continuation)
+                    return false
+                }
+                waiting[key] = []
+                return true
+            }
+            if isBuilder { continuation.resume(returning: .build) } else { counters.count(\.coalesced) }
+        }
+    }
+
+    /// Ends the build `turn(for:)` handed out, releasing the requests that waited for it.
+    func finishBuild(_ key: String, storedPage: RenderedPage?) {
+        let waiters = builds.waiters.withLock { $0.removeValue(forKey: key) ?? [] }
+        for waiter in waiters {
+            waiter.resume(returning: storedPage.map(BuildTurn.built) ?? .buildOwn)
+        }
+    }
+}
+
+private final class PageBuilds: Sendable {
+    let waiters = Mutex<[String: [CheckedContinuation<RenderedPageCache.BuildTurn, Never>]]>([:])
 }
 
 /// One stored page: what `Renderer.listDocument` produced before `providers`.
@@ -195,18 +270,19 @@ struct RenderedPage: Sendable, Equatable {
     var nextCursor: String?
     var providers: [ProviderPart]
 
-    /// The answer for a request served from this page, `providers[]` rendered for it.
-    func answer(durationNanoseconds: UInt64, requestID: String) -> ExecutionsAnswer {
+    /// The answer for a request served from this page, `providers[]` rendered for it: `hit` from
+    /// a stored page, `miss` for a request that waited while another one built it.
+    func answer(cache: CacheDisposition, durationNanoseconds: UInt64, requestID: String) -> ExecutionsAnswer {
         let reports = providers.map { part in
             ProviderReport(
-                name: part.name, error: nil, cache: part.called ? .hit : nil,
+                name: part.name, error: nil, cache: part.called ? cache : nil,
                 durationMilliseconds: Int64(durationNanoseconds / 1_000_000), exhausted: part.exhausted
             )
         }
         var writer = JSONWriter(capacity: head.count + 64 + 80 * reports.count)
         writer.raw(head)
         Renderer.writeProviders(reports, requestID: requestID, into: &writer)
-        return ExecutionsAnswer(body: writer.bytes, entityTag: entityTag, cache: .hit, nextCursor: nextCursor)
+        return ExecutionsAnswer(body: writer.bytes, entityTag: entityTag, cache: cache, nextCursor: nextCursor)
     }
 
     // MARK: Stored form

@@ -10,6 +10,8 @@ final class InMemoryProvider: ExecutionProvider {
     let type = "memory"
     let joinableFields: Set<JoinableField>
     private let state: Mutex<State>
+    /// While non-nil, list calls wait here until `releaseListCalls()`.
+    private let heldListCalls = Mutex<[CheckedContinuation<Void, Never>]?>(nil)
 
     struct State {
         var executions: [UnifiedExecution] = []
@@ -45,11 +47,28 @@ final class InMemoryProvider: ExecutionProvider {
         }
     }
     var credentialsSeen: [String] { state.withLock { $0.credentialsSeen } }
+    func holdListCalls() { heldListCalls.withLock { $0 = [] } }
+    var waitingListCalls: Int { heldListCalls.withLock { $0?.count ?? 0 } }
+    func releaseListCalls() {
+        let waiting = heldListCalls.withLock { held in
+            defer { held = nil }
+            return held ?? []
+        }
+        for continuation in waiting { continuation.resume() }
+    }
     var listCalls: Int { state.withLock { $0.listCalls } }
     var detailCalls: Int { state.withLock { $0.detailCalls } }
     var all: [UnifiedExecution] { state.withLock { $0.executions } }
 
     func executions(matching filter: ExecutionFilter, after position: ProviderPosition?, limit: Int, call: UpstreamCallContext) async throws(ProviderError) -> ProviderPage {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let held = heldListCalls.withLock { held -> Bool in
+                guard held != nil else { return false }
+                held?.append(continuation)
+                return true
+            }
+            if !held { continuation.resume() }
+        }
         let result: Result<ProviderPage, ProviderError> = state.withLock { state in
             state.listCalls += 1
             state.credentialsSeen.append(call.credential)

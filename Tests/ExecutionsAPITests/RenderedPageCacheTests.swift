@@ -232,6 +232,65 @@ final class ManualClock: Sendable {
         #expect(store.statistics().evictions >= 1)
     }
 
+    // MARK: - One build per page
+
+    /// Lets the tasks started so far run until `condition` holds; bounded, never a timed wait.
+    func settle(until condition: () -> Bool) async {
+        for _ in 0..<10_000 where !condition() { await Task.yield() }
+    }
+
+    @Test func concurrentMissesOfOnePageBuildItOnce() async throws {
+        let (a, b) = providers()
+        let service = service([a, b])
+        a.holdListCalls()
+        let facts = self.facts
+        let answers = await withTaskGroup(of: ExecutionsAnswer?.self) { group in
+            for _ in 0..<5 {
+                group.addTask { try? await service.list([("limit", "4")], client: .anonymous, facts: facts).get() }
+            }
+            await settle { a.waitingListCalls == 1 && service.pageCacheStatistics?.coalesced == 4 }
+            a.releaseListCalls()
+            var answers: [ExecutionsAnswer?] = []
+            for await answer in group { answers.append(answer) }
+            return answers.compactMap { $0 }
+        }
+        #expect(answers.count == 5)
+        #expect(a.listCalls == 1 && b.listCalls == 1)
+        #expect(Set(answers.map(\.entityTag)).count == 1)
+        #expect(answers.allSatisfy { $0.cache == .miss }, "the waiters' data was fetched during their requests")
+        let waiter = try #require(answers.first { $0.body != answers[0].body } ?? answers.last)
+        #expect(try document(waiter)["providers"]?.arrayValue?.allSatisfy { $0["cache"] == "miss" } == true)
+    }
+
+    @Test func waitersBuildTheirOwnWhenTheSharedBuildCannotBeStored() async throws {
+        let (a, b) = providers()
+        let service = service([a, b])
+        a.holdListCalls()
+        b.failNext(1)
+        let facts = self.facts
+        let completes = await withTaskGroup(of: Bool?.self) { group in
+            for _ in 0..<3 {
+                group.addTask {
+                    let answer = try? await service.list([], client: .anonymous, facts: facts).get()
+                    return answer.flatMap { try? JSONParser.parse($0.body)["complete"]?.boolValue }
+                }
+            }
+            await settle { a.waitingListCalls == 1 && service.pageCacheStatistics?.coalesced == 2 }
+            a.releaseListCalls()
+            var completes: [Bool?] = []
+            for await complete in group { completes.append(complete) }
+            return completes
+        }
+        // The failed build's page is never handed to others: each waiter fetched its own, complete one.
+        #expect(completes.sorted { $0 == false && $1 != false } == [false, true, true])
+        #expect(b.listCalls == 3)
+    }
+
+    @Test func cursorsInLinkHeadersAreNotReencoded() {
+        #expect(ExecutionsEndpoints.queryValue("eyJ2IjoxfQ.abc-_09") == "eyJ2IjoxfQ.abc-_09")
+        #expect(ExecutionsEndpoints.queryValue("a b/c") == "a%20b%2Fc")
+    }
+
     // MARK: - Stored form and wiring
 
     @Test func theStoredFormRoundTripsAndGarbageIsAMiss() throws {
