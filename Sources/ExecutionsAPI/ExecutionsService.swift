@@ -318,11 +318,16 @@ public struct ExecutionsService: Sendable {
                 let call = callContext(for: binding, client: client, facts: facts)
                 let id = executions[index].providerExecutionID
                 group.addTask {
+                    // Assigned, then returned after the do/catch: returning the tuple from inside a
+                    // `do throws(ProviderError)` in this closure crashed release builds (Swift 6.3,
+                    // a garbage index reached `joined[index]`); debug builds were fine.
+                    let result: Result<ExecutionDetail, ProviderError>
                     do throws(ProviderError) {
-                        return (index, .success(try await binding.provider.detail(of: id, call: call)))
+                        result = .success(try await binding.provider.detail(of: id, call: call))
                     } catch {
-                        return (index, .failure(error))
+                        result = .failure(error)
                     }
+                    return (index, result)
                 }
             }
             var results: [(Int, Result<ExecutionDetail, ProviderError>)] = []
