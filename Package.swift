@@ -30,6 +30,8 @@ let package = Package(
         .executable(name: "provider-simulator", targets: ["ProviderSimulatorCLI"]),
         // The HTTP server on its own, for embedding and for the benchmark package.
         .library(name: "GatewayServer", targets: ["GatewayServer", "GatewayHTTP"]),
+        // The libcurl client on its own, for the gateway benchmarks' upstream driver (Benchmarks/Gateway).
+        .library(name: "GatewayUpstream", targets: ["GatewayUpstream"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -182,7 +184,11 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
-        .testTarget(name: "ExecutionsAPITests", dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "ExecutionsAPITests",
+            dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON", "GatewayCache", "GatewayUpstream"],
+            swiftSettings: strictSwift
+        ),
         .testTarget(
             name: "GatewayAppTests",
             dependencies: [

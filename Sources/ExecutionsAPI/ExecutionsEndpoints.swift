@@ -25,7 +25,7 @@ public struct ExecutionsEndpoints: Sendable {
         case .success(let answer):
             var response = respond(with: answer, to: request, bypassCache: facts.bypassCache)
             if let next = answer.nextCursor, response.status == .ok || response.status == .notModified {
-                response.headers.add(name: "Link", value: "</executions?cursor=\(percentEncode(next))>; rel=\"next\"")
+                response.headers.add(name: "Link", value: "</executions?cursor=\(Self.queryValue(next))>; rel=\"next\"")
             }
             return response
         case .failure(let problem):
@@ -62,6 +62,22 @@ public struct ExecutionsEndpoints: Sendable {
             return HTTPResponse(status: .notModified, headers: headers)
         }
         return HTTPResponse(status: .ok, headers: headers, body: answer.body)
+    }
+
+    /// Cursors are base64url and `.`, which need no percent-encoding: skip the per-character
+    /// encoder for them (it showed up at ~10% of a cache-hit page's CPU time).
+    static func queryValue(_ text: String) -> String {
+        let unreserved = text.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."),
+                 UInt8(ascii: "_"), UInt8(ascii: "~"):
+                true
+            default:
+                false
+            }
+        }
+        return unreserved ? text : percentEncode(text)
     }
 
     /// RFC 9211: `hit` when every part came from fresh cache; otherwise why it was forwarded.

@@ -42,15 +42,27 @@ public struct ExecutionsService: Sendable {
     private let bindingsByName: [String: ProviderBinding]
     private let cursors: CursorCodec
     private let now: @Sendable () -> UInt64
+    private let pageCache: RenderedPageCache?
 
-    public init(providers: [ProviderBinding], cursorSecret: String, now: @escaping @Sendable () -> UInt64) {
+    /// - Parameter pageCaching: where rendered pages are kept (see `RenderedPageCache`); the
+    ///   default shares the providers' response cache store, when they have one.
+    public init(
+        providers: [ProviderBinding],
+        cursorSecret: String,
+        now: @escaping @Sendable () -> UInt64,
+        pageCaching: PageCaching = .sharedWithProviders
+    ) {
         bindings = providers
         var byName: [String: ProviderBinding] = [:]
         for binding in providers { byName[binding.name] = binding }
         bindingsByName = byName
         cursors = CursorCodec(secret: cursorSecret)
         self.now = now
+        pageCache = RenderedPageCache.resolve(pageCaching, providers: providers, cursorSecret: cursorSecret)
     }
+
+    /// The page cache's counters; nil when pages are not cached.
+    public var pageCacheStatistics: PageCacheStatistics? { pageCache?.statistics }
 
     public var providerNames: [String] { bindings.map(\.name) }
 
@@ -95,6 +107,28 @@ public struct ExecutionsService: Sendable {
         let forbidden = states.map(\.name).filter { !client.mayUse($0) }
         if !forbidden.isEmpty {
             return .failure(.forbidden("Client '\(client.id)' may not use provider \(forbidden.map { "'\($0)'" }.joined(separator: ", "))."))
+        }
+
+        // Authorised above: a stored page is only ever served to a client that may use every provider in it.
+        let pageKey = pageCache?.key(
+            query: query, states: states,
+            credentialIdentities: states.map { state in
+                bindingsByName[state.name].map { callContext(for: $0, client: client, facts: facts).credentialIdentity } ?? ""
+            }
+        )
+        let requestStarted = now()
+        var buildingPage = false
+        var storedPage: RenderedPage?
+        defer { if buildingPage, let pageCache, let pageKey { pageCache.finishBuild(pageKey, storedPage: storedPage) } }
+        if let pageCache, let pageKey, !facts.bypassCache {
+            if let page = await pageCache.lookup(pageKey, now: requestStarted) {
+                return .success(page.answer(cache: .hit, durationNanoseconds: now() &- requestStarted, requestID: facts.requestID))
+            }
+            switch await pageCache.turn(for: pageKey) {
+            case .build: buildingPage = true
+            case .built(let page): return .success(page.answer(cache: .miss, durationNanoseconds: now() &- requestStarted, requestID: facts.requestID))
+            case .buildOwn: break
+            }
         }
 
         // Fetch each provider's next matching executions concurrently.
@@ -170,6 +204,14 @@ public struct ExecutionsService: Sendable {
             items: joined, include: query.include, limit: query.limit, nextCursor: nextCursor,
             complete: complete, providers: reports, requestID: facts.requestID
         )
+        if let pageCache, let pageKey {
+            let page = RenderedPage(
+                head: Array(rendered.body.prefix(rendered.entityTaggedCount)), entityTag: rendered.entityTag, nextCursor: nextCursor,
+                providers: zip(fetched, reports).map { .init(name: $1.name, called: $0.result != nil, exhausted: $1.exhausted) }
+            )
+            let freshUntil = pageCache.freshUntil(requestStarted: requestStarted, complete: complete, reports: reports, joined: joined)
+            if await pageCache.store(page, key: pageKey, now: now(), freshUntil: freshUntil) { storedPage = page }
+        }
         return .success(ExecutionsAnswer(body: rendered.body, entityTag: rendered.entityTag, cache: cache, nextCursor: nextCursor))
     }
 

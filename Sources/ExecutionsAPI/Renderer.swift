@@ -8,6 +8,9 @@ enum Renderer {
     struct Rendered {
         var body: [UInt8]
         var entityTag: String
+        /// How many leading bytes of `body` the ETag covers (data, page, complete): a list page's
+        /// reusable head, before the per-request `providers`.
+        var entityTaggedCount: Int
     }
 
     static func listDocument(
@@ -35,6 +38,13 @@ enum Renderer {
         writer.raw("},\"complete\":")
         writer.raw(complete ? "true" : "false")
         let entityTag = weakEntityTag(of: writer.bytes)
+        let entityTaggedCount = writer.bytes.count
+        writeProviders(providers, requestID: requestID, into: &writer)
+        return Rendered(body: writer.bytes, entityTag: entityTag, entityTaggedCount: entityTaggedCount)
+    }
+
+    /// `,"providers":[…]}`: the end of a list document, after the part the ETag covers.
+    static func writeProviders(_ providers: [ProviderReport], requestID: String, into writer: inout JSONWriter) {
         writer.raw(",\"providers\":[")
         for (index, report) in providers.enumerated() {
             if index > 0 { writer.raw(UInt8(ascii: ",")) }
@@ -48,7 +58,6 @@ enum Renderer {
             }
         }
         writer.raw("]}")
-        return Rendered(body: writer.bytes, entityTag: entityTag)
     }
 
     static func detailDocument(_ detail: ExecutionDetail, joinable: Set<JoinableField>) -> Rendered {
@@ -57,7 +66,7 @@ enum Renderer {
         let item = ExecutionsService.JoinedExecution(execution: detail.execution, detail: detail, error: nil, cache: detail.cache)
         writeExecution(item, include: [.downloads, .startBlock, .events, .detail], into: &writer, requestID: nil)
         writer.raw("}")
-        return Rendered(body: writer.bytes, entityTag: weakEntityTag(of: writer.bytes))
+        return Rendered(body: writer.bytes, entityTag: weakEntityTag(of: writer.bytes), entityTaggedCount: writer.bytes.count)
     }
 
     /// The unified execution of CONTRACT.md §2, then each included field, then any join error.

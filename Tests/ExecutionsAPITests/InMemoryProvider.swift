@@ -10,6 +10,8 @@ final class InMemoryProvider: ExecutionProvider {
     let type = "memory"
     let joinableFields: Set<JoinableField>
     private let state: Mutex<State>
+    /// While non-nil, list calls wait here until `releaseListCalls()`.
+    private let heldListCalls = Mutex<[CheckedContinuation<Void, Never>]?>(nil)
 
     struct State {
         var executions: [UnifiedExecution] = []
@@ -18,6 +20,10 @@ final class InMemoryProvider: ExecutionProvider {
         var listCalls = 0
         var detailCalls = 0
         var failingDetails: Set<String> = []
+        /// How the answers say they were obtained (a real adapter's fetcher decides this).
+        var listDisposition: CacheDisposition = .miss
+        var detailDisposition: CacheDisposition = .miss
+        var credentialsSeen: [String] = []
     }
 
     init(name: String, joinableFields: Set<JoinableField> = [], executions: [UnifiedExecution] = []) {
@@ -34,20 +40,45 @@ final class InMemoryProvider: ExecutionProvider {
         }
     }
     func failDetail(of id: String) { state.withLock { _ = $0.failingDetails.insert(id) } }
+    func answer(list: CacheDisposition, detail: CacheDisposition) {
+        state.withLock {
+            $0.listDisposition = list
+            $0.detailDisposition = detail
+        }
+    }
+    var credentialsSeen: [String] { state.withLock { $0.credentialsSeen } }
+    func holdListCalls() { heldListCalls.withLock { $0 = [] } }
+    var waitingListCalls: Int { heldListCalls.withLock { $0?.count ?? 0 } }
+    func releaseListCalls() {
+        let waiting = heldListCalls.withLock { held in
+            defer { held = nil }
+            return held ?? []
+        }
+        for continuation in waiting { continuation.resume() }
+    }
     var listCalls: Int { state.withLock { $0.listCalls } }
     var detailCalls: Int { state.withLock { $0.detailCalls } }
     var all: [UnifiedExecution] { state.withLock { $0.executions } }
 
     func executions(matching filter: ExecutionFilter, after position: ProviderPosition?, limit: Int, call: UpstreamCallContext) async throws(ProviderError) -> ProviderPage {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let held = heldListCalls.withLock { held -> Bool in
+                guard held != nil else { return false }
+                held?.append(continuation)
+                return true
+            }
+            if !held { continuation.resume() }
+        }
         let result: Result<ProviderPage, ProviderError> = state.withLock { state in
             state.listCalls += 1
+            state.credentialsSeen.append(call.credential)
             if state.failuresRemaining > 0 {
                 state.failuresRemaining -= 1
                 return .failure(state.failure)
             }
             let ordered = state.executions.filter(filter.matches).sorted { $0.sortKey.precedes($1.sortKey) }
             let after = ordered.filter { position == nil || position!.last.precedes($0.sortKey) }
-            return .success(ProviderPage(executions: Array(after.prefix(limit)), exhausted: after.count <= limit, cache: .miss))
+            return .success(ProviderPage(executions: Array(after.prefix(limit)), exhausted: after.count <= limit, cache: state.listDisposition))
         }
         return try result.get()
     }
@@ -61,7 +92,7 @@ final class InMemoryProvider: ExecutionProvider {
             }
             return .success(ExecutionDetail(
                 execution: execution, downloads: ["files": [.string("f-\(providerExecutionID)")]], startBlock: nil,
-                events: [.string("e-\(providerExecutionID)")], record: ["id": .string(providerExecutionID)], cache: .miss
+                events: [.string("e-\(providerExecutionID)")], record: ["id": .string(providerExecutionID)], cache: state.detailDisposition
             ))
         }
         return try result.get()

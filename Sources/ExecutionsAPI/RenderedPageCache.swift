@@ -1,0 +1,387 @@
+public import GatewayCache
+import GatewayCrypto
+import GatewayJSON
+public import GatewayProviders
+import Synchronization
+
+/// Where `ExecutionsService` keeps rendered `GET /executions` pages.
+///
+/// A cache hit of the providers' response cache still re-parses the upstream JSON, re-merges and
+/// re-renders the page on every request; a page-level entry skips all of that and answers with
+/// stored bytes. See `RenderedPageCache` for what is stored and when.
+public enum PageCaching: Sendable {
+    /// Every list request is merged and rendered afresh.
+    case disabled
+    /// Pages go into the store of the response cache every provider's fetcher shares (so one
+    /// `cache.maxBytes` bounds upstream answers and pages together), judged with the fetchers'
+    /// TTLs. Falls back to `disabled` when the providers do not all read through one such cache.
+    case sharedWithProviders
+    /// Pages go into `store`, judged with the TTLs of `policy`.
+    case store(any CacheStore, policy: ProviderCachePolicy)
+}
+
+/// What the page cache has done since start, for metrics.
+public struct PageCacheStatistics: Sendable, Equatable {
+    /// Pages answered from a fresh stored page.
+    public var hits = 0
+    /// Lookups that found no fresh page (requests with `Cache-Control: no-cache` do not look).
+    public var misses = 0
+    /// Pages stored.
+    public var stores = 0
+    /// Pages built but not stored: incomplete, stale, or built from parts that were not fetched
+    /// during the request.
+    public var notCacheable = 0
+    /// Requests that found no stored page and waited for another request building the same one.
+    public var coalesced = 0
+
+    public init() {}
+}
+
+/// Rendered list pages, keyed by everything that decides their bytes and by who may share them.
+///
+/// Key: the whole normalised query (limit, providers, filters, include, allowPartial), every
+/// provider's cursor state (position and exhaustion, which is what a cursor or its absence comes
+/// down to), the resolved provider set, the identity (SHA-256) of the upstream credential used for
+/// each of those providers, and a fingerprint of the cursor secret (the stored bytes hold a sealed
+/// `nextCursor`). Never the credential itself. Two clients share a page exactly when they would
+/// share every upstream answer behind it.
+///
+/// Value: the rendered `data`, `page` and `complete` bytes, their ETag, the next cursor and, per
+/// provider, whether it was called and whether it is exhausted. `providers[]` is rendered per
+/// request (`cache: "hit"` and the lookup's real duration).
+///
+/// A page is stored only when it is complete, nothing in it was served stale, and every provider
+/// part it was built from was fetched during the request that built it (a `miss`, including a
+/// coalesced wait), so that it cannot outlive the upstream answers behind it: it stays fresh until
+/// that request's start plus the list TTL, or the TTL of any active (not finished) execution's
+/// detail joined onto it if shorter. Joined details of finished executions may come from cache
+/// (their TTL is an hour by default and the record no longer changes). Not stored, and therefore
+/// walked afresh each time: pages built from parts that were cached hits, such as a second page
+/// served from a Kaizen list fetched for the first.
+struct RenderedPageCache: Sendable {
+    let store: any CacheStore
+    let policy: ProviderCachePolicy
+    /// Separates pages of gateways with different cursor secrets sharing one store.
+    let namespace: String
+    private let counters = PageCacheCounters()
+    private let builds = PageBuilds()
+
+    init(store: any CacheStore, policy: ProviderCachePolicy, cursorSecret: String) {
+        self.store = store
+        self.policy = policy
+        namespace = Hex.encode(HMACSHA256.authenticationCode(key: Array(cursorSecret.utf8), message: Array("page-cache".utf8)).prefix(8))
+    }
+
+    /// The configured choice resolved against the providers, or nil when pages are not cached.
+    static func resolve(_ choice: PageCaching, providers: [ProviderBinding], cursorSecret: String) -> RenderedPageCache? {
+        switch choice {
+        case .disabled:
+            return nil
+        case .store(let store, let policy):
+            return RenderedPageCache(store: store, policy: policy, cursorSecret: cursorSecret)
+        case .sharedWithProviders:
+            let fetchers = providers.compactMap { ($0.provider as? any UpstreamBackedProvider)?.fetcher }
+            guard let first = fetchers.first, fetchers.count == providers.count,
+                  fetchers.allSatisfy({ $0.cache === first.cache && $0.cachePolicy == first.cachePolicy })
+            else { return nil }
+            return RenderedPageCache(store: first.cache.store, policy: first.cachePolicy, cursorSecret: cursorSecret)
+        }
+    }
+
+    var statistics: PageCacheStatistics { counters.snapshot() }
+
+    // MARK: - Keys
+
+    /// `executions:page:` + SHA-256 over the canonical JSON of the key's parts. Provider names
+    /// cannot contain `:`, so no provider fetcher's key (which starts with a provider name and a
+    /// space) can equal a page key in a shared store.
+    func key(query: ListQuery, states: [(name: String, state: ProviderCursorState)], credentialIdentities: [String]) -> String {
+        // Canonical JSON written straight to bytes (no value tree: this runs on every request).
+        var writer = JSONWriter(capacity: 512)
+        writer.raw("[\"v1\",")
+        writer.string(namespace)
+        writer.raw(",")
+        writer.raw(String(query.limit))
+        writer.raw(",")
+        Self.write(query.providers, into: &writer)
+        writer.raw(",")
+        Self.write(query.filter.statuses.map { $0.map(\.rawValue).sorted() }, into: &writer)
+        writer.raw(",")
+        writer.optionalString(query.filter.workflowID)
+        writer.raw(",")
+        writer.raw(query.filter.createdAfter.map { String($0.nanosecondsSinceEpoch) } ?? "null")
+        writer.raw(",")
+        writer.raw(query.filter.createdBefore.map { String($0.nanosecondsSinceEpoch) } ?? "null")
+        writer.raw(",")
+        Self.write(query.filter.searchTerms, into: &writer)
+        writer.raw(",")
+        writer.raw(query.filter.isTest.map { $0 ? "true" : "false" } ?? "null")
+        writer.raw(",")
+        Self.write(query.include.map(\.rawValue).sorted(), into: &writer)
+        writer.raw(query.allowPartial ? ",true" : ",false")
+        for (index, entry) in states.enumerated() {
+            writer.raw(",[")
+            writer.string(entry.name)
+            writer.raw(",")
+            writer.string(index < credentialIdentities.count ? credentialIdentities[index] : "")
+            writer.raw(entry.state.exhausted ? ",true," : ",false,")
+            if let position = entry.state.position {
+                writer.raw(String(position.last.createdAt.nanosecondsSinceEpoch))
+                writer.raw(",")
+                writer.string(position.last.id)
+                writer.raw(",")
+                writer.raw(position.offsetHint.map { String($0) } ?? "null")
+            } else {
+                writer.raw("null,null,null")
+            }
+            writer.raw("]")
+        }
+        writer.raw("]")
+        return "executions:page:" + Hex.encode(SHA256.hash(writer.bytes))
+    }
+
+    private static func write(_ strings: [String]?, into writer: inout JSONWriter) {
+        guard let strings else {
+            writer.raw("null")
+            return
+        }
+        writer.raw("[")
+        for (index, text) in strings.enumerated() {
+            if index > 0 { writer.raw(",") }
+            writer.string(text)
+        }
+        writer.raw("]")
+    }
+
+    // MARK: - Lookup
+
+    /// The stored page under `key` if it is still fresh at `now`.
+    func lookup(_ key: String, now: UInt64) async -> RenderedPage? {
+        guard let entry = await store.lookup(key), now < entry.freshUntil, let page = RenderedPage(decoding: entry.value) else {
+            counters.count(\.misses)
+            return nil
+        }
+        counters.count(\.hits)
+        return page
+    }
+
+    // MARK: - Storing
+
+    /// Until when a page built from these parts may be served, or nil when it may not be stored.
+    /// `requestStarted` is when the request that built it began: everything fetched for it was
+    /// stored upstream-side no earlier, so every such entry is fresh at least until then plus its TTL.
+    func freshUntil(
+        requestStarted: UInt64,
+        complete: Bool,
+        reports: [ProviderReport],
+        joined: [ExecutionsService.JoinedExecution]
+    ) -> UInt64? {
+        guard complete else { return nil }
+        var ttl = policy.listTTLNanoseconds
+        for report in reports {
+            switch report.cache {
+            case nil: continue   // not called: exhausted before this page
+            case .miss?: continue
+            case .hit?, .stale?: return nil
+            }
+        }
+        for item in joined {
+            guard let detail = item.detail else { continue }
+            let status = detail.execution.status
+            switch detail.cache {
+            case .miss:
+                ttl = min(ttl, policy.detailTTLNanoseconds(for: status))
+            case .hit:
+                guard status?.isTerminal == true else { return nil }
+            case .stale:
+                return nil
+            }
+        }
+        let (until, overflow) = requestStarted.addingReportingOverflow(ttl)
+        return overflow ? .max : until
+    }
+
+    /// Stores `page` when `freshUntil` allows; true when it did.
+    func store(_ page: RenderedPage, key: String, now: UInt64, freshUntil: UInt64?) async -> Bool {
+        guard let freshUntil, now < freshUntil else {
+            counters.count(\.notCacheable)
+            return false
+        }
+        await store.store(key, entry: CachedEntry(value: page.encoded(), storedAt: now, freshUntil: freshUntil, staleUntil: freshUntil))
+        counters.count(\.stores)
+        return true
+    }
+
+    // MARK: - One build per page at a time
+
+    /// What a request that found no stored page should do.
+    enum BuildTurn: Sendable {
+        /// Build the page, then call `finishBuild` (on every path).
+        case build
+        /// Another request built and stored it meanwhile.
+        case built(RenderedPage)
+        /// Another request built it, but it could not be stored (incomplete, or built from cached
+        /// parts): build one's own.
+        case buildOwn
+    }
+
+    /// When a page expires, every request in flight for it misses at once; without this each of
+    /// them would decode the cached upstream answers and render the same page (the upstream calls
+    /// themselves are already coalesced by the response cache).
+    func turn(for key: String) async -> BuildTurn {
+        await withCheckedContinuation { (continuation: CheckedContinuation<BuildTurn, Never>) in
+            let isBuilder = builds.waiters.withLock { waiting -> Bool in
+                if waiting[key] != nil {
+                    waiting[key, default: []].append(continuation)
+                    return false
+                }
+                waiting[key] = []
+                return true
+            }
+            if isBuilder { continuation.resume(returning: .build) } else { counters.count(\.coalesced) }
+        }
+    }
+
+    /// Ends the build `turn(for:)` handed out, releasing the requests that waited for it.
+    func finishBuild(_ key: String, storedPage: RenderedPage?) {
+        let waiters = builds.waiters.withLock { $0.removeValue(forKey: key) ?? [] }
+        for waiter in waiters {
+            waiter.resume(returning: storedPage.map(BuildTurn.built) ?? .buildOwn)
+        }
+    }
+}
+
+private final class PageBuilds: Sendable {
+    let waiters = Mutex<[String: [CheckedContinuation<RenderedPageCache.BuildTurn, Never>]]>([:])
+}
+
+/// One stored page: what `Renderer.listDocument` produced before `providers`.
+struct RenderedPage: Sendable, Equatable {
+    struct ProviderPart: Sendable, Equatable {
+        var name: String
+        /// The provider was called for this page (not already exhausted).
+        var called: Bool
+        var exhausted: Bool
+    }
+
+    /// `{"data":[…],"page":{…},"complete":true` — the bytes the ETag covers.
+    var head: [UInt8]
+    var entityTag: String
+    var nextCursor: String?
+    var providers: [ProviderPart]
+
+    /// The answer for a request served from this page, `providers[]` rendered for it: `hit` from
+    /// a stored page, `miss` for a request that waited while another one built it.
+    func answer(cache: CacheDisposition, durationNanoseconds: UInt64, requestID: String) -> ExecutionsAnswer {
+        let reports = providers.map { part in
+            ProviderReport(
+                name: part.name, error: nil, cache: part.called ? cache : nil,
+                durationMilliseconds: Int64(durationNanoseconds / 1_000_000), exhausted: part.exhausted
+            )
+        }
+        var writer = JSONWriter(capacity: head.count + 64 + 80 * reports.count)
+        writer.raw(head)
+        Renderer.writeProviders(reports, requestID: requestID, into: &writer)
+        return ExecutionsAnswer(body: writer.bytes, entityTag: entityTag, cache: cache, nextCursor: nextCursor)
+    }
+
+    // MARK: Stored form
+
+    // A fixed binary layout (not JSON: the head is already JSON and would need escaping):
+    // "EGP1", then length-prefixed (UInt32 little-endian) ETag, next cursor (flag byte first),
+    // provider count (UInt32) and per provider name + flags byte, then the head to the end.
+    private static let magic = Array("EGP1".utf8)
+
+    func encoded() -> [UInt8] {
+        var bytes = Self.magic
+        bytes.reserveCapacity(head.count + 128 + providers.count * 24)
+        Self.append(entityTag, to: &bytes)
+        if let nextCursor {
+            bytes.append(1)
+            Self.append(nextCursor, to: &bytes)
+        } else {
+            bytes.append(0)
+        }
+        Self.append(UInt32(providers.count), to: &bytes)
+        for part in providers {
+            Self.append(part.name, to: &bytes)
+            bytes.append((part.called ? 1 : 0) | (part.exhausted ? 2 : 0))
+        }
+        bytes.append(contentsOf: head)
+        return bytes
+    }
+
+    init(head: [UInt8], entityTag: String, nextCursor: String?, providers: [ProviderPart]) {
+        self.head = head
+        self.entityTag = entityTag
+        self.nextCursor = nextCursor
+        self.providers = providers
+    }
+
+    /// nil for anything that is not a page this type encoded (a store shared with other
+    /// software, or corrupted): the caller then renders afresh.
+    init?(decoding bytes: [UInt8]) {
+        var reader = ByteReader(bytes: bytes)
+        guard reader.take(Self.magic.count) == Self.magic[...],
+              let entityTag = reader.string(),
+              let hasCursor = reader.byte(), hasCursor <= 1
+        else { return nil }
+        var nextCursor: String?
+        if hasCursor == 1 {
+            guard let cursor = reader.string() else { return nil }
+            nextCursor = cursor
+        }
+        guard let count = reader.uint32(), Int(count) <= bytes.count else { return nil }
+        var providers: [ProviderPart] = []
+        for _ in 0..<count {
+            guard let name = reader.string(), let flags = reader.byte(), flags <= 3 else { return nil }
+            providers.append(ProviderPart(name: name, called: flags & 1 != 0, exhausted: flags & 2 != 0))
+        }
+        self.init(head: Array(reader.rest()), entityTag: entityTag, nextCursor: nextCursor, providers: providers)
+    }
+
+    private static func append(_ value: UInt32, to bytes: inout [UInt8]) {
+        for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
+    }
+
+    private static func append(_ text: String, to bytes: inout [UInt8]) {
+        append(UInt32(text.utf8.count), to: &bytes)
+        bytes.append(contentsOf: text.utf8)
+    }
+}
+
+/// Reads the stored form; every read is bounds-checked and answers nil past the end.
+private struct ByteReader {
+    let bytes: [UInt8]
+    var offset = 0
+
+    mutating func take(_ count: Int) -> ArraySlice<UInt8>? {
+        guard count >= 0, count <= bytes.count - offset else { return nil }
+        defer { offset += count }
+        return bytes[offset..<offset + count]
+    }
+
+    mutating func byte() -> UInt8? { take(1)?.first }
+
+    mutating func uint32() -> UInt32? {
+        guard let slice = take(4) else { return nil }
+        return slice.reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+    }
+
+    mutating func string() -> String? {
+        guard let length = uint32(), let slice = take(Int(length)) else { return nil }
+        return String(validating: slice, as: UTF8.self)
+    }
+
+    func rest() -> ArraySlice<UInt8> { bytes[offset...] }
+}
+
+private final class PageCacheCounters: Sendable {
+    private let state = Mutex(PageCacheStatistics())
+
+    func count(_ field: any WritableKeyPath<PageCacheStatistics, Int> & Sendable) {
+        state.withLock { $0[keyPath: field] += 1 }
+    }
+
+    func snapshot() -> PageCacheStatistics { state.withLock { $0 } }
+}
