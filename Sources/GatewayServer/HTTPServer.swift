@@ -55,7 +55,6 @@ public final class HTTPServer: Service, Sendable {
     private struct State: ~Copyable {
         var group: EventLoopGroup?
         var loops: [LoopBound<ServerLoop>] = []
-        var loads: WorkerLoads?
         var port: Int = 0
         var stopped = false
     }
@@ -76,9 +75,6 @@ public final class HTTPServer: Service, Sendable {
 
     /// The bound port (useful with `port: 0`). Zero before `start()`.
     public var localPort: Int { state.withLock { $0.port } }
-
-    /// Open connections on each worker loop (empty before `start()`), for metrics and tests.
-    public var openConnectionsPerWorker: [Int] { state.withLock { $0.loads?.openPerLoop ?? [] } }
 
     /// True from the start of shutdown: readiness probes should fail and responses close connections.
     public var isDraining: Bool { draining.load(ordering: .relaxed) }
@@ -111,24 +107,17 @@ public final class HTTPServer: Service, Sendable {
                 for loop in group.loops { loop.stop() }
                 throw error
             }
-            let loads = WorkerLoads(count: group.loops.count)
             var bound: [LoopBound<ServerLoop>] = []
-            for (index, (loop, listener)) in zip(group.loops, listeners).enumerated() {
-                let serverLoop = ServerLoop(server: self, loop: loop, listener: listener, index: index, loads: loads)
-                bound.append(LoopBound(serverLoop, loop: loop))
-            }
-            let siblings = bound
-            for handle in bound {
-                handle.loop.execute {
-                    handle.value.siblings = siblings
-                    handle.value.startAccepting()
-                }
+            for (loop, listener) in zip(group.loops, listeners) {
+                let serverLoop = ServerLoop(server: self, loop: loop, listener: listener)
+                let handle = LoopBound(serverLoop, loop: loop)
+                bound.append(handle)
+                loop.execute { handle.value.startAccepting() }
             }
             let port = listeners[0].address.port
             state.withLock {
                 $0.group = group
                 $0.loops = bound
-                $0.loads = loads
                 $0.port = port
             }
             logger.info("listening", metadata: [
@@ -199,59 +188,13 @@ public final class HTTPServer: Service, Sendable {
     func makeConnectionID() -> UInt64 { nextConnectionID.add(1, ordering: .relaxed).oldValue }
 }
 
-/// Open connections per worker loop, readable from every loop.
-///
-/// `SO_REUSEPORT` spreads new connections over the loops by a hash of their addresses, which is
-/// uneven for small numbers: 64 connections over 2 loops commonly split 38/26, and the clients of the
-/// busier loop then wait longer for every response. An accepting loop therefore hands a connection to
-/// a loop with fewer open connections when there is one.
-final class WorkerLoads: Sendable {
-    private final class Counter: Sendable {
-        let value = Atomic<Int>(0)
-    }
-    private let counters: [Counter]
-
-    init(count: Int) {
-        counters = (0..<count).map { _ in Counter() }
-    }
-
-    /// `preferred` unless another loop has fewer open connections; the chosen loop is counted at once,
-    /// so a burst of accepts does not pile onto a loop before it has registered the first ones.
-    func reserveLeastLoaded(preferring preferred: Int) -> Int {
-        var chosen = preferred
-        var fewest = counters[preferred].value.load(ordering: .relaxed)
-        for (index, counter) in counters.enumerated() where index != preferred {
-            let load = counter.value.load(ordering: .relaxed)
-            if load < fewest {
-                chosen = index
-                fewest = load
-            }
-        }
-        counters[chosen].value.add(1, ordering: .relaxed)
-        return chosen
-    }
-
-    func release(_ index: Int) {
-        counters[index].value.subtract(1, ordering: .relaxed)
-    }
-
-    var openPerLoop: [Int] { counters.map { $0.value.load(ordering: .relaxed) } }
-}
-
 /// The part of the server that lives on one loop: its listener and its connections.
 final class ServerLoop: IOEventHandler {
     unowned let server: HTTPServer
     let loop: EventLoop
     private let listener: ListeningSocket
     private var listening = false
-    /// Set by `beginDrain`: a connection handed over from a sibling afterwards is drained on arrival.
-    private var drained = false
     private var connections: [UInt64: Connection] = [:]
-    /// This loop's position in `loads` and `siblings`.
-    private let index: Int
-    private let loads: WorkerLoads
-    /// Every loop of the server, this one included, for handing over accepted connections.
-    var siblings: [LoopBound<ServerLoop>] = []
     /// Shared by every connection on this loop: reads land here and are parsed in place, so idle
     /// connections hold no read buffer. Raw memory rather than an array: it is handed to `read` and
     /// to the parser on every request, with no copy-on-write or exclusivity bookkeeping in the way.
@@ -262,12 +205,10 @@ final class ServerLoop: IOEventHandler {
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\nContent-Length: 106\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"Too many open connections.\"}".utf8
     )
 
-    init(server: HTTPServer, loop: EventLoop, listener: ListeningSocket, index: Int, loads: WorkerLoads) {
+    init(server: HTTPServer, loop: EventLoop, listener: ListeningSocket) {
         self.server = server
         self.loop = loop
         self.listener = listener
-        self.index = index
-        self.loads = loads
     }
 
     deinit {
@@ -309,43 +250,25 @@ final class ServerLoop: IOEventHandler {
                 SocketIO.close(accepted.fd)
                 continue
             }
-            // `siblings` is set before this loop starts accepting.
-            let target = loads.reserveLeastLoaded(preferring: index)
-            if target == index {
-                adopt(accepted.fd, peer: accepted.peer)
-            } else {
-                let sibling = siblings[target]
-                let fd = accepted.fd
-                let peer = accepted.peer
-                sibling.loop.execute { sibling.value.adopt(fd, peer: peer) }
+            SocketOptions.disableNagle(accepted.fd)
+            let connection = Connection(
+                id: server.makeConnectionID(),
+                fd: accepted.fd,
+                remoteAddress: accepted.peer.host,
+                loop: loop,
+                owner: self,
+                configuration: server.configuration,
+                responder: server.responder,
+                logger: server.logger
+            )
+            do {
+                try loop.register(accepted.fd, interest: .readable, handler: connection)
+                connections[connection.id] = connection
+            } catch {
+                server.counters.open.subtract(1, ordering: .relaxed)
+                SocketIO.close(accepted.fd)
             }
         }
-    }
-
-    /// Takes over an accepted connection, already counted in `server.counters.open` and in this
-    /// loop's entry of `loads`.
-    func adopt(_ fd: Int32, peer: SocketAddress) {
-        SocketOptions.disableNagle(fd)
-        let connection = Connection(
-            id: server.makeConnectionID(),
-            fd: fd,
-            remoteAddress: peer.host,
-            loop: loop,
-            owner: self,
-            configuration: server.configuration,
-            responder: server.responder,
-            logger: server.logger
-        )
-        do {
-            try loop.register(fd, interest: .readable, handler: connection)
-            connections[connection.id] = connection
-        } catch {
-            server.counters.open.subtract(1, ordering: .relaxed)
-            loads.release(index)
-            SocketIO.close(fd)
-            return
-        }
-        if drained { connection.drain() }
     }
 
     /// Out of descriptors (EMFILE/ENFILE) or memory: the pending connection stays in the backlog and
@@ -369,16 +292,12 @@ final class ServerLoop: IOEventHandler {
     func connectionClosed(_ connection: Connection) {
         if connections.removeValue(forKey: connection.id) != nil {
             server.counters.open.subtract(1, ordering: .relaxed)
-            loads.release(index)
         }
     }
 
     func beginDrain() {
         if listening { loop.unregister(listener.fd) }
         listening = false
-        drained = true
-        // No more accepts here, so no more hand-overs: and the loops no longer keep each other alive.
-        siblings = []
         SocketIO.close(listener.fd)
         for connection in Array(connections.values) { connection.drain() }
     }
