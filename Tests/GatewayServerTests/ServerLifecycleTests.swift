@@ -109,6 +109,21 @@ import Testing
         }
     }
 
+    @Test func aBodyOwedAfter100ContinueIsUnderTheRequestTimeout() async throws {
+        var configuration = Self.quickTimeouts()
+        configuration.headerTimeoutNanoseconds = 300_000_000
+        configuration.idleTimeoutNanoseconds = 60_000_000_000
+        try await withServer(configuration) { server in
+            let client = try RawClient(port: server.localPort)
+            try await client.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+            #expect(await client.readResponse(headOnly: true)?.status == 100)
+            // The body never comes: the request timeout (0.3 s) ends it, long before the idle one (60 s).
+            let (bytes, end) = await client.readUntilClose()
+            #expect(TestResponse.parseAll(bytes).first?.status == 408)
+            #expect(end == .closed)
+        }
+    }
+
     @Test func halfClosedClientStillGetsItsAnswer() async throws {
         try await withServer { server in
             let client = try RawClient(port: server.localPort)
