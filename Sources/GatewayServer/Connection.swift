@@ -306,19 +306,19 @@ final class Connection: IOEventHandler {
 
     private func afterResponseWritten() {
         guard phase == .reading else { return }
-        // A message is half-read: what went out was the interim `100 Continue`, and the body is
-        // still owed under the request deadline, not the (longer) idle one.
-        if !parser.isIdle {
-            if deadlineKind != .request || deadline == 0 {
-                setDeadline(.request, after: configuration.headerTimeoutNanoseconds)
-            }
-            return
-        }
         if closeAfterWrite {
             if resetAfterWrite {
                 close()
             } else {
                 beginLingeringClose()
+            }
+            return
+        }
+        // A message is half-read: what went out was the interim `100 Continue`, and the body is
+        // still owed under the request deadline, not the (longer) idle one.
+        if !parser.isIdle {
+            if deadlineKind != .request || deadline == 0 {
+                setDeadline(.request, after: configuration.headerTimeoutNanoseconds)
             }
             return
         }
