@@ -101,7 +101,6 @@ public struct ExecutionsService: Sendable {
         } else {
             let names = query.providers ?? bindings.map(\.name).filter(client.mayUse)
             states = names.map { ($0, ProviderCursorState(position: nil, exhausted: false)) }
-            if let tooLarge = cursors.problemIfTooLargeToPage(query, providers: names) { return .failure(tooLarge) }
         }
 
         let forbidden = states.map(\.name).filter { !client.mayUse($0) }
@@ -131,8 +130,17 @@ public struct ExecutionsService: Sendable {
             }
         }
 
+        // Sealing a worst-case cursor costs as much as the rest of a cache hit, so only a page
+        // about to be built checks it: a stored first page passed this check when it was built.
+        if parsed.cursor == nil, let tooLarge = cursors.problemIfTooLargeToPage(query, providers: states.map(\.name)) {
+            return .failure(tooLarge)
+        }
+
         // Fetch each provider's next matching executions concurrently.
-        let fetched = await fetchPages(states: states, query: query, client: client, facts: facts)
+        let partFreshness = PartFreshness()
+        let fetched = await ProviderFetcher.$partFreshness.withValue(partFreshness) {
+            await fetchPages(states: states, query: query, client: client, facts: facts)
+        }
 
         // Merge the ordered streams and keep the first `limit`.
         var candidates: [(execution: UnifiedExecution, provider: Int)] = []
@@ -188,7 +196,9 @@ public struct ExecutionsService: Sendable {
         }
 
         // Join detail records where `include` asks for them.
-        let joined = await join(shown.map(\.execution), include: query.include, client: client, facts: facts)
+        let joined = await ProviderFetcher.$partFreshness.withValue(partFreshness) {
+            await join(shown.map(\.execution), include: query.include, client: client, facts: facts)
+        }
         if !query.allowPartial {
             let joinFailures = joined.compactMap(\.error)
             if !joinFailures.isEmpty { return .failure(Self.combined(joinFailures)) }
@@ -206,10 +216,13 @@ public struct ExecutionsService: Sendable {
         )
         if let pageCache, let pageKey {
             let page = RenderedPage(
-                head: Array(rendered.body.prefix(rendered.entityTaggedCount)), entityTag: rendered.entityTag, nextCursor: nextCursor,
+                head: rendered.body.prefix(rendered.entityTaggedCount), entityTag: rendered.entityTag, nextCursor: nextCursor,
                 providers: zip(fetched, reports).map { .init(name: $1.name, called: $0.result != nil, exhausted: $1.exhausted) }
             )
-            let freshUntil = pageCache.freshUntil(requestStarted: requestStarted, complete: complete, reports: reports, joined: joined)
+            let freshUntil = pageCache.freshUntil(
+                requestStarted: requestStarted, complete: complete, reports: reports, joined: joined,
+                partsFreshUntil: partFreshness.earliest
+            )
             if await pageCache.store(page, key: pageKey, now: now(), freshUntil: freshUntil) { storedPage = page }
         }
         return .success(ExecutionsAnswer(body: rendered.body, entityTag: rendered.entityTag, cache: cache, nextCursor: nextCursor))

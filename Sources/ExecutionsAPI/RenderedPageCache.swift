@@ -50,14 +50,14 @@ public struct PageCacheStatistics: Sendable, Equatable {
 /// provider, whether it was called and whether it is exhausted. `providers[]` is rendered per
 /// request (`cache: "hit"` and the lookup's real duration).
 ///
-/// A page is stored only when it is complete, nothing in it was served stale, and every provider
-/// part it was built from was fetched during the request that built it (a `miss`, including a
-/// coalesced wait), so that it cannot outlive the upstream answers behind it: it stays fresh until
-/// that request's start plus the list TTL, or the TTL of any active (not finished) execution's
-/// detail joined onto it if shorter. Joined details of finished executions may come from cache
-/// (their TTL is an hour by default and the record no longer changes). Not stored, and therefore
-/// walked afresh each time: pages built from parts that were cached hits, such as a second page
-/// served from a Kaizen list fetched for the first.
+/// A page is stored only when it is complete and nothing in it was served stale, and only for as
+/// long as every upstream answer behind it stays fresh, so that it cannot outlive them: until the
+/// earliest end of freshness of the answers it was built from (fetched during the request, or read
+/// from cache, such as a second page served from a Kaizen list fetched for the first), and never
+/// past the building request's start plus the list TTL, or the TTL of any active (not finished)
+/// execution's detail joined onto it if shorter. Before this rule pages built from cached parts
+/// were not stored; their parts expired a few milliseconds apart, so after the first expiry
+/// nearly every request re-rendered its page from cache.
 struct RenderedPageCache: Sendable {
     let store: any CacheStore
     let policy: ProviderCachePolicy
@@ -168,21 +168,28 @@ struct RenderedPageCache: Sendable {
     // MARK: - Storing
 
     /// Until when a page built from these parts may be served, or nil when it may not be stored.
-    /// `requestStarted` is when the request that built it began: everything fetched for it was
-    /// stored upstream-side no earlier, so every such entry is fresh at least until then plus its TTL.
+    ///
+    /// Never past the list TTL counted from `requestStarted` (everything fetched for the request
+    /// was stored no earlier), nor past the detail TTL of an active execution joined onto it, nor
+    /// past `partsFreshUntil`: the earliest end of freshness of every upstream answer the page was
+    /// built from, fetched or cached (recorded by the fetchers through `PartFreshness`). Parts
+    /// served stale, and cached parts whose freshness nobody recorded, make a page unstorable.
     func freshUntil(
         requestStarted: UInt64,
         complete: Bool,
         reports: [ProviderReport],
-        joined: [ExecutionsService.JoinedExecution]
+        joined: [ExecutionsService.JoinedExecution],
+        partsFreshUntil: UInt64?
     ) -> UInt64? {
         guard complete else { return nil }
         var ttl = policy.listTTLNanoseconds
+        var readCachedParts = false
         for report in reports {
             switch report.cache {
             case nil: continue   // not called: exhausted before this page
             case .miss?: continue
-            case .hit?, .stale?: return nil
+            case .hit?: readCachedParts = true
+            case .stale?: return nil
             }
         }
         for item in joined {
@@ -192,13 +199,16 @@ struct RenderedPageCache: Sendable {
             case .miss:
                 ttl = min(ttl, policy.detailTTLNanoseconds(for: status))
             case .hit:
-                guard status?.isTerminal == true else { return nil }
+                // A finished execution's record no longer changes; an active one's does.
+                if status?.isTerminal != true { readCachedParts = true }
             case .stale:
                 return nil
             }
         }
         let (until, overflow) = requestStarted.addingReportingOverflow(ttl)
-        return overflow ? .max : until
+        let byTTL = overflow ? UInt64.max : until
+        if let partsFreshUntil { return min(byTTL, partsFreshUntil) }
+        return readCachedParts ? nil : byTTL
     }
 
     /// Stores `page` when `freshUntil` allows; true when it did.
@@ -220,7 +230,7 @@ struct RenderedPageCache: Sendable {
         case build
         /// Another request built and stored it meanwhile.
         case built(RenderedPage)
-        /// Another request built it, but it could not be stored (incomplete, or built from cached
+        /// Another request built it, but it could not be stored (incomplete, or built from stale
         /// parts): build one's own.
         case buildOwn
     }
@@ -264,8 +274,9 @@ struct RenderedPage: Sendable, Equatable {
         var exhausted: Bool
     }
 
-    /// `{"data":[…],"page":{…},"complete":true` — the bytes the ETag covers.
-    var head: [UInt8]
+    /// `{"data":[…],"page":{…},"complete":true` — the bytes the ETag covers. A slice: a page
+    /// decoded from the store shares the stored bytes instead of copying them.
+    var head: ArraySlice<UInt8>
     var entityTag: String
     var nextCursor: String?
     var providers: [ProviderPart]
@@ -311,7 +322,7 @@ struct RenderedPage: Sendable, Equatable {
         return bytes
     }
 
-    init(head: [UInt8], entityTag: String, nextCursor: String?, providers: [ProviderPart]) {
+    init(head: ArraySlice<UInt8>, entityTag: String, nextCursor: String?, providers: [ProviderPart]) {
         self.head = head
         self.entityTag = entityTag
         self.nextCursor = nextCursor
@@ -337,7 +348,7 @@ struct RenderedPage: Sendable, Equatable {
             guard let name = reader.string(), let flags = reader.byte(), flags <= 3 else { return nil }
             providers.append(ProviderPart(name: name, called: flags & 1 != 0, exhausted: flags & 2 != 0))
         }
-        self.init(head: Array(reader.rest()), entityTag: entityTag, nextCursor: nextCursor, providers: providers)
+        self.init(head: reader.rest(), entityTag: entityTag, nextCursor: nextCursor, providers: providers)
     }
 
     private static func append(_ value: UInt32, to bytes: inout [UInt8]) {

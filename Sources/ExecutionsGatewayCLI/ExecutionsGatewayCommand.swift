@@ -149,18 +149,38 @@ struct Demo: AsyncParsableCommand {
         let (logger, accessLogger) = makeLoggers(level: logLevel.level)
         let demo: DemoEnvironment
         do {
-            demo = try DemoEnvironment.start(host: host, port: port, seed: seed, logger: logger, accessLogger: accessLogger)
+            demo = try DemoEnvironment.start(
+                host: host, port: port, seed: seed, logger: logger, accessLogger: accessLogger, listen: false
+            )
         } catch {
             printError("executions-gateway demo: \(error)")
             throw ExitCode(1)
         }
-        printOutput(demo.instructions())
+        // The gateway binds its port and the instructions are printed only once the service group
+        // runs, that is after it has installed its SIGTERM/SIGINT handlers: a signal sent as soon as
+        // the demo answers (or prints) then drains it instead of killing it.
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: demo.upstreamServers.map { $0 as any Service } + [demo.runtime],
+            services: demo.upstreamServers.map { $0 as any Service } + [DemoGateway(demo: demo)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as GatewayStartupError {
+            printError("executions-gateway demo: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// The demo's gateway as a service: binds, says how to use it, serves until shutdown.
+private struct DemoGateway: Service {
+    let demo: DemoEnvironment
+
+    func run() async throws {
+        try demo.runtime.start()
+        printOutput(demo.instructions())
+        try await demo.runtime.run()
     }
 }
 

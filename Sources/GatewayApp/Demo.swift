@@ -17,7 +17,8 @@ public struct DemoEnvironment: Sendable {
         seed: UInt64 = 1,
         insertEveryMilliseconds: Int64? = 15_000,
         logger: Logger,
-        accessLogger: Logger? = nil
+        accessLogger: Logger? = nil,
+        listen: Bool = true
     ) throws(GatewayStartupError) -> DemoEnvironment {
         let simulator = ProviderSimulator(configuration: SimulatorConfiguration(seed: seed, insertEveryMilliseconds: insertEveryMilliseconds))
         var quiet = logger
@@ -42,7 +43,9 @@ public struct DemoEnvironment: Sendable {
         var configuration = demoConfiguration(host: host, port: port, baseURLs: baseURLs)
         configuration.auth.cursorSecret = Base64URL.encode(secureRandomBytes(count: 32))
         let runtime = try GatewayRuntime(configuration: configuration, logger: quiet, accessLogger: accessLogger)
-        try runtime.start()
+        // `listen: false` leaves binding the gateway's port to `runtime.start()` (or `run()`), for a
+        // caller that must first install its signal handlers.
+        if listen { try runtime.start() }
         return DemoEnvironment(simulator: simulator, upstreamServers: servers, runtime: runtime)
     }
 

@@ -28,8 +28,13 @@ public struct JSONLogHandler: LogHandler {
                 var offset = 0
                 while offset < buffer.count {
                     let written = Glibc.write(1, buffer.baseAddress.map { $0 + offset }, buffer.count - offset)
-                    if written <= 0 { return }
-                    offset += written
+                    if written > 0 {
+                        offset += written
+                    } else if written < 0 && errno == EINTR {
+                        continue
+                    } else {
+                        return
+                    }
                 }
             }
         }
@@ -47,42 +52,86 @@ public struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
+    /// Written straight to bytes (no value tree): at `info` this runs for every request.
+    /// A metadata key equal to one of the fixed fields replaces that field's value.
     public func log(event: LogEvent) {
-        var fields = JSONObject()
-        fields["time"] = .string(Self.timestamp())
-        fields["level"] = .string(event.level.rawValue)
-        fields["logger"] = .string(label)
-        fields["message"] = .string(event.message.description)
         let merged = event.metadata.map { metadata.merging($0) { _, new in new } } ?? metadata
-        for key in merged.keys.sorted() {
-            if let value = merged[key] { fields[key] = Self.json(value) }
+        var writer = JSONWriter(capacity: 512)
+        writer.raw("{")
+        func fixed(_ key: String, _ value: @autoclosure () -> String, first: Bool = false) {
+            if !first { writer.raw(",") }
+            writer.string(key)
+            writer.raw(":")
+            if let replacement = merged[key] { Self.write(replacement, into: &writer) } else { writer.string(value()) }
         }
-        var bytes = JSONValue.object(fields).serialized()
-        bytes.append(0x0A)
-        output.write(bytes)
+        fixed("time", Self.timestamp(), first: true)
+        fixed("level", event.level.rawValue)
+        fixed("logger", label)
+        fixed("message", event.message.description)
+        for key in merged.keys.sorted() where !Self.fixedKeys.contains(key) {
+            guard let value = merged[key] else { continue }
+            writer.raw(",")
+            writer.string(key)
+            writer.raw(":")
+            Self.write(value, into: &writer)
+        }
+        writer.raw("}\n")
+        output.write(writer.bytes)
     }
 
-    private static func json(_ value: Logger.Metadata.Value) -> JSONValue {
+    private static let fixedKeys: Set<String> = ["time", "level", "logger", "message"]
+
+    private static func write(_ value: Logger.Metadata.Value, into writer: inout JSONWriter) {
         switch value {
-        case .string(let text): return .string(text)
-        case .stringConvertible(let convertible): return .string(convertible.description)
-        case .array(let values): return .array(values.map(json))
+        case .string(let text):
+            writer.string(text)
+        case .stringConvertible(let convertible):
+            writer.string(convertible.description)
+        case .array(let values):
+            writer.raw("[")
+            for (index, element) in values.enumerated() {
+                if index > 0 { writer.raw(",") }
+                write(element, into: &writer)
+            }
+            writer.raw("]")
         case .dictionary(let dictionary):
-            return .object(JSONObject(dictionary.keys.sorted().map { (key: $0, value: json(dictionary[$0] ?? "")) }))
+            writer.raw("{")
+            for (index, key) in dictionary.keys.sorted().enumerated() {
+                if index > 0 { writer.raw(",") }
+                writer.string(key)
+                writer.raw(":")
+                write(dictionary[key] ?? "", into: &writer)
+            }
+            writer.raw("}")
         }
     }
 
-    private static func timestamp() -> String {
+    /// RFC 3339 UTC with milliseconds, e.g. `2026-11-24T13:05:09.042Z`.
+    static func timestamp() -> String {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
         var seconds = spec.tv_sec
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
+        let fields: [(value: Int, width: Int, separator: UInt8)] = [
+            (Int(parts.tm_year) + 1900, 4, UInt8(ascii: "-")), (Int(parts.tm_mon) + 1, 2, UInt8(ascii: "-")),
+            (Int(parts.tm_mday), 2, UInt8(ascii: "T")), (Int(parts.tm_hour), 2, UInt8(ascii: ":")),
+            (Int(parts.tm_min), 2, UInt8(ascii: ":")), (Int(parts.tm_sec), 2, UInt8(ascii: ".")),
+            (Int(spec.tv_nsec / 1_000_000), 3, UInt8(ascii: "Z")),
+        ]
+        return String(unsafeUninitializedCapacity: 24) { buffer in
+            var position = 0
+            for field in fields {
+                var value = field.value
+                for offset in stride(from: field.width - 1, through: 0, by: -1) {
+                    buffer[position + offset] = UInt8(ascii: "0") + UInt8(value % 10)
+                    value /= 10
+                }
+                position += field.width
+                buffer[position] = field.separator
+                position += 1
+            }
+            return position
         }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(spec.tv_nsec / 1_000_000), 3))Z"
     }
 }

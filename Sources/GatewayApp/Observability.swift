@@ -135,6 +135,8 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
         let duration = monotonicNanoseconds() &- started
         let route = routeTemplate(request.method, request.path)
         metrics.recordRequest(method: request.method.rawValue, route: route, status: response.status.code, durationNanoseconds: duration)
+        // Access lines are `info`: below that level, skip building their metadata at all.
+        guard logger.logLevel <= .info else { return response }
         var fields: Logger.Metadata = [
             "requestId": .string(response.headers["X-Request-Id"] ?? context[RequestTraceKey.self]?.requestID ?? ""),
             "method": .string(request.method.rawValue),

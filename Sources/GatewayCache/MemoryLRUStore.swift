@@ -56,6 +56,12 @@ public final class MemoryLRUStore: CacheStore {
     /// used entries until the budget holds. An entry whose cost alone exceeds `maxBytes`, or that is
     /// already past `staleUntil`, is not stored (and the entry it would have replaced is removed).
     public func store(_ key: String, entry: CachedEntry) {
+        var entry = entry
+        // A value built by appending (a response body read in chunks) can hold up to twice its
+        // length in capacity; the budget bounds resident memory only if that slack is not kept.
+        if entry.value.capacity - entry.value.count > max(64, entry.value.count / 32) {
+            entry.value = Self.compacted(entry.value)
+        }
         let cost = Self.cost(key: key, valueCount: entry.value.count)
         let instant = now()
         let maxBytes = self.maxBytes
@@ -93,6 +99,13 @@ public final class MemoryLRUStore: CacheStore {
             snapshot.entries = list.slotByKey.count
             snapshot.bytesInUse = list.bytesInUse
             return snapshot
+        }
+    }
+
+    /// A copy whose capacity is its count (up to malloc's 16-byte rounding).
+    static func compacted(_ bytes: [UInt8]) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: bytes.count) { buffer, initialized in
+            initialized = buffer.initialize(fromContentsOf: bytes)
         }
     }
 

@@ -35,13 +35,17 @@ public struct CacheResult: Sendable {
     public var outcome: CacheOutcome
     /// Nanoseconds since the value was stored (0 for a value just loaded).
     public var ageNanoseconds: UInt64
+    /// When the value stops being fresh, in the cache's clock: in the past for a stale value.
+    /// Whatever is derived from the value (a rendered page) may be kept until then and no longer.
+    public var freshUntil: UInt64
     /// For `.stale(.loadFailed)`: the error the load threw, unchanged.
     public var staleCause: (any Error)?
 
-    public init(value: [UInt8], outcome: CacheOutcome, ageNanoseconds: UInt64, staleCause: (any Error)? = nil) {
+    public init(value: [UInt8], outcome: CacheOutcome, ageNanoseconds: UInt64, freshUntil: UInt64 = 0, staleCause: (any Error)? = nil) {
         self.value = value
         self.outcome = outcome
         self.ageNanoseconds = ageNanoseconds
+        self.freshUntil = freshUntil
         self.staleCause = staleCause
     }
 }
@@ -104,7 +108,7 @@ public final class ResponseCache: Sendable {
             let instant = now()
             if instant < entry.freshUntil {
                 hits.add(1, ordering: .relaxed)
-                return CacheResult(value: entry.value, outcome: .hit, ageNanoseconds: age(since: entry.storedAt, at: instant))
+                return CacheResult(value: entry.value, outcome: .hit, ageNanoseconds: age(since: entry.storedAt, at: instant), freshUntil: entry.freshUntil)
             }
         }
         return try await awaitSharedLoad(
@@ -119,12 +123,13 @@ public final class ResponseCache: Sendable {
         let instant = now()
         if instant < entry.freshUntil {
             hits.add(1, ordering: .relaxed)
-            return CacheResult(value: entry.value, outcome: .hit, ageNanoseconds: age(since: entry.storedAt, at: instant))
+            return CacheResult(value: entry.value, outcome: .hit, ageNanoseconds: age(since: entry.storedAt, at: instant), freshUntil: entry.freshUntil)
         }
         guard instant < entry.staleUntil else { return nil }
         staleServes.add(1, ordering: .relaxed)
         return CacheResult(
-            value: entry.value, outcome: .stale(.loadSkipped), ageNanoseconds: age(since: entry.storedAt, at: instant))
+            value: entry.value, outcome: .stale(.loadSkipped), ageNanoseconds: age(since: entry.storedAt, at: instant),
+            freshUntil: entry.freshUntil)
     }
 
     public func statistics() async -> CacheStatistics {
@@ -185,9 +190,9 @@ public final class ResponseCache: Sendable {
         switch delivery {
         case nil:
             throw CancellationError()
-        case .loaded(let value, let storedAt)?:
+        case .loaded(let value, let storedAt, let freshUntil)?:
             let outcome: CacheOutcome = role == .starter ? .miss : .coalesced
-            return CacheResult(value: value, outcome: outcome, ageNanoseconds: age(since: storedAt, at: now()))
+            return CacheResult(value: value, outcome: outcome, ageNanoseconds: age(since: storedAt, at: now()), freshUntil: freshUntil)
         case .failed(let error, let staleEntry)?:
             if !bypassCache, let entry = staleEntry {
                 let instant = now()
@@ -195,7 +200,7 @@ public final class ResponseCache: Sendable {
                     staleServes.add(1, ordering: .relaxed)
                     return CacheResult(
                         value: entry.value, outcome: .stale(.loadFailed),
-                        ageNanoseconds: age(since: entry.storedAt, at: instant), staleCause: error)
+                        ageNanoseconds: age(since: entry.storedAt, at: instant), freshUntil: entry.freshUntil, staleCause: error)
                 }
             }
             throw error
@@ -216,7 +221,7 @@ public final class ResponseCache: Sendable {
             // Stored before the waiters are released, so a caller arriving after this load finished
             // finds the entry instead of starting another load.
             await store.store(key, entry: entry)
-            delivery = .loaded(value: loaded.value, storedAt: storedAt)
+            delivery = .loaded(value: loaded.value, storedAt: storedAt, freshUntil: freshUntil)
         } catch {
             delivery = .failed(error, staleEntry: await store.lookup(key))
         }
@@ -236,7 +241,7 @@ private struct InFlightLoad {
 }
 
 private enum LoadDelivery: Sendable {
-    case loaded(value: [UInt8], storedAt: UInt64)
+    case loaded(value: [UInt8], storedAt: UInt64, freshUntil: UInt64)
     case failed(any Error, staleEntry: CachedEntry?)
 }
 

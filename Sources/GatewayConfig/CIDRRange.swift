@@ -67,6 +67,15 @@ public struct CIDRRange: Sendable, Hashable, CustomStringConvertible {
         return contains(addressBytes: bytes)
     }
 
+    /// Whether any of `ranges` contains `address` (as `contains(_:)`), parsing the address once:
+    /// the trusted-proxy check runs on every request.
+    public static func any(of ranges: [CIDRRange], contains address: String) -> Bool {
+        guard !ranges.isEmpty else { return false }
+        let withoutZone = address.utf8.firstIndex(of: UInt8(ascii: "%")).map { String(address[..<$0]) } ?? address
+        guard let bytes = IPAddress.parse(withoutZone) else { return false }
+        return ranges.contains { $0.contains(addressBytes: bytes) }
+    }
+
     /// Whether the raw address (4 or 16 bytes, network order) lies inside; same family mapping as `contains(_:)`.
     public func contains(addressBytes: [UInt8]) -> Bool {
         let comparable: [UInt8]
@@ -111,7 +120,9 @@ public struct CIDRParseError: Error, Sendable, Equatable, CustomStringConvertibl
 /// leading zeros; every IPv6 text form).
 enum IPAddress {
     static func parse(_ text: String) -> [UInt8]? {
-        if text.contains(":") {
+        // Bytes, not `contains(":")`: with Foundation loaded that resolves to a CFString search,
+        // and this runs on every request (the trusted-proxy check).
+        if text.utf8.contains(UInt8(ascii: ":")) {
             var address = in6_addr()
             guard inet_pton(AF_INET6, text, &address) == 1 else { return nil }
             return withUnsafeBytes(of: &address) { Array($0) }

@@ -111,7 +111,7 @@ public struct ServerSettings: Sendable, Equatable {
 
     /// Whether `X-Forwarded-For` from this peer address may be believed.
     public func isTrustedProxy(_ address: String) -> Bool {
-        trustedProxies.contains { $0.contains(address) }
+        CIDRRange.any(of: trustedProxies, contains: address)
     }
 }
 

@@ -61,7 +61,7 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
                     guard inet_ntop(AF_INET6, &inner, &buffer, socklen_t(buffer.count)) != nil else { return "" }
                     let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
                     // Report IPv4-mapped peers as plain IPv4 so trusted-proxy lists match either way.
-                    return text.hasPrefix("::ffff:") && text.contains(".") ? String(text.dropFirst(7)) : text
+                    return text.hasPrefix("::ffff:") && text.utf8.contains(UInt8(ascii: ".")) ? String(text.dropFirst(7)) : text
                 }
             default:
                 return ""
@@ -116,6 +116,23 @@ public struct ListeningSocket: Sendable {
             SystemCall.close(fd)
             throw error
         }
+    }
+
+    /// Throws `EADDRINUSE` when anything already listens on `address`, even with `SO_REUSEPORT`.
+    ///
+    /// Sockets that all set `SO_REUSEPORT` may share a port, and Linux lets any process of the same
+    /// user join: a second gateway started on a busy port would silently take part of its traffic.
+    /// A plain bind (no listen, so it never accepts a connection) fails against such sockets.
+    public static func probeUnused(_ address: SocketAddress) throws(SystemError) {
+        let fd = Glibc.socket(address.family, Int32(SOCK_STREAM.rawValue) | cgs_sock_flags(), 0)
+        guard fd >= 0 else { throw SystemError(function: "socket", errno: Glibc.errno) }
+        defer { SystemCall.close(fd) }
+        try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
+        var storage = address.storage
+        let bound = withUnsafePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, address.length) }
+        }
+        guard bound == 0 else { throw SystemError(function: "bind \(address)", errno: Glibc.errno) }
     }
 
     static func localAddress(of fd: Int32) throws(SystemError) -> SocketAddress {

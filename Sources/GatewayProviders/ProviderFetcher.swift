@@ -58,6 +58,28 @@ public final class UpstreamCallCounter: Sendable {
     func increment() { count.add(1, ordering: .relaxed) }
 }
 
+/// Until when every upstream answer read on behalf of one gateway request stays fresh.
+///
+/// Bind one with `ProviderFetcher.$partFreshness.withValue(freshness) { ... }` around building
+/// something derived from those answers (a rendered page): it may then be kept until `earliest`
+/// and no longer, whether each answer came from cache or from the network. Times are in the
+/// response cache's clock.
+public final class PartFreshness: Sendable {
+    private let state = Mutex<(earliest: UInt64, parts: Int)>((.max, 0))
+
+    public init() {}
+
+    /// The earliest end of freshness recorded, or nil when no answer was recorded.
+    public var earliest: UInt64? { state.withLock { $0.parts == 0 ? nil : $0.earliest } }
+
+    public func record(freshUntil: UInt64) {
+        state.withLock {
+            $0.earliest = min($0.earliest, freshUntil)
+            $0.parts += 1
+        }
+    }
+}
+
 /// How an upstream call made by a fetcher ended; the label set for metrics.
 public enum ProviderCallOutcome: String, Sendable, CaseIterable, Hashable {
     case success
@@ -148,6 +170,8 @@ struct Fetched<Value: Sendable>: Sendable {
 public final class ProviderFetcher: Sendable {
     /// Real upstream calls of the current gateway request; see `UpstreamCallCounter`.
     @TaskLocal public static var upstreamCallCounter: UpstreamCallCounter?
+    /// How long the answers read for the current gateway request stay fresh; see `PartFreshness`.
+    @TaskLocal public static var partFreshness: PartFreshness?
 
     public let providerName: String
     /// Without a trailing slash.
@@ -229,6 +253,7 @@ public final class ProviderFetcher: Sendable {
                 let value = try decodeCached(cached.value, decode: decode)
                 let disposition: CacheDisposition = cached.outcome == .hit ? .hit : .stale
                 counters.withLock { if disposition == .hit { $0.cacheHits += 1 } else { $0.staleServes += 1 } }
+                Self.partFreshness?.record(freshUntil: cached.freshUntil)
                 return Fetched(value: value, cache: disposition)
             }
             counters.withLock { $0.pausedRefusals += 1 }
@@ -286,6 +311,7 @@ public final class ProviderFetcher: Sendable {
             disposition = .stale
             counters.withLock { $0.staleServes += 1 }
         }
+        Self.partFreshness?.record(freshUntil: result.freshUntil)
         if result.outcome == .miss, let value = decodedHere.value {
             return Fetched(value: value, cache: disposition)
         }

@@ -89,8 +89,10 @@ public final class HTTPServer: Service, Sendable {
             var listeners: [ListeningSocket] = []
             do throws(SystemError) {
                 let reusePort = group.loops.count > 1
+                let address = try SocketAddress(host: configuration.host, port: configuration.port)
+                if reusePort && configuration.port != 0 { try ListeningSocket.probeUnused(address) }
                 let first = try ListeningSocket.bind(
-                    to: try SocketAddress(host: configuration.host, port: configuration.port),
+                    to: address,
                     backlog: configuration.backlog,
                     reusePort: reusePort
                 )
@@ -173,14 +175,19 @@ public final class HTTPServer: Service, Sendable {
         }
     }
 
-    /// `Service` entry point: serves until the service group's graceful shutdown, then drains.
+    /// `Service` entry point: serves until the service group's graceful shutdown, or until the
+    /// task is cancelled (a group cancels its services when one of them fails), then drains.
     public func run() async throws {
         if state.withLock({ $0.group == nil && !$0.stopped }) {
             try start()
         }
-        await withGracefulShutdownHandler {
-            await waitUntilStopped()
-        } onGracefulShutdown: {
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await waitUntilStopped()
+            } onGracefulShutdown: {
+                Task { await self.shutdown() }
+            }
+        } onCancel: {
             Task { await self.shutdown() }
         }
     }

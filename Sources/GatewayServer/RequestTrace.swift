@@ -32,13 +32,12 @@ public struct RequestTraceMiddleware: HTTPMiddleware {
     }
 
     static func trace(for request: HTTPRequest) -> RequestTrace {
-        var generator = SystemRandomNumberGenerator()
-        let requestID = request.headers["X-Request-Id"].flatMap(Self.acceptableRequestID) ?? randomHex(bytes: 16, using: &generator)
-        let spanID = randomHex(bytes: 8, using: &generator)
+        let requestID = request.headers["X-Request-Id"].flatMap(Self.acceptableRequestID) ?? RandomIdentifier.hex(byteCount: 16)
+        let spanID = RandomIdentifier.hex(byteCount: 8)
         if let parent = request.headers["traceparent"].flatMap(Self.parseTraceparent) {
             return RequestTrace(requestID: requestID, traceID: parent.traceID, spanID: spanID, sampled: parent.sampled)
         }
-        return RequestTrace(requestID: requestID, traceID: randomHex(bytes: 16, using: &generator), spanID: spanID, sampled: false)
+        return RequestTrace(requestID: requestID, traceID: RandomIdentifier.hex(byteCount: 16), spanID: spanID, sampled: false)
     }
 
     /// 1–128 characters of `[A-Za-z0-9._:-]`: safe to log, to echo and to send upstream.
@@ -71,17 +70,5 @@ public struct RequestTraceMiddleware: HTTPMiddleware {
 
     private static func isLowerHex(_ byte: UInt8) -> Bool {
         (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
-    }
-
-    static func randomHex(bytes: Int, using generator: inout SystemRandomNumberGenerator) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var output: [UInt8] = []
-        output.reserveCapacity(bytes * 2)
-        for _ in 0..<bytes {
-            let byte = UInt8.random(in: 0...255, using: &generator)
-            output.append(digits[Int(byte >> 4)])
-            output.append(digits[Int(byte & 0xF)])
-        }
-        return String(decoding: output, as: UTF8.self)
     }
 }

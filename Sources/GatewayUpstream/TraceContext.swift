@@ -1,3 +1,5 @@
+import GatewayHTTP
+
 /// What every upstream request carries for correlation: `X-Request-Id` and a W3C `traceparent`
 /// (https://www.w3.org/TR/trace-context/, version 00).
 public struct TraceContext: Sendable, Equatable, CustomStringConvertible {
@@ -13,7 +15,7 @@ public struct TraceContext: Sendable, Equatable, CustomStringConvertible {
     /// 32 hex digits (a UUID's dashes are ignored), so logs and traces line up; else random.
     public init(requestId: String, incomingTraceparent: String? = nil) {
         self.requestId = requestId
-        self.spanId = TraceContext.randomHex(byteCount: 8)
+        self.spanId = RandomIdentifier.hex(byteCount: 8)
         if let incomingTraceparent, let parent = TraceContext.parseTraceparent(incomingTraceparent) {
             traceId = parent.traceId
             sampled = parent.sampled
@@ -24,7 +26,7 @@ public struct TraceContext: Sendable, Equatable, CustomStringConvertible {
         if TraceContext.isHex(candidate, length: 32) {
             traceId = candidate
         } else {
-            traceId = TraceContext.randomHex(byteCount: 16)
+            traceId = RandomIdentifier.hex(byteCount: 16)
         }
     }
 
@@ -70,20 +72,4 @@ public struct TraceContext: Sendable, Equatable, CustomStringConvertible {
     }
 
     private static func isAllZeros(_ value: String) -> Bool { value.utf8.allSatisfy { $0 == 0x30 } }
-
-    static func randomHex(byteCount: Int) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var generator = SystemRandomNumberGenerator()
-        while true {
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(byteCount * 2)
-            for _ in 0..<byteCount {
-                let byte = UInt8.random(in: 0...255, using: &generator)
-                bytes.append(digits[Int(byte >> 4)])
-                bytes.append(digits[Int(byte & 0x0F)])
-            }
-            let hex = String(decoding: bytes, as: UTF8.self)
-            if !isAllZeros(hex) { return hex }
-        }
-    }
 }

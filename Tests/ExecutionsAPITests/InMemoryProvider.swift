@@ -23,6 +23,8 @@ final class InMemoryProvider: ExecutionProvider {
         /// How the answers say they were obtained (a real adapter's fetcher decides this).
         var listDisposition: CacheDisposition = .miss
         var detailDisposition: CacheDisposition = .miss
+        /// Recorded for every list answer as a real fetcher records its cache entry's freshness.
+        var listFreshUntil: UInt64?
         var credentialsSeen: [String] = []
     }
 
@@ -46,6 +48,7 @@ final class InMemoryProvider: ExecutionProvider {
             $0.detailDisposition = detail
         }
     }
+    func answerLists(freshUntil: UInt64?) { state.withLock { $0.listFreshUntil = freshUntil } }
     var credentialsSeen: [String] { state.withLock { $0.credentialsSeen } }
     func holdListCalls() { heldListCalls.withLock { $0 = [] } }
     var waitingListCalls: Int { heldListCalls.withLock { $0?.count ?? 0 } }
@@ -78,6 +81,7 @@ final class InMemoryProvider: ExecutionProvider {
             }
             let ordered = state.executions.filter(filter.matches).sorted { $0.sortKey.precedes($1.sortKey) }
             let after = ordered.filter { position == nil || position!.last.precedes($0.sortKey) }
+            if let freshUntil = state.listFreshUntil { ProviderFetcher.partFreshness?.record(freshUntil: freshUntil) }
             return .success(ProviderPage(executions: Array(after.prefix(limit)), exhausted: after.count <= limit, cache: state.listDisposition))
         }
         return try result.get()

@@ -193,6 +193,37 @@ final class ManualClock: Sendable {
         #expect(service.pageCacheStatistics?.notCacheable == 2)
     }
 
+    @Test func pagesBuiltFromCachedListsLiveUntilTheEarliestPartExpires() async throws {
+        let (a, b) = providers()
+        let service = service([a, b])
+        // a's list answer came from a cache entry with 1 s of freshness left; b's was fetched now.
+        a.answer(list: .hit, detail: .miss)
+        a.answerLists(freshUntil: clock.now() + 1_000_000_000)
+        b.answerLists(freshUntil: clock.now() + 5_000_000_000)
+        _ = try await service.list([], client: .anonymous, facts: facts).get()
+        #expect(service.pageCacheStatistics?.stores == 1, "a cached part no longer makes a page unstorable")
+        clock.advance(milliseconds: 999)
+        #expect(try await service.list([], client: .anonymous, facts: facts).get().cache == .hit)
+        #expect(a.listCalls == 1, "served from the stored page")
+        clock.advance(milliseconds: 1)
+        a.answerLists(freshUntil: clock.now() + 1_000_000_000)
+        _ = try await service.list([], client: .anonymous, facts: facts).get()
+        #expect(a.listCalls == 2, "the page may not outlive a's cached list")
+        #expect(service.pageCacheStatistics?.stores == 2)
+    }
+
+    @Test func aPageNeverOutlivesTheListTTLEvenWhenItsPartsWould() async throws {
+        let (a, b) = providers()
+        let service = service([a, b])
+        a.answerLists(freshUntil: clock.now() + 60_000_000_000)
+        b.answerLists(freshUntil: clock.now() + 60_000_000_000)
+        _ = try await service.list([], client: .anonymous, facts: facts).get()
+        clock.advance(milliseconds: 4_999)
+        #expect(try await service.list([], client: .anonymous, facts: facts).get().cache == .hit)
+        clock.advance(milliseconds: 1)
+        #expect(try await service.list([], client: .anonymous, facts: facts).get().cache == .miss)
+    }
+
     @Test func activeJoinedDetailsShortenAPagesLifeToTheirTTL() async throws {
         let (a, b) = providers(status: .running, joinable: [.downloads])
         let service = service([a, b])
@@ -295,7 +326,7 @@ final class ManualClock: Sendable {
 
     @Test func theStoredFormRoundTripsAndGarbageIsAMiss() throws {
         let page = RenderedPage(
-            head: Array(#"{"data":[],"page":{"limit":20,"hasMore":true,"nextCursor":"abc.def"},"complete":true"#.utf8),
+            head: Array(#"{"data":[],"page":{"limit":20,"hasMore":true,"nextCursor":"abc.def"},"complete":true"#.utf8)[...],
             entityTag: #"W/"tag""#, nextCursor: "abc.def",
             providers: [.init(name: "kaizen", called: true, exhausted: false), .init(name: "kapso-é", called: false, exhausted: true)]
         )

@@ -1,3 +1,4 @@
+import Foundation
 import ExecutionsAPI
 import GatewayApp
 import GatewayCrypto
@@ -138,6 +139,67 @@ final class ManualClock: Sendable {
         let exposition = String(decoding: metrics.exposition(), as: UTF8.self)
         #expect(exposition.contains(#"gateway_http_requests_total{method="GET",route="/items/{id}",status="200"} 1"#))
         #expect(exposition.contains("gateway_http_request_duration_seconds_bucket"))
+    }
+}
+
+@Suite struct JSONLogHandlerTests {
+    func lines(_ body: (Logger) -> Void, level: Logger.Level = .info) -> [String] {
+        let lines = Mutex<[String]>([])
+        let output = JSONLogHandler.LogOutput { bytes in lines.withLock { $0.append(String(decoding: bytes, as: UTF8.self)) } }
+        var logger = Logger(label: "test") { JSONLogHandler(label: $0, output: output) }
+        logger.logLevel = level
+        body(logger)
+        return lines.withLock { $0 }
+    }
+
+    @Test func aRecordIsOneJSONObjectWithFixedFieldsFirstAndMetadataSorted() throws {
+        var logger = Logger(label: "unused")
+        let written = lines { base in
+            logger = base
+            logger[metadataKey: "component"] = "cache"
+            logger.warning("evicted \"a\"\nb", metadata: [
+                "zeta": "1", "alpha": .stringConvertible(42),
+                "list": ["x", ["y"]], "nested": ["b": "2", "a": "1"],
+            ])
+        }
+        let line = try #require(written.first)
+        #expect(written.count == 1 && line.hasSuffix("}\n") && line.filter { $0 == "\n" }.count == 1)
+        let record = try JSONParser.parse(Array(line.utf8))
+        #expect(record["level"] == "warning" && record["logger"] == "test" && record["message"] == "evicted \"a\"\nb")
+        #expect(record["component"] == "cache" && record["alpha"] == "42" && record["zeta"] == "1")
+        #expect(record["list"]?.arrayValue?.count == 2)
+        #expect(record["nested"]?["a"] == "1")
+        let keys = ["\"time\"", "\"level\"", "\"logger\"", "\"message\"", "\"alpha\"", "\"component\"", "\"list\"", "\"nested\"", "\"zeta\""]
+        let positions = keys.compactMap { line.range(of: $0)?.lowerBound }
+        #expect(positions.count == keys.count && positions == positions.sorted(), "fixed fields first, then metadata by key")
+    }
+
+    @Test func theTimeIsRFC3339UTCWithMilliseconds() throws {
+        let line = try #require(lines { $0.info("x") }.first)
+        let time = try #require(try JSONParser.parse(Array(line.utf8))["time"]?.stringValue)
+        #expect(time.utf8.count == 24)
+        let shape = time.utf8.enumerated().allSatisfy { index, byte in
+            switch index {
+            case 4, 7: byte == UInt8(ascii: "-")
+            case 10: byte == UInt8(ascii: "T")
+            case 13, 16: byte == UInt8(ascii: ":")
+            case 19: byte == UInt8(ascii: ".")
+            case 23: byte == UInt8(ascii: "Z")
+            default: (0x30...0x39).contains(byte)
+            }
+        }
+        #expect(shape, "\(time)")
+        #expect(time.hasPrefix("20"))
+    }
+
+    @Test func metadataNamedLikeAFixedFieldReplacesItInPlace() throws {
+        let line = try #require(lines { $0.info("real", metadata: ["message": "override"]) }.first)
+        #expect(try JSONParser.parse(Array(line.utf8))["message"] == "override")
+        #expect(line.components(separatedBy: "\"message\"").count == 2, "no duplicate key")
+    }
+
+    @Test func recordsBelowTheLevelAreNotWritten() {
+        #expect(lines({ $0.info("quiet") }, level: .warning).isEmpty)
     }
 }
 

@@ -8,6 +8,18 @@ import Testing
         CachedEntry(value: value, storedAt: 0, freshUntil: min(staleUntil, 500), staleUntil: staleUntil)
     }
 
+    @Test func storesValuesWithoutTheirSpareCapacity() throws {
+        let store = MemoryLRUStore(maxBytes: 1 << 20)
+        var grown: [UInt8] = []
+        grown.reserveCapacity(64 << 10)
+        grown.append(contentsOf: (0..<10_000).map { UInt8(truncatingIfNeeded: $0) })
+        store.store("k", entry: entry(grown))
+        let stored = try #require(store.lookup("k"))
+        #expect(stored.value == grown)
+        #expect(stored.value.capacity < grown.count + 64, "the budget counts bytes that are really kept")
+        #expect(store.statistics().bytesInUse == MemoryLRUStore.cost(key: "k", valueCount: 10_000))
+    }
+
     @Test func dropsAnEntryExactlyAtItsStaleUntil() {
         let clock = ManualClock(0)
         let store = MemoryLRUStore(maxBytes: 10_000, now: clock.now)

@@ -36,6 +36,21 @@ import Testing
         #expect(statistics.hits == 1 && statistics.misses == 2 && statistics.entries == 1)
     }
 
+    @Test func everyResultSaysUntilWhenItsValueIsFresh() async throws {
+        let miss = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 50, load: value("v", ttl: 100))
+        #expect(miss.outcome == .miss && miss.freshUntil == 1_100)
+        clock.advance(by: 40)
+        let hit = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 50, load: value("w", ttl: 100))
+        #expect(hit.outcome == .hit && hit.freshUntil == 1_100)
+        clock.advance(by: 70)
+        let stale = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 50, load: failing(1))
+        #expect(stale.outcome == .stale(.loadFailed) && stale.freshUntil == 1_100, "in the past: derived data may not be kept")
+        let skipped = try #require(await cache.staleValue(key: "k"))
+        #expect(skipped.outcome == .stale(.loadSkipped) && skipped.freshUntil == 1_100)
+        let reloaded = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 50, load: value("x", ttl: 100))
+        #expect(reloaded.outcome == .miss && reloaded.freshUntil == 1_210)
+    }
+
     @Test func theLoaderChoosesEachValuesTTL() async throws {
         _ = try await cache.fetch(key: "short", staleIfErrorNanoseconds: 0, load: value("s", ttl: 10))
         _ = try await cache.fetch(key: "long", staleIfErrorNanoseconds: 0, load: value("l", ttl: 1_000))

@@ -59,6 +59,19 @@ struct CIDRRangeTests {
         #expect(!nibble.contains("2001:db8:abcd:14::1"))
     }
 
+    @Test("A set of ranges contains an address when one of them does; zones and garbage are handled")
+    func anyOfASet() throws {
+        let ranges = [try CIDRRange("10.0.0.0/8"), try CIDRRange("fd00::/8")]
+        #expect(CIDRRange.any(of: ranges, contains: "10.2.3.4"))
+        #expect(CIDRRange.any(of: ranges, contains: "fd12::1%eth0"))
+        #expect(CIDRRange.any(of: ranges, contains: "::ffff:10.0.0.1"))
+        #expect(!CIDRRange.any(of: ranges, contains: "11.0.0.1"))
+        #expect(!CIDRRange.any(of: ranges, contains: "fe80::1%eth0"))
+        #expect(!CIDRRange.any(of: ranges, contains: "not-an-address"))
+        #expect(!CIDRRange.any(of: ranges, contains: ""))
+        #expect(!CIDRRange.any(of: [], contains: "10.2.3.4"))
+    }
+
     @Test("IPv4-mapped IPv6 peers match IPv4 ranges and the other way round")
     func mappedAddresses() throws {
         let ipv4 = try CIDRRange("127.0.0.1/32")

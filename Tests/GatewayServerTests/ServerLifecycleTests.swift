@@ -170,6 +170,43 @@ import Testing
         #expect(throws: (any Error).self) { _ = try RawClient(port: port) }
     }
 
+    @Test func cancellingRunDrainsAndStops() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let server = HTTPServer(
+            configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1), responder: testRouter(), logger: logger
+        )
+        try server.start()
+        let port = server.localPort
+        // A service group cancels its other services when one fails: run() must then return.
+        let running = Task { try await server.run() }
+        let client = try RawClient(port: port)
+        try await client.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(await client.readResponse()?.status == 200)
+        running.cancel()
+        try await running.value
+        #expect(throws: (any Error).self) { _ = try RawClient(port: port) }
+    }
+
+    @Test func aSecondServerCannotJoinABusyPortThroughReusePort() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let first = HTTPServer(
+            configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 2), responder: testRouter(), logger: logger
+        )
+        try first.start()
+        // Both would set SO_REUSEPORT (two workers each): without the probe the kernel lets them share.
+        let second = HTTPServer(
+            configuration: HTTPServerConfiguration(host: "127.0.0.1", port: first.localPort, workers: 2),
+            responder: testRouter(), logger: logger
+        )
+        #expect(throws: HTTPServerError.self) { try second.start() }
+        await first.shutdown()
+        // Once the port is free again, the same configuration starts.
+        try second.start()
+        await second.shutdown()
+    }
+
     @Test func shutdownGraceBoundsAStuckRequest() async throws {
         var logger = Logger(label: "test")
         logger.logLevel = .critical

@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
+#include <malloc.h>
 
 static inline uint32_t cgs_epollin(void) { return EPOLLIN; }
 static inline uint32_t cgs_epollout(void) { return EPOLLOUT; }
@@ -36,5 +37,8 @@ static inline struct epoll_event cgs_make_event(uint32_t events, uint64_t data) 
 }
 static inline uint64_t cgs_event_data(const struct epoll_event *event) { return event->data.u64; }
 static inline uint32_t cgs_event_flags(const struct epoll_event *event) { return event->events; }
+
+/// malloc_trim(3): hands free heap pages (in every arena, not only at the top) back to the kernel.
+static inline int cgs_malloc_trim(void) { return malloc_trim(0); }
 
 #endif

@@ -1,0 +1,83 @@
+import Glibc
+import Synchronization
+
+/// Random identifiers in lowercase hex: request ids and W3C trace and span ids.
+///
+/// The bytes come from the kernel's CSPRNG (/dev/urandom), fetched 4 KiB at a time. Drawing them a
+/// byte at a time through `SystemRandomNumberGenerator` (one `getrandom` call per byte, 40 per
+/// request) was the largest single cost of answering a cached page.
+public enum RandomIdentifier {
+    private static let pool = Mutex(RandomBytePool())
+
+    /// `byteCount` random bytes as `2 × byteCount` lowercase hex digits, never all zeros (W3C
+    /// Trace Context rejects all-zero trace and span ids).
+    public static func hex(byteCount: Int) -> String {
+        precondition(byteCount > 0 && byteCount <= RandomBytePool.capacity)
+        return String(unsafeUninitializedCapacity: byteCount * 2) { output in
+            while true {
+                var anyNonZero = false
+                pool.withLock { pool in
+                    pool.take(byteCount) { bytes in
+                        for (index, byte) in bytes.enumerated() {
+                            anyNonZero = anyNonZero || byte != 0
+                            output[2 * index] = hexDigit(byte >> 4)
+                            output[2 * index + 1] = hexDigit(byte & 0x0F)
+                        }
+                    }
+                }
+                if anyNonZero { return byteCount * 2 }
+            }
+        }
+    }
+
+    private static func hexDigit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
+    }
+}
+
+/// A page of kernel randomness handed out in order; every byte is used once.
+struct RandomBytePool: ~Copyable {
+    static let capacity = 4096
+    private var bytes = [UInt8](repeating: 0, count: RandomBytePool.capacity)
+    private var used = RandomBytePool.capacity
+
+    mutating func take(_ count: Int, _ body: (ArraySlice<UInt8>) -> Void) {
+        if used + count > bytes.count { refill() }
+        body(bytes[used..<(used + count)])
+        used += count
+    }
+
+    private mutating func refill() {
+        bytes.withUnsafeMutableBytes { buffer in
+            let filled = Self.readKernelRandomness(into: buffer)
+            // /dev/urandom is missing only in a broken sandbox; the standard library's generator
+            // (getrandom, the same kernel source, eight bytes per call) fills the rest.
+            if filled < buffer.count {
+                var generator = SystemRandomNumberGenerator()
+                for index in filled..<buffer.count { buffer[index] = UInt8(truncatingIfNeeded: generator.next()) }
+            }
+        }
+        used = 0
+    }
+
+    /// Bytes read from /dev/urandom (the kernel CSPRNG; Glibc's Swift module does not export
+    /// `getrandom`): up to `buffer.count`, fewer only on failure.
+    private static func readKernelRandomness(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        guard let base = buffer.baseAddress else { return 0 }
+        let descriptor = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return 0 }
+        defer { close(descriptor) }
+        var filled = 0
+        while filled < buffer.count {
+            let result = read(descriptor, base + filled, buffer.count - filled)
+            if result > 0 {
+                filled += result
+            } else if result < 0 && errno == EINTR {
+                continue
+            } else {
+                break
+            }
+        }
+        return filled
+    }
+}

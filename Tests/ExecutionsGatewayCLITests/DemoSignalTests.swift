@@ -1,0 +1,46 @@
+import Foundation
+import Testing
+
+/// The demo answers SIGTERM with a graceful drain and exit 0 from the moment it says it is running.
+@Suite struct DemoSignalTests {
+    /// Starts the demo on an ephemeral port and returns once its instructions name the address.
+    static func startDemo() throws -> (process: Process, address: String) {
+        let process = Process()
+        process.executableURL = GatewayBinary.executable
+        process.arguments = ["demo", "--port", "0", "--log-level", "warning"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var printed = ""
+        while !printed.contains("Press Ctrl-C") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }   // the process ended without announcing itself
+            printed += String(decoding: chunk, as: UTF8.self)
+        }
+        let address = printed.split(separator: " ").first { $0.hasPrefix("http://127.0.0.1:") }.map(String.init) ?? ""
+        return (process, address)
+    }
+
+    @Test(arguments: 1...5)
+    func sigtermRightAfterTheAnnouncementExitsCleanly(_ attempt: Int) throws {
+        let (process, address) = try Self.startDemo()
+        #expect(!address.isEmpty, "the demo announced where it listens")
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit)
+        #expect(process.terminationStatus == 0, "attempt \(attempt): a signal in the first moments must not kill the demo")
+    }
+
+    @Test func aPortInUseIsAStartupErrorNotACrash() throws {
+        let (first, address) = try Self.startDemo()
+        defer {
+            kill(first.processIdentifier, SIGTERM)
+            first.waitUntilExit()
+        }
+        let port = try #require(address.split(separator: ":").last.map { String($0) })
+        let second = try GatewayBinary.run(["demo", "--port", port, "--log-level", "warning"])
+        #expect(second.status == 1)
+        #expect(second.standardError.contains("executions-gateway demo: cannot listen"))
+    }
+}
