@@ -170,12 +170,17 @@ import Testing
         #expect(throws: (any Error).self) { _ = try RawClient(port: port) }
     }
 
-    @Test func cancellingRunDrainsAndStops() async throws {
+    /// A server on 127.0.0.1 answering `testRouter()`, logging only criticals; not started.
+    static func quietServer(port: Int = 0, workers: Int) -> HTTPServer {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let server = HTTPServer(
-            configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1), responder: testRouter(), logger: logger
+        return HTTPServer(
+            configuration: HTTPServerConfiguration(host: "127.0.0.1", port: port, workers: workers), responder: testRouter(), logger: logger
         )
+    }
+
+    @Test func cancellingRunDrainsAndStops() async throws {
+        let server = Self.quietServer(workers: 1)
         try server.start()
         let port = server.localPort
         // A service group cancels its other services when one fails: run() must then return.
@@ -189,17 +194,10 @@ import Testing
     }
 
     @Test func aSecondServerCannotJoinABusyPortThroughReusePort() async throws {
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let first = HTTPServer(
-            configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 2), responder: testRouter(), logger: logger
-        )
+        let first = Self.quietServer(workers: 2)
         try first.start()
         // Both would set SO_REUSEPORT (two workers each): without the probe the kernel lets them share.
-        let second = HTTPServer(
-            configuration: HTTPServerConfiguration(host: "127.0.0.1", port: first.localPort, workers: 2),
-            responder: testRouter(), logger: logger
-        )
+        let second = Self.quietServer(port: first.localPort, workers: 2)
         #expect(throws: HTTPServerError.self) { try second.start() }
         await first.shutdown()
         // Once the port is free again, the same configuration starts.
