@@ -1,3 +1,4 @@
+import Synchronization
 import GatewayCrypto
 import GatewayHTTP
 public import GatewayJSON
@@ -43,6 +44,8 @@ public struct ExecutionsService: Sendable {
     private let cursors: CursorCodec
     private let now: @Sendable () -> UInt64
     private let pageCache: RenderedPageCache?
+    private let knownProviderNames: Set<String>
+    private let planMemo = ListPlanMemo()
 
     /// - Parameter pageCaching: where rendered pages are kept (see `RenderedPageCache`); the
     ///   default shares the providers' response cache store, when they have one.
@@ -56,6 +59,7 @@ public struct ExecutionsService: Sendable {
         var byName: [String: ProviderBinding] = [:]
         for binding in providers { byName[binding.name] = binding }
         bindingsByName = byName
+        knownProviderNames = Set(byName.keys)
         cursors = CursorCodec(secret: cursorSecret)
         self.now = now
         pageCache = RenderedPageCache.resolve(pageCaching, providers: providers, cursorSecret: cursorSecret)
@@ -68,13 +72,24 @@ public struct ExecutionsService: Sendable {
 
     // MARK: - GET /executions
 
-    public func list(
+    /// What a list request resolves to before anything is fetched.
+    struct ListPlan: Sendable {
+        var parsed: ParsedListParameters
+        var query: ListQuery
+        var states: [(name: String, state: ProviderCursorState)]
+        /// Where the rendered page is (or will be) cached; nil when pages are not cached.
+        var pageKey: String?
+    }
+
+    /// Validation, the cursor, authorisation and the page key: everything a list request needs
+    /// that involves no waiting.
+    private func planList(
         _ items: [(name: String, value: String)],
         client: GatewayClient,
         facts: RequestFacts
-    ) async -> Result<ExecutionsAnswer, Problem> {
+    ) -> Result<ListPlan, Problem> {
         let parsed: ParsedListParameters
-        switch ListParameterParser.parse(items, knownProviders: Set(bindingsByName.keys)) {
+        switch ListParameterParser.parse(items, knownProviders: knownProviderNames) {
         case .success(let value): parsed = value
         case .failure(let problem): return .failure(problem)
         }
@@ -115,6 +130,49 @@ public struct ExecutionsService: Sendable {
                 bindingsByName[state.name].map { callContext(for: $0, client: client, facts: facts).credentialIdentity } ?? ""
             }
         )
+        return .success(ListPlan(parsed: parsed, query: query, states: states, pageKey: pageKey))
+    }
+
+    /// `list` when it needs no waiting: invalid requests, and pages stored fresh in a cache that
+    /// answers at once. Nil when the page has to be built (or looked up in a shared store).
+    ///
+    /// - Parameter rawQuery: the request's query string as received, when `items` came from it:
+    ///   the plan of a query string this client sent recently is reused rather than worked out
+    ///   again (validation, the cursor's signature, the page key).
+    public func listImmediately(
+        _ items: @autoclosure () -> [(name: String, value: String)],
+        rawQuery: String? = nil,
+        client: GatewayClient,
+        facts: RequestFacts
+    ) -> Result<ExecutionsAnswer, Problem>? {
+        let plan: ListPlan
+        if let rawQuery, let remembered = planMemo.plan(for: rawQuery, client: client) {
+            plan = remembered
+        } else {
+            switch planList(items(), client: client, facts: facts) {
+            case .success(let value): plan = value
+            case .failure(let problem): return .failure(problem)
+            }
+            if let rawQuery { planMemo.remember(plan, for: rawQuery, client: client) }
+        }
+        guard let pageCache, let pageKey = plan.pageKey, !facts.bypassCache else { return nil }
+        let started = now()
+        guard let page = pageCache.lookupImmediately(pageKey, now: started) else { return nil }
+        return .success(page.answer(cache: .hit, durationNanoseconds: now() &- started, requestID: facts.requestID))
+    }
+
+
+    public func list(
+        _ items: [(name: String, value: String)],
+        client: GatewayClient,
+        facts: RequestFacts
+    ) async -> Result<ExecutionsAnswer, Problem> {
+        let plan: ListPlan
+        switch planList(items, client: client, facts: facts) {
+        case .success(let value): plan = value
+        case .failure(let problem): return .failure(problem)
+        }
+        let parsed = plan.parsed, query = plan.query, states = plan.states, pageKey = plan.pageKey
         let requestStarted = now()
         var buildingPage = false
         var storedPage: RenderedPage?
@@ -431,4 +489,45 @@ public struct ExecutionsService: Sendable {
             provider: providers.count == 1 ? providers.first : nil
         )
     }
+}
+
+/// The plans of recently seen list query strings, per client.
+///
+/// A plan depends only on the query string, the client (its providers and credentials, compared
+/// in full, so a reloaded client never reuses an old plan) and what the service was built with,
+/// never on time; reusing one is exact. Bounded in entries and in query length, and emptied
+/// when full: a stream of distinct queries costs at most the memo's small bound, never more.
+final class ListPlanMemo: Sendable {
+    static let capacity = 1_024
+    static let maxQueryBytes = 512
+
+    private struct Key: Hashable {
+        let query: String
+        let client: GatewayClient
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(query)
+            hasher.combine(client.id)
+        }
+
+        static func == (lhs: Key, rhs: Key) -> Bool { lhs.query == rhs.query && lhs.client == rhs.client }
+    }
+
+    private let plans = Mutex<[Key: ExecutionsService.ListPlan]>([:])
+
+    func plan(for query: String, client: GatewayClient) -> ExecutionsService.ListPlan? {
+        guard query.utf8.count <= Self.maxQueryBytes else { return nil }
+        let key = Key(query: query, client: client)
+        return plans.withLock { $0[key] }
+    }
+
+    func remember(_ plan: ExecutionsService.ListPlan, for query: String, client: GatewayClient) {
+        guard query.utf8.count <= Self.maxQueryBytes else { return }
+        plans.withLock { plans in
+            if plans.count >= Self.capacity { plans.removeAll(keepingCapacity: true) }
+            plans[Key(query: query, client: client)] = plan
+        }
+    }
+
+    var count: Int { plans.withLock { $0.count } }
 }

@@ -36,7 +36,7 @@ public struct ListQuery: Sendable, Equatable {
 }
 
 /// Parameters as they arrived, before validation: which ones were given, and the cursor.
-struct ParsedListParameters {
+struct ParsedListParameters: Sendable {
     var query: ListQuery
     /// Names of the parameters the client actually sent (to compare with a cursor's query).
     var given: Set<String>

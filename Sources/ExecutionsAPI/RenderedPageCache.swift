@@ -165,6 +165,16 @@ struct RenderedPageCache: Sendable {
         return page
     }
 
+    /// The stored page under `key` if the store can tell at once and it is fresh at `now`; a nil
+    /// is not counted as a miss (the asynchronous `lookup` that follows counts it).
+    func lookupImmediately(_ key: String, now: UInt64) -> RenderedPage? {
+        guard let entry = store.lookupImmediately(key, freshAt: now), let page = RenderedPage(decoding: entry.value) else {
+            return nil
+        }
+        counters.count(\.hits)
+        return page
+    }
+
     // MARK: - Storing
 
     /// Until when a page built from these parts may be served, or nil when it may not be stored.
@@ -381,6 +391,9 @@ private struct ByteReader {
 
     mutating func string() -> String? {
         guard let length = uint32(), let slice = take(Int(length)) else { return nil }
+        // ASCII (ETags, cursors, provider names) needs no validation; the generic validating
+        // initialiser costs a metadata lookup per call.
+        if slice.allSatisfy({ $0 < 0x80 }) { return String(decoding: slice, as: UTF8.self) }
         return String(validating: slice, as: UTF8.self)
     }
 

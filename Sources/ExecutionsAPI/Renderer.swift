@@ -46,16 +46,24 @@ enum Renderer {
     /// `,"providers":[…]}`: the end of a list document, after the part the ETag covers.
     static func writeProviders(_ providers: [ProviderReport], requestID: String, into writer: inout JSONWriter) {
         writer.raw(",\"providers\":[")
+        // Written member by member rather than through `object`: a cache hit renders only this
+        // part of its page, on every request.
         for (index, report) in providers.enumerated() {
-            if index > 0 { writer.raw(UInt8(ascii: ",")) }
-            writer.object { member in
-                member.member("name", string: report.name)
-                member.member("status", string: report.error == nil ? "ok" : "error")
-                if let cache = report.cache { member.member("cache", string: cache.rawValue) }
-                member.member("durationMs", .integer(report.durationMilliseconds))
-                if report.exhausted { member.member("exhausted", .bool(true)) }
-                if let error = report.error { member.member("error", error.json(requestID: requestID)) }
+            writer.raw(index > 0 ? ",{\"name\":" : "{\"name\":")
+            writer.string(report.name)
+            writer.raw(report.error == nil ? ",\"status\":\"ok\"" : ",\"status\":\"error\"")
+            if let cache = report.cache {
+                writer.raw(",\"cache\":")
+                writer.string(cache.rawValue)
             }
+            writer.raw(",\"durationMs\":")
+            writer.raw(String(report.durationMilliseconds))
+            if report.exhausted { writer.raw(",\"exhausted\":true") }
+            if let error = report.error {
+                writer.raw(",\"error\":")
+                writer.write(error.json(requestID: requestID))
+            }
+            writer.raw(UInt8(ascii: "}"))
         }
         writer.raw("]}")
     }

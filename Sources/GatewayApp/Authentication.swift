@@ -113,13 +113,25 @@ public struct AuthenticationMiddleware: HTTPMiddleware {
     }
 
     public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
-        if publicPaths.contains(request.path) { return await next.respond(to: request, context: context) }
+        var context = context
+        if let refusal = authenticate(request, context: &context) { return refusal }
+        return await next.respond(to: request, context: context)
+    }
+
+    public func handleImmediately(_ request: HTTPRequest, context: inout RequestContext, next: any HTTPResponder) -> HTTPResponse? {
+        if let refusal = authenticate(request, context: &context) { return refusal }
+        return next.respondImmediately(to: request, context: &context)
+    }
+
+    /// Records the client in `context` (unless an earlier attempt at this request already did), or
+    /// answers `401`.
+    private func authenticate(_ request: HTTPRequest, context: inout RequestContext) -> HTTPResponse? {
+        if publicPaths.contains(request.path) || context[GatewayClientKey.self] != nil { return nil }
         switch authenticator().authenticate(request.headers) {
         case .success(let client):
-            var context = context
             context[GatewayClientKey.self] = client
             context[RequestRecordKey.self]?.clientID = client.id
-            return await next.respond(to: request, context: context)
+            return nil
         case .failure(let failure):
             let detail = switch failure {
             case .missingKey: "Send your API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`."

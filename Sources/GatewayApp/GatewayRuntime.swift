@@ -122,7 +122,7 @@ public final class GatewayRuntime: Service, Sendable {
             isDraining: { serverHolder.withLock { $0?.isDraining ?? false } },
             refreshGauges: {
                 await Self.refreshMetrics(
-                    metrics: metrics, cache: cache, endpoints: upstreams,
+                    metrics: metrics, cache: cache, pages: service.pageCacheStatistics, endpoints: upstreams,
                     server: serverHolder.withLock { $0 }, exported: exportedTotals
                 )
             },
@@ -263,6 +263,7 @@ public final class GatewayRuntime: Service, Sendable {
     static func refreshMetrics(
         metrics: GatewayMetrics,
         cache: ResponseCache,
+        pages: PageCacheStatistics?,
         endpoints: [(name: String, endpoint: UpstreamEndpoint)],
         server: HTTPServer?,
         exported: LockedValue<[String: Int]>
@@ -285,6 +286,13 @@ public final class GatewayRuntime: Service, Sendable {
         exportTotal("gateway_cache_evictions_total", [], statistics.evictions)
         metrics.setGauge("gateway_cache_bytes", Double(statistics.bytesInUse))
         metrics.setGauge("gateway_cache_entries", Double(statistics.entries))
+        if let pages {
+            exportTotal("gateway_page_cache_hits_total", [], pages.hits)
+            exportTotal("gateway_page_cache_misses_total", [], pages.misses)
+            exportTotal("gateway_page_cache_stores_total", [], pages.stores)
+            exportTotal("gateway_page_cache_not_cacheable_total", [], pages.notCacheable)
+            exportTotal("gateway_page_cache_coalesced_total", [], pages.coalesced)
+        }
         for (name, endpoint) in endpoints {
             let upstream = endpoint.statistics()
             exportTotal("gateway_upstream_retries_total", [("provider", name)], upstream.retries)

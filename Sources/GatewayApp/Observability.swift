@@ -15,7 +15,7 @@ import Synchronization
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
-    private let requestCounters = Mutex<[String: Metrics.Counter]>([:])
+    private let requestSeries = Mutex<[RequestSeries: (Metrics.Counter, Metrics.Timer)]>([:])
     private let requestTimers = Mutex<[String: Metrics.Timer]>([:])
     private let namedCounters = Mutex<[String: Metrics.Counter]>([:])
     private let gauges = Mutex<[String: Metrics.Gauge]>([:])
@@ -34,25 +34,32 @@ public final class GatewayMetrics: Sendable {
 
     /// `gateway_http_requests_total{method,route,status}` and `gateway_http_request_duration_seconds{route}`.
     public func recordRequest(method: String, route: String, status: Int, durationNanoseconds: UInt64) {
-        let key = method + " " + route + " " + String(status)
-        let counter = requestCounters.withLock { counters in
-            if let existing = counters[key] { return existing }
-            let created = Metrics.Counter(
+        // One lookup by a composite key, no string building: this runs for every request.
+        let key = RequestSeries(method: method, route: route, status: status)
+        let series = requestSeries.withLock { known -> (Metrics.Counter, Metrics.Timer) in
+            if let existing = known[key] { return existing }
+            let counter = Metrics.Counter(
                 label: "gateway_http_requests_total",
                 dimensions: [("method", method), ("route", route), ("status", String(status))],
                 factory: factory
             )
-            counters[key] = created
-            return created
+            let timer = requestTimers.withLock { timers in
+                if let existing = timers[route] { return existing }
+                let created = Metrics.Timer(label: "gateway_http_request_duration_seconds", dimensions: [("route", route)], factory: factory)
+                timers[route] = created
+                return created
+            }
+            known[key] = (counter, timer)
+            return (counter, timer)
         }
-        counter.increment()
-        let timer = requestTimers.withLock { timers in
-            if let existing = timers[route] { return existing }
-            let created = Metrics.Timer(label: "gateway_http_request_duration_seconds", dimensions: [("route", route)], factory: factory)
-            timers[route] = created
-            return created
-        }
-        timer.recordNanoseconds(Int64(clamping: durationNanoseconds))
+        series.0.increment()
+        series.1.recordNanoseconds(Int64(clamping: durationNanoseconds))
+    }
+
+    private struct RequestSeries: Hashable {
+        var method: String
+        var route: String
+        var status: Int
     }
 
     /// `gateway_upstream_requests_total{provider,outcome}` and `gateway_upstream_request_duration_seconds{provider}`.
@@ -95,9 +102,13 @@ public final class GatewayMetrics: Sendable {
 
 /// Facts inner layers learn about a request that the access log (the outermost layer) reports.
 public final class RequestRecord: Sendable {
+    /// Monotonic nanoseconds when the access-log layer first saw the request.
+    public let startedAt: UInt64
     private let client = Mutex<String?>(nil)
 
-    public init() {}
+    public init() {
+        startedAt = monotonicNanoseconds()
+    }
 
     public var clientID: String? {
         get { client.withLock { $0 } }
@@ -124,19 +135,48 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
     }
 
     public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
-        let started = monotonicNanoseconds()
-        let record = RequestRecord()
         var context = context
-        context[RequestRecordKey.self] = record
+        let record = Self.record(in: &context)
         let upstreamCalls = UpstreamCallCounter()
         let response = await ProviderFetcher.$upstreamCallCounter.withValue(upstreamCalls) {
             await next.respond(to: request, context: context)
         }
-        let duration = monotonicNanoseconds() &- started
-        let route = routeTemplate(request.method, request.path)
+        report(request, response: response, context: context, record: record,
+               route: routeTemplate(request.method, request.path), upstreamCalls: upstreamCalls.value)
+        return response
+    }
+
+    public func handleImmediately(_ request: HTTPRequest, context: inout RequestContext, next: any HTTPResponder) -> HTTPResponse? {
+        let record = Self.record(in: &context)
+        guard let response = next.respondImmediately(to: request, context: &context) else { return nil }
+        // The router has recorded the template it matched; only requests answered before routing
+        // (401, 429) need the lookup.
+        let route = context.routeTemplate ?? routeTemplate(request.method, request.path)
+        report(request, response: response, context: context, record: record, route: route, upstreamCalls: 0)
+        return response
+    }
+
+    /// The record an earlier attempt at this request started (so its duration counts from then),
+    /// else a new one.
+    private static func record(in context: inout RequestContext) -> RequestRecord {
+        if let started = context[RequestRecordKey.self] { return started }
+        let record = RequestRecord()
+        context[RequestRecordKey.self] = record
+        return record
+    }
+
+    private func report(
+        _ request: HTTPRequest,
+        response: HTTPResponse,
+        context: RequestContext,
+        record: RequestRecord,
+        route: String,
+        upstreamCalls: Int
+    ) {
+        let duration = monotonicNanoseconds() &- record.startedAt
         metrics.recordRequest(method: request.method.rawValue, route: route, status: response.status.code, durationNanoseconds: duration)
         // Access lines are `info`: below that level, skip building their metadata at all.
-        guard logger.logLevel <= .info else { return response }
+        guard logger.logLevel <= .info else { return }
         var fields: Logger.Metadata = [
             "requestId": .string(response.headers["X-Request-Id"] ?? context[RequestTraceKey.self]?.requestID ?? ""),
             "method": .string(request.method.rawValue),
@@ -145,13 +185,12 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
             "status": .stringConvertible(response.status.code),
             "bytes": .stringConvertible(response.body.count),
             "durationMs": .string(String(format: duration)),
-            "upstreamCalls": .stringConvertible(upstreamCalls.value),
+            "upstreamCalls": .stringConvertible(upstreamCalls),
             "remoteAddress": .string(context[ClientAddressKey.self] ?? context.remoteAddress),
         ]
         if let client = record.clientID { fields["clientId"] = .string(client) }
         if let cacheStatus = response.headers["Cache-Status"] { fields["cache"] = .string(cacheStatus) }
         logger.info("request", metadata: fields)
-        return response
     }
 }
 

@@ -46,8 +46,18 @@ public struct ClientAddressMiddleware: HTTPMiddleware {
 
     public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
         var context = context
-        context[ClientAddressKey.self] = resolver.clientAddress(peer: context.remoteAddress, headers: request.headers)
+        resolve(request, context: &context)
         return await next.respond(to: request, context: context)
+    }
+
+    public func handleImmediately(_ request: HTTPRequest, context: inout RequestContext, next: any HTTPResponder) -> HTTPResponse? {
+        resolve(request, context: &context)
+        return next.respondImmediately(to: request, context: &context)
+    }
+
+    private func resolve(_ request: HTTPRequest, context: inout RequestContext) {
+        guard context[ClientAddressKey.self] == nil else { return }
+        context[ClientAddressKey.self] = resolver.clientAddress(peer: context.remoteAddress, headers: request.headers)
     }
 }
 
@@ -81,23 +91,69 @@ public struct RateLimitMiddleware: HTTPMiddleware {
 
     public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
         guard let client = context[GatewayClientKey.self] else { return await next.respond(to: request, context: context) }
-        let key = client == .anonymous
-            ? "ip:" + (context[ClientAddressKey.self] ?? context.remoteAddress)
-            : "client:" + client.id
-        let decision = await store.acquire(key: key, policy: policy(client.id), cost: 1)
-        var response: HTTPResponse
-        if decision.allowed {
-            response = await next.respond(to: request, context: context)
+        var context = context
+        let decision: RateLimitDecision
+        if let taken = context[RateLimitDecisionKey.self] {
+            decision = taken
         } else {
-            onLimited(client.id)
-            let retryAfter = decision.retryAfterSeconds ?? 1
-            response = Problem(
-                .rateLimited, status: .tooManyRequests, title: "Too many requests",
-                detail: "Client '\(client.id)' is over its rate limit; retry in \(retryAfter) s.",
-                retryAfterSeconds: retryAfter
-            ).response(requestID: context[RequestTraceKey.self]?.requestID ?? "")
+            decision = await store.acquire(key: Self.bucketKey(client, context: context), policy: policy(client.id), cost: 1)
+            context[RateLimitDecisionKey.self] = decision
         }
-        for (name, value) in decision.headerFields { response.headers.replaceOrAdd(name: name, value: value) }
+        var response = decision.allowed
+            ? await next.respond(to: request, context: context)
+            : refusal(client, decision: decision, context: context)
+        Self.addHeaders(of: decision, to: &response)
         return response
     }
+
+    public func handleImmediately(_ request: HTTPRequest, context: inout RequestContext, next: any HTTPResponder) -> HTTPResponse? {
+        guard let client = context[GatewayClientKey.self] else { return next.respondImmediately(to: request, context: &context) }
+        let decision: RateLimitDecision
+        if let taken = context[RateLimitDecisionKey.self] {
+            decision = taken
+        } else {
+            guard let immediate = store.acquireImmediately(
+                key: Self.bucketKey(client, context: context), policy: policy(client.id), cost: 1
+            ) else { return nil }
+            decision = immediate
+            // Recorded before going on: should the rest of the chain need to wait, the
+            // asynchronous pass spends no second token.
+            context[RateLimitDecisionKey.self] = decision
+        }
+        var response: HTTPResponse
+        if decision.allowed {
+            guard let answered = next.respondImmediately(to: request, context: &context) else { return nil }
+            response = answered
+        } else {
+            response = refusal(client, decision: decision, context: context)
+        }
+        Self.addHeaders(of: decision, to: &response)
+        return response
+    }
+
+    private static func bucketKey(_ client: GatewayClient, context: RequestContext) -> String {
+        client == .anonymous
+            ? "ip:" + (context[ClientAddressKey.self] ?? context.remoteAddress)
+            : "client:" + client.id
+    }
+
+    private func refusal(_ client: GatewayClient, decision: RateLimitDecision, context: RequestContext) -> HTTPResponse {
+        onLimited(client.id)
+        let retryAfter = decision.retryAfterSeconds ?? 1
+        return Problem(
+            .rateLimited, status: .tooManyRequests, title: "Too many requests",
+            detail: "Client '\(client.id)' is over its rate limit; retry in \(retryAfter) s.",
+            retryAfterSeconds: retryAfter
+        ).response(requestID: context[RequestTraceKey.self]?.requestID ?? "")
+    }
+
+    private static func addHeaders(of decision: RateLimitDecision, to response: inout HTTPResponse) {
+        for (name, value) in decision.headerFields { response.headers.replaceOrAdd(name: name, value: value) }
+    }
+}
+
+/// The rate-limit decision taken for a request, so that a second pass over the chain (after an
+/// immediate attempt that had to wait) does not spend a second token.
+public enum RateLimitDecisionKey: RequestContextKey {
+    public typealias Value = RateLimitDecision
 }

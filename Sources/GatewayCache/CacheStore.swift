@@ -49,6 +49,16 @@ public protocol CacheStore: Sendable {
     func store(_ key: String, entry: CachedEntry) async
     func remove(_ key: String) async
     func statistics() async -> CacheStoreStatistics
+
+    /// The entry under `key` if the store can tell without suspending and the entry is fresh at
+    /// `now` (`now < freshUntil`); else nil, leaving the entry and the statistics alone, so that a
+    /// `lookup` that follows counts the request once. The fast path of cache hits.
+    func lookupImmediately(_ key: String, freshAt now: UInt64) -> CachedEntry?
+}
+
+extension CacheStore {
+    /// A store that has to wait for its answers (one shared over the network) has no immediate hits.
+    public func lookupImmediately(_ key: String, freshAt now: UInt64) -> CachedEntry? { nil }
 }
 
 /// Monotonic nanoseconds (CLOCK_MONOTONIC): the default clock of this module.

@@ -119,6 +119,26 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral, E
             self.value = value
             self.canonicalName = asciiLowercased(name)
         }
+
+        /// Case-insensitive comparison with `other` that allocates nothing (lookups run many
+        /// times per request, mostly with constant names).
+        func isNamed(_ other: String) -> Bool {
+            var other = other
+            return other.withUTF8 { wanted in
+                var matches = false
+                var canonical = canonicalName
+                canonical.withUTF8 { own in
+                    guard own.count == wanted.count else { return }
+                    for index in 0..<own.count {
+                        let byte = wanted[index]
+                        let lowered = (byte >= 0x41 && byte <= 0x5A) ? byte | 0x20 : byte
+                        if lowered != own[index] { return }
+                    }
+                    matches = true
+                }
+                return matches
+            }
+        }
     }
 
     public private(set) var fields: [Field]
@@ -140,15 +160,15 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral, E
 
     /// The first value of `name`, or nil.
     public subscript(name: String) -> String? {
-        let wanted = asciiLowercased(name)
-        for field in fields where field.canonicalName == wanted { return field.value }
+        for field in fields where field.isNamed(name) { return field.value }
         return nil
     }
 
     /// Every value of `name`, in order.
     public func values(for name: String) -> [String] {
-        let wanted = asciiLowercased(name)
-        return fields.filter { $0.canonicalName == wanted }.map(\.value)
+        var found: [String] = []
+        for field in fields where field.isNamed(name) { found.append(field.value) }
+        return found
     }
 
     public func contains(_ name: String) -> Bool { self[name] != nil }
@@ -159,13 +179,21 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral, E
 
     /// Replaces every field called `name` with one field holding `value`.
     public mutating func replaceOrAdd(name: String, value: String) {
-        remove(name: name)
+        // Usually the name is absent (the common case appends) or present once.
+        guard let first = fields.firstIndex(where: { $0.isNamed(name) }) else {
+            add(name: name, value: value)
+            return
+        }
+        fields.remove(at: first)
+        if fields[first...].contains(where: { $0.isNamed(name) }) {
+            fields.removeAll { $0.isNamed(name) }
+        }
         add(name: name, value: value)
     }
 
     public mutating func remove(name: String) {
-        let wanted = asciiLowercased(name)
-        fields.removeAll { $0.canonicalName == wanted }
+        guard fields.contains(where: { $0.isNamed(name) }) else { return }
+        fields.removeAll { $0.isNamed(name) }
     }
 
     public static func == (lhs: HTTPHeaders, rhs: HTTPHeaders) -> Bool { lhs.fields == rhs.fields }

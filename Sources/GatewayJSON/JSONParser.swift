@@ -120,15 +120,20 @@ public struct JSONParser {
         mutating func parseString() throws(JSONParseError) -> String {
             index += 1
             let start = index
-            // Fast path: no escapes, so the bytes can be validated and copied in one go.
+            // Fast path: no escapes, so the bytes can be validated and copied in one go, and pure
+            // ASCII (nearly every string) needs no validation at all (`String(validating:)` is
+            // not specialised here and looks up generic metadata on every call).
+            var sawNonASCII = false
             while index < bytes.count {
                 let byte = bytes[index]
                 if byte == UInt8(ascii: "\"") {
                     let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                     index += 1
+                    if !sawNonASCII { return String(decoding: slice, as: UTF8.self) }
                     guard let text = String(validating: slice, as: UTF8.self) else { throw error("invalid UTF-8 in string") }
                     return text
                 }
+                if byte >= 0x80 { sawNonASCII = true }
                 if byte == UInt8(ascii: "\\") { break }
                 if byte < 0x20 { throw error("control character in string") }
                 index += 1

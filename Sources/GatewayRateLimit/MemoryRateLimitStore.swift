@@ -66,6 +66,11 @@ public final class MemoryRateLimitStore: RateLimitStore {
             retryAfterSeconds: retryAfter)
     }
 
+    /// The table is in memory: every decision is immediate.
+    public func acquireImmediately(key: String, policy: RateLimitPolicy, cost: Int) -> RateLimitDecision? {
+        acquire(key: key, policy: policy, cost: cost)
+    }
+
     /// Keys currently held (tests check the sweep through this).
     var trackedKeyCount: Int { state.withLock { $0.arrivals.count } }
 

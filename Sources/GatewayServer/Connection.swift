@@ -46,6 +46,9 @@ final class Connection: IOEventHandler {
     private var readingPaused = false
     private var sentContinue = false
     private var requestsServed = 0
+    /// Set while `processInput` runs: a response written from inside it (answered immediately)
+    /// must not start a nested parse of the next request; the running loop picks it up.
+    private var processingInput = false
     private var inFlightTask: Task<Void, Never>?
     private var interest: IOEvents = .readable
 
@@ -157,8 +160,13 @@ final class Connection: IOEventHandler {
     /// where it lies, so a request that arrives whole (the usual case) is never copied into `input`;
     /// only bytes left after a dispatched request (pipelining) are kept there.
     private func processInput(fresh: UnsafeRawBufferPointer? = nil) {
+        processingInput = true
+        defer { processingInput = false }
         var fresh = fresh
-        while phase == .reading && !closeAfterWrite {
+        // A response written immediately leaves the phase `.reading`: keep parsing pipelined
+        // requests, but not while output waits for the socket (a peer that sends without reading
+        // must not make the server queue responses without bound).
+        while phase == .reading && !closeAfterWrite && pendingOutput.isEmpty {
             let wasIdle = parser.isIdle
             let result: Result<(consumed: Int, request: HTTPRequest?), HTTPParseError>
             if let bytes = fresh {
@@ -250,12 +258,17 @@ final class Connection: IOEventHandler {
             connectionID: id,
             receivedAtNanoseconds: monotonicNanoseconds()
         )
-        context.routeTemplate = nil
-        let responder = self.responder
-        let this = LoopBound(self, loop: loop)
         let isHEAD = request.method == .head
         let version = request.version
-        inFlightTask = Task(executorPreference: loop) {
+        // Answers that need no waiting (cache hits, rejections) are written right here: no task,
+        // no executor hop, no queued job.
+        if let response = responder.respondImmediately(to: request, context: &context) {
+            finishResponding(response, forHEAD: isHEAD, version: version, keepAlive: keepAlive)
+            return
+        }
+        let responder = self.responder
+        let this = LoopBound(self, loop: loop)
+        inFlightTask = Task(executorPreference: loop) { [context] in
             let response = await responder.respond(to: request, context: context)
             // The task prefers the loop, so it is normally back on it here: finish without queueing
             // (and without allocating a closure).
@@ -320,6 +333,8 @@ final class Connection: IOEventHandler {
             if deadlineKind != .request || deadline == 0 {
                 setDeadline(.request, after: configuration.headerTimeoutNanoseconds)
             }
+            // Body bytes that arrived while the interim response was still queued wait in `input`.
+            if !processingInput && inputStart < input.count { processInput() }
             return
         }
         if readingPaused {
@@ -327,7 +342,7 @@ final class Connection: IOEventHandler {
             updateInterest()
         }
         setDeadline(.idle, after: configuration.idleTimeoutNanoseconds)
-        processInput()
+        if !processingInput { processInput() }
     }
 
     // MARK: - Writing

@@ -21,7 +21,9 @@ public struct RequestContext: Sendable {
     /// The route template that matched, for metrics and logs ("/executions/{id}"), or nil.
     public var routeTemplate: String?
 
-    private var values: [ObjectIdentifier: any Sendable]
+    /// A handful of slots per request: a linear scan over a small array beats hashing into a
+    /// dictionary (this is read and written a dozen times for every request).
+    private var values: [(key: ObjectIdentifier, value: any Sendable)]
 
     public init(
         remoteAddress: String = "",
@@ -33,11 +35,29 @@ public struct RequestContext: Sendable {
         self.receivedAtNanoseconds = receivedAtNanoseconds
         self.pathParameters = [:]
         self.routeTemplate = nil
-        self.values = [:]
+        self.values = []
     }
 
     public subscript<Key: RequestContextKey>(_ key: Key.Type) -> Key.Value? {
-        get { values[ObjectIdentifier(key)] as? Key.Value }
-        set { values[ObjectIdentifier(key)] = newValue }
+        get {
+            let wanted = ObjectIdentifier(key)
+            for slot in values where slot.key == wanted { return slot.value as? Key.Value }
+            return nil
+        }
+        set {
+            let wanted = ObjectIdentifier(key)
+            guard let index = values.firstIndex(where: { $0.key == wanted }) else {
+                if let newValue {
+                    if values.isEmpty { values.reserveCapacity(6) }
+                    values.append((wanted, newValue))
+                }
+                return
+            }
+            if let newValue {
+                values[index].value = newValue
+            } else {
+                values.remove(at: index)
+            }
+        }
     }
 }

@@ -41,13 +41,20 @@ struct ResponseEncoder {
             head.append(contentsOf: "HTTP/1.1 \(code) \(sanitized(response.status.reasonPhrase))\r\n".utf8)
         }
         for field in response.headers where !Self.isFramingField(field.canonicalName) {
-            guard isSafeFieldName(field.name), isSafeFieldValue(field.value) else { continue }
-            head.append(contentsOf: field.name.utf8)
-            head.append(UInt8(ascii: ":"))
-            head.append(UInt8(ascii: " "))
-            head.append(contentsOf: field.value.utf8)
-            head.append(13)
-            head.append(10)
+            // Checked and copied from contiguous UTF-8: one pass over each byte, then a memcpy.
+            var name = field.name
+            var value = field.value
+            name.withUTF8 { name in
+                value.withUTF8 { value in
+                    guard Self.isSafeFieldName(name), Self.isSafeFieldValue(value) else { return }
+                    head.append(contentsOf: name)
+                    head.append(UInt8(ascii: ":"))
+                    head.append(UInt8(ascii: " "))
+                    head.append(contentsOf: value)
+                    head.append(13)
+                    head.append(10)
+                }
+            }
         }
         appendDateField()
         if !(100..<200).contains(code) && code != 204 && code != 304 {
@@ -118,12 +125,15 @@ struct ResponseEncoder {
         String(decoding: reason.utf8.filter { $0 == 9 || ($0 >= 0x20 && $0 != 0x7F) }, as: UTF8.self)
     }
 
-    private func isSafeFieldName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") }
+    private static func isSafeFieldName(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard !name.isEmpty else { return false }
+        for byte in name where byte <= 0x20 || byte >= 0x7F || byte == UInt8(ascii: ":") { return false }
+        return true
     }
 
     /// Drops fields whose value would split the response (CR, LF, NUL or other controls).
-    private func isSafeFieldValue(_ value: String) -> Bool {
-        value.utf8.allSatisfy { $0 == 9 || ($0 >= 0x20 && $0 != 0x7F) }
+    private static func isSafeFieldValue(_ value: UnsafeBufferPointer<UInt8>) -> Bool {
+        for byte in value where (byte < 0x20 && byte != 9) || byte == 0x7F { return false }
+        return true
     }
 }

@@ -11,12 +11,16 @@ public import GatewayHTTP
 ///   path that exists are `405` too.
 public struct Router: HTTPResponder {
     public typealias Handler = @Sendable (HTTPRequest, RequestContext) async -> HTTPResponse
+    /// A route's answer when it has one without waiting (see `HTTPResponder.respondImmediately`),
+    /// else nil, with anything it decided recorded in the context.
+    public typealias ImmediateHandler = @Sendable (HTTPRequest, inout RequestContext) -> HTTPResponse?
 
     private struct Route: Sendable {
         let method: HTTPMethod
         let template: String
         let segments: [Segment]
         let handler: Handler
+        let immediateHandler: ImmediateHandler?
     }
 
     private enum Segment: Sendable, Equatable {
@@ -25,26 +29,31 @@ public struct Router: HTTPResponder {
     }
 
     private var routes: [Route] = []
-    private var notFound: Handler
+    /// Replaces the default `404` (which is answered immediately) when set.
+    private var notFound: Handler?
 
-    public init() {
-        notFound = { request, context in
-            Router.defaultError(status: .notFound, detail: "No route for \(request.path).",
-                                requestID: context[RequestTraceKey.self]?.requestID)
-        }
-    }
+    public init() {}
 
-    public mutating func add(_ method: HTTPMethod, _ template: String, handler: @escaping Handler) {
+    /// - Parameter immediate: answers the requests it can without waiting; the others, and every
+    ///   request when it is nil, go to `handler`.
+    public mutating func add(
+        _ method: HTTPMethod,
+        _ template: String,
+        immediate: ImmediateHandler? = nil,
+        handler: @escaping Handler
+    ) {
         let segments = Router.split(template).map { segment -> Segment in
             if segment.hasPrefix("{") && segment.hasSuffix("}") && segment.count > 2 {
                 return .parameter(String(segment.dropFirst().dropLast()))
             }
             return .literal(String(segment))
         }
-        routes.append(Route(method: method, template: template, segments: segments, handler: handler))
+        routes.append(Route(method: method, template: template, segments: segments, handler: handler, immediateHandler: immediate))
     }
 
-    public mutating func get(_ template: String, handler: @escaping Handler) { add(.get, template, handler: handler) }
+    public mutating func get(_ template: String, immediate: ImmediateHandler? = nil, handler: @escaping Handler) {
+        add(.get, template, immediate: immediate, handler: handler)
+    }
     public mutating func post(_ template: String, handler: @escaping Handler) { add(.post, template, handler: handler) }
 
     /// Replaces the answer for paths no route matches.
@@ -57,12 +66,38 @@ public struct Router: HTTPResponder {
     }
 
     public func respond(to request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+        var context = context
+        switch route(request, context: &context) {
+        case .answered(let response):
+            return response
+        case .handler(let handler, _):
+            return await handler(request, context)
+        }
+    }
+
+    public func respondImmediately(to request: HTTPRequest, context: inout RequestContext) -> HTTPResponse? {
+        switch route(request, context: &context) {
+        case .answered(let response):
+            return response
+        case .handler(_, let immediate):
+            return immediate?(request, &context)
+        }
+    }
+
+    private enum Routing {
+        /// Routing itself answered (405, 501, the default 404).
+        case answered(HTTPResponse)
+        /// The matched route's handlers (path parameters and template are in the context) or the
+        /// custom not-found handler.
+        case handler(Handler, immediate: ImmediateHandler?)
+    }
+
+    private func route(_ request: HTTPRequest, context: inout RequestContext) -> Routing {
         switch find(method: request.method, path: request.path) {
         case .found(let route, let parameters):
-            var context = context
             context.pathParameters = parameters
             context.routeTemplate = route.template
-            return await route.handler(request, context)
+            return .handler(route.handler, immediate: route.immediateHandler)
         case .methodNotAllowed(let allowed):
             var response = Router.defaultError(
                 status: Router.knownMethods.contains(request.method) ? .methodNotAllowed : .notImplemented,
@@ -70,13 +105,15 @@ public struct Router: HTTPResponder {
                 requestID: context[RequestTraceKey.self]?.requestID
             )
             response.headers.add(name: "Allow", value: allowed.map(\.rawValue).joined(separator: ", "))
-            return response
+            return .answered(response)
         case .notFound:
             if !Router.knownMethods.contains(request.method) {
-                return Router.defaultError(status: .notImplemented, detail: "\(request.method) is not implemented.",
-                                           requestID: context[RequestTraceKey.self]?.requestID)
+                return .answered(Router.defaultError(status: .notImplemented, detail: "\(request.method) is not implemented.",
+                                                     requestID: context[RequestTraceKey.self]?.requestID))
             }
-            return await notFound(request, context)
+            if let notFound { return .handler(notFound, immediate: nil) }
+            return .answered(Router.defaultError(status: .notFound, detail: "No route for \(request.path).",
+                                                 requestID: context[RequestTraceKey.self]?.requestID))
         }
     }
 

@@ -1,4 +1,5 @@
 @testable import ExecutionsAPI
+import GatewayHTTP
 import GatewayCache
 import GatewayJSON
 import GatewayProviders
@@ -382,5 +383,95 @@ final class ManualClock: Sendable {
         #expect(!key.contains("upstream-secret"))
         #expect(key.hasPrefix("executions:page:"))
         #expect(key != one.key(query: ListQuery(limit: 21), states: states, credentialIdentities: [UpstreamCredential(secret: "upstream-secret").identity]))
+    }
+}
+
+/// `listImmediately`: stored pages and invalid requests are answered at once, everything else is
+/// left to `list`, and the memo of recent query plans never outlives what a plan depends on.
+@Suite struct ImmediateListTests {
+    let base = RenderedPageCacheTests()
+
+    func immediate(
+        _ service: ExecutionsService, _ query: String, client: GatewayClient = .anonymous, bypassCache: Bool = false
+    ) -> Result<ExecutionsAnswer, Problem>? {
+        let facts = bypassCache ? base.noCache : base.facts
+        return service.listImmediately(parseQueryItems(query), rawQuery: query, client: client, facts: facts)
+    }
+
+    @Test func onlyAStoredFreshPageIsAnsweredImmediately() async throws {
+        let (a, b) = base.providers()
+        let service = base.service([a, b])
+        #expect(immediate(service, "limit=4") == nil)
+        let built = try await service.list([("limit", "4")], client: .anonymous, facts: base.facts).get()
+        let hit = try #require(try immediate(service, "limit=4")?.get())
+        #expect(hit.cache == .hit)
+        #expect(hit.entityTag == built.entityTag)
+        #expect(hit.nextCursor == built.nextCursor)
+        #expect(try base.document(hit)["data"] == base.document(built)["data"])
+        // A query string spelled differently reaches the same page.
+        #expect(try immediate(service, "allowPartial=true&limit=4")?.get().cache == .hit)
+        #expect(immediate(service, "limit=4", bypassCache: true) == nil)
+        base.clock.advance(milliseconds: 5_000)
+        #expect(immediate(service, "limit=4") == nil)
+        #expect(a.listCalls == 1 && b.listCalls == 1)
+        // The immediate misses above were not counted: the `list` that follows each one counts it.
+        #expect(service.pageCacheStatistics?.misses == 1)
+        #expect(service.pageCacheStatistics?.hits == 2)
+    }
+
+    @Test func invalidRequestsAreRefusedImmediately() throws {
+        let (a, b) = base.providers()
+        let service = base.service([a, b])
+        guard case .failure(let problem)? = immediate(service, "limit=0") else {
+            Issue.record("limit=0 was not refused")
+            return
+        }
+        #expect(problem.status == .badRequest)
+        guard case .failure(let forbidden)? = immediate(
+            service, "provider=b", client: GatewayClient(id: "web", allowedProviders: ["a"], upstreamCredentials: [:])
+        ) else {
+            Issue.record("a forbidden provider was not refused")
+            return
+        }
+        #expect(forbidden.status == .forbidden)
+    }
+
+    /// The memo is keyed by the whole client: a client reloaded with fewer providers, or with its
+    /// own upstream credential, never reuses the plan (or the page) of its former self.
+    @Test func aChangedClientNeverReusesARememberedPlan() async throws {
+        let (a, b) = base.providers()
+        let service = base.service([a, b])
+        let before = GatewayClient(id: "web", allowedProviders: nil, upstreamCredentials: [:])
+        _ = try await service.list([], client: before, facts: base.facts).get()
+        #expect(try immediate(service, "", client: before)?.get().cache == .hit)
+
+        let narrowed = GatewayClient(id: "web", allowedProviders: ["a"], upstreamCredentials: [:])
+        #expect(immediate(service, "", client: narrowed) == nil)
+        guard case .failure(let forbidden)? = immediate(service, "provider=b", client: narrowed) else {
+            Issue.record("the narrowed client was allowed provider b")
+            return
+        }
+        #expect(forbidden.status == .forbidden)
+
+        let ownCredential = GatewayClient(id: "web", allowedProviders: nil, upstreamCredentials: ["a": UpstreamCredential(secret: "web-own-key")])
+        #expect(immediate(service, "", client: ownCredential) == nil)
+    }
+
+    @Test func theMemoStaysBounded() {
+        let memo = ListPlanMemo()
+        let plan = ExecutionsService.ListPlan(
+            parsed: ParsedListParameters(query: ListQuery(), given: [], cursor: nil),
+            query: ListQuery(), states: [], pageKey: nil
+        )
+        for index in 0..<(ListPlanMemo.capacity * 3) {
+            memo.remember(plan, for: "limit=\(index)", client: .anonymous)
+            #expect(memo.count <= ListPlanMemo.capacity)
+        }
+        let long = String(repeating: "x", count: ListPlanMemo.maxQueryBytes + 1)
+        memo.remember(plan, for: long, client: .anonymous)
+        #expect(memo.plan(for: long, client: .anonymous) == nil)
+        memo.remember(plan, for: "limit=7", client: .anonymous)
+        #expect(memo.plan(for: "limit=7", client: .anonymous) != nil)
+        #expect(memo.plan(for: "limit=7", client: GatewayClient(id: "other", allowedProviders: nil, upstreamCredentials: [:])) == nil)
     }
 }
