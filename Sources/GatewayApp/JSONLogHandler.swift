@@ -55,7 +55,13 @@ public struct JSONLogHandler: LogHandler {
     /// Written straight to bytes (no value tree): at `info` this runs for every request.
     /// A metadata key equal to one of the fixed fields replaces that field's value.
     public func log(event: LogEvent) {
-        let merged = event.metadata.map { metadata.merging($0) { _, new in new } } ?? metadata
+        // Access lines bring all their metadata and the handler usually has none: no merged copy.
+        let merged: Logger.Metadata
+        if let own = event.metadata {
+            merged = metadata.isEmpty ? own : metadata.merging(own) { _, new in new }
+        } else {
+            merged = metadata
+        }
         var writer = JSONWriter(capacity: 512)
         writer.raw("{")
         func fixed(_ key: String, _ value: @autoclosure () -> String, first: Bool = false) {
@@ -110,28 +116,45 @@ public struct JSONLogHandler: LogHandler {
     static func timestamp() -> String {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
-        var seconds = spec.tv_sec
+        let prefix = secondPrefix(Int(spec.tv_sec))
+        let milliseconds = Int(spec.tv_nsec / 1_000_000)
+        return String(unsafeUninitializedCapacity: 24) { buffer in
+            for (index, byte) in prefix.enumerated() { buffer[index] = byte }
+            buffer[20] = UInt8(ascii: "0") + UInt8(milliseconds / 100)
+            buffer[21] = UInt8(ascii: "0") + UInt8(milliseconds / 10 % 10)
+            buffer[22] = UInt8(ascii: "0") + UInt8(milliseconds % 10)
+            buffer[23] = UInt8(ascii: "Z")
+            return 24
+        }
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS.` of the last second asked for: at one line per request, the calendar
+    /// arithmetic (`gmtime_r`) runs once a second rather than on every line.
+    private static let lastSecond = Mutex<(second: Int, prefix: [UInt8])>((-1, []))
+
+    private static func secondPrefix(_ second: Int) -> [UInt8] {
+        if let known = lastSecond.withLock({ $0.second == second ? $0.prefix : nil }) { return known }
+        var seconds = time_t(second)
         var parts = tm()
         gmtime_r(&seconds, &parts)
         let fields: [(value: Int, width: Int, separator: UInt8)] = [
             (Int(parts.tm_year) + 1900, 4, UInt8(ascii: "-")), (Int(parts.tm_mon) + 1, 2, UInt8(ascii: "-")),
             (Int(parts.tm_mday), 2, UInt8(ascii: "T")), (Int(parts.tm_hour), 2, UInt8(ascii: ":")),
             (Int(parts.tm_min), 2, UInt8(ascii: ":")), (Int(parts.tm_sec), 2, UInt8(ascii: ".")),
-            (Int(spec.tv_nsec / 1_000_000), 3, UInt8(ascii: "Z")),
         ]
-        return String(unsafeUninitializedCapacity: 24) { buffer in
-            var position = 0
-            for field in fields {
-                var value = field.value
-                for offset in stride(from: field.width - 1, through: 0, by: -1) {
-                    buffer[position + offset] = UInt8(ascii: "0") + UInt8(value % 10)
-                    value /= 10
-                }
-                position += field.width
-                buffer[position] = field.separator
-                position += 1
+        var prefix: [UInt8] = []
+        prefix.reserveCapacity(20)
+        for field in fields {
+            var digits: [UInt8] = []
+            var value = field.value
+            for _ in 0..<field.width {
+                digits.append(UInt8(ascii: "0") + UInt8(value % 10))
+                value /= 10
             }
-            return position
+            prefix.append(contentsOf: digits.reversed())
+            prefix.append(field.separator)
         }
+        lastSecond.withLock { $0 = (second, prefix) }
+        return prefix
     }
 }

@@ -190,7 +190,7 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
         ]
         if let client = record.clientID { fields["clientId"] = .string(client) }
         if let cacheStatus = response.headers["Cache-Status"] { fields["cache"] = .string(cacheStatus) }
-        logger.info("request", metadata: fields)
+        logger.info("request", metadata: fields, source: "access")
     }
 }
 

@@ -174,6 +174,19 @@ final class ManualClock: Sendable {
         #expect(positions.count == keys.count && positions == positions.sorted(), "fixed fields first, then metadata by key")
     }
 
+    /// The calendar part is computed once a second and reused: it must still be the current time.
+    @Test func theTimeIsTheCurrentTimeOnConsecutiveLines() throws {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        for _ in 0..<3 {
+            let line = try #require(lines { $0.info("x") }.first)
+            let time = try #require(try JSONParser.parse(Array(line.utf8))["time"]?.stringValue)
+            let logged = try #require(formatter.date(from: time))
+            #expect(abs(logged.timeIntervalSinceNow) < 2, "\(time)")
+            Thread.sleep(forTimeInterval: 0.6)
+        }
+    }
+
     @Test func theTimeIsRFC3339UTCWithMilliseconds() throws {
         let line = try #require(lines { $0.info("x") }.first)
         let time = try #require(try JSONParser.parse(Array(line.utf8))["time"]?.stringValue)
