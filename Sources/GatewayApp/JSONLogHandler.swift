@@ -87,6 +87,50 @@ public struct JSONLogHandler: LogHandler {
 
     private static let fixedKeys: Set<String> = ["time", "level", "logger", "message"]
 
+    /// The line `log(event:)` writes for an access line at `info`, byte for byte, but from typed
+    /// fields: no metadata dictionary, no boxed values, no sorting. Nil (nothing written) when this
+    /// handler carries metadata of its own, which the generic path has to merge.
+    public func logAccess(_ line: AccessLine) -> Void? {
+        guard metadata.isEmpty else { return nil }
+        var writer = JSONWriter(capacity: 384)
+        writer.raw("{\"time\":")
+        writer.string(Self.timestamp())
+        writer.raw(",\"level\":\"info\",\"logger\":")
+        writer.string(label)
+        writer.raw(",\"message\":")
+        writer.string(AccessLine.message)
+        // The generic path's order: metadata keys sorted.
+        writer.raw(",\"bytes\":")
+        writer.quotedDecimal(line.bytes)
+        if let cacheStatus = line.cacheStatus {
+            writer.raw(",\"cache\":")
+            writer.string(cacheStatus)
+        }
+        if let clientID = line.clientID {
+            writer.raw(",\"clientId\":")
+            writer.string(clientID)
+        }
+        writer.raw(",\"durationMs\":")
+        writer.string(line.durationMilliseconds)
+        writer.raw(",\"method\":")
+        writer.string(line.method)
+        writer.raw(",\"path\":")
+        writer.string(line.path)
+        writer.raw(",\"remoteAddress\":")
+        writer.string(line.remoteAddress)
+        writer.raw(",\"requestId\":")
+        writer.string(line.requestID)
+        writer.raw(",\"route\":")
+        writer.string(line.route)
+        writer.raw(",\"status\":")
+        writer.quotedDecimal(line.status)
+        writer.raw(",\"upstreamCalls\":")
+        writer.quotedDecimal(line.upstreamCalls)
+        writer.raw("}\n")
+        output.write(writer.bytes)
+        return ()
+    }
+
     private static func write(_ value: Logger.Metadata.Value, into writer: inout JSONWriter) {
         switch value {
         case .string(let text):

@@ -124,12 +124,16 @@ public enum RequestRecordKey: RequestContextKey {
 /// Access log line and request metrics for every request, after the response is known.
 public struct ObservabilityMiddleware: HTTPMiddleware {
     let logger: Logger
+    /// The logger's handler when it is the gateway's JSON one: access lines skip swift-log's
+    /// metadata dictionary and are written from typed fields (same bytes).
+    private let directJSON: JSONLogHandler?
     let metrics: GatewayMetrics
     /// Maps a path to its route template, so metrics never get one label per execution id.
     let routeTemplate: @Sendable (HTTPMethod, String) -> String
 
     public init(logger: Logger, metrics: GatewayMetrics, routeTemplate: @escaping @Sendable (HTTPMethod, String) -> String) {
         self.logger = logger
+        self.directJSON = logger.handler as? JSONLogHandler
         self.metrics = metrics
         self.routeTemplate = routeTemplate
     }
@@ -175,26 +179,80 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
     ) {
         let duration = monotonicNanoseconds() &- record.startedAt
         metrics.recordRequest(method: request.method.rawValue, route: route, status: response.status.code, durationNanoseconds: duration)
-        // Access lines are `info`: below that level, skip building their metadata at all.
+        // Access lines are `info`: below that level, skip building them at all.
         guard logger.logLevel <= .info else { return }
-        var fields: Logger.Metadata = [
-            "requestId": .string(response.headers["X-Request-Id"] ?? context[RequestTraceKey.self]?.requestID ?? ""),
-            "method": .string(request.method.rawValue),
-            "route": .string(route),
-            "path": .string(request.path),
-            "status": .stringConvertible(response.status.code),
-            "bytes": .stringConvertible(response.body.count),
-            "durationMs": .string(String(format: duration)),
-            "upstreamCalls": .stringConvertible(upstreamCalls),
-            "remoteAddress": .string(context[ClientAddressKey.self] ?? context.remoteAddress),
-        ]
-        if let client = record.clientID { fields["clientId"] = .string(client) }
-        if let cacheStatus = response.headers["Cache-Status"] { fields["cache"] = .string(cacheStatus) }
-        logger.info("request", metadata: fields, source: "access")
+        let line = AccessLine(
+            requestID: response.headers["X-Request-Id"] ?? context[RequestTraceKey.self]?.requestID ?? "",
+            method: request.method.rawValue,
+            route: route,
+            path: request.path,
+            status: response.status.code,
+            bytes: response.body.count,
+            durationNanoseconds: duration,
+            upstreamCalls: upstreamCalls,
+            remoteAddress: context[ClientAddressKey.self] ?? context.remoteAddress,
+            clientID: record.clientID,
+            cacheStatus: response.headers["Cache-Status"]
+        )
+        if let directJSON, directJSON.logAccess(line) != nil { return }
+        logger.info(Logger.Message(stringLiteral: AccessLine.message), metadata: line.metadata, source: "access")
     }
 }
 
-private func String(format nanoseconds: UInt64) -> String {
-    let tenths = nanoseconds / 100_000
-    return "\(tenths / 10).\(tenths % 10)"
+/// One access line's fields. Through swift-log they are metadata; a `JSONLogHandler` writes the
+/// same line straight from these fields (every request writes one).
+public struct AccessLine: Sendable {
+    public static let message = "request"
+
+    public var requestID: String
+    public var method: String
+    public var route: String
+    public var path: String
+    public var status: Int
+    public var bytes: Int
+    public var durationNanoseconds: UInt64
+    public var upstreamCalls: Int
+    public var remoteAddress: String
+    public var clientID: String?
+    public var cacheStatus: String?
+
+    public init(
+        requestID: String, method: String, route: String, path: String, status: Int, bytes: Int,
+        durationNanoseconds: UInt64, upstreamCalls: Int, remoteAddress: String, clientID: String?, cacheStatus: String?
+    ) {
+        self.requestID = requestID
+        self.method = method
+        self.route = route
+        self.path = path
+        self.status = status
+        self.bytes = bytes
+        self.durationNanoseconds = durationNanoseconds
+        self.upstreamCalls = upstreamCalls
+        self.remoteAddress = remoteAddress
+        self.clientID = clientID
+        self.cacheStatus = cacheStatus
+    }
+
+    /// Milliseconds with one decimal, e.g. `0.3`.
+    public var durationMilliseconds: String {
+        let tenths = durationNanoseconds / 100_000
+        return "\(tenths / 10).\(tenths % 10)"
+    }
+
+    public var metadata: Logger.Metadata {
+        var fields: Logger.Metadata = [
+            "requestId": .string(requestID),
+            "method": .string(method),
+            "route": .string(route),
+            "path": .string(path),
+            "status": .stringConvertible(status),
+            "bytes": .stringConvertible(bytes),
+            "durationMs": .string(durationMilliseconds),
+            "upstreamCalls": .stringConvertible(upstreamCalls),
+            "remoteAddress": .string(remoteAddress),
+        ]
+        if let clientID { fields["clientId"] = .string(clientID) }
+        if let cacheStatus { fields["cache"] = .string(cacheStatus) }
+        return fields
+    }
 }

@@ -187,6 +187,42 @@ final class ManualClock: Sendable {
         }
     }
 
+    /// Access lines skip swift-log's metadata; they must still be the line the generic path writes.
+    @Test(arguments: [
+        AccessLine(requestID: "req-1", method: "GET", route: "/executions", path: "/executions?q=\"x\"\n\u{7}é",
+                   status: 200, bytes: 10_240, durationNanoseconds: 12_345_678, upstreamCalls: 0,
+                   remoteAddress: "203.0.113.9", clientID: "web", cacheStatus: "executions-gateway; hit"),
+        AccessLine(requestID: "", method: "DELETE", route: "unmatched", path: "/", status: 404, bytes: 0,
+                   durationNanoseconds: 0, upstreamCalls: 12, remoteAddress: "::1", clientID: nil, cacheStatus: nil),
+        AccessLine(requestID: "r", method: "GET", route: "/x", path: "/x", status: 429, bytes: Int.max,
+                   durationNanoseconds: UInt64.max, upstreamCalls: -1, remoteAddress: "", clientID: "", cacheStatus: nil),
+    ])
+    func aDirectAccessLineIsTheGenericOneByteForByte(_ access: AccessLine) throws {
+        let captured = Mutex<[String]>([])
+        let output = JSONLogHandler.LogOutput { bytes in captured.withLock { $0.append(String(decoding: bytes, as: UTF8.self)) } }
+        let handler = JSONLogHandler(label: "executions-gateway.access", output: output)
+        #expect(handler.logAccess(access) != nil)
+        Logger(label: "executions-gateway.access") { _ in handler }.info("request", metadata: access.metadata)
+        let written = captured.withLock { $0 }
+        try #require(written.count == 2)
+        // The time differs (a later millisecond at most); everything after it must not.
+        let withoutTime = written.map { line in line.drop { $0 != "," } }
+        #expect(withoutTime[0] == withoutTime[1])
+        #expect(written[0].hasPrefix("{\"time\":\"") && written[0].hasSuffix("}\n"))
+        #expect(try JSONParser.parse(Array(written[0].utf8))["path"]?.stringValue == access.path)
+    }
+
+    @Test func aHandlerWithItsOwnMetadataLeavesAccessLinesToTheGenericPath() {
+        let captured = Mutex<[String]>([])
+        let output = JSONLogHandler.LogOutput { bytes in captured.withLock { $0.append(String(decoding: bytes, as: UTF8.self)) } }
+        var handler = JSONLogHandler(label: "a", output: output)
+        handler[metadataKey: "replica"] = "r1"
+        let access = AccessLine(requestID: "q", method: "GET", route: "/", path: "/", status: 200, bytes: 1,
+                                durationNanoseconds: 1, upstreamCalls: 0, remoteAddress: "x", clientID: nil, cacheStatus: nil)
+        #expect(handler.logAccess(access) == nil)
+        #expect(captured.withLock { $0.isEmpty })
+    }
+
     @Test func theTimeIsRFC3339UTCWithMilliseconds() throws {
         let line = try #require(lines { $0.info("x") }.first)
         let time = try #require(try JSONParser.parse(Array(line.utf8))["time"]?.stringValue)
