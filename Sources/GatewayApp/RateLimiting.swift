@@ -147,9 +147,20 @@ public struct RateLimitMiddleware: HTTPMiddleware {
         ).response(requestID: context[RequestTraceKey.self]?.requestID ?? "")
     }
 
+    /// `decision.headerFields`, written without building that array: this runs on every response.
     private static func addHeaders(of decision: RateLimitDecision, to response: inout HTTPResponse) {
-        for (name, value) in decision.headerFields { response.headers.replaceOrAdd(name: name, value: value) }
+        response.headers.replaceOrAdd(Self.limitField, value: String(decision.limit))
+        response.headers.replaceOrAdd(Self.remainingField, value: String(decision.remaining))
+        response.headers.replaceOrAdd(Self.resetField, value: String(decision.resetSeconds))
+        if let retryAfter = decision.retryAfterSeconds {
+            response.headers.replaceOrAdd(Self.retryAfterField, value: String(retryAfter))
+        }
     }
+
+    private static let limitField = HTTPFieldName("RateLimit-Limit")
+    private static let remainingField = HTTPFieldName("RateLimit-Remaining")
+    private static let resetField = HTTPFieldName("RateLimit-Reset")
+    private static let retryAfterField = HTTPFieldName("Retry-After")
 }
 
 /// The rate-limit decision taken for a request, so that a second pass over the chain (after an

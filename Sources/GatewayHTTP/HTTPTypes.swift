@@ -120,6 +120,12 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral, E
             self.canonicalName = asciiLowercased(name)
         }
 
+        init(name: HTTPFieldName, value: String) {
+            self.name = name.name
+            self.value = value
+            self.canonicalName = name.canonicalName
+        }
+
         /// Case-insensitive comparison with `other` that allocates nothing (lookups run many
         /// times per request, mostly with constant names).
         func isNamed(_ other: String) -> Bool {
@@ -191,12 +197,37 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral, E
         add(name: name, value: value)
     }
 
+    /// `replaceOrAdd(name:value:)` for a name whose lowercase form is already known: no
+    /// lowercasing (an allocation for names over 15 bytes) on every response.
+    public mutating func replaceOrAdd(_ name: HTTPFieldName, value: String) {
+        guard let first = fields.firstIndex(where: { $0.canonicalName == name.canonicalName }) else {
+            fields.append(Field(name: name, value: value))
+            return
+        }
+        fields.remove(at: first)
+        if fields[first...].contains(where: { $0.canonicalName == name.canonicalName }) {
+            fields.removeAll { $0.canonicalName == name.canonicalName }
+        }
+        fields.append(Field(name: name, value: value))
+    }
+
     public mutating func remove(name: String) {
         guard fields.contains(where: { $0.isNamed(name) }) else { return }
         fields.removeAll { $0.isNamed(name) }
     }
 
     public static func == (lhs: HTTPHeaders, rhs: HTTPHeaders) -> Bool { lhs.fields == rhs.fields }
+}
+
+/// A field name with its lowercase form computed once, for names written on every response.
+public struct HTTPFieldName: Sendable, Hashable {
+    public let name: String
+    public let canonicalName: String
+
+    public init(_ name: String) {
+        self.name = name
+        self.canonicalName = asciiLowercased(name)
+    }
 }
 
 /// A complete request as the server hands it to a responder.

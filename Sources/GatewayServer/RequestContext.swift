@@ -22,8 +22,14 @@ public struct RequestContext: Sendable {
     public var routeTemplate: String?
 
     /// A handful of slots per request: a linear scan over a small array beats hashing into a
-    /// dictionary (this is read and written a dozen times for every request).
-    private var values: [(key: ObjectIdentifier, value: any Sendable)]
+    /// dictionary (this is read and written a dozen times for every request). Each value sits in a
+    /// box of its key's value type, so a read is a pointer cast rather than a runtime type check.
+    private var values: [(key: ObjectIdentifier, box: any AnyObject & Sendable)]
+
+    private final class Box<Value: Sendable>: Sendable {
+        let value: Value
+        init(_ value: Value) { self.value = value }
+    }
 
     public init(
         remoteAddress: String = "",
@@ -41,7 +47,8 @@ public struct RequestContext: Sendable {
     public subscript<Key: RequestContextKey>(_ key: Key.Type) -> Key.Value? {
         get {
             let wanted = ObjectIdentifier(key)
-            for slot in values where slot.key == wanted { return slot.value as? Key.Value }
+            // Only this subscript stores, always `Box<Key.Value>` under `Key`'s identifier.
+            for slot in values where slot.key == wanted { return unsafeDowncast(slot.box, to: Box<Key.Value>.self).value }
             return nil
         }
         set {
@@ -49,12 +56,12 @@ public struct RequestContext: Sendable {
             guard let index = values.firstIndex(where: { $0.key == wanted }) else {
                 if let newValue {
                     if values.isEmpty { values.reserveCapacity(6) }
-                    values.append((wanted, newValue))
+                    values.append((wanted, Box(newValue)))
                 }
                 return
             }
             if let newValue {
-                values[index].value = newValue
+                values[index].box = Box(newValue)
             } else {
                 values.remove(at: index)
             }

@@ -39,4 +39,15 @@ import Testing
         headers.replaceOrAdd(name: "X-A", value: "3")
         #expect(headers.values(for: "x-a") == ["3"])
     }
+
+    @Test func aPreparedNameReplacesEveryFieldOfThatNameInAnyCase() {
+        var headers: HTTPHeaders = ["retry-after": "9", "Content-Type": "text/plain", "RETRY-AFTER": "8"]
+        let retryAfter = HTTPFieldName("Retry-After")
+        #expect(retryAfter.canonicalName == "retry-after")
+        headers.replaceOrAdd(retryAfter, value: "1")
+        #expect(headers.values(for: "Retry-After") == ["1"])
+        #expect(headers.fields.map(\.name) == ["Content-Type", "Retry-After"])
+        headers.replaceOrAdd(HTTPFieldName("RateLimit-Remaining"), value: "0")
+        #expect(headers["ratelimit-remaining"] == "0" && headers.count == 3)
+    }
 }
