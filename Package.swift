@@ -127,7 +127,7 @@ let package = Package(
         .executableTarget(
             name: "ExecutionsGatewayCLI",
             dependencies: [
-                "GatewayApp", "GatewayConfig",
+                "GatewayApp", "GatewayConfig", "GatewayEventLoop",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

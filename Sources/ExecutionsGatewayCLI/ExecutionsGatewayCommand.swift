@@ -1,6 +1,7 @@
 import ArgumentParser
 import GatewayApp
 import GatewayConfig
+import GatewayEventLoop
 import Logging
 import ServiceLifecycle
 #if canImport(Glibc)
@@ -78,6 +79,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level.") var logLevel: LogLevel = .info
 
     func run() async throws {
+        ProcessMemory.limitAllocatorArenas(to: 2)
         let path = try options.resolvedPath()
         guard let configuration = loadConfiguration(path) else { throw ExitCode(1) }
         let (logger, accessLogger) = makeLoggers(level: logLevel.level)
@@ -146,6 +148,7 @@ struct Demo: AsyncParsableCommand {
     @Option(help: "Log level of the JSON logs (access logs are info).") var logLevel: LogLevel = .info
 
     func run() async throws {
+        ProcessMemory.limitAllocatorArenas(to: 2)
         let (logger, accessLogger) = makeLoggers(level: logLevel.level)
         let demo: DemoEnvironment
         do {

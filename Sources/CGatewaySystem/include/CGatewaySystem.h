@@ -41,4 +41,7 @@ static inline uint32_t cgs_event_flags(const struct epoll_event *event) { return
 /// malloc_trim(3): hands free heap pages (in every arena, not only at the top) back to the kernel.
 static inline int cgs_malloc_trim(void) { return malloc_trim(0); }
 
+/// mallopt(M_ARENA_MAX): the most arenas glibc creates from now on (1 on success).
+static inline int cgs_set_malloc_arena_limit(int arenas) { return mallopt(M_ARENA_MAX, arenas); }
+
 #endif
