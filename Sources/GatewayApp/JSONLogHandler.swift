@@ -88,10 +88,11 @@ public struct JSONLogHandler: LogHandler {
     private static let fixedKeys: Set<String> = ["time", "level", "logger", "message"]
 
     /// The line `log(event:)` writes for an access line at `info`, byte for byte, but from typed
-    /// fields: no metadata dictionary, no boxed values, no sorting. Nil (nothing written) when this
-    /// handler carries metadata of its own, which the generic path has to merge.
-    public func logAccess(_ line: AccessLine) -> Void? {
-        guard metadata.isEmpty else { return nil }
+    /// fields: no metadata dictionary, no boxed values, no sorting. False (nothing written) when
+    /// this handler carries metadata of its own, which the generic path has to merge.
+    @discardableResult
+    public func logAccess(_ line: AccessLine) -> Bool {
+        guard metadata.isEmpty else { return false }
         var writer = JSONWriter(capacity: 384)
         writer.raw("{\"time\":")
         writer.string(Self.timestamp())
@@ -128,7 +129,7 @@ public struct JSONLogHandler: LogHandler {
         writer.quotedDecimal(line.upstreamCalls)
         writer.raw("}\n")
         output.write(writer.bytes)
-        return ()
+        return true
     }
 
     private static func write(_ value: Logger.Metadata.Value, into writer: inout JSONWriter) {

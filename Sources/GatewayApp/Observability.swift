@@ -194,7 +194,7 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
             clientID: record.clientID,
             cacheStatus: response.headers["Cache-Status"]
         )
-        if let directJSON, directJSON.logAccess(line) != nil { return }
+        if let directJSON, directJSON.logAccess(line) { return }
         logger.info(Logger.Message(stringLiteral: AccessLine.message), metadata: line.metadata, source: "access")
     }
 }

@@ -321,6 +321,9 @@ final class ManualClock: Sendable {
     @Test func cursorsInLinkHeadersAreNotReencoded() {
         #expect(ExecutionsEndpoints.queryValue("eyJ2IjoxfQ.abc-_09") == "eyJ2IjoxfQ.abc-_09")
         #expect(ExecutionsEndpoints.queryValue("a b/c") == "a%20b%2Fc")
+        #expect(ExecutionsEndpoints.queryValue("~AZaz09-._") == "~AZaz09-._")
+        #expect(ExecutionsEndpoints.queryValue("") == "")
+        #expect(ExecutionsEndpoints.queryValue("é&=") == "%C3%A9%26%3D")
     }
 
     // MARK: - Stored form and wiring

@@ -201,7 +201,7 @@ final class ManualClock: Sendable {
         let captured = Mutex<[String]>([])
         let output = JSONLogHandler.LogOutput { bytes in captured.withLock { $0.append(String(decoding: bytes, as: UTF8.self)) } }
         let handler = JSONLogHandler(label: "executions-gateway.access", output: output)
-        #expect(handler.logAccess(access) != nil)
+        #expect(handler.logAccess(access))
         Logger(label: "executions-gateway.access") { _ in handler }.info("request", metadata: access.metadata)
         let written = captured.withLock { $0 }
         try #require(written.count == 2)
@@ -219,7 +219,7 @@ final class ManualClock: Sendable {
         handler[metadataKey: "replica"] = "r1"
         let access = AccessLine(requestID: "q", method: "GET", route: "/", path: "/", status: 200, bytes: 1,
                                 durationNanoseconds: 1, upstreamCalls: 0, remoteAddress: "x", clientID: nil, cacheStatus: nil)
-        #expect(handler.logAccess(access) == nil)
+        #expect(!handler.logAccess(access))
         #expect(captured.withLock { $0.isEmpty })
     }
 
