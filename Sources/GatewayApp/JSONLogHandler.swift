@@ -100,33 +100,31 @@ public struct JSONLogHandler: LogHandler {
         writer.string(label)
         writer.raw(",\"message\":")
         writer.string(AccessLine.message)
-        // The generic path's order: metadata keys sorted.
-        writer.raw(",\"bytes\":")
-        writer.quotedDecimal(line.bytes)
-        if let cacheStatus = line.cacheStatus {
-            writer.raw(",\"cache\":")
-            writer.string(cacheStatus)
+        // The generic path's order: metadata keys sorted; absent optional fields left out.
+        func member(_ key: String, _ value: String?) {
+            guard let value else { return }
+            writer.raw(",")
+            writer.string(key)
+            writer.raw(":")
+            writer.string(value)
         }
-        if let clientID = line.clientID {
-            writer.raw(",\"clientId\":")
-            writer.string(clientID)
+        func member(_ key: String, decimal value: Int) {
+            writer.raw(",")
+            writer.string(key)
+            writer.raw(":")
+            writer.quotedDecimal(value)
         }
-        writer.raw(",\"durationMs\":")
-        writer.string(line.durationMilliseconds)
-        writer.raw(",\"method\":")
-        writer.string(line.method)
-        writer.raw(",\"path\":")
-        writer.string(line.path)
-        writer.raw(",\"remoteAddress\":")
-        writer.string(line.remoteAddress)
-        writer.raw(",\"requestId\":")
-        writer.string(line.requestID)
-        writer.raw(",\"route\":")
-        writer.string(line.route)
-        writer.raw(",\"status\":")
-        writer.quotedDecimal(line.status)
-        writer.raw(",\"upstreamCalls\":")
-        writer.quotedDecimal(line.upstreamCalls)
+        member("bytes", decimal: line.bytes)
+        member("cache", line.cacheStatus)
+        member("clientId", line.clientID)
+        member("durationMs", line.durationMilliseconds)
+        member("method", line.method)
+        member("path", line.path)
+        member("remoteAddress", line.remoteAddress)
+        member("requestId", line.requestID)
+        member("route", line.route)
+        member("status", decimal: line.status)
+        member("upstreamCalls", decimal: line.upstreamCalls)
         writer.raw("}\n")
         output.write(writer.bytes)
         return true

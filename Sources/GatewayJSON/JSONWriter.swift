@@ -43,18 +43,7 @@ public struct JSONWriter {
     /// An integer as a JSON string (`"200"`), the way log metadata renders numbers.
     public mutating func quotedDecimal(_ value: Int) {
         bytes.append(UInt8(ascii: "\""))
-        if value < 0 { bytes.append(UInt8(ascii: "-")) }
-        var magnitude = value.magnitude
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // up to 20 digits, written backwards
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            var position = buffer.count
-            repeat {
-                position -= 1
-                buffer[position] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-                magnitude /= 10
-            } while magnitude > 0
-            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[position...]))
-        }
+        bytes.append(contentsOf: String(value).utf8)   // a small string: no allocation
         bytes.append(UInt8(ascii: "\""))
     }
 
