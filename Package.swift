@@ -107,7 +107,10 @@ let package = Package(
         ),
         .target(
             name: "ExecutionsAPI",
-            dependencies: ["GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto"],
+            dependencies: [
+                "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto",
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
             swiftSettings: strictSwift
         ),
         .target(

@@ -7,3 +7,8 @@
 int cgs_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
     return accept4(fd, address, length, flags);
 }
+
+static _Thread_local void *current_loop = NULL;
+
+void *cgs_current_loop(void) { return current_loop; }
+void cgs_set_current_loop(void *loop) { current_loop = loop; }

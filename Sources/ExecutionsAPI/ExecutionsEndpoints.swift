@@ -1,6 +1,7 @@
 public import GatewayHTTP
 public import GatewayServer
 import GatewayProviders
+import Synchronization
 
 /// The HTTP face of `ExecutionsService`: `GET /executions` and `GET /executions/{id}`.
 public struct ExecutionsEndpoints: Sendable {
@@ -39,14 +40,22 @@ public struct ExecutionsEndpoints: Sendable {
     private func listResponse(_ outcome: Result<ExecutionsAnswer, Problem>, to request: HTTPRequest, facts: RequestFacts) -> HTTPResponse {
         switch outcome {
         case .success(let answer):
-            var response = respond(with: answer, to: request, bypassCache: facts.bypassCache)
-            if let next = answer.nextCursor, response.status == .ok || response.status == .notModified {
-                response.headers.add(name: "Link", value: "</executions?cursor=\(Self.queryValue(next))>; rel=\"next\"")
+            // Only a conditional request's answer depends on the request.
+            if let shared = answer.sharedResponse, !facts.bypassCache, request.headers["If-None-Match"] == nil {
+                return shared.response { listResponse(answer, to: request, bypassCache: false) }
             }
-            return response
+            return listResponse(answer, to: request, bypassCache: facts.bypassCache)
         case .failure(let problem):
             return problem.response(requestID: facts.requestID)
         }
+    }
+
+    private func listResponse(_ answer: ExecutionsAnswer, to request: HTTPRequest, bypassCache: Bool) -> HTTPResponse {
+        var response = respond(with: answer, to: request, bypassCache: bypassCache)
+        if let next = answer.nextCursor, response.status == .ok || response.status == .notModified {
+            response.headers.add(name: "Link", value: "</executions?cursor=\(Self.queryValue(next))>; rel=\"next\"")
+        }
+        return response
     }
 
     public func detail(_ request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
@@ -145,5 +154,22 @@ public struct ExecutionsEndpoints: Sendable {
             traceparent: trace?.traceparent ?? "",
             bypassCache: bypassCache
         )
+    }
+}
+
+/// The HTTP response for an answer served many times unchanged (a stored page's hit), built by the
+/// first request that serves it and reused by the rest.
+final class SharedResponse: Sendable {
+    private final class Built: Sendable {
+        let response: HTTPResponse
+        init(_ response: HTTPResponse) { self.response = response }
+    }
+
+    private let built = AtomicLazyReference<Built>()
+
+    func response(orBuild build: () -> HTTPResponse) -> HTTPResponse {
+        if let known = built.load() { return known.response }
+        // Two requests may build at once; both responses are the same, and the first stored wins.
+        return built.storeIfNil(Built(build())).response
     }
 }

@@ -34,6 +34,9 @@ public struct ExecutionsAnswer: Sendable {
     public var entityTag: String
     public var cache: CacheDisposition
     public var nextCursor: String?
+    /// Set on an answer handed out again and again unchanged (a stored page's hit): where the HTTP
+    /// layer keeps the response it built for it, so that is built once too.
+    var sharedResponse: SharedResponse?
 }
 
 /// `GET /executions` and `GET /executions/{id}` without HTTP: validation, cursors, the merge of
@@ -155,10 +158,10 @@ public struct ExecutionsService: Sendable {
             }
             if let rawQuery { planMemo.remember(plan, for: rawQuery, client: client) }
         }
-        guard let pageCache, let pageKey = plan.pageKey, !facts.bypassCache else { return nil }
-        let started = now()
-        guard let page = pageCache.lookupImmediately(pageKey, now: started) else { return nil }
-        return .success(page.answer(cache: .hit, durationNanoseconds: now() &- started, requestID: facts.requestID))
+        guard let pageCache, let pageKey = plan.pageKey, !facts.bypassCache,
+              let answer = pageCache.answerImmediately(pageKey, now: now)
+        else { return nil }
+        return .success(answer)
     }
 
 
@@ -179,11 +182,11 @@ public struct ExecutionsService: Sendable {
         defer { if buildingPage, let pageCache, let pageKey { pageCache.finishBuild(pageKey, storedPage: storedPage) } }
         if let pageCache, let pageKey, !facts.bypassCache {
             if let page = await pageCache.lookup(pageKey, now: requestStarted) {
-                return .success(page.answer(cache: .hit, durationNanoseconds: now() &- requestStarted, requestID: facts.requestID))
+                return .success(page.answer(cache: .hit, durationNanoseconds: now() &- requestStarted))
             }
             switch await pageCache.turn(for: pageKey) {
             case .build: buildingPage = true
-            case .built(let page): return .success(page.answer(cache: .miss, durationNanoseconds: now() &- requestStarted, requestID: facts.requestID))
+            case .built(let page): return .success(page.answer(cache: .miss, durationNanoseconds: now() &- requestStarted))
             case .buildOwn: break
             }
         }

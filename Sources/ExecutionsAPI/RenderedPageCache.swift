@@ -65,10 +65,19 @@ struct RenderedPageCache: Sendable {
     let namespace: String
     private let counters = PageCacheCounters()
     private let builds = PageBuilds()
+    private let preparedHits: PreparedHits
+
+    /// At most this share of an in-process store's budget (and never more than 4 MiB) goes to
+    /// remembered hit answers, on top of the store's own bytes.
+    static let preparedHitsShare = 16
+    static let preparedHitsMaxBytes = 4 << 20
 
     init(store: any CacheStore, policy: ProviderCachePolicy, cursorSecret: String) {
         self.store = store
         self.policy = policy
+        // Only a store that answers at once has immediate hits to prepare.
+        let storeBytes = (store as? MemoryLRUStore)?.maxBytes ?? 0
+        preparedHits = PreparedHits(budgetBytes: min(Self.preparedHitsMaxBytes, storeBytes / Self.preparedHitsShare))
         namespace = Hex.encode(HMACSHA256.authenticationCode(key: Array(cursorSecret.utf8), message: Array("page-cache".utf8)).prefix(8))
     }
 
@@ -165,14 +174,28 @@ struct RenderedPageCache: Sendable {
         return page
     }
 
-    /// The stored page under `key` if the store can tell at once and it is fresh at `now`; a nil
-    /// is not counted as a miss (the asynchronous `lookup` that follows counts it).
-    func lookupImmediately(_ key: String, now: UInt64) -> RenderedPage? {
-        guard let entry = store.lookupImmediately(key, freshAt: now), let page = RenderedPage(decoding: entry.value) else {
-            return nil
+    /// The hit answer from the page stored under `key`, if the store can tell at once and the
+    /// page is fresh; a nil is not counted as a miss (the asynchronous `lookup` that follows
+    /// counts it).
+    ///
+    /// A page served again within the same millisecond of lookup time (its `durationMs` 0, as
+    /// nearly every immediate hit is) gets the answer rendered the first time: the same bytes.
+    func answerImmediately(_ key: String, now: () -> UInt64) -> ExecutionsAnswer? {
+        let started = now()
+        guard let entry = store.lookupImmediately(key, freshAt: started) else { return nil }
+        if let prepared = preparedHits.answer(for: key, source: entry.value), now() &- started < 1_000_000 {
+            counters.count(\.hits)
+            return prepared
         }
+        guard let page = RenderedPage(decoding: entry.value) else { return nil }
         counters.count(\.hits)
-        return page
+        let duration = now() &- started
+        var answer = page.answer(cache: .hit, durationNanoseconds: duration)
+        if duration < 1_000_000 {
+            answer.sharedResponse = SharedResponse()
+            preparedHits.remember(answer, for: key, source: entry.value)
+        }
+        return answer
     }
 
     // MARK: - Storing
@@ -292,8 +315,9 @@ struct RenderedPage: Sendable, Equatable {
     var providers: [ProviderPart]
 
     /// The answer for a request served from this page, `providers[]` rendered for it: `hit` from
-    /// a stored page, `miss` for a request that waited while another one built it.
-    func answer(cache: CacheDisposition, durationNanoseconds: UInt64, requestID: String) -> ExecutionsAnswer {
+    /// a stored page, `miss` for a request that waited while another one built it. The same for
+    /// every request with the same disposition and duration.
+    func answer(cache: CacheDisposition, durationNanoseconds: UInt64) -> ExecutionsAnswer {
         let reports = providers.map { part in
             ProviderReport(
                 name: part.name, error: nil, cache: part.called ? cache : nil,
@@ -302,7 +326,8 @@ struct RenderedPage: Sendable, Equatable {
         }
         var writer = JSONWriter(capacity: head.count + 64 + 80 * reports.count)
         writer.raw(head)
-        Renderer.writeProviders(reports, requestID: requestID, into: &writer)
+        // A stored page has no provider errors, so nothing in it names the request.
+        Renderer.writeProviders(reports, requestID: "", into: &writer)
         return ExecutionsAnswer(body: writer.bytes, entityTag: entityTag, cache: cache, nextCursor: nextCursor)
     }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import GatewayEventLoop
 import GatewayJSON
 public import Logging
 import Synchronization
@@ -16,15 +17,35 @@ public struct JSONLogHandler: LogHandler {
 
     /// Where lines go: standard output, or a closure (tests capture lines with it).
     public final class LogOutput: Sendable {
-        private let lock = Mutex(())
+        private struct Pending {
+            var bytes: [UInt8] = []
+            /// The loops that will write `bytes` out when their current iteration ends.
+            var flushingLoops: [ObjectIdentifier] = []
+        }
+
+        /// One lock for the sink and what waits for it, so lines never interleave or reorder.
+        private let pending = Mutex(Pending())
         private let sink: @Sendable ([UInt8]) -> Void
+        private let batchesPerLoopIteration: Bool
 
-        public init(sink: @escaping @Sendable ([UInt8]) -> Void) { self.sink = sink }
+        /// Batched lines are written out at the latest when this many bytes wait.
+        static let batchLimitBytes = 64 * 1024
 
-        /// Writes whole lines to descriptor 1 with write(2): unbuffered, so nothing is lost on exit,
-        /// and the lock keeps lines from interleaving.
-        public static let standardOutput = LogOutput { line in
-            line.withUnsafeBytes { buffer in
+        /// - Parameter batchesPerLoopIteration: lines logged on an event loop thread are collected
+        ///   and handed to `sink` together when the loop ends its iteration (before it waits again),
+        ///   rather than one call per line; lines from any other thread, and everything collected
+        ///   before them, go out at once.
+        public init(batchesPerLoopIteration: Bool = false, sink: @escaping @Sendable ([UInt8]) -> Void) {
+            self.batchesPerLoopIteration = batchesPerLoopIteration
+            self.sink = sink
+        }
+
+        /// Writes lines to descriptor 1 with write(2), batched per event-loop iteration: at one
+        /// access line per request, a write per line was a system call per request. A line waits at
+        /// most until its loop has handled the events it woke up for; nothing is buffered across
+        /// a wait, so nothing is lost on an orderly exit.
+        public static let standardOutput = LogOutput(batchesPerLoopIteration: true) { bytes in
+            bytes.withUnsafeBytes { buffer in
                 var offset = 0
                 while offset < buffer.count {
                     let written = Glibc.write(1, buffer.baseAddress.map { $0 + offset }, buffer.count - offset)
@@ -39,7 +60,40 @@ public struct JSONLogHandler: LogHandler {
             }
         }
 
-        func write(_ line: [UInt8]) { lock.withLock { _ in sink(line) } }
+        func write(_ line: [UInt8]) {
+            guard batchesPerLoopIteration, let loop = EventLoop.current else {
+                pending.withLock { pending in
+                    if !pending.bytes.isEmpty {
+                        sink(pending.bytes)
+                        pending.bytes.removeAll(keepingCapacity: true)
+                    }
+                    sink(line)
+                }
+                return
+            }
+            let loopID = ObjectIdentifier(loop)
+            let mustSchedule = pending.withLock { pending -> Bool in
+                pending.bytes.append(contentsOf: line)
+                if pending.bytes.count >= Self.batchLimitBytes {
+                    sink(pending.bytes)
+                    pending.bytes.removeAll(keepingCapacity: true)
+                }
+                guard !pending.flushingLoops.contains(loopID) else { return false }
+                pending.flushingLoops.append(loopID)
+                return true
+            }
+            if mustSchedule { loop.runAtIterationEnd { self.flush(endingIterationOf: loopID) } }
+        }
+
+        private func flush(endingIterationOf loopID: ObjectIdentifier) {
+            pending.withLock { pending in
+                pending.flushingLoops.removeAll { $0 == loopID }
+                guard !pending.bytes.isEmpty else { return }
+                sink(pending.bytes)
+                // A burst's buffer is not kept: an idle gateway holds no log memory.
+                pending.bytes.removeAll(keepingCapacity: pending.bytes.capacity <= 2 * Self.batchLimitBytes)
+            }
+        }
     }
 
     public init(label: String, output: LogOutput = .standardOutput) {
@@ -94,37 +148,43 @@ public struct JSONLogHandler: LogHandler {
     public func logAccess(_ line: AccessLine) -> Bool {
         guard metadata.isEmpty else { return false }
         var writer = JSONWriter(capacity: 384)
-        writer.raw("{\"time\":")
-        writer.string(Self.timestamp())
-        writer.raw(",\"level\":\"info\",\"logger\":")
+        // Constant parts as static fragments and numbers as digits: no strings are built for a line.
+        writer.fragment("{\"time\":\"")
+        Self.writeTimestamp(into: &writer)
+        writer.fragment("\",\"level\":\"info\",\"logger\":")
         writer.string(label)
-        writer.raw(",\"message\":")
+        writer.fragment(",\"message\":")
         writer.string(AccessLine.message)
         // The generic path's order: metadata keys sorted; absent optional fields left out.
-        func member(_ key: String, _ value: String?) {
-            guard let value else { return }
-            writer.raw(",")
-            writer.string(key)
-            writer.raw(":")
-            writer.string(value)
+        writer.fragment(",\"bytes\":")
+        writer.quotedDecimal(line.bytes)
+        if let cacheStatus = line.cacheStatus {
+            writer.fragment(",\"cache\":")
+            writer.string(cacheStatus)
         }
-        func member(_ key: String, decimal value: Int) {
-            writer.raw(",")
-            writer.string(key)
-            writer.raw(":")
-            writer.quotedDecimal(value)
+        if let clientID = line.clientID {
+            writer.fragment(",\"clientId\":")
+            writer.string(clientID)
         }
-        member("bytes", decimal: line.bytes)
-        member("cache", line.cacheStatus)
-        member("clientId", line.clientID)
-        member("durationMs", line.durationMilliseconds)
-        member("method", line.method)
-        member("path", line.path)
-        member("remoteAddress", line.remoteAddress)
-        member("requestId", line.requestID)
-        member("route", line.route)
-        member("status", decimal: line.status)
-        member("upstreamCalls", decimal: line.upstreamCalls)
+        writer.fragment(",\"durationMs\":\"")
+        let tenths = line.durationNanoseconds / 100_000
+        writer.decimal(tenths / 10)
+        writer.raw(UInt8(ascii: "."))
+        writer.decimal(tenths % 10)
+        writer.fragment("\",\"method\":")
+        writer.string(line.method)
+        writer.fragment(",\"path\":")
+        writer.string(line.path)
+        writer.fragment(",\"remoteAddress\":")
+        writer.string(line.remoteAddress)
+        writer.fragment(",\"requestId\":")
+        writer.string(line.requestID)
+        writer.fragment(",\"route\":")
+        writer.string(line.route)
+        writer.fragment(",\"status\":")
+        writer.quotedDecimal(line.status)
+        writer.fragment(",\"upstreamCalls\":")
+        writer.quotedDecimal(line.upstreamCalls)
         writer.raw("}\n")
         output.write(writer.bytes)
         return true
@@ -153,6 +213,18 @@ public struct JSONLogHandler: LogHandler {
             }
             writer.raw("}")
         }
+    }
+
+    /// `timestamp()` written straight into `writer`, without the string.
+    static func writeTimestamp(into writer: inout JSONWriter) {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        writer.raw(secondPrefix(Int(spec.tv_sec)))
+        let milliseconds = Int(spec.tv_nsec / 1_000_000)
+        writer.raw(UInt8(ascii: "0") + UInt8(milliseconds / 100))
+        writer.raw(UInt8(ascii: "0") + UInt8(milliseconds / 10 % 10))
+        writer.raw(UInt8(ascii: "0") + UInt8(milliseconds % 10))
+        writer.raw(UInt8(ascii: "Z"))
     }
 
     /// RFC 3339 UTC with milliseconds, e.g. `2026-11-24T13:05:09.042Z`.

@@ -1,3 +1,4 @@
+import Synchronization
 public import ExecutionsAPI
 public import GatewayHTTP
 public import GatewayRateLimit
@@ -7,15 +8,17 @@ public import GatewayServer
 /// nearest untrusted address in `X-Forwarded-For`.
 public struct ClientAddressResolver: Sendable {
     private let isTrustedProxy: @Sendable (String) -> Bool
+    private let peerTrust: PeerTrustMemo
 
     public init(isTrustedProxy: @escaping @Sendable (String) -> Bool) {
         self.isTrustedProxy = isTrustedProxy
+        peerTrust = PeerTrustMemo(isTrusted: isTrustedProxy)
     }
 
     /// Walks `X-Forwarded-For` from the right (the hops this side appended) and stops at the
     /// first address not in the trusted set; a client cannot forge its way past a trusted proxy.
     public func clientAddress(peer: String, headers: HTTPHeaders) -> String {
-        guard isTrustedProxy(peer) else { return peer }
+        guard peerTrust.isTrusted(peer) else { return peer }
         let hops = headers.values(for: "X-Forwarded-For")
             .flatMap { $0.split(separator: ",") }
             .map { String($0).trimmingSpaces() }
@@ -32,6 +35,33 @@ public struct ClientAddressResolver: Sendable {
         !text.isEmpty && text.utf8.count <= 45
             && text.utf8.allSatisfy { ($0 >= 48 && $0 <= 58) || ($0 >= 65 && $0 <= 70) || ($0 >= 97 && $0 <= 102) || $0 == 46 }
     }
+}
+
+/// Whether recently seen peers are trusted proxies. Peers are socket addresses, few and
+/// recurring (a proxy's connections, a client's keep-alive requests), while judging one parses
+/// the address and walks the CIDR list on every request. The list is fixed for the resolver's
+/// life, so a remembered answer stays right; the memo is emptied when full, so it stays small
+/// however many peers come.
+final class PeerTrustMemo: Sendable {
+    static let capacity = 256
+    private let isTrustedUncached: @Sendable (String) -> Bool
+    private let known = Mutex<[String: Bool]>([:])
+
+    init(isTrusted: @escaping @Sendable (String) -> Bool) {
+        isTrustedUncached = isTrusted
+    }
+
+    func isTrusted(_ peer: String) -> Bool {
+        if let answer = known.withLock({ $0[peer] }) { return answer }
+        let answer = isTrustedUncached(peer)
+        known.withLock { known in
+            if known.count >= Self.capacity { known.removeAll(keepingCapacity: true) }
+            known[peer] = answer
+        }
+        return answer
+    }
+
+    var count: Int { known.withLock { $0.count } }
 }
 
 public enum ClientAddressKey: RequestContextKey {

@@ -58,6 +58,8 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     // What `runLocalWork` is running; swapped with the queues above so neither side reallocates.
     private var runningJobs: [UnownedJob] = []
     private var runningClosures: [() -> Void] = []
+    private var iterationEndWork: [() -> Void] = []
+    private var runningIterationEndWork: [() -> Void] = []
     private var handlers: [(any IOEventHandler)?] = []
     private var timers = Heap<TimerEntry>()
     private var timerCallbacks: [UInt64: () -> Void] = [:]
@@ -104,7 +106,9 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
             guard let argument else { return nil }
             let loop = Unmanaged<EventLoop>.fromOpaque(argument).takeRetainedValue()
             loop.threadID.store(UInt(pthread_self()), ordering: .releasing)
+            cgs_set_current_loop(argument)
             loop.run()
+            cgs_set_current_loop(nil)
             return nil
         }, box.toOpaque())
         guard result == 0 else {
@@ -112,6 +116,12 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
             throw SystemError(function: "pthread_create", errno: result)
         }
         pthread_detach(thread)
+    }
+
+    /// The loop whose thread is calling, or nil off every loop thread.
+    public static var current: EventLoop? {
+        // The thread-local is set by the loop's own thread, which holds a reference while it runs.
+        cgs_current_loop().map { Unmanaged<EventLoop>.fromOpaque($0).takeUnretainedValue() }
     }
 
     public var inEventLoop: Bool {
@@ -146,7 +156,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         let events = UnsafeMutableBufferPointer<epoll_event>.allocate(capacity: capacity)
         defer { events.deallocate() }
         while running {
-            let timeout: Int32 = (localJobs.isEmpty && localClosures.isEmpty) ? -1 : 0
+            let timeout: Int32 = (localJobs.isEmpty && localClosures.isEmpty && iterationEndWork.isEmpty) ? -1 : 0
             let count: Int
             do {
                 count = try SystemCall.epollWait(epollFD, events, timeoutMilliseconds: timeout)
@@ -173,6 +183,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
                 }
             }
             runLocalWork()
+            runIterationEndWork()
             rearmTimerIfNeeded()
         }
         let waiters = finished.withLock { waiters -> [CheckedContinuation<Void, Never>] in
@@ -215,6 +226,23 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
                 runningJobs.removeAll(keepingCapacity: true)
             }
         }
+    }
+
+    /// Runs `work` once the loop has handled the events and work of its current iteration, before it
+    /// waits again: the place to write out what many handlers produced in one go (log lines), with
+    /// nothing left waiting while the loop sleeps. Loop thread only.
+    public func runAtIterationEnd(_ work: @escaping () -> Void) {
+        assertInEventLoop()
+        iterationEndWork.append(work)
+    }
+
+    private func runIterationEndWork() {
+        // Work that registers more work (rare) runs in the next iteration, which starts at once
+        // because `iterationEndWork` is not empty then.
+        guard !iterationEndWork.isEmpty else { return }
+        swap(&iterationEndWork, &runningIterationEndWork)
+        for work in runningIterationEndWork { work() }
+        runningIterationEndWork.removeAll(keepingCapacity: true)
     }
 
     // MARK: - Work from anywhere

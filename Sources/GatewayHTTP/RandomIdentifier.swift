@@ -14,19 +14,27 @@ public enum RandomIdentifier {
     public static func hex(byteCount: Int) -> String {
         precondition(byteCount > 0 && byteCount <= RandomBytePool.capacity)
         return String(unsafeUninitializedCapacity: byteCount * 2) { output in
-            while true {
-                var anyNonZero = false
-                pool.withLock { pool in
-                    pool.take(byteCount) { bytes in
-                        for (index, byte) in bytes.enumerated() {
-                            anyNonZero = anyNonZero || byte != 0
-                            output[2 * index] = hexDigit(byte >> 4)
-                            output[2 * index + 1] = hexDigit(byte & 0x0F)
-                        }
+            writeHex(byteCount: byteCount, into: output)
+            return byteCount * 2
+        }
+    }
+
+    /// `hex(byteCount:)` written into the first `2 × byteCount` bytes of `output`, for callers that
+    /// assemble a larger string (a `traceparent`) without an intermediate one.
+    public static func writeHex(byteCount: Int, into output: UnsafeMutableBufferPointer<UInt8>) {
+        precondition(byteCount > 0 && byteCount <= RandomBytePool.capacity && output.count >= byteCount * 2)
+        while true {
+            var anyNonZero = false
+            pool.withLock { pool in
+                pool.take(byteCount) { bytes in
+                    for (index, byte) in bytes.enumerated() {
+                        anyNonZero = anyNonZero || byte != 0
+                        output[2 * index] = hexDigit(byte >> 4)
+                        output[2 * index + 1] = hexDigit(byte & 0x0F)
                     }
                 }
-                if anyNonZero { return byteCount * 2 }
             }
+            if anyNonZero { return }
         }
     }
 

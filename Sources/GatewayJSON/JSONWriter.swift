@@ -40,29 +40,74 @@ public struct JSONWriter {
     public mutating func raw(_ rendered: ArraySlice<UInt8>) { bytes.append(contentsOf: rendered) }
     public mutating func raw(_ byte: UInt8) { bytes.append(byte) }
 
+    /// Appends constant JSON text: a literal's bytes, with none of `String`'s machinery.
+    public mutating func fragment(_ text: StaticString) {
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+    }
+
     /// An integer as a JSON string (`"200"`), the way log metadata renders numbers.
     public mutating func quotedDecimal(_ value: Int) {
         bytes.append(UInt8(ascii: "\""))
-        bytes.append(contentsOf: String(value).utf8)   // a small string: no allocation
+        if value < 0 {
+            bytes.append(UInt8(ascii: "-"))
+            decimal(value.magnitude)
+        } else {
+            decimal(UInt(value))
+        }
         bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// The decimal digits of `value`.
+    public mutating func decimal<Value: UnsignedInteger & FixedWidthInteger>(_ value: Value) {
+        var remaining = UInt64(value)
+        var divisor: UInt64 = 1
+        while remaining / divisor >= 10 { divisor *= 10 }
+        repeat {
+            bytes.append(UInt8(ascii: "0") + UInt8(remaining / divisor))
+            remaining %= divisor
+            divisor /= 10
+        } while divisor > 0
     }
 
     public mutating func string(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
         var text = text
         // Runs of bytes that need no escape (nearly every byte) are copied in bulk.
+        // Runs of bytes that need no escape (nearly every byte) are found eight bytes at a time
+        // and copied in bulk.
         text.withUTF8 { utf8 in
             var runStart = 0
-            for index in utf8.indices {
+            var index = 0
+            let base = utf8.baseAddress.map(UnsafeRawPointer.init)
+            while index < utf8.count {
+                if let base {
+                    while index + 8 <= utf8.count, !Self.mayNeedEscape(base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+                        index += 8
+                    }
+                    guard index < utf8.count else { break }
+                }
                 let byte = utf8[index]
-                guard Self.needsEscape(byte) else { continue }
-                if runStart < index { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<index])) }
-                appendEscaped(byte)
-                runStart = index + 1
+                if Self.needsEscape(byte) {
+                    if runStart < index { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<index])) }
+                    appendEscaped(byte)
+                    runStart = index + 1
+                }
+                index += 1
             }
             if runStart < utf8.count { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...])) }
         }
         bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// True when a byte of `word` may need an escape: exact for "some byte is below 0x20 or is
+    /// `"`, `\\` or DEL" (the classic has-zero-byte and has-byte-less-than tests).
+    @inline(__always)
+    private static func mayNeedEscape(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits: UInt64 = 0x8080_8080_8080_8080
+        @inline(__always) func hasZeroByte(_ value: UInt64) -> UInt64 { (value &- ones) & ~value & highBits }
+        let control = (word &- 0x20 &* ones) & ~word & highBits
+        return (control | hasZeroByte(word ^ (0x22 &* ones)) | hasZeroByte(word ^ (0x5C &* ones)) | hasZeroByte(word ^ (0x7F &* ones))) != 0
     }
 
     @inline(__always)

@@ -24,11 +24,14 @@ public struct RequestContext: Sendable {
     /// A handful of slots per request: a linear scan over a small array beats hashing into a
     /// dictionary (this is read and written a dozen times for every request). Each value sits in a
     /// box of its key's value type, so a read is a pointer cast rather than a runtime type check.
-    private var values: [(key: ObjectIdentifier, box: any AnyObject & Sendable)]
+    ///
+    /// Inlinable (with the storage it touches), so that callers get it specialised for their key:
+    /// the box's class metadata is then looked up once per key type, not on every store.
+    @usableFromInline var values: [(key: ObjectIdentifier, box: any AnyObject & Sendable)]
 
-    private final class Box<Value: Sendable>: Sendable {
-        let value: Value
-        init(_ value: Value) { self.value = value }
+    @usableFromInline final class Box<Value: Sendable>: Sendable {
+        @usableFromInline let value: Value
+        @usableFromInline init(_ value: Value) { self.value = value }
     }
 
     public init(
@@ -44,6 +47,7 @@ public struct RequestContext: Sendable {
         self.values = []
     }
 
+    @inlinable
     public subscript<Key: RequestContextKey>(_ key: Key.Type) -> Key.Value? {
         get {
             let wanted = ObjectIdentifier(key)

@@ -4,14 +4,54 @@ public import GatewayHTTP
 public struct RequestTrace: Sendable, Equatable {
     /// The client's `X-Request-Id` when it was a reasonable token, else a new one.
     public var requestID: String
-    /// W3C trace id (32 lowercase hex): the caller's when it sent a valid `traceparent`.
-    public var traceID: String
-    /// The span id this gateway uses as parent for its upstream calls (16 lowercase hex).
-    public var spanID: String
-    public var sampled: Bool
+    /// The `traceparent` to send upstream, `00-<trace id>-<span id>-<flags>`: built once, when the
+    /// request arrives (every upstream call and every answer's facts carry it).
+    public let traceparent: String
 
-    /// The `traceparent` to send upstream.
-    public var traceparent: String { "00-\(traceID)-\(spanID)-\(sampled ? "01" : "00")" }
+    /// - Parameters:
+    ///   - traceID: 32 lowercase hex digits; `spanID` 16.
+    public init(requestID: String, traceID: String, spanID: String, sampled: Bool) {
+        self.requestID = requestID
+        traceparent = "00-\(traceID)-\(spanID)-\(sampled ? "01" : "00")"
+    }
+
+    private init(requestID: String, traceparent: String) {
+        self.requestID = requestID
+        self.traceparent = traceparent
+    }
+
+    /// W3C trace id (32 lowercase hex): the caller's when it sent a valid `traceparent`.
+    public var traceID: String { String(traceparent.utf8.dropFirst(3).prefix(32)) ?? "" }
+    /// The span id this gateway uses as parent for its upstream calls (16 lowercase hex).
+    public var spanID: String { String(traceparent.utf8.dropFirst(36).prefix(16)) ?? "" }
+    public var sampled: Bool { traceparent.hasSuffix("-01") }
+
+    /// A new trace: a new span in the caller's trace (`parent`, from its `traceparent`) or in a
+    /// new one, for a request with id `requestID` or a new one. The ids are written straight into
+    /// the two strings.
+    static func new(requestID: String?, parent: (traceID: String, sampled: Bool)?) -> RequestTrace {
+        let id = requestID ?? RandomIdentifier.hex(byteCount: 16)
+        let traceparent = String(unsafeUninitializedCapacity: 55) { output in
+            func put(_ text: StaticString, at offset: Int) {
+                text.withUTF8Buffer { bytes in
+                    for (index, byte) in bytes.enumerated() { output[offset + index] = byte }
+                }
+            }
+            put("00-", at: 0)
+            if var traceID = parent?.traceID {
+                traceID.withUTF8 { bytes in
+                    for (index, byte) in bytes.prefix(32).enumerated() { output[3 + index] = byte }
+                }
+            } else {
+                RandomIdentifier.writeHex(byteCount: 16, into: UnsafeMutableBufferPointer(rebasing: output[3..<35]))
+            }
+            put("-", at: 35)
+            RandomIdentifier.writeHex(byteCount: 8, into: UnsafeMutableBufferPointer(rebasing: output[36..<52]))
+            put(parent?.sampled == true ? "-01" : "-00", at: 52)
+            return 55
+        }
+        return RequestTrace(requestID: id, traceparent: traceparent)
+    }
 }
 
 public enum RequestTraceKey: RequestContextKey {
@@ -46,12 +86,20 @@ public struct RequestTraceMiddleware: HTTPMiddleware {
     }
 
     static func trace(for request: HTTPRequest) -> RequestTrace {
-        let requestID = request.headers["X-Request-Id"].flatMap(Self.acceptableRequestID) ?? RandomIdentifier.hex(byteCount: 16)
-        let spanID = RandomIdentifier.hex(byteCount: 8)
-        if let parent = request.headers["traceparent"].flatMap(Self.parseTraceparent) {
-            return RequestTrace(requestID: requestID, traceID: parent.traceID, spanID: spanID, sampled: parent.sampled)
+        // One pass over the fields: almost no request carries either.
+        // The first field of each name decides, as a header lookup would.
+        var requestIDField: String?
+        var traceparentField: String?
+        for field in request.headers {
+            if field.canonicalName == "x-request-id" {
+                if requestIDField == nil { requestIDField = field.value }
+            } else if field.canonicalName == "traceparent" {
+                if traceparentField == nil { traceparentField = field.value }
+            }
         }
-        return RequestTrace(requestID: requestID, traceID: RandomIdentifier.hex(byteCount: 16), spanID: spanID, sampled: false)
+        let requestID = requestIDField.flatMap(Self.acceptableRequestID)
+        let parent = traceparentField.flatMap(Self.parseTraceparent)
+        return RequestTrace.new(requestID: requestID, parent: parent)
     }
 
     /// 1–128 characters of `[A-Za-z0-9._:-]`: safe to log, to echo and to send upstream.

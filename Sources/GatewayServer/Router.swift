@@ -21,6 +21,37 @@ public struct Router: HTTPResponder {
         let segments: [Segment]
         let handler: Handler
         let immediateHandler: ImmediateHandler?
+        /// For a template without parameters, the one path in canonical form (see `PathShape`)
+        /// it matches: `/a/b`, or `/` for no segments.
+        let literalPath: String?
+    }
+
+    /// What matching needs to know about a request path before splitting it.
+    private struct PathShape {
+        /// Starts with `/`, has no empty segment and no trailing `/` (except the path `/`): such a
+        /// path matches a template without parameters exactly when it equals its `literalPath`,
+        /// and can match another template only if their segment counts agree.
+        var isCanonical: Bool
+        var segmentCount: Int
+
+        init(_ path: String) {
+            var path = path
+            (isCanonical, segmentCount) = path.withUTF8 { bytes -> (Bool, Int) in
+                guard bytes.first == UInt8(ascii: "/") else { return (false, 0) }
+                if bytes.count == 1 { return (true, 0) }
+                var count = 0
+                var previousWasSlash = false
+                for byte in bytes {
+                    let isSlash = byte == UInt8(ascii: "/")
+                    if isSlash {
+                        if previousWasSlash { return (false, 0) }
+                        count += 1
+                    }
+                    previousWasSlash = isSlash
+                }
+                return (!previousWasSlash, count)
+            }
+        }
     }
 
     private enum Segment: Sendable, Equatable {
@@ -48,7 +79,14 @@ public struct Router: HTTPResponder {
             }
             return .literal(String(segment))
         }
-        routes.append(Route(method: method, template: template, segments: segments, handler: handler, immediateHandler: immediate))
+        var literalPath: String?
+        if !segments.contains(where: { if case .parameter = $0 { true } else { false } }) {
+            literalPath = "/" + segments.map { if case .literal(let text) = $0 { text } else { "" } }.joined(separator: "/")
+        }
+        routes.append(Route(
+            method: method, template: template, segments: segments, handler: handler, immediateHandler: immediate,
+            literalPath: literalPath
+        ))
     }
 
     public mutating func get(_ template: String, immediate: ImmediateHandler? = nil, handler: @escaping Handler) {
@@ -131,11 +169,28 @@ public struct Router: HTTPResponder {
     ]
 
     private func find(method: HTTPMethod, path: String) -> Match {
-        let pathSegments = Router.split(path)
+        // Most requests are for a path in canonical form: matched against templates without
+        // parameters by one comparison, split into segments only for a template that needs it.
+        let shape = PathShape(path)
+        var splitPath: [Substring]?
+        func pathSegments() -> [Substring] {
+            if let splitPath { return splitPath }
+            let segments = Router.split(path)
+            splitPath = segments
+            return segments
+        }
         var allowed: [HTTPMethod] = []
         var getFallback: (Route, [String: String])?
         for route in routes {
-            guard let parameters = Router.bind(route.segments, to: pathSegments) else { continue }
+            let bound: [String: String]?
+            if shape.isCanonical, let literalPath = route.literalPath {
+                bound = path == literalPath ? [:] : nil
+            } else if shape.isCanonical && route.segments.count != shape.segmentCount {
+                bound = nil
+            } else {
+                bound = Router.bind(route.segments, to: pathSegments())
+            }
+            guard let parameters = bound else { continue }
             if route.method == method { return .found(route, parameters) }
             if method == .head && route.method == .get && getFallback == nil { getFallback = (route, parameters) }
             if !allowed.contains(route.method) { allowed.append(route.method) }

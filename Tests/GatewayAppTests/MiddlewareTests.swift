@@ -110,6 +110,31 @@ final class ManualClock: Sendable {
         #expect(resolver.clientAddress(peer: "127.0.0.1", headers: ["X-Forwarded-For": "not an ip"]) == "127.0.0.1")
         #expect(resolver.clientAddress(peer: "127.0.0.1", headers: ["X-Forwarded-For": "2001:db8::1"]) == "2001:db8::1")
     }
+
+    @Test func aPeerIsJudgedOnceWhileRememberedAndForwardedHopsEveryTime() {
+        let judged = Mutex<[String]>([])
+        let resolver = ClientAddressResolver(isTrustedProxy: { address in
+            judged.withLock { $0.append(address) }
+            return address == "127.0.0.1"
+        })
+        for _ in 0..<3 {
+            #expect(resolver.clientAddress(peer: "127.0.0.1", headers: ["X-Forwarded-For": "1.2.3.4"]) == "1.2.3.4")
+            #expect(resolver.clientAddress(peer: "203.0.113.9", headers: ["X-Forwarded-For": "1.2.3.4"]) == "203.0.113.9")
+        }
+        // Each peer once; the client-supplied hop is no peer and is judged on every request.
+        #expect(judged.withLock { $0 } == ["127.0.0.1", "1.2.3.4", "203.0.113.9", "1.2.3.4", "1.2.3.4"])
+    }
+
+    @Test func manyDistinctPeersNeverChangeTheAnswers() {
+        let resolver = ClientAddressResolver(isTrustedProxy: { $0.hasPrefix("10.0.") })
+        for round in 0..<2 {
+            for index in 0..<600 {
+                let peer = "10.\(index % 2).\(index / 256).\(index % 256)"
+                let expected = index % 2 == 0 ? "1.2.3.4" : peer
+                #expect(resolver.clientAddress(peer: peer, headers: ["X-Forwarded-For": "1.2.3.4"]) == expected, "round \(round)")
+            }
+        }
+    }
 }
 
 @Suite struct ObservabilityTests {

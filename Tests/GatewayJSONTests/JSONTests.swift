@@ -43,4 +43,64 @@ import Testing
         }
         #expect(String(decoding: writer.bytes, as: UTF8.self) == #"{"a":1,"b":null,"c":["x"]}"#)
     }
+
+    @Test(arguments: [0, 7, 9, 10, 99, 100, 1_000_000, -1, -10, Int.max, Int.min])
+    func quotedDecimalMatchesStringConversion(value: Int) {
+        var writer = JSONWriter()
+        writer.quotedDecimal(value)
+        #expect(String(decoding: writer.bytes, as: UTF8.self) == "\"\(value)\"")
+    }
+
+    @Test(arguments: [UInt64(0), 1, 9, 10, 19, 100, 12_345, 10_000_000_000_000_000_000, UInt64.max])
+    func decimalWritesEveryDigit(value: UInt64) {
+        var writer = JSONWriter()
+        writer.decimal(value)
+        writer.fragment(",")
+        #expect(String(decoding: writer.bytes, as: UTF8.self) == "\(value),")
+    }
+
+    /// The escaping rule byte by byte, as the writer applied it before it scanned words.
+    static func escapedByByte(_ text: String) -> String {
+        var output = "\""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): output += "\\\""
+            case UInt8(ascii: "\\"): output += "\\\\"
+            case 0x0A: output += "\\n"
+            case 0x0D: output += "\\r"
+            case 0x09: output += "\\t"
+            case 0..<0x20, 0x7F: output += "\\u00" + String(byte, radix: 16).leftPadded(to: 2)
+            default: output.unicodeScalars.append(Unicode.Scalar(byte))
+            }
+        }
+        return output + "\""
+    }
+
+    @Test func everyAsciiByteAtEveryPositionOfAWordIsEscapedExactlyWhenItMust() {
+        for length in [1, 8, 9, 17] {
+            for position in 0..<length {
+                for byte in UInt8(0)...0x7F {
+                    var utf8 = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                    utf8[position] = byte
+                    let text = String(decoding: utf8, as: UTF8.self)
+                    var writer = JSONWriter()
+                    writer.string(text)
+                    #expect(String(decoding: writer.bytes, as: UTF8.self) == Self.escapedByByte(text), "byte \(byte) at \(position) of \(length)")
+                }
+            }
+        }
+    }
+
+    @Test func multiByteCharactersAndMixedEscapesRoundTrip() throws {
+        let texts = ["é日本語🙂 plain", "\"quoted\" \\ back", String(repeating: "ab\u{1}cd\"efgh", count: 5), "x\u{7F}y\n"]
+        for text in texts {
+            var writer = JSONWriter()
+            writer.string(text)
+            #expect(try JSONParser.parse(writer.bytes) == .string(text))
+        }
+    }
+}
+
+private extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

@@ -38,6 +38,11 @@ static inline struct epoll_event cgs_make_event(uint32_t events, uint64_t data) 
 static inline uint64_t cgs_event_data(const struct epoll_event *event) { return event->data.u64; }
 static inline uint32_t cgs_event_flags(const struct epoll_event *event) { return event->events; }
 
+/// The event loop running on the calling thread (an unretained pointer), or NULL: a C thread-local,
+/// which Swift cannot declare.
+void *cgs_current_loop(void);
+void cgs_set_current_loop(void *loop);
+
 /// malloc_trim(3): hands free heap pages (in every arena, not only at the top) back to the kernel.
 static inline int cgs_malloc_trim(void) { return malloc_trim(0); }
 

@@ -1,0 +1,53 @@
+@testable import GatewayServer
+import GatewayHTTP
+import Testing
+
+/// The encoder's checks of field values, which read eight bytes at a time: every forbidden byte is
+/// caught wherever it sits in a word, and every allowed one passes.
+@Suite struct ResponseEncoderTests {
+    static func bytewiseSafe(_ value: [UInt8]) -> Bool {
+        !value.contains { ($0 < 0x20 && $0 != 9) || $0 == 0x7F }
+    }
+
+    static func isSafe(_ value: [UInt8]) -> Bool {
+        value.withUnsafeBufferPointer { ResponseEncoder.isSafeFieldValue($0) }
+    }
+
+    @Test func everyByteValueAtEveryPositionIsJudgedLikeTheBytewiseRule() {
+        for length in [1, 7, 8, 9, 15, 16, 17, 31] {
+            for position in 0..<length {
+                for byte in 0...255 {
+                    var value = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                    value[position] = UInt8(byte)
+                    #expect(Self.isSafe(value) == Self.bytewiseSafe(value), "byte \(byte) at \(position) of \(length)")
+                }
+            }
+        }
+    }
+
+    @Test func randomValuesAgreeWithTheBytewiseRule() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            let length = Int.random(in: 0...64, using: &generator)
+            // Mostly printable, so that forbidden bytes are rare and land anywhere.
+            let value = (0..<length).map { _ in
+                Int.random(in: 0..<20, using: &generator) == 0 ? UInt8.random(in: 0...255, using: &generator) : UInt8.random(in: 0x20...0x7E, using: &generator)
+            }
+            #expect(Self.isSafe(value) == Self.bytewiseSafe(value), "\(value)")
+        }
+    }
+
+    @Test func aFieldWithAControlInItsValueIsNotWritten() {
+        var encoder = ResponseEncoder()
+        let longSafe = String(repeating: "x", count: 40)
+        var headers = HTTPHeaders()
+        headers.add(name: "Link", value: longSafe + "\u{7F}" + longSafe)
+        headers.add(name: "X-Split", value: longSafe + "\r\nInjected: 1")
+        headers.add(name: "X-Kept", value: longSafe + "\t" + longSafe + "é")
+        encoder.encodeHead(HTTPResponse(status: .ok, headers: headers), bodyLength: 0, connection: .none)
+        let head = String(decoding: encoder.head, as: UTF8.self)
+        #expect(!head.contains("Link:"))
+        #expect(!head.contains("X-Split:") && !head.contains("Injected"))
+        #expect(head.contains("X-Kept: " + longSafe + "\t" + longSafe + "é\r\n"))
+    }
+}
