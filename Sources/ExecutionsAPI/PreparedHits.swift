@@ -5,9 +5,10 @@ import Synchronization
 /// rendered once rather than on every request.
 ///
 /// An answer is reused only for the very stored value it was rendered from: the memo keeps that
-/// value (so its storage cannot be freed and reused for another) and compares it with what the
-/// store returned, which for the same value is an identity check, not a byte comparison. Whatever
-/// the store replaces, expires or evicts is therefore never answered from here. Only answers whose
+/// value, so that its storage cannot be freed and reused for another, and compares storage
+/// identity with what the store returned, never bytes (an equal page stored again is rendered
+/// again once, rather than compared byte by byte on every request). Whatever the store
+/// replaces, expires or evicts is therefore never answered from here. Only answers whose
 /// rendering does not depend on the request go in (`durationMs` 0, `cache: "hit"`).
 ///
 /// Bounded in bytes (the stored value and the answer's body both count), oldest first out; a
@@ -43,8 +44,14 @@ final class PreparedHits: Sendable {
     /// The answer remembered for `key`, if it was rendered from `source`.
     func answer(for key: String, source: [UInt8]) -> ExecutionsAnswer? {
         state.withLock { state in
-            guard let prepared = state.entries[key], prepared.source == source else { return nil }
+            guard let prepared = state.entries[key], Self.sameStorage(prepared.source, source) else { return nil }
             return prepared.answer
+        }
+    }
+
+    static func sameStorage(_ first: [UInt8], _ second: [UInt8]) -> Bool {
+        first.count == second.count && first.withUnsafeBufferPointer { first in
+            second.withUnsafeBufferPointer { second in first.baseAddress == second.baseAddress }
         }
     }
 

@@ -182,7 +182,8 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
         // Access lines are `info`: below that level, skip building them at all.
         guard logger.logLevel <= .info else { return }
         let line = AccessLine(
-            requestID: response.headers["X-Request-Id"] ?? context[RequestTraceKey.self]?.requestID ?? "",
+            // The id the trace layer (outside this one) puts on every response as `X-Request-Id`.
+            requestID: context[RequestTraceKey.self]?.requestID ?? response.headers["X-Request-Id"] ?? "",
             method: request.method.rawValue,
             route: route,
             path: request.path,

@@ -62,18 +62,20 @@ public enum RequestTraceKey: RequestContextKey {
 public struct RequestTraceMiddleware: HTTPMiddleware {
     public init() {}
 
+    private static let requestIDField = HTTPFieldName("X-Request-Id")
+
     public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
         var context = context
         let trace = Self.assign(request, context: &context)
         var response = await next.respond(to: request, context: context)
-        response.headers.replaceOrAdd(name: "X-Request-Id", value: trace.requestID)
+        response.headers.replaceOrAdd(Self.requestIDField, value: trace.requestID)
         return response
     }
 
     public func handleImmediately(_ request: HTTPRequest, context: inout RequestContext, next: any HTTPResponder) -> HTTPResponse? {
         let trace = Self.assign(request, context: &context)
         guard var response = next.respondImmediately(to: request, context: &context) else { return nil }
-        response.headers.replaceOrAdd(name: "X-Request-Id", value: trace.requestID)
+        response.headers.replaceOrAdd(Self.requestIDField, value: trace.requestID)
         return response
     }
 
@@ -88,17 +90,17 @@ public struct RequestTraceMiddleware: HTTPMiddleware {
     static func trace(for request: HTTPRequest) -> RequestTrace {
         // One pass over the fields: almost no request carries either.
         // The first field of each name decides, as a header lookup would.
-        var requestIDField: String?
-        var traceparentField: String?
+        var givenRequestID: String?
+        var givenTraceparent: String?
         for field in request.headers {
             if field.canonicalName == "x-request-id" {
-                if requestIDField == nil { requestIDField = field.value }
+                if givenRequestID == nil { givenRequestID = field.value }
             } else if field.canonicalName == "traceparent" {
-                if traceparentField == nil { traceparentField = field.value }
+                if givenTraceparent == nil { givenTraceparent = field.value }
             }
         }
-        let requestID = requestIDField.flatMap(Self.acceptableRequestID)
-        let parent = traceparentField.flatMap(Self.parseTraceparent)
+        let requestID = givenRequestID.flatMap(Self.acceptableRequestID)
+        let parent = givenTraceparent.flatMap(Self.parseTraceparent)
         return RequestTrace.new(requestID: requestID, parent: parent)
     }
 

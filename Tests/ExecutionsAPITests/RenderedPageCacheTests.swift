@@ -477,4 +477,67 @@ final class ManualClock: Sendable {
         #expect(memo.plan(for: "limit=7", client: .anonymous) != nil)
         #expect(memo.plan(for: "limit=7", client: GatewayClient(id: "other", allowedProviders: nil, upstreamCredentials: [:])) == nil)
     }
+
+    // MARK: - Prepared hit answers
+
+    @Test func repeatedImmediateHitsHandOutOneRenderingOfTheStoredPage() async throws {
+        let (a, b) = base.providers()
+        let service = base.service([a, b])
+        _ = try await service.list([("limit", "4")], client: .anonymous, facts: base.facts).get()
+        let first = try #require(try immediate(service, "limit=4")?.get())
+        let second = try #require(try immediate(service, "limit=4")?.get())
+        #expect(PreparedHits.sameStorage(first.body, second.body))
+        let shared = try #require(first.sharedResponse)
+        #expect(second.sharedResponse === shared)
+        #expect(service.pageCacheStatistics?.hits == 2)
+    }
+
+    @Test func aPageStoredAgainIsAnsweredFromItsNewValue() async throws {
+        let (a, b) = base.providers()
+        let service = base.service([a, b])
+        let built = try await service.list([("limit", "4")], client: .anonymous, facts: base.facts).get()
+        let before = try #require(try immediate(service, "limit=4")?.get())
+        #expect(try base.document(before)["data"] == base.document(built)["data"])
+
+        // The page expires; the rebuilt one (a newer execution first) replaces it in the store.
+        b.insert(makeExecution(provider: "b", id: "b9", second: 99, status: .succeeded))
+        base.clock.advance(milliseconds: 5_000)
+        #expect(immediate(service, "limit=4") == nil)
+        let rebuilt = try await service.list([("limit", "4")], client: .anonymous, facts: base.facts).get()
+        let after = try #require(try immediate(service, "limit=4")?.get())
+        #expect(try base.document(after)["data"] == base.document(rebuilt)["data"])
+        #expect(try base.document(after)["data"]?.arrayValue?.first?["providerExecutionId"]?.stringValue == "b9")
+        #expect(after.sharedResponse !== before.sharedResponse)
+        #expect(after.entityTag != before.entityTag)
+    }
+
+    @Test func preparedAnswersStayWithinTheirBudgetOldestOut() {
+        let answer = { (size: Int) in
+            ExecutionsAnswer(body: [UInt8](repeating: 0x20, count: size), entityTag: "W/\"x\"", cache: .hit, nextCursor: nil)
+        }
+        let perEntry = 1_000 + 1_000 + 2 + PreparedHits.perEntryOverheadBytes
+        let hits = PreparedHits(budgetBytes: 3 * perEntry)
+        var sources: [String: [UInt8]] = [:]
+        for index in 0..<10 {
+            let key = "k\(index % 5)"
+            let source = [UInt8](repeating: UInt8(index), count: 1_000)
+            sources[key] = source
+            hits.remember(answer(1_000), for: key, source: source)
+            #expect(hits.usage.bytes <= hits.budgetBytes)
+            #expect(hits.usage.entries <= 3)
+        }
+        // The three remembered last are kept; older ones are gone.
+        #expect(hits.answer(for: "k4", source: sources["k4"] ?? []) != nil)
+        #expect(hits.answer(for: "k3", source: sources["k3"] ?? []) != nil)
+        #expect(hits.answer(for: "k2", source: sources["k2"] ?? []) != nil)
+        #expect(hits.answer(for: "k1", source: sources["k1"] ?? []) == nil)
+        // Equal bytes in other storage are not the same stored value.
+        let copy = (sources["k4"] ?? []).map { $0 }
+        #expect(copy == sources["k4"])
+        #expect(hits.answer(for: "k4", source: copy) == nil)
+
+        let tooLarge = PreparedHits(budgetBytes: perEntry - 1)
+        tooLarge.remember(answer(1_000), for: "k4", source: sources["k4"] ?? [])
+        #expect(tooLarge.usage.entries == 0 && tooLarge.usage.bytes == 0)
+    }
 }
