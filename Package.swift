@@ -196,7 +196,7 @@ let package = Package(
             name: "GatewayAppTests",
             dependencies: [
                 "GatewayApp", "ExecutionsAPI", "GatewayServer", "GatewayHTTP", "GatewayJSON", "GatewayCrypto", "GatewayRateLimit",
-                "GatewayConfig", "GatewayUpstream", "GatewayProviders", "ProviderSimulator",
+                "GatewayConfig", "GatewayUpstream", "GatewayProviders", "ProviderSimulator", "GatewayEventLoop",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift

@@ -2,6 +2,7 @@ import Foundation
 import ExecutionsAPI
 import GatewayApp
 import GatewayCrypto
+import GatewayEventLoop
 import GatewayHTTP
 import GatewayJSON
 import GatewayRateLimit
@@ -303,5 +304,79 @@ final class ManualFlag: Sendable {
     var value: Bool {
         get { flag.load(ordering: .relaxed) }
         set { flag.store(newValue, ordering: .relaxed) }
+    }
+}
+
+/// Standard output's batching, with a capturing sink in its place.
+@Suite struct LogOutputBatchingTests {
+    static let line = AccessLine(
+        requestID: "r", method: "GET", route: "/executions", path: "/executions", status: 200, bytes: 10,
+        durationNanoseconds: 100_000, upstreamCalls: 0, remoteAddress: "10.0.0.1", clientID: nil, cacheStatus: nil
+    )
+
+    final class Captured: Sendable {
+        let writes = Mutex<[String]>([])
+        var all: [String] { writes.withLock { $0 } }
+    }
+
+    static func handler(_ captured: Captured) -> JSONLogHandler {
+        let output = JSONLogHandler.LogOutput(batchesPerLoopIteration: true) { bytes in
+            captured.writes.withLock { $0.append(String(decoding: bytes, as: UTF8.self)) }
+        }
+        return JSONLogHandler(label: "access", output: output)
+    }
+
+    static func runOnLoop(_ body: @escaping @Sendable () -> Void) async throws {
+        let loop = try EventLoop(name: "log-test")
+        try loop.start()
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            loop.execute {
+                body()
+                loop.execute { loop.runAtIterationEnd { loop.execute { done.resume() } } }
+            }
+        }
+        loop.stop()
+        await loop.waitUntilStopped()
+    }
+
+    @Test func linesLoggedInOneLoopIterationAreWrittenTogetherWhenItEnds() async throws {
+        let captured = Captured()
+        let handler = Self.handler(captured)
+        try await Self.runOnLoop {
+            for _ in 0..<3 { handler.logAccess(Self.line) }
+            // Nothing is written before the iteration ends.
+            #expect(captured.all.isEmpty)
+        }
+        let writes = captured.all
+        #expect(writes.count == 1)
+        let lines = writes.joined().split(separator: "\n")
+        #expect(lines.count == 3 && lines.allSatisfy { $0.contains(#""requestId":"r""#) })
+    }
+
+    @Test func linesFromOtherThreadsAreWrittenAtOnce() {
+        let captured = Captured()
+        let handler = Self.handler(captured)
+        handler.logAccess(Self.line)
+        #expect(captured.all.count == 1)
+        handler.logAccess(Self.line)
+        #expect(captured.all.count == 2)
+    }
+
+    @Test func aLongIterationWritesEveryBatchLimitWithoutWaitingForItsEnd() async throws {
+        let captured = Captured()
+        let handler = Self.handler(captured)
+        let lineBytes = Mutex(0)
+        try await Self.runOnLoop {
+            var written = 0
+            while captured.all.isEmpty {
+                handler.logAccess(Self.line)
+                written += 1
+                #expect(written < 10_000)
+            }
+            lineBytes.withLock { $0 = captured.all.joined().utf8.count / written }
+        }
+        let writes = captured.all
+        #expect(writes.count == 1)
+        #expect(writes[0].utf8.count >= 64 * 1024 && writes[0].utf8.count < 64 * 1024 + 2 * lineBytes.withLock { $0 })
     }
 }
