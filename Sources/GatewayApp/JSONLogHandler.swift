@@ -156,35 +156,31 @@ public struct JSONLogHandler: LogHandler {
         writer.fragment(",\"message\":")
         writer.string(AccessLine.message)
         // The generic path's order: metadata keys sorted; absent optional fields left out.
-        writer.fragment(",\"bytes\":")
-        writer.quotedDecimal(line.bytes)
-        if let cacheStatus = line.cacheStatus {
-            writer.fragment(",\"cache\":")
-            writer.string(cacheStatus)
+        func member(_ key: StaticString, _ value: String?) {
+            guard let value else { return }
+            writer.fragment(key)
+            writer.string(value)
         }
-        if let clientID = line.clientID {
-            writer.fragment(",\"clientId\":")
-            writer.string(clientID)
+        func member(_ key: StaticString, decimal value: Int) {
+            writer.fragment(key)
+            writer.quotedDecimal(value)
         }
+        member(",\"bytes\":", decimal: line.bytes)
+        member(",\"cache\":", line.cacheStatus)
+        member(",\"clientId\":", line.clientID)
         writer.fragment(",\"durationMs\":\"")
         let tenths = line.durationNanoseconds / 100_000
         writer.decimal(tenths / 10)
         writer.raw(UInt8(ascii: "."))
         writer.decimal(tenths % 10)
-        writer.fragment("\",\"method\":")
-        writer.string(line.method)
-        writer.fragment(",\"path\":")
-        writer.string(line.path)
-        writer.fragment(",\"remoteAddress\":")
-        writer.string(line.remoteAddress)
-        writer.fragment(",\"requestId\":")
-        writer.string(line.requestID)
-        writer.fragment(",\"route\":")
-        writer.string(line.route)
-        writer.fragment(",\"status\":")
-        writer.quotedDecimal(line.status)
-        writer.fragment(",\"upstreamCalls\":")
-        writer.quotedDecimal(line.upstreamCalls)
+        writer.raw(UInt8(ascii: "\""))
+        member(",\"method\":", line.method)
+        member(",\"path\":", line.path)
+        member(",\"remoteAddress\":", line.remoteAddress)
+        member(",\"requestId\":", line.requestID)
+        member(",\"route\":", line.route)
+        member(",\"status\":", decimal: line.status)
+        member(",\"upstreamCalls\":", decimal: line.upstreamCalls)
         writer.raw("}\n")
         output.write(writer.bytes)
         return true
