@@ -225,18 +225,9 @@ public struct JSONLogHandler: LogHandler {
 
     /// RFC 3339 UTC with milliseconds, e.g. `2026-11-24T13:05:09.042Z`.
     static func timestamp() -> String {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        let prefix = secondPrefix(Int(spec.tv_sec))
-        let milliseconds = Int(spec.tv_nsec / 1_000_000)
-        return String(unsafeUninitializedCapacity: 24) { buffer in
-            for (index, byte) in prefix.enumerated() { buffer[index] = byte }
-            buffer[20] = UInt8(ascii: "0") + UInt8(milliseconds / 100)
-            buffer[21] = UInt8(ascii: "0") + UInt8(milliseconds / 10 % 10)
-            buffer[22] = UInt8(ascii: "0") + UInt8(milliseconds % 10)
-            buffer[23] = UInt8(ascii: "Z")
-            return 24
-        }
+        var writer = JSONWriter(capacity: 24)
+        writeTimestamp(into: &writer)
+        return String(decoding: writer.bytes, as: UTF8.self)
     }
 
     /// `YYYY-MM-DDTHH:MM:SS.` of the last second asked for: at one line per request, the calendar
