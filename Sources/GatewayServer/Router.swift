@@ -73,16 +73,15 @@ public struct Router: HTTPResponder {
         immediate: ImmediateHandler? = nil,
         handler: @escaping Handler
     ) {
-        let segments = Router.split(template).map { segment -> Segment in
+        let parts = Router.split(template)
+        let segments = parts.map { segment -> Segment in
             if segment.hasPrefix("{") && segment.hasSuffix("}") && segment.count > 2 {
                 return .parameter(String(segment.dropFirst().dropLast()))
             }
             return .literal(String(segment))
         }
-        var literalPath: String?
-        if !segments.contains(where: { if case .parameter = $0 { true } else { false } }) {
-            literalPath = "/" + segments.map { if case .literal(let text) = $0 { text } else { "" } }.joined(separator: "/")
-        }
+        let hasParameters = segments.contains { if case .parameter = $0 { true } else { false } }
+        let literalPath = hasParameters ? nil : "/" + parts.joined(separator: "/")
         routes.append(Route(
             method: method, template: template, segments: segments, handler: handler, immediateHandler: immediate,
             literalPath: literalPath
