@@ -1,3 +1,4 @@
+import Glibc
 import GatewayHTTP
 import GatewayServer
 @testable import GatewayUpstream
@@ -207,6 +208,10 @@ import Testing
         try server.start()
         let port = server.localPort
         await server.shutdown()
+        // Tests running in parallel bind ephemeral ports too: hold the freed port (bound, not
+        // listening, so connecting is refused) so that no other server can take it meanwhile.
+        let holder = try #require(Self.bindWithoutListening(port: port), "port \(port) was taken by another test")
+        defer { close(holder) }
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
         await #expect {
@@ -215,6 +220,24 @@ import Testing
             guard case .connection = error as? UpstreamError else { return false }
             return true
         }
+    }
+
+    /// A TCP socket bound to 127.0.0.1:`port` that never listens, or nil when the port is taken.
+    static func bindWithoutListening(port: Int) -> Int32? {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return nil }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else {
+            close(descriptor)
+            return nil
+        }
+        return descriptor
     }
 
     @Test func responseBodiesAreCapped() async throws {
