@@ -145,6 +145,39 @@ import Testing
         #expect(try await harness.get("/executions/kaizen:does-not-exist").status == 404)
     }
 
+    /// Repeated hits of a stored page reuse one rendering; what is per request stays per request.
+    @Test func repeatedHitsShareTheRenderingButNotTheRequestsOwnFields() async throws {
+        let harness = try await GatewayHarness()
+        defer { Task { await harness.stop() } }
+        let built = try await harness.get("/executions?limit=3")
+        #expect(built.headers["Cache-Status"] == "ExecutionsGateway; fwd=miss")
+        var hits: [GatewayHarness.Answer] = []
+        for _ in 0..<3 { hits.append(try await harness.get("/executions?limit=3")) }
+        for hit in hits {
+            #expect(hit.status == 200)
+            #expect(hit.headers["Cache-Status"] == "ExecutionsGateway; hit")
+            #expect(hit.body == hits[0].body)
+            #expect(hit.headers["ETag"] == built.headers["ETag"])
+            #expect(hit.headers["Link"] == built.headers["Link"])
+        }
+        #expect(Set(hits.compactMap { $0.headers["X-Request-Id"] }).count == 3)
+        // Each hit is limited on its own: its own headers, below the full bucket (burst 40).
+        let remaining: [Int] = hits.compactMap { hit in hit.headers["RateLimit-Remaining"].flatMap { Int($0) } }
+        #expect(remaining.count == 3 && remaining.allSatisfy { $0 < 40 })
+        #expect(hits.allSatisfy { $0.headers["RateLimit-Limit"] != nil && $0.headers["RateLimit-Reset"] != nil })
+
+        // After the shared rendering exists: a conditional request still gets its 304, a
+        // non-matching one the 200, and `no-cache` still fetches.
+        let tag = try #require(built.headers["ETag"])
+        let notModified = try await harness.get("/executions?limit=3", headers: ["If-None-Match": tag])
+        #expect(notModified.status == 304 && notModified.body.isEmpty)
+        #expect(notModified.headers["Cache-Status"] == "ExecutionsGateway; hit")
+        let otherTag = try await harness.get("/executions?limit=3", headers: ["If-None-Match": "W/\"other\""])
+        #expect(otherTag.status == 200 && otherTag.body == hits[0].body)
+        let refreshed = try await harness.get("/executions?limit=3", headers: ["Cache-Control": "no-cache"])
+        #expect(refreshed.headers["Cache-Status"] == "ExecutionsGateway; fwd=request")
+    }
+
     @Test func noSecretEverReachesClientsOrLogs() async throws {
         let harness = try await GatewayHarness()
         defer { Task { await harness.stop() } }
