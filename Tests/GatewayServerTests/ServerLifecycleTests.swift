@@ -140,7 +140,8 @@ import Testing
         logger.logLevel = .critical
         var configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 2)
         configuration.shutdownGraceNanoseconds = 20_000_000_000
-        let server = HTTPServer(configuration: configuration, responder: testRouter(), logger: logger)
+        let held = HeldRequest()
+        let server = HTTPServer(configuration: configuration, responder: held.router(), logger: logger)
         try server.start()
         let port = server.localPort
 
@@ -149,22 +150,27 @@ import Testing
         #expect(await idle.readResponse()?.status == 200)
 
         let busy = try RawClient(port: port)
-        // Long enough to be surely in flight when shutdown starts, even on a loaded machine.
-        try await busy.send("GET /delay/2500 HTTP/1.1\r\nHost: x\r\n\r\n")
-        try await Task.sleep(nanoseconds: 100_000_000)
+        try await busy.send("GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        // Waiting for the handler, not for a time, so a loaded machine cannot reorder the steps.
+        await held.waitUntilStarted()
 
         let shutdown = Task { await server.shutdown() }
-        try await Task.sleep(nanoseconds: 50_000_000)
-        #expect(server.isDraining)
+        #expect(await waitUntil { server.isDraining })
 
-        // The in-flight request completes, told that the connection closes.
-        let answered = try #require(await busy.readResponse())
-        #expect(answered.text == "slept 2500")
-        #expect(answered.header("Connection") == "close")
-        // The idle keep-alive connection was closed without a response.
+        // The idle keep-alive connection is closed without a response while the other request still runs.
         let (idleBytes, idleEnd) = await idle.readUntilClose()
         #expect(idleBytes.isEmpty)
         #expect(idleEnd == .closed)
+
+        // The in-flight request completes, told that the connection closes.
+        held.release()
+        let answered = try #require(await busy.readResponse())
+        #expect(answered.text == "released")
+        #expect(answered.header("Connection") == "close")
+        // The server then closes its side; once the client closes too, the lingering close ends
+        // at once instead of after `lingerNanoseconds`.
+        #expect(await busy.readUntilClose().end == .closed)
+        busy.shutdownWrite()
         await shutdown.value
         // Nothing listens any more.
         #expect(throws: (any Error).self) { _ = try RawClient(port: port) }
@@ -210,16 +216,19 @@ import Testing
         logger.logLevel = .critical
         var configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1)
         configuration.shutdownGraceNanoseconds = 200_000_000
-        let server = HTTPServer(configuration: configuration, responder: testRouter(), logger: logger)
+        let held = HeldRequest()
+        let server = HTTPServer(configuration: configuration, responder: held.router(), logger: logger)
         try server.start()
         let stuck = try RawClient(port: server.localPort)
-        try await stuck.send("GET /delay/10000 HTTP/1.1\r\nHost: x\r\n\r\n")
-        try await Task.sleep(nanoseconds: 50_000_000)
-        let started = Date()
+        try await stuck.send("GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        await held.waitUntilStarted()
+        let started = ContinuousClock.now
         await server.shutdown()
-        #expect(Date().timeIntervalSince(started) < 2)
+        // Never released: only the grace period can end it.
+        #expect(ContinuousClock.now - started < .seconds(2))
         let (_, end) = await stuck.readUntilClose()
         #expect(end != .timedOut)
+        held.release()
     }
 }
 

@@ -44,3 +44,41 @@ func testRouter() -> Router {
     router.get("/peer") { _, context in HTTPResponse(status: .ok, text: context.remoteAddress) }
     return router
 }
+
+/// A request a test keeps in flight for as long as it needs: `GET /held` reports that its handler
+/// started and answers "released" only after `release()`. Tests order steps by these events
+/// instead of by sleeps, which a loaded machine can stretch past any fixed delay.
+final class HeldRequest: Sendable {
+    private let started = AsyncStream<Void>.makeStream(bufferingPolicy: .unbounded)
+    private let released = AsyncStream<Void>.makeStream(bufferingPolicy: .unbounded)
+
+    /// `testRouter()` plus `GET /held`.
+    func router() -> Router {
+        var router = testRouter()
+        router.get("/held") { [started, released] _, _ in
+            started.continuation.yield()
+            for await _ in released.stream { break }
+            return HTTPResponse(status: .ok, text: "released")
+        }
+        return router
+    }
+
+    func waitUntilStarted() async {
+        for await _ in started.stream { return }
+    }
+
+    func release() {
+        released.continuation.yield()
+        released.continuation.finish()
+    }
+}
+
+/// Polls `condition` every millisecond for up to `seconds`; true as soon as it holds.
+func waitUntil(seconds: Int = 10, _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(1))
+    }
+    return condition()
+}

@@ -128,7 +128,7 @@ import Testing
         #expect(client.clientStatistics().connectionsOpened == 1, "one TLS connection, reused")
         // nginx flushes access logs as it writes them; give it a moment on a loaded machine.
         var protocols: [String] = []
-        for _ in 0..<50 where protocols.count < 3 {
+        for _ in 0..<500 where protocols.count < 3 {
             protocols = server.protocolsSeen
             try await Task.sleep(nanoseconds: 20_000_000)
         }
