@@ -152,6 +152,8 @@ let package = Package(
         ),
 
         // MARK: Tests
+        // Helpers several test targets share; never linked into a product.
+        .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport", swiftSettings: strictSwift),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayOpenAPITests", dependencies: ["GatewayOpenAPI"], swiftSettings: strictSwift),
@@ -165,7 +167,9 @@ let package = Package(
         .testTarget(name: "GatewayRateLimitTests", dependencies: ["GatewayRateLimit"], swiftSettings: strictSwift),
         .testTarget(
             name: "GatewayUpstreamTests",
-            dependencies: ["GatewayUpstream", "GatewayHTTP", "GatewayServer", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "GatewayUpstream", "GatewayHTTP", "GatewayServer", "GatewayTestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwift
         ),
         .testTarget(
@@ -201,10 +205,10 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
-        .testTarget(name: "ExecutionsGatewayCLITests", dependencies: ["ExecutionsGatewayCLI"], swiftSettings: strictSwift),
+        .testTarget(name: "ExecutionsGatewayCLITests", dependencies: ["ExecutionsGatewayCLI", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(
             name: "ProviderSimulatorTests",
-            dependencies: ["ProviderSimulator", "GatewayJSON", "GatewayServer", "GatewayHTTP"],
+            dependencies: ["ProviderSimulator", "GatewayJSON", "GatewayServer", "GatewayHTTP", "GatewayTestSupport"],
             exclude: ["Schemas"],
             swiftSettings: strictSwift
         ),

@@ -1,4 +1,4 @@
-public import ExecutionsAPI
+import ExecutionsAPI
 import GatewayCache
 public import GatewayConfig
 import GatewayCrypto

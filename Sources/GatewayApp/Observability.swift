@@ -1,4 +1,4 @@
-public import ExecutionsAPI
+import ExecutionsAPI
 import GatewayEventLoop
 import GatewayProviders
 public import GatewayHTTP

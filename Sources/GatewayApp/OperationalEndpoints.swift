@@ -1,5 +1,5 @@
-public import ExecutionsAPI
-public import GatewayHTTP
+import ExecutionsAPI
+import GatewayHTTP
 public import GatewayServer
 
 /// `/healthz`, `/readyz`, `/metrics` and `/openapi.yaml`: served without a client key.

@@ -1,5 +1,5 @@
 import Synchronization
-public import ExecutionsAPI
+import ExecutionsAPI
 public import GatewayHTTP
 public import GatewayRateLimit
 public import GatewayServer

@@ -72,20 +72,24 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 
     public init(name: String) throws(SystemError) {
         self.name = name
-        epollFD = try SystemCall.epollCreate()
+        // All three descriptors are made before any is stored: an initializer that throws once every
+        // property is set still runs `deinit`, which would close them a second time.
+        (epollFD, wakeFD, timerFD) = try Self.makeDescriptors()
+    }
+
+    private static func makeDescriptors() throws(SystemError) -> (epoll: Int32, wake: Int32, timer: Int32) {
+        let epollFD = try SystemCall.epollCreate()
+        var opened = [epollFD]
         do {
-            wakeFD = try SystemCall.eventfdCreate()
-        } catch {
-            SystemCall.close(epollFD)
-            throw error
-        }
-        do {
-            timerFD = try SystemCall.timerfdCreate()
+            let wakeFD = try SystemCall.eventfdCreate()
+            opened.append(wakeFD)
+            let timerFD = try SystemCall.timerfdCreate()
+            opened.append(timerFD)
             try SystemCall.epollControl(epollFD, EPOLL_CTL_ADD, wakeFD, events: IOEvents.readable.rawValue, data: Self.wakeToken)
             try SystemCall.epollControl(epollFD, EPOLL_CTL_ADD, timerFD, events: IOEvents.readable.rawValue, data: Self.timerToken)
+            return (epollFD, wakeFD, timerFD)
         } catch {
-            SystemCall.close(wakeFD)
-            SystemCall.close(epollFD)
+            for fd in opened { SystemCall.close(fd) }
             throw error
         }
     }

@@ -1,5 +1,5 @@
 public import GatewayEventLoop
-public import GatewayHTTP
+import GatewayHTTP
 public import Logging
 public import ServiceLifecycle
 import Synchronization

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayTestSupport
 import Testing
 
 /// Runs the real `executions-gateway` binary, built next to the test bundle.
@@ -15,13 +16,18 @@ enum GatewayBinary {
             ?? packageRoot.appendingPathComponent(".build/debug/executions-gateway")
     }
 
-    struct Result {
+    struct Result: Sendable {
         var status: Int32
         var standardOutput: String
         var standardError: String
     }
 
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+    /// Runs the binary to its end; the waiting happens on a thread of its own (see `onOwnThread`).
+    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Result {
+        try await onOwnThread { () throws -> Result in try runBlocking(arguments, environment: environment) }
+    }
+
+    static func runBlocking(_ arguments: [String], environment: [String: String]) throws -> Result {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -58,8 +64,8 @@ enum GatewayBinary {
     }
 
     @Test(arguments: brokenFixtures)
-    func everyBrokenConfigurationExitsOneAndNamesItsProblems(_ path: String) throws {
-        let result = try GatewayBinary.run(["check-config", "--config", path])
+    func everyBrokenConfigurationExitsOneAndNamesItsProblems(_ path: String) async throws {
+        let result = try await GatewayBinary.run(["check-config", "--config", path])
         #expect(result.status == 1, "\(path): \(result.standardOutput)")
         let fileName = URL(fileURLWithPath: path).lastPathComponent
         #expect(result.standardError.contains(fileName), "problems name the file")
@@ -73,27 +79,27 @@ enum GatewayBinary {
         }
     }
 
-    @Test func exampleAndDemoConfigurationsAreValidAndSecretsAreRedacted() throws {
+    @Test func exampleAndDemoConfigurationsAreValidAndSecretsAreRedacted() async throws {
         let environment = [
             "GATEWAY_CURSOR_SECRET": "cursor-secret-value-0123456789", "KAIZEN_API_KEY": "kaizen-secret-value",
             "KAPSO_API_KEY": "kapso-secret-value", "B3OS_API_KEY": "b3sk_secret_value", "WEB_KAIZEN_KEY": "web-kaizen-secret-value",
         ]
-        let example = try GatewayBinary.run(["check-config", "--config", GatewayBinary.packageRoot.appendingPathComponent("config/example.yaml").path], environment: environment)
+        let example = try await GatewayBinary.run(["check-config", "--config", GatewayBinary.packageRoot.appendingPathComponent("config/example.yaml").path], environment: environment)
         #expect(example.status == 0, "\(example.standardError)")
         for secret in environment.values { #expect(!(example.standardOutput + example.standardError).contains(secret)) }
-        let demo = try GatewayBinary.run(["check-config", "--config", GatewayBinary.packageRoot.appendingPathComponent("config/demo.yaml").path])
+        let demo = try await GatewayBinary.run(["check-config", "--config", GatewayBinary.packageRoot.appendingPathComponent("config/demo.yaml").path])
         #expect(demo.status == 0, "\(demo.standardError)")
-        let fromEnvironment = try GatewayBinary.run(["check-config"], environment: ["GATEWAY_CONFIG": GatewayBinary.packageRoot.appendingPathComponent("config/demo.yaml").path])
+        let fromEnvironment = try await GatewayBinary.run(["check-config"], environment: ["GATEWAY_CONFIG": GatewayBinary.packageRoot.appendingPathComponent("config/demo.yaml").path])
         #expect(fromEnvironment.status == 0)
     }
 
-    @Test func helpExplainsTheCommands() throws {
-        let help = try GatewayBinary.run(["--help"])
+    @Test func helpExplainsTheCommands() async throws {
+        let help = try await GatewayBinary.run(["--help"])
         #expect(help.status == 0)
         for word in ["serve", "check-config", "demo", "--config"] where word != "--config" {
             #expect(help.standardOutput.contains(word))
         }
-        let missing = try GatewayBinary.run(["serve"])
+        let missing = try await GatewayBinary.run(["serve"])
         #expect(missing.status != 0)
         #expect(missing.standardError.contains("GATEWAY_CONFIG"))
     }

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayTestSupport
 import Testing
 
 /// The demo answers SIGTERM with a graceful drain and exit 0 from the moment it says it is running.
@@ -23,24 +24,30 @@ import Testing
     }
 
     @Test(arguments: 1...5)
-    func sigtermRightAfterTheAnnouncementExitsCleanly(_ attempt: Int) throws {
-        let (process, address) = try Self.startDemo()
+    func sigtermRightAfterTheAnnouncementExitsCleanly(_ attempt: Int) async throws {
+        let (address, exited, status) = try await onOwnThread { () throws -> (String, Bool, Int32) in
+            let (process, address) = try Self.startDemo()
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+            return (address, process.terminationReason == .exit, process.terminationStatus)
+        }
         #expect(!address.isEmpty, "the demo announced where it listens")
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
-        #expect(process.terminationReason == .exit)
-        #expect(process.terminationStatus == 0, "attempt \(attempt): a signal in the first moments must not kill the demo")
+        #expect(exited)
+        #expect(status == 0, "attempt \(attempt): a signal in the first moments must not kill the demo")
     }
 
-    @Test func aPortInUseIsAStartupErrorNotACrash() throws {
-        let (first, address) = try Self.startDemo()
-        defer {
-            kill(first.processIdentifier, SIGTERM)
-            first.waitUntilExit()
+    @Test func aPortInUseIsAStartupErrorNotACrash() async throws {
+        let (address, second) = try await onOwnThread { () throws -> (String, GatewayBinary.Result?) in
+            let (first, address) = try Self.startDemo()
+            defer {
+                kill(first.processIdentifier, SIGTERM)
+                first.waitUntilExit()
+            }
+            guard let port = address.split(separator: ":").last.map({ String($0) }) else { return (address, nil) }
+            return (address, try GatewayBinary.runBlocking(["demo", "--port", port, "--log-level", "warning"], environment: [:]))
         }
-        let port = try #require(address.split(separator: ":").last.map { String($0) })
-        let second = try GatewayBinary.run(["demo", "--port", port, "--log-level", "warning"])
-        #expect(second.status == 1)
-        #expect(second.standardError.contains("executions-gateway demo: cannot listen"))
+        let refused = try #require(second, "the demo announced no port: \(address)")
+        #expect(refused.status == 1)
+        #expect(refused.standardError.contains("executions-gateway demo: cannot listen"))
     }
 }

@@ -156,7 +156,9 @@ import Testing
         for hit in hits {
             #expect(hit.status == 200)
             #expect(hit.headers["Cache-Status"] == "ExecutionsGateway; hit")
-            #expect(hit.body == hits[0].body)
+            // `providers[].durationMs` is each request's own lookup time: on a loaded machine a
+            // hit can take milliseconds, and then it is rendered on its own.
+            #expect(Self.withoutDurations(hit.body) == Self.withoutDurations(hits[0].body))
             #expect(hit.headers["ETag"] == built.headers["ETag"])
             #expect(hit.headers["Link"] == built.headers["Link"])
         }
@@ -173,9 +175,15 @@ import Testing
         #expect(notModified.status == 304 && notModified.body.isEmpty)
         #expect(notModified.headers["Cache-Status"] == "ExecutionsGateway; hit")
         let otherTag = try await harness.get("/executions?limit=3", headers: ["If-None-Match": "W/\"other\""])
-        #expect(otherTag.status == 200 && otherTag.body == hits[0].body)
+        #expect(otherTag.status == 200)
+        #expect(Self.withoutDurations(otherTag.body) == Self.withoutDurations(hits[0].body))
         let refreshed = try await harness.get("/executions?limit=3", headers: ["Cache-Control": "no-cache"])
         #expect(refreshed.headers["Cache-Status"] == "ExecutionsGateway; fwd=request")
+    }
+
+    /// The body with every `"durationMs":N` made `"durationMs":0`.
+    static func withoutDurations(_ body: [UInt8]) -> String {
+        String(decoding: body, as: UTF8.self).replacing(/"durationMs":[0-9]+/, with: "\"durationMs\":0")
     }
 
     @Test func noSecretEverReachesClientsOrLogs() async throws {

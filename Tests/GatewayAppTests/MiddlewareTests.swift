@@ -201,7 +201,7 @@ final class ManualClock: Sendable {
     }
 
     /// The calendar part is computed once a second and reused: it must still be the current time.
-    @Test func theTimeIsTheCurrentTimeOnConsecutiveLines() throws {
+    @Test func theTimeIsTheCurrentTimeOnConsecutiveLines() async throws {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         for _ in 0..<3 {
@@ -209,7 +209,7 @@ final class ManualClock: Sendable {
             let time = try #require(try JSONParser.parse(Array(line.utf8))["time"]?.stringValue)
             let logged = try #require(formatter.date(from: time))
             #expect(abs(logged.timeIntervalSinceNow) < 2, "\(time)")
-            Thread.sleep(forTimeInterval: 0.6)
+            try await Task.sleep(for: .milliseconds(600))
         }
     }
 

@@ -12,8 +12,18 @@ final class RawClient: @unchecked Sendable {
 
     enum ClientError: Error { case connect(Int32), send(Int32) }
 
-    init(port: Int, host: String = "127.0.0.1", receiveTimeoutSeconds: Double = 5) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    /// The receive timeout only ends a test whose server never answers or never closes; it is long
+    /// because on a loaded machine the server's handlers and this test can wait seconds for a thread.
+    init(port: Int, host: String = "127.0.0.1", receiveTimeoutSeconds: Double = 30) throws {
+        // Connected before `self` exists: a class initializer that throws once every property is set
+        // still runs `deinit`, which would close the descriptor a second time, and by then the number
+        // may belong to another test's socket.
+        fd = try Self.connected(port: port, host: host)
+        setReceiveTimeout(receiveTimeoutSeconds)
+    }
+
+    private static func connected(port: Int, host: String) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -26,7 +36,7 @@ final class RawClient: @unchecked Sendable {
             Glibc.close(fd)
             throw ClientError.connect(error)
         }
-        setReceiveTimeout(receiveTimeoutSeconds)
+        return fd
     }
 
     deinit { Glibc.close(fd) }
@@ -63,6 +73,28 @@ final class RawClient: @unchecked Sendable {
             guard sent > 0 else { throw ClientError.send(errno) }
             offset += sent
         }
+    }
+
+    /// Sends each part as its own TCP segment (Nagle off, a short pause between them), all from
+    /// the client's queue: a starved cooperative pool cannot stretch the request past the server's
+    /// header timeout, yet the server still reads the parts one by one.
+    func sendSeparately(_ parts: [String]) async throws {
+        try await sendSeparately(parts.map { Array($0.utf8) })
+    }
+
+    func sendSeparately(_ parts: [[UInt8]]) async throws {
+        try await offPool {
+            var noDelay: Int32 = 1
+            setsockopt(self.fd, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
+            for part in parts {
+                try self.sendBlocking(part)
+                usleep(500)
+            }
+        }
+    }
+
+    func sendEachByteSeparately(_ text: String) async throws {
+        try await sendSeparately(text.utf8.map { [$0] })
     }
 
     func shutdownWrite() { Glibc.shutdown(fd, Int32(SHUT_WR)) }

@@ -116,7 +116,7 @@ import Testing
                 "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc", "def",
                 "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             ]
-            for part in parts { try await client.send(part) }
+            try await client.sendSeparately(parts)
             let (bytes, end) = await client.readUntilClose()
             #expect(TestResponse.parseAll(bytes).map(\.text) == ["hello", "item 1 via /items/{id}", "abcdef", "hello"])
             #expect(end == .closed)
@@ -126,9 +126,7 @@ import Testing
     @Test func oneByteAtATime() async throws {
         try await withServer { server in
             let client = try RawClient(port: server.localPort)
-            for byte in Array("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok".utf8) {
-                try await client.send([byte])
-            }
+            try await client.sendEachByteSeparately("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
             #expect(await client.readResponse()?.text == "ok")
         }
     }

@@ -1,6 +1,7 @@
 import GatewayHTTP
 import GatewayServer
 import Logging
+import Synchronization
 
 /// Starts a server on an ephemeral port for one test and always shuts it down.
 func withServer<T>(
@@ -81,4 +82,11 @@ func waitUntil(seconds: Int = 10, _ condition: () -> Bool) async -> Bool {
         try? await Task.sleep(for: .milliseconds(1))
     }
     return condition()
+}
+
+/// A flag one task sets and another polls.
+final class Flag: Sendable {
+    private let state = Mutex(false)
+    func set() { state.withLock { $0 = true } }
+    var isSet: Bool { state.withLock { $0 } }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayHTTP
+import GatewayTestSupport
 import GatewayUpstream
 import Testing
 
@@ -7,7 +8,8 @@ import Testing
 /// .ci/run) with a certificate from a throw-away CA made by the openssl command-line tool.
 @Suite(.serialized) struct TLSAndHTTP2Tests {
     /// A running nginx serving `/hello` over TLS with HTTP/2, and the CA that signed its certificate.
-    final class TLSServer {
+    final class TLSServer: @unchecked Sendable {
+        // @unchecked: every stored property is set once in init; only `stop()` touches the process.
         let directory: URL
         let port: Int
         let caPath: String
@@ -58,10 +60,18 @@ import Testing
             try Self.waitForPort(port)
         }
 
+        /// Makes the certificates and starts nginx, waiting on a thread of its own (see `onOwnThread`).
+        static func start() async throws -> TLSServer {
+            try await onOwnThread { () throws -> TLSServer in try TLSServer() }
+        }
+
+        /// Stops nginx; it is reaped, and its directory removed, on a thread of its own.
         func stop() {
             process.terminate()
-            process.waitUntilExit()
-            try? FileManager.default.removeItem(at: directory)
+            Thread { [self] in
+                process.waitUntilExit()
+                try? FileManager.default.removeItem(at: directory)
+            }.start()
         }
 
         var protocolsSeen: [String] {
@@ -116,7 +126,7 @@ import Testing
     enum TLSSetupError: Error { case commandFailed(String), noPort, serverDidNotStart }
 
     @Test func negotiatesHTTP2WhenTheUpstreamOffersItAndVerifiesTheCertificate() async throws {
-        let server = try TLSServer()
+        let server = try await TLSServer.start()
         defer { server.stop() }
         let client = try CurlHTTPClient(configuration: CurlHTTPClientConfiguration(caBundlePath: server.caPath))
         defer { client.shutdown() }
@@ -136,7 +146,7 @@ import Testing
     }
 
     @Test func refusesAServerItCannotVerify() async throws {
-        let server = try TLSServer()
+        let server = try await TLSServer.start()
         defer { server.stop() }
         // The system trust store does not know the throw-away CA: verification must fail.
         let client = try CurlHTTPClient()

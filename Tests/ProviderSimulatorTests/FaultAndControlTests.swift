@@ -136,10 +136,10 @@ import Testing
 @Suite struct ControlTests {
     @Test func countersCountPerEndpointAndCredential() async {
         let simulator = makeSimulator(executions: 3)
-        await kaizenList(simulator)
-        await kaizenList(simulator, key: DemoCredential.kaizenSecondOrganization)
-        await kaizenGet(simulator, "x")
-        await kaizenList(simulator, key: "secret-not-to-echo")
+        _ = await kaizenList(simulator)
+        _ = await kaizenList(simulator, key: DemoCredential.kaizenSecondOrganization)
+        _ = await kaizenGet(simulator, "x")
+        _ = await kaizenList(simulator, key: "secret-not-to-echo")
         await send(simulator.kaizen, .post, "/executions/list", body: "{}")
         await send(simulator.kaizen, .get, "/__sim/counters")
         let counters = simulator.counters(provider: .kaizen)

@@ -2,6 +2,7 @@ import Foundation
 import GatewayHTTP
 import GatewayJSON
 import GatewayServer
+import GatewayTestSupport
 @testable import ProviderSimulator
 import Testing
 
@@ -12,7 +13,7 @@ import Testing
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// Writes `samples` as `<schema>__<label>.json` into a fresh directory and runs the validator
-    /// (on a dispatch queue: it blocks while Python runs).
+    /// (on a thread of its own: it blocks while Python runs).
     func validate(_ samples: [(schema: String, body: [UInt8])], labels: [String]? = nil) async throws -> (status: Int32, output: String) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("simulator-schemas-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -22,23 +23,17 @@ import Testing
             try Data(sample.body).write(to: directory.appendingPathComponent("\(sample.schema)__\(label).json"))
         }
         let script = Self.repositoryRoot.appendingPathComponent("scripts/validate-simulator-schemas.py").path
-        return try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                do {
-                    let process = Process()
-                    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                    process.arguments = ["python3", script, directory.path]
-                    let pipe = Pipe()
-                    process.standardOutput = pipe
-                    process.standardError = pipe
-                    try process.run()
-                    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-                    process.waitUntilExit()
-                    continuation.resume(returning: (process.terminationStatus, String(decoding: output, as: UTF8.self)))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
+        return try await onOwnThread { () throws -> (Int32, String) in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", script, directory.path]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            try process.run()
+            let output = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: output, as: UTF8.self))
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import GatewayJSON
 import GatewayServer
+import GatewayTestSupport
 @testable import ProviderSimulator
 import Testing
 #if canImport(Glibc)
@@ -30,41 +31,40 @@ struct WireExchange: Sendable {
     }
 }
 
-/// Sends `request` with `Connection: close` and reads until the server closes. Blocking socket
-/// calls run on a dispatch queue so they never hold a cooperative thread.
+/// Sends `request` with `Connection: close` and reads until the server closes. The blocking socket
+/// calls run on a thread of their own (see `onOwnThread`).
 func exchange(port: Int, _ request: String) async -> WireExchange {
-    await withCheckedContinuation { continuation in
-        DispatchQueue.global().async {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard connected == 0 else { return continuation.resume(returning: WireExchange(bytes: [], end: .connectFailed)) }
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            let bytes = Array(request.utf8)
-            var offset = 0
-            while offset < bytes.count {
-                let sent = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                guard sent > 0 else { return continuation.resume(returning: WireExchange(bytes: [], end: .reset)) }
-                offset += sent
-            }
-            var collected: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 65_536)
-            while true {
-                let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if count > 0 {
-                    collected.append(contentsOf: buffer[0..<count])
-                } else if count == 0 {
-                    return continuation.resume(returning: WireExchange(bytes: collected, end: .closed))
-                } else if errno != EINTR {
-                    return continuation.resume(returning: WireExchange(bytes: collected, end: errno == ECONNRESET ? .reset : .timedOut))
-                }
+    await onOwnThread { () -> WireExchange in
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return WireExchange(bytes: [], end: .connectFailed) }
+        // Only ends a test whose server never closes; long, as a loaded machine can delay the answer.
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let bytes = Array(request.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard sent > 0 else { return WireExchange(bytes: [], end: .reset) }
+            offset += sent
+        }
+        var collected: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count > 0 {
+                collected.append(contentsOf: buffer[0..<count])
+            } else if count == 0 {
+                return WireExchange(bytes: collected, end: .closed)
+            } else if errno != EINTR {
+                return WireExchange(bytes: collected, end: errno == ECONNRESET ? .reset : .timedOut)
             }
         }
     }
