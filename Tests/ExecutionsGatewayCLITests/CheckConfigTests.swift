@@ -40,7 +40,7 @@ enum GatewayBinary {
         let error = Pipe()
         process.standardOutput = output
         process.standardError = error
-        try process.run()
+        try launch(process)
         let outputData = output.fileHandleForReading.readDataToEndOfFile()
         let errorData = error.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()

@@ -12,7 +12,7 @@ import Testing
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        try launch(process)
         var printed = ""
         while !printed.contains("Press Ctrl-C") {
             let chunk = output.fileHandleForReading.availableData

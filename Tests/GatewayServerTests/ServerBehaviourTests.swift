@@ -118,7 +118,7 @@ import Testing
     }
 
     @Test func echoesBodiesAndRefusesOversizedOnes() async throws {
-        var configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1)
+        var configuration = HTTPServerConfiguration.forTests(workers: 1)
         configuration.parserLimits.maxBodyBytes = 1_000
         try await withServer(configuration) { server in
             let client = try RawClient(port: server.localPort)
@@ -152,7 +152,7 @@ import Testing
     }
 
     @Test func spreadsConnectionsOverSeveralLoops() async throws {
-        try await withServer(HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 3)) { server in
+        try await withServer(HTTPServerConfiguration.forTests(workers: 3)) { server in
             for _ in 0..<12 {
                 let client = try RawClient(port: server.localPort)
                 try await client.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")

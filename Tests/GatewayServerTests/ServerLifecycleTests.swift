@@ -6,7 +6,7 @@ import Testing
 /// Timeouts, limits and shutdown: the behaviours that protect the server from its clients.
 @Suite struct ServerLifecycleTests {
     static func quickTimeouts() -> HTTPServerConfiguration {
-        var configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1)
+        var configuration = HTTPServerConfiguration.forTests(workers: 1)
         // Long enough that a loaded CI machine serves the well-behaved clients in time.
         configuration.headerTimeoutNanoseconds = 2_000_000_000
         configuration.idleTimeoutNanoseconds = 2_000_000_000
@@ -74,7 +74,7 @@ import Testing
     }
 
     @Test func connectionsBeyondTheLimitAreRefusedWith503() async throws {
-        var configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1)
+        var configuration = HTTPServerConfiguration.forTests(workers: 1)
         configuration.maxConnections = 2
         try await withServer(configuration) { server in
             let first = try RawClient(port: server.localPort)
@@ -136,7 +136,7 @@ import Testing
     @Test func gracefulShutdownFinishesInFlightRequestsAndClosesIdleOnes() async throws {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        var configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 2)
+        var configuration = HTTPServerConfiguration.forTests(workers: 2)
         configuration.shutdownGraceNanoseconds = 20_000_000_000
         let held = HeldRequest()
         let server = HTTPServer(configuration: configuration, responder: held.router(), logger: logger)
@@ -212,7 +212,7 @@ import Testing
     @Test func shutdownGraceBoundsAStuckRequest() async throws {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        var configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1)
+        var configuration = HTTPServerConfiguration.forTests(workers: 1)
         configuration.shutdownGraceNanoseconds = 200_000_000
         let held = HeldRequest()
         let server = HTTPServer(configuration: configuration, responder: held.router(), logger: logger)

@@ -4,8 +4,11 @@ import Logging
 import Synchronization
 
 /// Starts a server on an ephemeral port for one test and always shuts it down.
+///
+/// The default request timeout is a minute: with every test running at once, a test's steps can
+/// wait more than the production 10 s for a thread, and tests not about timeouts must not see one.
 func withServer<T>(
-    _ configuration: HTTPServerConfiguration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1),
+    _ configuration: HTTPServerConfiguration = .forTests(),
     responder: any HTTPResponder = testRouter(),
     _ body: (HTTPServer) async throws -> T
 ) async throws -> T {
@@ -22,6 +25,13 @@ func withServer<T>(
     } catch {
         await server.shutdown()
         throw error
+    }
+}
+
+extension HTTPServerConfiguration {
+    /// 127.0.0.1, an ephemeral port, and a request timeout of a minute (see `withServer`).
+    static func forTests(workers: Int = 1) -> HTTPServerConfiguration {
+        HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: workers, headerTimeoutNanoseconds: 60_000_000_000)
     }
 }
 

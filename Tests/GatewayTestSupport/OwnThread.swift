@@ -1,4 +1,5 @@
-import Foundation
+public import Foundation
+import Synchronization
 
 /// Runs blocking work (waiting for a child process, polling a port) on a thread of its own.
 ///
@@ -16,4 +17,13 @@ public func onOwnThread<T: Sendable, Failure: Error>(
         thread.start()
     }
     return try result.get()
+}
+
+private let launching = Mutex(())
+
+/// Starts `process`, one launch at a time in the whole test run: Foundation's `Process.run()`
+/// crashed (a bad copy inside it) when several threads launched at once. Only the launch is
+/// serialised; the processes then run, and are waited for, side by side.
+public func launch(_ process: Process) throws {
+    try launching.withLock { _ in try process.run() }
 }

@@ -56,7 +56,7 @@ import Testing
             process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
             process.arguments = ["-c", directory.appendingPathComponent("nginx.conf").path, "-p", path]
             process.standardError = FileHandle.nullDevice
-            try process.run()
+            try launch(process)
             try Self.waitForPort(port)
         }
 
@@ -86,7 +86,7 @@ import Testing
             process.currentDirectoryURL = URL(fileURLWithPath: directory)
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
-            try process.run()
+            try launch(process)
             process.waitUntilExit()
             guard process.terminationStatus == 0 else { throw TLSSetupError.commandFailed(script) }
         }
