@@ -97,6 +97,17 @@ final class RawClient: @unchecked Sendable {
         try await sendSeparately(text.utf8.map { [$0] })
     }
 
+    /// Sends each request and reads its response before sending the next, all from the client's
+    /// queue, so keep-alive gaps stay as short as the server makes them however loaded the machine.
+    func roundTrips(_ requests: [String]) async -> [TestResponse?] {
+        (try? await offPool {
+            requests.map { request -> TestResponse? in
+                guard (try? self.sendBlocking(Array(request.utf8))) != nil else { return nil }
+                return self.readResponseBlocking()
+            }
+        }) ?? []
+    }
+
     func shutdownWrite() { Glibc.shutdown(fd, Int32(SHUT_WR)) }
 
     enum ReadEnd: Equatable, Sendable { case closed, reset, timedOut }
