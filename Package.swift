@@ -159,7 +159,9 @@ let package = Package(
         .testTarget(name: "GatewayOpenAPITests", dependencies: ["GatewayOpenAPI"], swiftSettings: strictSwift),
         .testTarget(
             name: "GatewayServerTests",
-            dependencies: ["GatewayServer", "GatewayHTTP", "GatewayEventLoop", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "GatewayServer", "GatewayHTTP", "GatewayEventLoop", "GatewayTestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwift
         ),
         .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto"], swiftSettings: strictSwift),

@@ -1,5 +1,6 @@
 import GatewayHTTP
 import GatewayServer
+import GatewayTestSupport
 import Testing
 
 /// Every hostile-input case from RFC 9112 and the HTTP request-smuggling literature, sent over a

@@ -1,5 +1,6 @@
 import GatewayHTTP
 import GatewayServer
+import GatewayTestSupport
 import Synchronization
 import Testing
 

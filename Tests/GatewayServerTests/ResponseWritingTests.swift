@@ -1,5 +1,6 @@
 import GatewayHTTP
 import GatewayServer
+import GatewayTestSupport
 import Testing
 
 /// The bytes the server puts on the wire: heads exactly as encoded, responses in order however the

@@ -1,6 +1,7 @@
 import Foundation
 import GatewayHTTP
 import GatewayServer
+import GatewayTestSupport
 import Testing
 
 @Suite struct ServerBehaviourTests {

@@ -1,6 +1,7 @@
 import Foundation
 import GatewayHTTP
 import GatewayServer
+import GatewayTestSupport
 import Testing
 
 /// Timeouts, limits and shutdown: the behaviours that protect the server from its clients.

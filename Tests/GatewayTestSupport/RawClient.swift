@@ -5,16 +5,16 @@ import Glibc
 
 /// A blocking TCP client for tests: sends exact bytes and reads exactly what the server sends,
 /// including whether (and how) it closed the connection.
-final class RawClient: @unchecked Sendable {
+public final class RawClient: @unchecked Sendable {
     // @unchecked: the descriptor is only used from `queue`, one blocking call at a time.
-    let fd: Int32
+    public let fd: Int32
     private let queue = DispatchQueue(label: "raw-client")
 
-    enum ClientError: Error { case connect(Int32), send(Int32) }
+    public enum ClientError: Error { case connect(Int32), send(Int32) }
 
     /// The receive timeout only ends a test whose server never answers or never closes; it is long
     /// because on a loaded machine the server's handlers and this test can wait seconds for a thread.
-    init(port: Int, host: String = "127.0.0.1", receiveTimeoutSeconds: Double = 30) throws {
+    public init(port: Int, host: String = "127.0.0.1", receiveTimeoutSeconds: Double = 30) throws {
         // Connected before `self` exists: a class initializer that throws once every property is set
         // still runs `deinit`, which would close the descriptor a second time, and by then the number
         // may belong to another test's socket.
@@ -41,12 +41,12 @@ final class RawClient: @unchecked Sendable {
 
     deinit { Glibc.close(fd) }
 
-    func setReceiveTimeout(_ seconds: Double) {
+    public func setReceiveTimeout(_ seconds: Double) {
         var timeout = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    func send(_ text: String) async throws { try await send(Array(text.utf8)) }
+    public func send(_ text: String) async throws { try await send(Array(text.utf8)) }
 
     /// Blocking socket calls run on the client's own queue so they never occupy Swift's cooperative
     /// threads, which the server's shutdown and the test harness need.
@@ -56,17 +56,17 @@ final class RawClient: @unchecked Sendable {
         }
     }
 
-    func send(_ bytes: [UInt8]) async throws { try await offPool { try self.sendBlocking(bytes) } }
+    public func send(_ bytes: [UInt8]) async throws { try await offPool { try self.sendBlocking(bytes) } }
 
-    func readUntilClose() async -> (bytes: [UInt8], end: ReadEnd) {
+    public func readUntilClose() async -> (bytes: [UInt8], end: ReadEnd) {
         (try? await offPool { self.readUntilCloseBlocking() }) ?? ([], .timedOut)
     }
 
-    func readResponse(headOnly: Bool = false) async -> TestResponse? {
+    public func readResponse(headOnly: Bool = false) async -> TestResponse? {
         (try? await offPool { self.readResponseBlocking(headOnly: headOnly) }) ?? nil
     }
 
-    func sendBlocking(_ bytes: [UInt8]) throws {
+    public func sendBlocking(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -78,11 +78,11 @@ final class RawClient: @unchecked Sendable {
     /// Sends each part as its own TCP segment (Nagle off, a short pause between them), all from
     /// the client's queue: a starved cooperative pool cannot stretch the request past the server's
     /// header timeout, yet the server still reads the parts one by one.
-    func sendSeparately(_ parts: [String]) async throws {
+    public func sendSeparately(_ parts: [String]) async throws {
         try await sendSeparately(parts.map { Array($0.utf8) })
     }
 
-    func sendSeparately(_ parts: [[UInt8]]) async throws {
+    public func sendSeparately(_ parts: [[UInt8]]) async throws {
         try await offPool {
             var noDelay: Int32 = 1
             setsockopt(self.fd, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
@@ -93,13 +93,13 @@ final class RawClient: @unchecked Sendable {
         }
     }
 
-    func sendEachByteSeparately(_ text: String) async throws {
+    public func sendEachByteSeparately(_ text: String) async throws {
         try await sendSeparately(text.utf8.map { [$0] })
     }
 
     /// Sends each request and reads its response before sending the next, all from the client's
     /// queue, so keep-alive gaps stay as short as the server makes them however loaded the machine.
-    func roundTrips(_ requests: [String]) async -> [TestResponse?] {
+    public func roundTrips(_ requests: [String]) async -> [TestResponse?] {
         (try? await offPool {
             requests.map { request -> TestResponse? in
                 guard (try? self.sendBlocking(Array(request.utf8))) != nil else { return nil }
@@ -108,12 +108,12 @@ final class RawClient: @unchecked Sendable {
         }) ?? []
     }
 
-    func shutdownWrite() { Glibc.shutdown(fd, Int32(SHUT_WR)) }
+    public func shutdownWrite() { Glibc.shutdown(fd, Int32(SHUT_WR)) }
 
-    enum ReadEnd: Equatable, Sendable { case closed, reset, timedOut }
+    public enum ReadEnd: Equatable, Sendable { case closed, reset, timedOut }
 
     /// Reads until the peer closes (or resets, or the receive timeout passes).
-    func readUntilCloseBlocking() -> (bytes: [UInt8], end: ReadEnd) {
+    public func readUntilCloseBlocking() -> (bytes: [UInt8], end: ReadEnd) {
         var collected: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while true {
@@ -131,7 +131,7 @@ final class RawClient: @unchecked Sendable {
     }
 
     /// Reads one complete response framed by Content-Length (or by close when there is none).
-    func readResponseBlocking(headOnly: Bool = false) -> TestResponse? {
+    public func readResponseBlocking(headOnly: Bool = false) -> TestResponse? {
         var collected: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 1)
         var chunk = [UInt8](repeating: 0, count: 65_536)
@@ -154,12 +154,12 @@ final class RawClient: @unchecked Sendable {
     }
 }
 
-struct TestResponse: Sendable {
-    var status: Int
-    var headers: [(String, String)]
-    var body: [UInt8] = []
+public struct TestResponse: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: [UInt8] = []
 
-    init?(head: [UInt8]) {
+    public init?(head: [UInt8]) {
         let text = String(decoding: head, as: UTF8.self)
         var lines = text.components(separatedBy: "\r\n").filter { !$0.isEmpty }
         guard !lines.isEmpty else { return nil }
@@ -173,7 +173,7 @@ struct TestResponse: Sendable {
     }
 
     /// Parses every response in `bytes` (Content-Length framed); used for pipelining and hostile input.
-    static func parseAll(_ bytes: [UInt8]) -> [TestResponse] {
+    public static func parseAll(_ bytes: [UInt8]) -> [TestResponse] {
         var responses: [TestResponse] = []
         var rest = bytes[...]
         while let end = rest.firstRange(of: [13, 10, 13, 10]) {
@@ -187,14 +187,14 @@ struct TestResponse: Sendable {
         return responses
     }
 
-    func header(_ name: String) -> String? {
+    public func header(_ name: String) -> String? {
         headers.first { $0.0.lowercased() == name.lowercased() }?.1
     }
 
-    var contentLength: Int? { header("Content-Length").flatMap { Int($0) } }
-    var text: String { String(decoding: body, as: UTF8.self) }
+    public var contentLength: Int? { header("Content-Length").flatMap { Int($0) } }
+    public var text: String { String(decoding: body, as: UTF8.self) }
 }
 
 extension Array where Element == UInt8 {
-    func ends(with suffix: [UInt8]) -> Bool { count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix }
+    public func ends(with suffix: [UInt8]) -> Bool { count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix }
 }
