@@ -165,7 +165,7 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto"], swiftSettings: strictSwift),
-        .testTarget(name: "GatewayCacheTests", dependencies: ["GatewayCache"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayCacheTests", dependencies: ["GatewayCache", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayRateLimitTests", dependencies: ["GatewayRateLimit"], swiftSettings: strictSwift),
         .testTarget(
             name: "GatewayUpstreamTests",
@@ -189,7 +189,7 @@ let package = Package(
             name: "GatewayProvidersTests",
             dependencies: [
                 "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayServer",
-                "ProviderSimulator", "ExecutionsAPI", .product(name: "Logging", package: "swift-log"),
+                "ProviderSimulator", "ExecutionsAPI", "GatewayTestSupport", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),
@@ -202,7 +202,7 @@ let package = Package(
             name: "GatewayAppTests",
             dependencies: [
                 "GatewayApp", "ExecutionsAPI", "GatewayServer", "GatewayHTTP", "GatewayJSON", "GatewayCrypto", "GatewayRateLimit",
-                "GatewayConfig", "GatewayUpstream", "GatewayProviders", "ProviderSimulator", "GatewayEventLoop",
+                "GatewayConfig", "GatewayUpstream", "GatewayProviders", "ProviderSimulator", "GatewayEventLoop", "GatewayTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift

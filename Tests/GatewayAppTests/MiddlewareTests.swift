@@ -7,6 +7,7 @@ import GatewayHTTP
 import GatewayJSON
 import GatewayRateLimit
 import GatewayServer
+import GatewayTestSupport
 import Logging
 import Synchronization
 import Testing
@@ -280,30 +281,22 @@ final class ManualClock: Sendable {
 
 @Suite struct OperationalEndpointTests {
     @Test func readinessFailsWhileDrainingAndHealthStaysUp() async throws {
-        let draining = ManualFlag()
+        let draining = Flag()
         var router = Router()
         OperationalEndpoints(
-            metrics: GatewayMetrics(), isDraining: { draining.value }, refreshGauges: {}, openAPIDocument: Array("openapi: 3.1.0\n".utf8)
+            metrics: GatewayMetrics(), isDraining: { draining.isSet }, refreshGauges: {}, openAPIDocument: Array("openapi: 3.1.0\n".utf8)
         ).register(on: &router)
         func status(_ path: String) async -> Int {
             await router.respond(to: HTTPRequest(method: .get, target: path), context: RequestContext()).status.code
         }
         #expect(await status("/readyz") == 200)
         #expect(await status("/healthz") == 200)
-        draining.value = true
+        draining.set()
         let response = await router.respond(to: HTTPRequest(method: .get, target: "/readyz"), context: RequestContext())
         #expect(response.status.code == 503)
         #expect(response.headers["Retry-After"] == "1")
         #expect(await status("/healthz") == 200)
         #expect(String(decoding: await router.respond(to: HTTPRequest(method: .get, target: "/openapi.yaml"), context: RequestContext()).body, as: UTF8.self) == "openapi: 3.1.0\n")
-    }
-}
-
-final class ManualFlag: Sendable {
-    private let flag = Atomic<Bool>(false)
-    var value: Bool {
-        get { flag.load(ordering: .relaxed) }
-        set { flag.store(newValue, ordering: .relaxed) }
     }
 }
 

@@ -13,31 +13,6 @@ final class ManualClock: Sendable {
     func advance(by delta: UInt64) { nanoseconds.add(delta, ordering: .relaxed) }
 }
 
-/// A one-shot barrier: `wait()` suspends until `open()` (immediately once opened).
-final class Gate: Sendable {
-    private let state = Mutex<(isOpen: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func wait() async {
-        await withCheckedContinuation { continuation in
-            let proceed = state.withLock { state -> Bool in
-                if state.isOpen { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if proceed { continuation.resume() }
-        }
-    }
-
-    func open() {
-        let waiters = state.withLock { state in
-            state.isOpen = true
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-}
-
 /// Counts calls across tasks.
 final class Counter: Sendable {
     private let value = Atomic<Int>(0)

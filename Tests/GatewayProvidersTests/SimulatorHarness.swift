@@ -4,6 +4,7 @@ import GatewayHTTP
 import GatewayJSON
 @testable import GatewayProviders
 import GatewayServer
+import GatewayTestSupport
 import GatewayUpstream
 import Logging
 import ProviderSimulator
@@ -34,31 +35,6 @@ final class TestClocks: UpstreamClock {
     func advance(milliseconds: Int64) {
         monotonic.withLock { $0 += UInt64(milliseconds) * 1_000_000 }
         wallMilliseconds.withLock { $0 += milliseconds }
-    }
-}
-
-/// A one-shot gate that held simulator requests wait on, opened when the test ends.
-final class Gate: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func wait() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let openAlready = state.withLock { state in
-                if state.open { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if openAlready { continuation.resume() }
-        }
-    }
-
-    func open() {
-        let waiters = state.withLock { state in
-            state.open = true
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
     }
 }
 

@@ -1,7 +1,6 @@
 import GatewayHTTP
 import GatewayServer
 import Logging
-import Synchronization
 
 /// Starts a server on an ephemeral port for one test and always shuts it down.
 ///
@@ -82,21 +81,4 @@ final class HeldRequest: Sendable {
         released.continuation.yield()
         released.continuation.finish()
     }
-}
-
-/// Polls `condition` every millisecond for up to `seconds`; true as soon as it holds.
-func waitUntil(seconds: Int = 10, _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(1))
-    }
-    return condition()
-}
-
-/// A flag one task sets and another polls.
-final class Flag: Sendable {
-    private let state = Mutex(false)
-    func set() { state.withLock { $0 = true } }
-    var isSet: Bool { state.withLock { $0 } }
 }

@@ -1,3 +1,4 @@
+import GatewayTestSupport
 import Glibc
 import GatewayHTTP
 import GatewayServer
@@ -191,7 +192,7 @@ import Testing
             let task = Task { () async throws(UpstreamError) -> UpstreamResponse in
                 try await client.execute(UpstreamRequest(url: "\(base)/hold"))
             }
-            #expect(await eventually { client.clientStatistics().inFlight == 1 })
+            #expect(await waitUntil { client.clientStatistics().inFlight == 1 })
             task.cancel()
             let result = await task.result
             #expect(throws: UpstreamError.cancelled) { try result.get() }

@@ -1,4 +1,5 @@
 import GatewayHTTP
+import GatewayTestSupport
 @testable import GatewayUpstream
 import Testing
 
@@ -78,7 +79,7 @@ struct SocketSetupError: Error { let step: String }
         let task = Task { () async throws(UpstreamError) -> UpstreamResponse in
             try await client.execute(UpstreamRequest(url: "http://127.0.0.1:\(port)/hang"))
         }
-        #expect(await eventually { client.clientStatistics().inFlight == 1 })
+        #expect(await waitUntil { client.clientStatistics().inFlight == 1 })
         task.cancel()
         let result = await task.result
         #expect(throws: UpstreamError.cancelled) { try result.get() }
@@ -110,7 +111,7 @@ struct SocketSetupError: Error { let step: String }
                 try await client.execute(UpstreamRequest(url: "http://127.0.0.1:\(port)/\(index)"))
             })
         }
-        #expect(await eventually { client.clientStatistics().inFlight == 3 })
+        #expect(await waitUntil { client.clientStatistics().inFlight == 3 })
         client.shutdown()
         for task in pending {
             let result = await task.result

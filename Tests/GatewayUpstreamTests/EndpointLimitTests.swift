@@ -1,4 +1,5 @@
 import GatewayHTTP
+import GatewayTestSupport
 @testable import GatewayUpstream
 import Synchronization
 import Testing
@@ -93,16 +94,16 @@ import Testing
                 } catch { return .failure(error) }
             })
             // Start the next caller only once this one is in flight or queued, so the order is known.
-            #expect(await eventually { endpoint.statistics().inFlight + endpoint.statistics().waiting == index + 1 })
+            #expect(await waitUntil { endpoint.statistics().inFlight + endpoint.statistics().waiting == index + 1 })
         }
         #expect(transport.callCount == 2)
         #expect(endpoint.statistics().waiting == 3)
 
         gates[1].open()
-        #expect(await eventually { transport.callCount == 3 })
+        #expect(await waitUntil { transport.callCount == 3 })
         #expect(transport.inFlight == 2)
         gates[0].open()
-        #expect(await eventually { transport.callCount == 4 })
+        #expect(await waitUntil { transport.callCount == 4 })
         for gate in gates { gate.open() }
         for task in tasks { _ = try await task.value.get() }
         #expect(transport.requests.map(\.url) == (0..<5).map { "http://kaizen.test/\($0)" })
@@ -120,9 +121,9 @@ import Testing
         }
         let endpoint = UpstreamEndpoint(name: "kaizen", policy: policy, transport: transport, clock: TestClock())
         let first = Task { try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/1"), options: makeOptions()) }
-        #expect(await eventually { transport.callCount == 1 })
+        #expect(await waitUntil { transport.callCount == 1 })
         let second = Task { try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/2"), options: makeOptions()) }
-        #expect(await eventually { endpoint.statistics().waiting == 1 })
+        #expect(await waitUntil { endpoint.statistics().waiting == 1 })
         await #expect(throws: UpstreamError.overloaded) {
             try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/3"), options: makeOptions())
         }
@@ -143,11 +144,11 @@ import Testing
         }
         let endpoint = UpstreamEndpoint(name: "kaizen", policy: policy, transport: transport, clock: TestClock())
         let holder = Task { try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/1"), options: makeOptions()) }
-        #expect(await eventually { transport.callCount == 1 })
+        #expect(await waitUntil { transport.callCount == 1 })
         let waiter = Task { () async throws(UpstreamError) -> UpstreamResponse in
             try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/2"), options: makeOptions())
         }
-        #expect(await eventually { endpoint.statistics().waiting == 1 })
+        #expect(await waitUntil { endpoint.statistics().waiting == 1 })
         waiter.cancel()
         let result = await waiter.result
         #expect(throws: UpstreamError.cancelled) { try result.get() }

@@ -1,4 +1,5 @@
 import GatewayHTTP
+import GatewayTestSupport
 @testable import GatewayUpstream
 import Testing
 
@@ -152,7 +153,7 @@ import Testing
         clock.advance(by: 10 * second)
 
         let probe = Task { await call(endpoint) }
-        #expect(await eventually { transport.callCount == 6 })
+        #expect(await waitUntil { transport.callCount == 6 })
         #expect(endpoint.statistics().circuitState == .halfOpen)
         let second = await call(endpoint)
         #expect(throws: UpstreamError.circuitOpen(retryAtNanoseconds: clock.now())) { try second.get() }

@@ -1,3 +1,4 @@
+import GatewayTestSupport
 import Synchronization
 import GatewayHTTP
 @testable import GatewayUpstream
@@ -174,7 +175,7 @@ import Testing
         let task = Task { () async throws(UpstreamError) -> UpstreamResponse in
             try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/x"), options: makeOptions())
         }
-        #expect(await eventually { clock.pendingSleepers == 1 })
+        #expect(await waitUntil { clock.pendingSleepers == 1 })
         task.cancel()
         let result = await task.result
         #expect(throws: UpstreamError.cancelled) { try result.get() }

@@ -90,41 +90,6 @@ final class TestClock: UpstreamClock {
     }
 }
 
-/// Waits (yielding, with a generous bound) until `condition` holds; used to let concurrent tasks
-/// reach a known point, never to measure time.
-func eventually(_ condition: () -> Bool) async -> Bool {
-    for _ in 0..<20_000 {
-        if condition() { return true }
-        try? await Task.sleep(nanoseconds: 100_000)
-    }
-    return condition()
-}
-
-/// A one-shot gate that tasks can wait on.
-final class Gate: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func wait() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let openAlready = state.withLock { state in
-                if state.open { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if openAlready { continuation.resume() }
-        }
-    }
-
-    func open() {
-        let waiters = state.withLock { state in
-            state.open = true
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-}
-
 /// A transport whose answers the test scripts: the policy under test is the endpoint's, not this.
 final class ScriptedTransport: UpstreamTransport {
     typealias Handler = @Sendable (_ request: UpstreamRequest, _ index: Int) async throws(UpstreamError) -> UpstreamResponse
