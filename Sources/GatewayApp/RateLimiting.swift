@@ -1,8 +1,8 @@
-import Synchronization
 import ExecutionsAPI
 public import GatewayHTTP
 public import GatewayRateLimit
 public import GatewayServer
+import Synchronization
 
 /// Where a request really comes from: the peer, or — only when the peer is a trusted proxy — the
 /// nearest untrusted address in `X-Forwarded-For`.

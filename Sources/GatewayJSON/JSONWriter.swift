@@ -72,7 +72,6 @@ public struct JSONWriter {
     public mutating func string(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
         var text = text
-        // Runs of bytes that need no escape (nearly every byte) are copied in bulk.
         // Runs of bytes that need no escape (nearly every byte) are found eight bytes at a time
         // and copied in bulk.
         text.withUTF8 { utf8 in
