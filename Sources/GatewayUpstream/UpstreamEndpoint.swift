@@ -65,13 +65,14 @@ public final class UpstreamEndpoint: Sendable {
     }
 
     /// Sends `request` under this endpoint's policy, adding `X-Request-Id` and `traceparent` from
-    /// `options`. The request's `timeoutNanoseconds`, when set, can only shorten the policy's.
+    /// `options`. The request's `timeoutNanoseconds`, when set, can only shorten the policy's, and
+    /// `options.deadlineNanoseconds` ends the call (its wait for a concurrency slot included) earlier still.
     public func execute(_ request: UpstreamRequest, options: UpstreamCallOptions) async throws(UpstreamError)
         -> UpstreamResponse
     {
         let start = clock.now()
         let timeout = min(request.timeoutNanoseconds ?? policy.timeoutNanoseconds, policy.timeoutNanoseconds)
-        let deadline = start.addingClamped(timeout)
+        let deadline = min(start.addingClamped(timeout), options.deadlineNanoseconds ?? .max)
 
         let earlyRejection: UpstreamError? = state.withLock { state in
             state.budget.recordCall(now: start)
@@ -89,12 +90,14 @@ public final class UpstreamEndpoint: Sendable {
         }
 
         do throws(UpstreamError) {
-            try await limiter.acquire()
+            // Without a request deadline the wait is unbounded, as the policy's timeout is per call.
+            try await limiter.acquire(
+                client: options.clientID, deadline: options.deadlineNanoseconds.map { _ in deadline }, clock: clock)
         } catch {
             finishCall(with: .failure(error))
             throw error
         }
-        defer { limiter.release() }
+        defer { limiter.release(client: options.clientID) }
 
         do throws(UpstreamError) {
             let response = try await performAttempts(request, options: options, deadline: deadline)

@@ -74,7 +74,8 @@ public struct CircuitBreakerPolicy: Sendable, Equatable {
     }
 }
 
-/// Per call: which credential, whether the call may be repeated, and the correlation ids.
+/// Per call: which credential, whether the call may be repeated, the correlation ids, and on whose
+/// behalf and by when.
 public struct UpstreamCallOptions: Sendable {
     /// Identifies the credential (a hash the caller computed), never the credential itself.
     /// Retry-After pauses apply per (endpoint, credentialKey).
@@ -85,18 +86,30 @@ public struct UpstreamCallOptions: Sendable {
     public var requestId: String
     /// Sent upstream as `traceparent`.
     public var traceparent: String
+    /// The gateway client the call is made for: the concurrency limit is shared fairly between clients.
+    public var clientID: String
+    /// The end of the gateway request the call serves (the endpoint clock's nanoseconds): waiting for
+    /// a concurrency slot, pacing, attempts and retries all end by then. nil: only the policy's timeout.
+    public var deadlineNanoseconds: UInt64?
 
-    public init(credentialKey: String, isIdempotent: Bool, requestId: String, traceparent: String) {
+    public init(
+        credentialKey: String, isIdempotent: Bool, requestId: String, traceparent: String, clientID: String = "",
+        deadlineNanoseconds: UInt64? = nil
+    ) {
         self.credentialKey = credentialKey
         self.isIdempotent = isIdempotent
         self.requestId = requestId
         self.traceparent = traceparent
+        self.clientID = clientID
+        self.deadlineNanoseconds = deadlineNanoseconds
     }
 
-    public init(credentialKey: String, isIdempotent: Bool, trace: TraceContext) {
+    public init(
+        credentialKey: String, isIdempotent: Bool, trace: TraceContext, clientID: String = "", deadlineNanoseconds: UInt64? = nil
+    ) {
         self.init(
             credentialKey: credentialKey, isIdempotent: isIdempotent, requestId: trace.requestId,
-            traceparent: trace.traceparent)
+            traceparent: trace.traceparent, clientID: clientID, deadlineNanoseconds: deadlineNanoseconds)
     }
 }
 
