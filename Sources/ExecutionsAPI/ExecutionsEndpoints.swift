@@ -1,6 +1,6 @@
 public import GatewayHTTP
 public import GatewayServer
-import GatewayProviders
+public import GatewayProviders
 import Synchronization
 
 /// The HTTP face of `ExecutionsService`: `GET /executions` and `GET /executions/{id}`.
@@ -152,9 +152,15 @@ public struct ExecutionsEndpoints: Sendable {
         return RequestFacts(
             requestID: trace?.requestID ?? "",
             traceparent: trace?.traceparent ?? "",
-            bypassCache: bypassCache
+            bypassCache: bypassCache,
+            upstreamCallBudget: context[UpstreamCallBudgetKey.self]
         )
     }
+}
+
+/// The client's budget of upstream calls, as the rate-limiting layer found it for this request.
+public enum UpstreamCallBudgetKey: RequestContextKey {
+    public typealias Value = UpstreamCallBudget
 }
 
 /// The HTTP response for an answer served many times unchanged (a stored page's hit), built by the

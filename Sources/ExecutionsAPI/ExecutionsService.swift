@@ -9,12 +9,23 @@ public struct RequestFacts: Sendable {
     public var requestID: String
     public var traceparent: String
     public var bypassCache: Bool
+    /// The client's budget of upstream calls; nil: unlimited.
+    public var upstreamCallBudget: UpstreamCallBudget?
 
-    public init(requestID: String, traceparent: String, bypassCache: Bool) {
+    public init(requestID: String, traceparent: String, bypassCache: Bool, upstreamCallBudget: UpstreamCallBudget? = nil) {
         self.requestID = requestID
         self.traceparent = traceparent
         self.bypassCache = bypassCache
+        self.upstreamCallBudget = upstreamCallBudget
     }
+}
+
+/// What bounds the upstream calls of one request: its deadline and its allowance of calls.
+struct UpstreamCallScope: Sendable {
+    var deadlineNanoseconds: UInt64?
+    var allowance: UpstreamCallAllowance?
+
+    static let unbounded = UpstreamCallScope(deadlineNanoseconds: nil, allowance: nil)
 }
 
 /// What one provider contributed to an answer, for `providers[]` and `Cache-Status`.
@@ -24,6 +35,8 @@ public struct ProviderReport: Sendable {
     public var cache: CacheDisposition?
     public var durationMilliseconds: Int64
     public var exhausted: Bool
+    /// The request's ceiling on upstream calls stopped this provider's scan early.
+    public var scanCutShort = false
 }
 
 /// A rendered answer of the executions API, before HTTP framing.
@@ -49,15 +62,22 @@ public struct ExecutionsService: Sendable {
     private let pageCache: RenderedPageCache?
     private let knownProviderNames: Set<String>
     private let planMemo = ListPlanMemo()
+    private let requestTimeoutNanoseconds: UInt64?
 
-    /// - Parameter pageCaching: where rendered pages are kept (see `RenderedPageCache`); the
-    ///   default shares the providers' response cache store, when they have one.
+    /// - Parameters:
+    ///   - now: monotonic nanoseconds, the clock of the providers' endpoints (request deadlines are in it).
+    ///   - pageCaching: where rendered pages are kept (see `RenderedPageCache`); the default shares
+    ///     the providers' response cache store, when they have one.
+    ///   - requestTimeoutNanoseconds: the one deadline of a request's upstream work, slot waits
+    ///     included; nil: each call has only its provider's timeout.
     public init(
         providers: [ProviderBinding],
         cursorSecret: String,
         now: @escaping @Sendable () -> UInt64,
-        pageCaching: PageCaching = .sharedWithProviders
+        pageCaching: PageCaching = .sharedWithProviders,
+        requestTimeoutNanoseconds: UInt64? = nil
     ) {
+        self.requestTimeoutNanoseconds = requestTimeoutNanoseconds
         bindings = providers
         var byName: [String: ProviderBinding] = [:]
         for binding in providers { byName[binding.name] = binding }
@@ -177,6 +197,7 @@ public struct ExecutionsService: Sendable {
         }
         let parsed = plan.parsed, query = plan.query, states = plan.states, pageKey = plan.pageKey
         let requestStarted = now()
+        let scope = upstreamCallScope(startedAt: requestStarted, facts: facts)
         var buildingPage = false
         var storedPage: RenderedPage?
         defer { if buildingPage, let pageCache, let pageKey { pageCache.finishBuild(pageKey, storedPage: storedPage) } }
@@ -200,7 +221,7 @@ public struct ExecutionsService: Sendable {
         // Fetch each provider's next matching executions concurrently.
         let partFreshness = PartFreshness()
         let fetched = await ProviderFetcher.$partFreshness.withValue(partFreshness) {
-            await fetchPages(states: states, query: query, client: client, facts: facts)
+            await fetchPages(states: states, query: query, client: client, facts: facts, scope: scope)
         }
 
         // Merge the ordered streams and keep the first `limit`.
@@ -211,7 +232,16 @@ public struct ExecutionsService: Sendable {
             }
         }
         candidates.sort { $0.execution.sortKey.precedes($1.execution.sortKey) }
+        // A scan the call ceiling cut short knows nothing of its provider beyond where it stopped,
+        // so nothing later is shown yet; a page not filled up to there still covers everything to
+        // there, so every provider resumes from there.
+        let scanFrontier = fetched.compactMap { outcome -> ExecutionSortKey? in
+            guard case .success(let page)? = outcome.result else { return nil }
+            return page.scanCut?.scannedThrough
+        }.min { $0.precedes($1) }
+        if let scanFrontier { candidates.removeAll { scanFrontier.precedes($0.execution.sortKey) } }
         let shown = Array(candidates.prefix(query.limit))
+        let pageBoundary = (shown.count < query.limit ? scanFrontier : nil) ?? shown.last?.execution.sortKey
 
         // Advance each provider to the last execution it contributed; a failed provider stays put.
         var nextStates = states
@@ -227,15 +257,18 @@ public struct ExecutionsService: Sendable {
             switch outcome.result {
             case .success(let page):
                 report.cache = page.cache
+                report.scanCutShort = page.scanCut != nil
                 // Everything this provider holds before the page's last key has now been shown (or
                 // did not exist when it was asked), so it resumes at that global boundary, even if it
                 // contributed nothing: otherwise executions created since the walk began would
                 // appear on a later page.
                 // A position only ever moves forward: after a failed provider recovers, the page's
                 // boundary can lie before where the others already stand.
-                if let boundary = shown.last?.execution.sortKey,
+                if let boundary = pageBoundary,
                    state.position.map({ $0.last.precedes(boundary) }) ?? true {
-                    let offsetHint = fromThisProvider.last?.sourceOffset.map { $0 + 1 } ?? state.position?.offsetHint
+                    // A scan cut where the page ends says best where to look next.
+                    let cutHint = page.scanCut.flatMap { $0.scannedThrough == boundary ? $0.offsetHint : nil }
+                    let offsetHint = cutHint ?? fromThisProvider.last?.sourceOffset.map { $0 + 1 } ?? state.position?.offsetHint
                     state.position = ProviderPosition(last: boundary, offsetHint: offsetHint)
                 }
                 state.exhausted = page.exhausted && fromThisProvider.count == page.executions.count
@@ -250,6 +283,9 @@ public struct ExecutionsService: Sendable {
             nextStates[index].state = state
             reports.append(report)
         }
+        // A client whose call budget is spent, with nothing any provider could answer from cache,
+        // is told so rather than handed an empty page.
+        if let spent = Self.budgetProblemIfNothingServed(fetched) { return .failure(spent) }
         // With allowPartial (the default) even a page on which every provider failed is a 200 with
         // complete: false; its cursor keeps every position, so the client can simply retry.
         if !failures.isEmpty && !query.allowPartial {
@@ -258,7 +294,7 @@ public struct ExecutionsService: Sendable {
 
         // Join detail records where `include` asks for them.
         let joined = await ProviderFetcher.$partFreshness.withValue(partFreshness) {
-            await join(shown.map(\.execution), include: query.include, client: client, facts: facts)
+            await join(shown.map(\.execution), include: query.include, client: client, facts: facts, scope: scope)
         }
         if !query.allowPartial {
             let joinFailures = joined.compactMap(\.error)
@@ -275,7 +311,8 @@ public struct ExecutionsService: Sendable {
             items: joined, include: query.include, limit: query.limit, nextCursor: nextCursor,
             complete: complete, providers: reports, requestID: facts.requestID
         )
-        if let pageCache, let pageKey {
+        // A cut-short page is not stored: a stored page renders no `scanCutShort`.
+        if let pageCache, let pageKey, scanFrontier == nil {
             let page = RenderedPage(
                 head: rendered.body.prefix(rendered.entityTaggedCount), entityTag: rendered.entityTag, nextCursor: nextCursor,
                 providers: zip(fetched, reports).map { .init(name: $1.name, called: $0.result != nil, exhausted: $1.exhausted) }
@@ -323,7 +360,8 @@ public struct ExecutionsService: Sendable {
         states: [(name: String, state: ProviderCursorState)],
         query: ListQuery,
         client: GatewayClient,
-        facts: RequestFacts
+        facts: RequestFacts,
+        scope: UpstreamCallScope
     ) async -> [FetchOutcome] {
         await withTaskGroup(of: (Int, FetchOutcome).self) { group in
             for (index, entry) in states.enumerated() {
@@ -331,7 +369,7 @@ public struct ExecutionsService: Sendable {
                     group.addTask { (index, FetchOutcome(name: entry.name, result: nil, durationNanoseconds: 0)) }
                     continue
                 }
-                let call = callContext(for: binding, client: client, facts: facts)
+                let call = callContext(for: binding, client: client, facts: facts, scope: scope)
                 let position = entry.state.position
                 group.addTask { [now] in
                     let started = now()
@@ -352,12 +390,40 @@ public struct ExecutionsService: Sendable {
         }
     }
 
-    func callContext(for binding: ProviderBinding, client: GatewayClient, facts: RequestFacts) -> UpstreamCallContext {
+    func callContext(
+        for binding: ProviderBinding, client: GatewayClient, facts: RequestFacts, scope: UpstreamCallScope = .unbounded
+    ) -> UpstreamCallContext {
         let credential = client.upstreamCredentials[binding.name] ?? binding.credential
         return UpstreamCallContext(
             credential: credential.secret, credentialIdentity: credential.identity,
-            requestID: facts.requestID, traceparent: facts.traceparent, bypassCache: facts.bypassCache
+            requestID: facts.requestID, traceparent: facts.traceparent, bypassCache: facts.bypassCache,
+            clientID: client.id, deadlineNanoseconds: scope.deadlineNanoseconds, allowance: scope.allowance
         )
+    }
+
+    /// The deadline and call allowance of a request that starts now.
+    private func upstreamCallScope(startedAt: UInt64, facts: RequestFacts) -> UpstreamCallScope {
+        UpstreamCallScope(
+            deadlineNanoseconds: requestTimeoutNanoseconds.map { startedAt.addingReportingOverflow($0).overflow ? .max : startedAt + $0 },
+            allowance: facts.upstreamCallBudget.map(UpstreamCallAllowance.init)
+        )
+    }
+
+    /// The budget problem when no provider contributed and at least one was refused for the
+    /// client's spent call budget (the soonest retry wins).
+    private static func budgetProblemIfNothingServed(_ fetched: [FetchOutcome]) -> Problem? {
+        var soonest: (refusal: UpstreamCallBudgetRefusal, provider: String)?
+        for outcome in fetched {
+            switch outcome.result {
+            case .success?: return nil
+            case .failure(.callBudgetSpent(let refusal))?:
+                if soonest.map({ refusal.retryAfterSeconds < $0.refusal.retryAfterSeconds }) ?? true {
+                    soonest = (refusal, outcome.name)
+                }
+            case .failure?, nil: continue
+            }
+        }
+        return soonest.map { problem(for: .callBudgetSpent($0.refusal), provider: $0.provider) }
     }
 
     // MARK: - Detail joins
@@ -375,7 +441,8 @@ public struct ExecutionsService: Sendable {
         _ executions: [UnifiedExecution],
         include: Set<IncludeField>,
         client: GatewayClient,
-        facts: RequestFacts
+        facts: RequestFacts,
+        scope: UpstreamCallScope
     ) async -> [JoinedExecution] {
         var joined = executions.map { JoinedExecution(execution: $0) }
         let wantsDetail = include.contains(.detail)
@@ -390,7 +457,7 @@ public struct ExecutionsService: Sendable {
         guard !calls.isEmpty else { return joined }
         let results = await withTaskGroup(of: (Int, Result<ExecutionDetail, ProviderError>).self) { group in
             for (index, binding) in calls {
-                let call = callContext(for: binding, client: client, facts: facts)
+                let call = callContext(for: binding, client: client, facts: facts, scope: scope)
                 let id = executions[index].providerExecutionID
                 group.addTask {
                     // Assigned, then returned after the do/catch: returning the tuple from inside a
@@ -443,7 +510,9 @@ public struct ExecutionsService: Sendable {
             return .failure(.forbidden("Client '\(client.id)' may not use provider '\(providerName)'."))
         }
         do throws(ProviderError) {
-            let detail = try await binding.provider.detail(of: providerID, call: callContext(for: binding, client: client, facts: facts))
+            let scope = upstreamCallScope(startedAt: now(), facts: facts)
+            let detail = try await binding.provider.detail(
+                of: providerID, call: callContext(for: binding, client: client, facts: facts, scope: scope))
             let rendered = Renderer.detailDocument(detail, joinable: binding.provider.joinableFields)
             return .success(ExecutionsAnswer(body: rendered.body, entityTag: rendered.entityTag, cache: detail.cache, nextCursor: nil))
         } catch .notFound {
@@ -473,6 +542,14 @@ public struct ExecutionsService: Sendable {
         case .unreachable, .upstreamStatus, .malformedResponse, .credentialRejected:
             Problem(.upstreamError, status: .badGateway, title: "Provider failed",
                     detail: "Provider '\(provider)' failed: \(error.description).", provider: provider)
+        case .callBudgetSpent(let refusal):
+            Problem(.rateLimited, status: .tooManyRequests, title: "Upstream call budget spent",
+                    detail: "The client's budget of upstream calls (rateLimit upstreamCallsPerMinute) is spent and provider '\(provider)' has no cached copy; retry in \(refusal.retryAfterSeconds) s.",
+                    provider: provider, retryAfterSeconds: refusal.retryAfterSeconds, callBudgetRefusal: refusal)
+        case .callCeilingReached(let ceiling):
+            Problem(.rateLimited, status: .tooManyRequests, title: "Upstream call ceiling reached",
+                    detail: "The request reached its ceiling of \(ceiling) upstream calls (rateLimit.maxUpstreamCallsPerRequest) before provider '\(provider)' could answer.",
+                    provider: provider, retryAfterSeconds: 1)
         }
     }
 

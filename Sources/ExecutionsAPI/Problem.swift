@@ -1,5 +1,6 @@
 public import GatewayHTTP
 public import GatewayJSON
+public import GatewayProviders
 
 /// An RFC 9457 problem: every error the gateway returns has this shape.
 public struct Problem: Error, Sendable, Equatable {
@@ -36,6 +37,9 @@ public struct Problem: Error, Sendable, Equatable {
     public var provider: String?
     /// Seconds to wait, for `429` and paused providers (also sent as `Retry-After`).
     public var retryAfterSeconds: Int?
+    /// For a `429` because the client's upstream-call budget is spent: that budget, which the
+    /// response's `RateLimit-*` headers then describe.
+    public var callBudgetRefusal: UpstreamCallBudgetRefusal?
 
     public init(
         _ kind: Kind,
@@ -44,8 +48,10 @@ public struct Problem: Error, Sendable, Equatable {
         detail: String,
         invalidParams: [InvalidParameter] = [],
         provider: String? = nil,
-        retryAfterSeconds: Int? = nil
+        retryAfterSeconds: Int? = nil,
+        callBudgetRefusal: UpstreamCallBudgetRefusal? = nil
     ) {
+        self.callBudgetRefusal = callBudgetRefusal
         self.kind = kind
         self.status = status
         self.title = title
@@ -77,6 +83,11 @@ public struct Problem: Error, Sendable, Equatable {
     public func response(requestID: String) -> HTTPResponse {
         var headers: HTTPHeaders = ["Content-Type": "application/problem+json", "Cache-Control": "no-store"]
         if let retryAfterSeconds { headers.add(name: "Retry-After", value: String(max(1, retryAfterSeconds))) }
+        if let callBudgetRefusal {
+            headers.add(name: "RateLimit-Limit", value: String(callBudgetRefusal.limit))
+            headers.add(name: "RateLimit-Remaining", value: "0")
+            headers.add(name: "RateLimit-Reset", value: String(callBudgetRefusal.resetSeconds))
+        }
         return HTTPResponse(status: status, headers: headers, body: json(requestID: requestID).serialized())
     }
 

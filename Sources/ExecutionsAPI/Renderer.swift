@@ -59,6 +59,7 @@ enum Renderer {
             writer.raw(",\"durationMs\":")
             writer.raw(String(report.durationMilliseconds))
             if report.exhausted { writer.raw(",\"exhausted\":true") }
+            if report.scanCutShort { writer.raw(",\"scanCutShort\":true") }
             if let error = report.error {
                 writer.raw(",\"error\":")
                 writer.write(error.json(requestID: requestID))

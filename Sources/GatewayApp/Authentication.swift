@@ -78,11 +78,17 @@ public final class ClientDirectory: Sendable {
         public var authenticator: ClientAuthenticator
         public var defaultPolicy: RateLimitPolicy
         public var policies: [String: RateLimitPolicy]
+        /// The budgets of upstream calls; nil: unlimited.
+        public var upstreamCalls: UpstreamCallLimits?
 
-        public init(authenticator: ClientAuthenticator, defaultPolicy: RateLimitPolicy, policies: [String: RateLimitPolicy]) {
+        public init(
+            authenticator: ClientAuthenticator, defaultPolicy: RateLimitPolicy, policies: [String: RateLimitPolicy],
+            upstreamCalls: UpstreamCallLimits? = nil
+        ) {
             self.authenticator = authenticator
             self.defaultPolicy = defaultPolicy
             self.policies = policies
+            self.upstreamCalls = upstreamCalls
         }
     }
 

@@ -101,7 +101,9 @@ public final class GatewayRuntime: Service, Sendable {
         }
         self.endpoints = endpoints
 
-        let service = ExecutionsService(providers: bindings, cursorSecret: cursorSecret, now: monotonicNanoseconds)
+        let service = ExecutionsService(
+            providers: bindings, cursorSecret: cursorSecret, now: monotonicNanoseconds,
+            requestTimeoutNanoseconds: UInt64(configuration.server.requestTimeoutMs) * 1_000_000)
 
         var router = Router()
         ExecutionsEndpoints(service: service).register(on: &router)
@@ -181,13 +183,18 @@ public final class GatewayRuntime: Service, Sendable {
             )
         }
         var policies: [String: GatewayRateLimit.RateLimitPolicy] = [:]
+        var callPolicies: [String: GatewayRateLimit.RateLimitPolicy] = [:]
         for client in configuration.clients {
             policies[client.id] = try policy(configuration.effectiveRateLimit(for: client))
+            callPolicies[client.id] = try upstreamCallPolicy(configuration.effectiveRateLimit(for: client))
         }
         return ClientDirectory.Entries(
             authenticator: ClientAuthenticator(mode: configuration.auth.mode == .none ? .none : .apiKey, clients: records),
             defaultPolicy: try policy(configuration.rateLimit.default),
-            policies: policies
+            policies: policies,
+            upstreamCalls: UpstreamCallLimits(
+                defaultPolicy: try upstreamCallPolicy(configuration.rateLimit.default), policies: callPolicies,
+                maxCallsPerRequest: configuration.rateLimit.maxUpstreamCallsPerRequest)
         )
     }
 
@@ -212,6 +219,12 @@ public final class GatewayRuntime: Service, Sendable {
 
     static func policy(_ settings: GatewayConfig.RateLimitPolicy) throws -> GatewayRateLimit.RateLimitPolicy {
         try GatewayRateLimit.RateLimitPolicy(requestsPerSecond: settings.requestsPerSecond, burst: settings.burst)
+    }
+
+    /// A minute's calls may be spent at once, and come back evenly over the next minute.
+    static func upstreamCallPolicy(_ settings: GatewayConfig.RateLimitPolicy) throws -> GatewayRateLimit.RateLimitPolicy {
+        try GatewayRateLimit.RateLimitPolicy(
+            requestsPerSecond: Double(settings.upstreamCallsPerMinute) / 60, burst: settings.upstreamCallsPerMinute)
     }
 
     /// Binds and starts serving.

@@ -1,5 +1,6 @@
 import ExecutionsAPI
 public import GatewayHTTP
+import GatewayProviders
 public import GatewayRateLimit
 public import GatewayServer
 import Synchronization
@@ -91,11 +92,27 @@ public struct ClientAddressMiddleware: HTTPMiddleware {
     }
 }
 
+/// Each client's second bucket, of the upstream calls its requests cause, and the ceiling of one request.
+public struct UpstreamCallLimits: Sendable {
+    public var defaultPolicy: RateLimitPolicy
+    public var policies: [String: RateLimitPolicy]
+    public var maxCallsPerRequest: Int
+
+    public init(defaultPolicy: RateLimitPolicy, policies: [String: RateLimitPolicy], maxCallsPerRequest: Int) {
+        self.defaultPolicy = defaultPolicy
+        self.policies = policies
+        self.maxCallsPerRequest = maxCallsPerRequest
+    }
+}
+
 /// Each client's token bucket: `RateLimit-*` headers on every response to a client, `429` with
 /// `Retry-After` over the limit. Anonymous callers (`auth.mode: none`) are limited per address.
+/// An admitted request also gets its client's budget of upstream calls, which the API charges
+/// call by call (a `429` for a spent budget carries that budget's `RateLimit-*` instead).
 public struct RateLimitMiddleware: HTTPMiddleware {
     let store: any RateLimitStore
     let policy: @Sendable (String) -> RateLimitPolicy
+    let upstreamCallLimits: @Sendable () -> UpstreamCallLimits?
     let onLimited: @Sendable (String) -> Void
 
     public init(
@@ -106,6 +123,7 @@ public struct RateLimitMiddleware: HTTPMiddleware {
     ) {
         self.store = store
         self.policy = { policies[$0] ?? defaultPolicy }
+        self.upstreamCallLimits = { nil }
         self.onLimited = onLimited
     }
 
@@ -116,6 +134,7 @@ public struct RateLimitMiddleware: HTTPMiddleware {
             let entries = directory.current
             return entries.policies[client] ?? entries.defaultPolicy
         }
+        self.upstreamCallLimits = { directory.current.upstreamCalls }
         self.onLimited = onLimited
     }
 
@@ -129,6 +148,8 @@ public struct RateLimitMiddleware: HTTPMiddleware {
             decision = await store.acquire(key: Self.bucketKey(client, context: context), policy: policy(client.id), cost: 1)
             context[RateLimitDecisionKey.self] = decision
         }
+        // Only this pass can lead to upstream calls: the immediate one answers without any.
+        if decision.allowed { context[UpstreamCallBudgetKey.self] = upstreamCallBudget(for: client, context: context) }
         var response = decision.allowed
             ? await next.respond(to: request, context: context)
             : refusal(client, decision: decision, context: context)
@@ -167,6 +188,18 @@ public struct RateLimitMiddleware: HTTPMiddleware {
             : "client:" + client.id
     }
 
+    private func upstreamCallBudget(for client: GatewayClient, context: RequestContext) -> UpstreamCallBudget? {
+        guard let limits = upstreamCallLimits() else { return nil }
+        let policy = limits.policies[client.id] ?? limits.defaultPolicy
+        let key = "calls:" + Self.bucketKey(client, context: context)
+        return UpstreamCallBudget(maxCallsPerRequest: limits.maxCallsPerRequest) { [store] in
+            let decision = await store.acquire(key: key, policy: policy, cost: 1)
+            if decision.allowed { return nil }
+            return UpstreamCallBudgetRefusal(
+                limit: decision.limit, resetSeconds: decision.resetSeconds, retryAfterSeconds: decision.retryAfterSeconds ?? 1)
+        }
+    }
+
     private func refusal(_ client: GatewayClient, decision: RateLimitDecision, context: RequestContext) -> HTTPResponse {
         onLimited(client.id)
         let retryAfter = decision.retryAfterSeconds ?? 1
@@ -179,6 +212,8 @@ public struct RateLimitMiddleware: HTTPMiddleware {
 
     /// `decision.headerFields`, written without building that array: this runs on every response.
     private static func addHeaders(of decision: RateLimitDecision, to response: inout HTTPResponse) {
+        // A refusal for the spent upstream-call budget already describes that budget.
+        if response.status == .tooManyRequests && response.headers["RateLimit-Limit"] != nil { return }
         response.headers.replaceOrAdd(Self.limitField, value: String(decision.limit))
         response.headers.replaceOrAdd(Self.remainingField, value: String(decision.remaining))
         response.headers.replaceOrAdd(Self.resetField, value: String(decision.resetSeconds))

@@ -13,12 +13,12 @@ extension ConfigurationValidator {
         static let top = ["server", "auth", "cache", "rateLimit", "clients", "providers"]
         static let server = [
             "host", "port", "workers", "maxConnections", "maxHeaderBytes", "maxHeaderFields", "maxBodyBytes",
-            "headerTimeoutMs", "idleTimeoutMs", "writeTimeoutMs", "shutdownGraceMs", "trustedProxies",
+            "headerTimeoutMs", "idleTimeoutMs", "writeTimeoutMs", "requestTimeoutMs", "shutdownGraceMs", "trustedProxies",
         ]
         static let auth = ["mode", "cursorSecret"]
         static let cache = ["maxBytes", "listTTLMs", "activeDetailTTLMs", "terminalDetailTTLMs", "staleIfErrorMs"]
-        static let rateLimit = ["default"]
-        static let rateLimitPolicy = ["requestsPerSecond", "burst"]
+        static let rateLimit = ["default", "maxUpstreamCallsPerRequest"]
+        static let rateLimitPolicy = ["requestsPerSecond", "burst", "upstreamCallsPerMinute"]
         static let client = ["id", "keySHA256", "rateLimit", "providers", "credentials"]
         static let providerCommon = [
             "name", "type", "baseURL", "credential", "timeoutMs", "maxConcurrency", "requestsPerSecond",

@@ -85,6 +85,7 @@ struct ConfigurationValidator {
         server.headerTimeoutMs = integer(fields, "headerTimeoutMs", 1...600_000, default: defaults.headerTimeoutMs)
         server.idleTimeoutMs = integer(fields, "idleTimeoutMs", 1...3_600_000, default: defaults.idleTimeoutMs)
         server.writeTimeoutMs = integer(fields, "writeTimeoutMs", 1...600_000, default: defaults.writeTimeoutMs)
+        server.requestTimeoutMs = integer(fields, "requestTimeoutMs", 1...3_600_000, default: defaults.requestTimeoutMs)
         server.shutdownGraceMs = integer(fields, "shutdownGraceMs", 0...600_000, default: defaults.shutdownGraceMs)
         if let items = stringList(fields, "trustedProxies") {
             var ranges: [CIDRRange] = []
@@ -148,15 +149,21 @@ struct ConfigurationValidator {
     private mutating func rateLimitSettings(_ fields: Fields?) -> RateLimitSettings {
         let defaults = RateLimitSettings()
         guard let fields else { return defaults }
-        guard let policyFields = section(fields, "default", allowed: Keys.rateLimitPolicy) else { return defaults }
-        return RateLimitSettings(default: rateLimitPolicy(policyFields, inheriting: defaults.default))
+        let ceiling = integer(fields, "maxUpstreamCallsPerRequest", 1...100_000, default: defaults.maxUpstreamCallsPerRequest)
+        guard let policyFields = section(fields, "default", allowed: Keys.rateLimitPolicy) else {
+            return RateLimitSettings(default: defaults.default, maxUpstreamCallsPerRequest: ceiling)
+        }
+        return RateLimitSettings(
+            default: rateLimitPolicy(policyFields, inheriting: defaults.default), maxUpstreamCallsPerRequest: ceiling)
     }
 
-    /// Both keys are optional; a missing one comes from `inheriting`.
+    /// Every key is optional; a missing one comes from `inheriting`.
     private mutating func rateLimitPolicy(_ fields: Fields, inheriting base: RateLimitPolicy) -> RateLimitPolicy {
         RateLimitPolicy(
             requestsPerSecond: number(fields, "requestsPerSecond", atMost: 1_000_000, default: base.requestsPerSecond),
-            burst: integer(fields, "burst", 1...1_000_000, default: base.burst)
+            burst: integer(fields, "burst", 1...1_000_000, default: base.burst),
+            upstreamCallsPerMinute: integer(
+                fields, "upstreamCallsPerMinute", 1...60_000_000, default: base.upstreamCallsPerMinute)
         )
     }
 

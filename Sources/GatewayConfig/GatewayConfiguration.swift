@@ -2,6 +2,9 @@
 //
 // Extensions beyond CONTRACT.md §9 (document them in README/openapi when merging):
 // - `server.writeTimeoutMs` (default 30000): how long a response write may stall before the connection is closed.
+// - `server.requestTimeoutMs` (default 50000): the one deadline of a request's upstream work, slot waits included.
+// - `rateLimit.*.upstreamCallsPerMinute` (default 1200): a second budget per client, of the upstream calls its
+//   requests cause; `rateLimit.maxUpstreamCallsPerRequest` (default 200): the ceiling of one request.
 // - `auth.cursorSecret` is resolved here: the file's key, else `$GATEWAY_CURSOR_SECRET`, else `nil` with
 //   `cursorSecretSource == .perProcessRandom` (the app generates one and warns). It must be >= 16 characters.
 // - `$${` in a scalar is a literal `${` (no substitution).
@@ -72,6 +75,9 @@ public struct ServerSettings: Sendable, Equatable {
     public var idleTimeoutMs: Int
     /// Extension: a response write that makes no progress for this long closes the connection.
     public var writeTimeoutMs: Int
+    /// Extension: the deadline of a request's upstream work (waiting for a provider's slot included);
+    /// below nginx's default 60 s `proxy_read_timeout`, so the gateway answers first.
+    public var requestTimeoutMs: Int
     public var shutdownGraceMs: Int
     /// `X-Forwarded-For` is believed only from peers inside one of these ranges.
     public var trustedProxies: [CIDRRange]
@@ -92,6 +98,7 @@ public struct ServerSettings: Sendable, Equatable {
         headerTimeoutMs: Int = 10000,
         idleTimeoutMs: Int = 60000,
         writeTimeoutMs: Int = 30000,
+        requestTimeoutMs: Int = 50000,
         shutdownGraceMs: Int = 10000,
         trustedProxies: [CIDRRange] = ServerSettings.defaultTrustedProxies
     ) {
@@ -105,6 +112,7 @@ public struct ServerSettings: Sendable, Equatable {
         self.headerTimeoutMs = headerTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
         self.writeTimeoutMs = writeTimeoutMs
+        self.requestTimeoutMs = requestTimeoutMs
         self.shutdownGraceMs = shutdownGraceMs
         self.trustedProxies = trustedProxies
     }
@@ -172,23 +180,33 @@ public struct CacheSettings: Sendable, Equatable {
     }
 }
 
-/// One token bucket: refills at `requestsPerSecond`, holds at most `burst` requests.
+/// One token bucket: refills at `requestsPerSecond`, holds at most `burst` requests. And a second
+/// one for the upstream calls the client's requests cause: `upstreamCallsPerMinute`, all of which
+/// may be spent at once after a quiet minute.
 public struct RateLimitPolicy: Sendable, Equatable {
     public var requestsPerSecond: Double
     public var burst: Int
+    public var upstreamCallsPerMinute: Int
 
-    public init(requestsPerSecond: Double, burst: Int) {
+    public init(requestsPerSecond: Double, burst: Int, upstreamCallsPerMinute: Int = 1200) {
         self.requestsPerSecond = requestsPerSecond
         self.burst = burst
+        self.upstreamCallsPerMinute = upstreamCallsPerMinute
     }
 }
 
 public struct RateLimitSettings: Sendable, Equatable {
     /// Applies to every client without its own `rateLimit`.
     public var `default`: RateLimitPolicy
+    /// Upstream calls one request may cause; a filter scan that would pass it stops early.
+    public var maxUpstreamCallsPerRequest: Int
 
-    public init(default defaultPolicy: RateLimitPolicy = RateLimitPolicy(requestsPerSecond: 20, burst: 40)) {
+    public init(
+        default defaultPolicy: RateLimitPolicy = RateLimitPolicy(requestsPerSecond: 20, burst: 40),
+        maxUpstreamCallsPerRequest: Int = 200
+    ) {
         self.default = defaultPolicy
+        self.maxUpstreamCallsPerRequest = maxUpstreamCallsPerRequest
     }
 }
 

@@ -62,6 +62,7 @@ public final class GatewayConfigurationSnapshot: Sendable {
         set(["server", "headerTimeoutMs"], .int(server.headerTimeoutMs))
         set(["server", "idleTimeoutMs"], .int(server.idleTimeoutMs))
         set(["server", "writeTimeoutMs"], .int(server.writeTimeoutMs))
+        set(["server", "requestTimeoutMs"], .int(server.requestTimeoutMs))
         set(["server", "shutdownGraceMs"], .int(server.shutdownGraceMs))
         set(["server", "trustedProxies"], .stringArray(server.trustedProxies.map(\.description)))
 
@@ -79,6 +80,8 @@ public final class GatewayConfigurationSnapshot: Sendable {
 
         set(["rateLimit", "default", "requestsPerSecond"], .double(configuration.rateLimit.default.requestsPerSecond))
         set(["rateLimit", "default", "burst"], .int(configuration.rateLimit.default.burst))
+        set(["rateLimit", "default", "upstreamCallsPerMinute"], .int(configuration.rateLimit.default.upstreamCallsPerMinute))
+        set(["rateLimit", "maxUpstreamCallsPerRequest"], .int(configuration.rateLimit.maxUpstreamCallsPerRequest))
 
         let providerNames = configuration.providers.map(\.name)
         set(["providers"], .stringArray(providerNames))
@@ -105,6 +108,7 @@ public final class GatewayConfigurationSnapshot: Sendable {
             set(prefix + ["keySHA256"], .string(client.keySHA256))
             set(prefix + ["rateLimit", "requestsPerSecond"], .double(policy.requestsPerSecond))
             set(prefix + ["rateLimit", "burst"], .int(policy.burst))
+            set(prefix + ["rateLimit", "upstreamCallsPerMinute"], .int(policy.upstreamCallsPerMinute))
             set(prefix + ["providers"], .stringArray(client.providers ?? providerNames))
             for (provider, credential) in client.credentials {
                 set(prefix + ["credentials", provider], .string(credential), secret: true)

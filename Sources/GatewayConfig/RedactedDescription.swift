@@ -16,6 +16,7 @@ extension GatewayConfiguration {
         lines.append("  headerTimeoutMs: \(server.headerTimeoutMs)")
         lines.append("  idleTimeoutMs: \(server.idleTimeoutMs)")
         lines.append("  writeTimeoutMs: \(server.writeTimeoutMs)")
+        lines.append("  requestTimeoutMs: \(server.requestTimeoutMs)")
         lines.append("  shutdownGraceMs: \(server.shutdownGraceMs)")
         lines.append("  trustedProxies: \(Self.yamlList(server.trustedProxies.map(\.description)))")
 
@@ -40,6 +41,7 @@ extension GatewayConfiguration {
 
         lines.append("rateLimit:")
         lines.append("  default: \(Self.yamlPolicy(rateLimit.default))")
+        lines.append("  maxUpstreamCallsPerRequest: \(rateLimit.maxUpstreamCallsPerRequest)")
 
         if clients.isEmpty {
             lines.append("clients: []")
@@ -89,7 +91,7 @@ extension GatewayConfiguration {
     }
 
     private static func yamlPolicy(_ policy: RateLimitPolicy) -> String {
-        "{requestsPerSecond: \(ConfigurationValidator.format(policy.requestsPerSecond)), burst: \(policy.burst)}"
+        "{requestsPerSecond: \(ConfigurationValidator.format(policy.requestsPerSecond)), burst: \(policy.burst), upstreamCallsPerMinute: \(policy.upstreamCallsPerMinute)}"
     }
 
     private static func yamlList(_ items: [String]) -> String {

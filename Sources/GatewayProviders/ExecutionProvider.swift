@@ -26,13 +26,25 @@ public struct UpstreamCallContext: Sendable {
     public var traceparent: String
     /// The client sent `Cache-Control: no-cache`: fetch, do not answer from cache.
     public var bypassCache: Bool
+    /// The gateway client: each provider's concurrency limit is shared fairly between clients.
+    public var clientID: String
+    /// The end of the gateway request (monotonic nanoseconds), for every call it makes; nil: none.
+    public var deadlineNanoseconds: UInt64?
+    /// The calls the request may still make; nil: unlimited.
+    public var allowance: UpstreamCallAllowance?
 
-    public init(credential: String, credentialIdentity: String, requestID: String, traceparent: String, bypassCache: Bool) {
+    public init(
+        credential: String, credentialIdentity: String, requestID: String, traceparent: String, bypassCache: Bool,
+        clientID: String = "", deadlineNanoseconds: UInt64? = nil, allowance: UpstreamCallAllowance? = nil
+    ) {
         self.credential = credential
         self.credentialIdentity = credentialIdentity
         self.requestID = requestID
         self.traceparent = traceparent
         self.bypassCache = bypassCache
+        self.clientID = clientID
+        self.deadlineNanoseconds = deadlineNanoseconds
+        self.allowance = allowance
     }
 }
 
@@ -60,11 +72,30 @@ public struct ProviderPage: Sendable {
     /// True when the provider holds no further matching execution after the last one returned.
     public var exhausted: Bool
     public var cache: CacheDisposition
+    /// Set when the request's ceiling on upstream calls stopped the scan before `limit` matches
+    /// were found: `executions` are the matches up to `scannedThrough`, and nothing later is known.
+    public var scanCut: ScanCut?
 
-    public init(executions: [UnifiedExecution], exhausted: Bool, cache: CacheDisposition) {
+    public init(executions: [UnifiedExecution], exhausted: Bool, cache: CacheDisposition, scanCut: ScanCut? = nil) {
         self.executions = executions
         self.exhausted = exhausted
         self.cache = cache
+        self.scanCut = scanCut
+    }
+}
+
+/// How far a scan stopped by the per-request call ceiling got.
+public struct ScanCut: Sendable, Equatable {
+    /// Every execution of the provider up to and including this key (in listing order) was examined.
+    public var scannedThrough: ExecutionSortKey
+    public var ceiling: Int
+    /// Offset-paged providers: just past the deepest row read, where the next page can look first.
+    public var offsetHint: Int?
+
+    public init(scannedThrough: ExecutionSortKey, ceiling: Int, offsetHint: Int? = nil) {
+        self.scannedThrough = scannedThrough
+        self.ceiling = ceiling
+        self.offsetHint = offsetHint
     }
 }
 
@@ -130,6 +161,10 @@ public enum ProviderError: Error, Sendable, Equatable, CustomStringConvertible {
     case notFound
     /// The upstream rejected the gateway's credential (401/403): a configuration problem.
     case credentialRejected(status: Int)
+    /// The client's budget of upstream calls is spent and no cached copy could be served. No call was made.
+    case callBudgetSpent(UpstreamCallBudgetRefusal)
+    /// The request already made as many upstream calls as one request may. No call was made.
+    case callCeilingReached(ceiling: Int)
 
     public var description: String {
         switch self {
@@ -141,6 +176,9 @@ public enum ProviderError: Error, Sendable, Equatable, CustomStringConvertible {
         case .circuitOpen(let seconds): "calls to the provider are suspended for \(seconds) s after repeated failures"
         case .notFound: "the provider does not know this execution"
         case .credentialRejected(let status): "the provider rejected the gateway's credential (\(status))"
+        case .callBudgetSpent(let refusal):
+            "the client's budget of upstream calls is spent (retry in \(refusal.retryAfterSeconds) s) and no cached copy could be served"
+        case .callCeilingReached(let ceiling): "the request reached its ceiling of \(ceiling) upstream calls"
         }
     }
 }

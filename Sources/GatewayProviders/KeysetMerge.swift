@@ -17,7 +17,8 @@ struct ExecutionChunk: Sendable {
 
 /// Merges ordered chunked listings into one page of the unified order: every execution strictly
 /// after the boundary that matches the filter, each once, at most `limit`, reading no chunk that
-/// cannot change the page.
+/// cannot change the page. When the request's ceiling on upstream calls refuses a read, the page
+/// ends with what was found and says how far the scan got (`ProviderPage.scanCut`).
 enum KeysetMerge {
     /// Bounds the chunks read from one source for one page, so an upstream that keeps announcing
     /// more without progress cannot hold a request forever.
@@ -32,6 +33,8 @@ enum KeysetMerge {
         var ended = false
         var chunksRead = 0
         var seen: Set<String> = []
+        /// The largest `sourceOffset` read (offset-paged listings).
+        var deepestOffset: Int?
 
         /// The head can be handed out: nothing unread can come before it.
         var headIsSettled: Bool {
@@ -74,7 +77,19 @@ enum KeysetMerge {
                 toRead = unsettled.filter { lanes[$0].oldestRead == newest }
             }
             if !toRead.isEmpty {
-                let chunks = try await read(toRead.map { ($0, lanes[$0].source) })
+                let chunks: [(Int, Source, ExecutionChunk)]
+                do throws(ProviderError) {
+                    chunks = try await read(toRead.map { ($0, lanes[$0].source) })
+                } catch .callCeilingReached(let ceiling) {
+                    // Stop with what was found, if the scan got anywhere; otherwise the provider
+                    // fails this page and stays where it stood.
+                    guard let through = scannedThrough(lanes, after: boundary) else { throw .callCeilingReached(ceiling: ceiling) }
+                    let deepest = lanes.compactMap(\.deepestOffset).max()
+                    let cut = ScanCut(
+                        scannedThrough: through, ceiling: ceiling,
+                        offsetHint: deepest.flatMap { $0 == .max ? nil : $0 + 1 })
+                    return ProviderPage(executions: output, exhausted: false, cache: cache, scanCut: cut)
+                }
                 for (index, source, chunk) in chunks {
                     lanes[index].source = source
                     lanes[index].chunksRead += 1
@@ -94,12 +109,31 @@ enum KeysetMerge {
         return ProviderPage(executions: output, exhausted: exhausted, cache: cache)
     }
 
+    /// The last key (in listing order) up to which every unfinished lane has been read: each lane
+    /// has read everything created after its oldest instant, so the bound lies just after the
+    /// newest of those instants. nil when that is not beyond `boundary` (no progress).
+    private static func scannedThrough<Source>(_ lanes: [Lane<Source>], after boundary: ExecutionSortKey?) -> ExecutionSortKey? {
+        var through: ExecutionSortKey?
+        for lane in lanes where !lane.ended {
+            guard let oldest = lane.oldestRead else { return nil }
+            let (justAfter, overflow) = oldest.nanosecondsSinceEpoch.addingReportingOverflow(1)
+            if overflow { return nil }
+            // The empty id sorts last among executions created at that instant.
+            let key = ExecutionSortKey(createdAt: Timestamp(nanosecondsSinceEpoch: justAfter), id: "")
+            if through.map({ key.precedes($0) }) ?? true { through = key }
+        }
+        guard let through else { return nil }
+        if let boundary, !boundary.precedes(through) { return nil }
+        return through
+    }
+
     private static func absorb<Source>(
         _ chunk: ExecutionChunk, into lane: inout Lane<Source>, boundary: ExecutionSortKey?, filter: ExecutionFilter
     ) {
         var added = false
         for execution in chunk.executions {
             if lane.oldestRead.map({ execution.createdAt < $0 }) ?? true { lane.oldestRead = execution.createdAt }
+            if let offset = execution.sourceOffset { lane.deepestOffset = max(lane.deepestOffset ?? offset, offset) }
             guard lane.seen.insert(execution.providerExecutionID).inserted else { continue }
             if let boundary, !boundary.precedes(execution.sortKey) { continue }
             guard filter.matches(execution) else { continue }

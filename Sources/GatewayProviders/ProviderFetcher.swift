@@ -249,12 +249,8 @@ public final class ProviderFetcher: Sendable {
         let key = cacheKey(method: request.method, url: url, body: body, credentialIdentity: call.credentialIdentity)
 
         if let pausedUntil = endpoint.pausedUntil(credentialKey: call.credentialIdentity) {
-            if !call.bypassCache, let cached = await cache.staleValue(key: key) {
-                let value = try decodeCached(cached.value, decode: decode)
-                let disposition: CacheDisposition = cached.outcome == .hit ? .hit : .stale
-                counters.withLock { if disposition == .hit { $0.cacheHits += 1 } else { $0.staleServes += 1 } }
-                Self.partFreshness?.record(freshUntil: cached.freshUntil)
-                return Fetched(value: value, cache: disposition)
+            if !call.bypassCache, let cached = try await storedCopy(key: key, decode: decode) {
+                return cached
             }
             counters.withLock { $0.pausedRefusals += 1 }
             throw .paused(retryAfterSeconds: endpoint.retryAfterSeconds(for: .paused(untilNanoseconds: pausedUntil)) ?? 1)
@@ -262,14 +258,18 @@ public final class ProviderFetcher: Sendable {
 
         let outbound = upstreamRequest(request, url: url, body: body, call: call)
         let options = UpstreamCallOptions(
-            credentialKey: call.credentialIdentity, isIdempotent: true, requestId: call.requestID, traceparent: call.traceparent
+            credentialKey: call.credentialIdentity, isIdempotent: true, requestId: call.requestID, traceparent: call.traceparent,
+            clientID: call.clientID, deadlineNanoseconds: call.deadlineNanoseconds
         )
+        let allowance = call.allowance
         let decodedHere = DecodedBox<Value>()
         let result: CacheResult
         do {
             result = try await cache.fetch(
                 key: key, staleIfErrorNanoseconds: cachePolicy.staleIfErrorNanoseconds, bypassCache: call.bypassCache
             ) { [self] in
+                // Charged here, where the call is really made: a hit or a coalesced wait costs nothing.
+                try await allowance?.take()
                 let response = try await self.send(outbound, options: options, purpose: purpose)
                 let json: JSONValue
                 do throws(JSONParseError) {
@@ -289,6 +289,10 @@ public final class ProviderFetcher: Sendable {
                 decodedHere.store(value)
                 return CacheLoad(value: response.body, ttlNanoseconds: ttl(value))
             }
+        } catch ProviderError.callBudgetSpent(let refusal) {
+            // Over budget, the client gets what the cache holds, stale or not, even after `no-cache`.
+            if let cached = try await storedCopy(key: key, decode: decode) { return cached }
+            throw .callBudgetSpent(refusal)
         } catch let error as ProviderError {
             throw error
         } catch is CancellationError {
@@ -316,6 +320,18 @@ public final class ProviderFetcher: Sendable {
             return Fetched(value: value, cache: disposition)
         }
         return Fetched(value: try decodeCached(result.value, decode: decode), cache: disposition)
+    }
+
+    /// The stored answer for `key` without a call, fresh (`hit`) or within its stale window (`stale`).
+    private func storedCopy<Value>(
+        key: String, decode: (JSONValue) throws(ProviderError) -> Value
+    ) async throws(ProviderError) -> Fetched<Value>? {
+        guard let cached = await cache.staleValue(key: key) else { return nil }
+        let value = try decodeCached(cached.value, decode: decode)
+        let disposition: CacheDisposition = cached.outcome == .hit ? .hit : .stale
+        counters.withLock { if disposition == .hit { $0.cacheHits += 1 } else { $0.staleServes += 1 } }
+        Self.partFreshness?.record(freshUntil: cached.freshUntil)
+        return Fetched(value: value, cache: disposition)
     }
 
     private func decodeCached<Value>(
@@ -442,6 +458,8 @@ extension ProviderError {
         case .circuitOpen: .unreachable
         case .notFound: .notFound
         case .credentialRejected: .credentialRejected
+        // Refused before any call, so never counted as a call's outcome.
+        case .callBudgetSpent, .callCeilingReached: .rateLimited
         }
     }
 }

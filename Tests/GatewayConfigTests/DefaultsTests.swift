@@ -203,6 +203,42 @@ struct DefaultsTests {
         #expect(configuration.clients[0].rateLimit == RateLimitPolicy(requestsPerSecond: 3, burst: 1))
     }
 
+    @Test("Upstream-call budgets and the request deadline: defaults, a client's override, the ceiling")
+    func upstreamCallLimitsAndRequestDeadline() throws {
+        let defaults = try ConfigLoader.load(yaml: minimalYAML, environment: [:])
+        #expect(defaults.server.requestTimeoutMs == 50000)
+        #expect(defaults.rateLimit.default.upstreamCallsPerMinute == 1200)
+        #expect(defaults.rateLimit.maxUpstreamCallsPerRequest == 200)
+
+        let yaml = """
+            server: {requestTimeoutMs: 20000}
+            rateLimit:
+              default: {upstreamCallsPerMinute: 300}
+              maxUpstreamCallsPerRequest: 50
+            clients:
+              - id: batch
+                keySHA256: \(String(repeating: "c", count: 64))
+                rateLimit: {upstreamCallsPerMinute: 30}
+              - id: web
+                keySHA256: \(String(repeating: "d", count: 64))
+                rateLimit: {burst: 5}
+            """ + "\n" + minimalYAML.replacingOccurrences(of: "auth: {mode: none}\n", with: "")
+        let configuration = try ConfigLoader.load(yaml: yaml, environment: [:])
+        #expect(configuration.server.requestTimeoutMs == 20000)
+        #expect(configuration.rateLimit.maxUpstreamCallsPerRequest == 50)
+        #expect(configuration.rateLimit.default == RateLimitPolicy(requestsPerSecond: 20, burst: 40, upstreamCallsPerMinute: 300))
+        #expect(configuration.clients[0].rateLimit?.upstreamCallsPerMinute == 30)
+        #expect(configuration.clients[1].rateLimit == RateLimitPolicy(requestsPerSecond: 20, burst: 5, upstreamCallsPerMinute: 300))
+
+        for (line, key) in [
+            ("server: {requestTimeoutMs: 0}", "server.requestTimeoutMs"),
+            ("rateLimit: {maxUpstreamCallsPerRequest: 0}", "rateLimit.maxUpstreamCallsPerRequest"),
+            ("rateLimit: {default: {upstreamCallsPerMinute: 0}}", "rateLimit.default.upstreamCallsPerMinute"),
+        ] {
+            #expect(problems(in: line + "\n" + minimalYAML).map(\.key) == [key], "\(line)")
+        }
+    }
+
     @Test("Only server, auth, cache and providers changes need a restart")
     func sectionsRequiringRestart() throws {
         let base = try ConfigLoader.load(yaml: minimalYAML, environment: [:])

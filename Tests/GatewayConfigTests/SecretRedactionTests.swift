@@ -110,7 +110,9 @@ struct SecretRedactionTests {
         #expect(description.contains("cursorSecret: <redacted>"))
         #expect(description.contains("keySHA256: d0ebebf49082d16e03b293a2b70fe1a662f0821ded6d38f1602186fd45ae05a5"))
         #expect(description.contains("writeTimeoutMs: 30000"))
-        #expect(description.contains("default: {requestsPerSecond: 20, burst: 40}"))
+        #expect(description.contains("requestTimeoutMs: 50000"))
+        #expect(description.contains("default: {requestsPerSecond: 20, burst: 40, upstreamCallsPerMinute: 1200}"))
+        #expect(description.contains("maxUpstreamCallsPerRequest: 200"))
     }
 
     @Test("redactedDescription is YAML that loads back to the same configuration, secrets aside")
