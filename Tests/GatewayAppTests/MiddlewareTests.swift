@@ -5,6 +5,7 @@ import GatewayCrypto
 import GatewayEventLoop
 import GatewayHTTP
 import GatewayJSON
+import GatewayProviders
 import GatewayRateLimit
 import GatewayServer
 import GatewayTestSupport
@@ -97,6 +98,65 @@ final class ManualClock: Sendable {
         #expect(await call().status == .tooManyRequests)
         clock.advance(by: 1)
         #expect(await call().status == .ok)
+    }
+}
+
+@Suite struct UpstreamCallBudgetMiddlewareTests {
+    /// The request bucket is generous; the call budget holds 5 calls and refills one a second.
+    /// The handler spends `n` calls as the API would, and answers a refusal as the API does.
+    @Test func theCallBudgetRefusesExactlyAtItsLimitAndItsRefusalCarriesItsOwnHeaders() async throws {
+        let clock = ManualClock()
+        let store = MemoryRateLimitStore(now: { clock.now })
+        let directory = ClientDirectory(ClientDirectory.Entries(
+            authenticator: ClientAuthenticator(mode: .none, clients: []),
+            defaultPolicy: try RateLimitPolicy(requestsPerSecond: 100, burst: 100), policies: [:],
+            upstreamCalls: UpstreamCallLimits(
+                defaultPolicy: try RateLimitPolicy(requestsPerSecond: 1, burst: 5), policies: [:], maxCallsPerRequest: 10)
+        ))
+        var router = Router()
+        router.get("/spend/{n}") { _, context in
+            guard let budget = context[UpstreamCallBudgetKey.self], let count = Int(context.pathParameters["n"] ?? "") else {
+                return HTTPResponse(status: .internalServerError, text: "no budget")
+            }
+            #expect(budget.maxCallsPerRequest == 10)
+            var granted = 0
+            for _ in 0..<count {
+                if let refusal = await budget.charge() {
+                    return Problem(
+                        .rateLimited, status: .tooManyRequests, title: "Upstream call budget spent", detail: "spent",
+                        retryAfterSeconds: refusal.retryAfterSeconds, callBudgetRefusal: refusal
+                    ).response(requestID: "")
+                }
+                granted += 1
+            }
+            return HTTPResponse(status: .ok, text: String(granted))
+        }
+        let chain = MiddlewareChain([
+            RequestTraceMiddleware(),
+            AuthenticationMiddleware(directory: directory, publicPaths: []),
+            RateLimitMiddleware(store: store, directory: directory),
+        ], responder: router)
+        func spend(_ count: Int) async -> HTTPResponse {
+            await chain.respond(to: HTTPRequest(method: .get, target: "/spend/\(count)"), context: RequestContext(remoteAddress: "10.0.0.1"))
+        }
+
+        #expect(String(decoding: await spend(3).body, as: UTF8.self) == "3")
+        let last = await spend(2)
+        #expect(String(decoding: last.body, as: UTF8.self) == "2")
+        #expect(last.headers["RateLimit-Limit"] == "100")
+
+        let refused = await spend(1)
+        #expect(refused.status == .tooManyRequests)
+        #expect(refused.headers["Retry-After"] == "1")
+        #expect(refused.headers["RateLimit-Limit"] == "5")
+        #expect(refused.headers["RateLimit-Remaining"] == "0")
+        #expect(refused.headers["RateLimit-Reset"] == "5")
+
+        clock.advance(by: 999_999_999)
+        #expect(await spend(1).status == .tooManyRequests)
+        clock.advance(by: 1)
+        #expect(String(decoding: await spend(1).body, as: UTF8.self) == "1")
+        #expect(await spend(1).status == .tooManyRequests)
     }
 }
 
