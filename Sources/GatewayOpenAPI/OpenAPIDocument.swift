@@ -48,6 +48,17 @@ info:
     - Extension: problems about a provider name it in `provider`; problems that ask the client to
       wait carry `retryAfter` (seconds, the same value as the `Retry-After` header).
     - Extension: `providers[].exhausted` says a provider has nothing more to show for this walk.
+    - Extension: each client also has a budget of the upstream calls its requests cause. Over it,
+      parts are served from the gateway's cache (fresh, or stale with `Cache-Status: detail=stale`),
+      even after `Cache-Control: no-cache`; a request nothing cached can answer gets `429`
+      (type …/rate-limited) whose `RateLimit-*` headers describe that budget.
+    - Extension: one request makes at most a configured number of upstream calls. A scan the
+      gateway does itself (a filter a provider cannot apply) that reaches it stops with what it
+      found: the page may hold fewer than `limit` items with `hasMore: true`, and the provider's
+      entry says `scanCutShort: true`; the next cursor continues the scan where it stopped.
+    - Extension: a request's upstream work has one deadline, waiting for a provider's
+      concurrency slot included; past it the answer is a `504` (or the provider's entry in
+      `providers` with an `upstream-timeout` problem).
     - Extension: errors raised by the HTTP layer itself, before any route runs (malformed
       request `400`, `408`, `413`, `414`, `431`, `505`, unknown path `404`), are problem+json
       with `type: about:blank` and without `requestId`.
@@ -867,6 +878,8 @@ components:
       description: |
         The client is over its rate limit (type …/rate-limited). `Retry-After` and, as an
         extension, `retryAfter` say how many whole seconds until the next request is admitted.
+        Extension: when the limit is the client's budget of upstream calls (and nothing cached
+        could answer), the `RateLimit-*` headers describe that budget.
       headers:
         X-Request-Id:
           $ref: '#/components/headers/XRequestId'
@@ -1125,6 +1138,11 @@ components:
         exhausted:
           const: true
           description: 'Extension: present (and `true`) when the provider has nothing more to show for this walk.'
+        scanCutShort:
+          const: true
+          description: |
+            Extension: present (and `true`) when the request's ceiling on upstream calls stopped
+            the gateway's scan of this provider early; the next cursor continues it.
         error:
           $ref: '#/components/schemas/Problem'
           description: Why the provider failed; present exactly when `status` is `error`.
@@ -1165,7 +1183,8 @@ components:
         - `https://executions-gateway.dev/problems/forbidden` (403): a provider the client may
           not use.
         - `https://executions-gateway.dev/problems/not-found` (404): unknown provider or execution.
-        - `https://executions-gateway.dev/problems/rate-limited` (429): over the client's rate limit.
+        - `https://executions-gateway.dev/problems/rate-limited` (429): over the client's rate limit
+          (extension: or its budget of upstream calls, or the request's ceiling on them).
         - `https://executions-gateway.dev/problems/upstream-error` (502): a provider failed.
         - `https://executions-gateway.dev/problems/upstream-timeout` (504): a provider timed out.
         - `https://executions-gateway.dev/problems/upstream-paused` (503): calls to a provider are
