@@ -233,12 +233,15 @@ public final class ProviderFetcher: Sendable {
     }
 
     /// `ttl` picks the freshness of a decoded answer.
+    /// - Parameter afterAnotherRequestsRefusal: this is the second try of a caller that waited for
+    ///   another request's call, which that request's own budget or ceiling refused.
     private func fetch<Value: Sendable>(
         _ request: ProviderRequest,
         purpose: ReadPurpose,
         call: UpstreamCallContext,
         decode: @escaping @Sendable (JSONValue) throws(ProviderError) -> Value,
-        ttl: @escaping @Sendable (Value) -> UInt64
+        ttl: @escaping @Sendable (Value) -> UInt64,
+        afterAnotherRequestsRefusal: Bool = false
     ) async throws(ProviderError) -> Fetched<Value> {
         let url = self.url(for: request)
         let body: [UInt8] = request.jsonBody.map { value in
@@ -263,13 +266,19 @@ public final class ProviderFetcher: Sendable {
         )
         let allowance = call.allowance
         let decodedHere = DecodedBox<Value>()
+        let refusedHere = DecodedBox<Bool>()
         let result: CacheResult
         do {
             result = try await cache.fetch(
                 key: key, staleIfErrorNanoseconds: cachePolicy.staleIfErrorNanoseconds, bypassCache: call.bypassCache
             ) { [self] in
                 // Charged here, where the call is really made: a hit or a coalesced wait costs nothing.
-                try await allowance?.take()
+                do {
+                    try await allowance?.take()
+                } catch {
+                    refusedHere.store(true)
+                    throw error
+                }
                 let response = try await self.send(outbound, options: options, purpose: purpose)
                 let json: JSONValue
                 do throws(JSONParseError) {
@@ -289,6 +298,9 @@ public final class ProviderFetcher: Sendable {
                 decodedHere.store(value)
                 return CacheLoad(value: response.body, ttlNanoseconds: ttl(value))
             }
+        } catch let error as ProviderError where error.isCallLimitRefusal && refusedHere.value == nil && !afterAnotherRequestsRefusal {
+            // The call this request waited for was refused on another request's account: make it on its own.
+            return try await fetch(request, purpose: purpose, call: call, decode: decode, ttl: ttl, afterAnotherRequestsRefusal: true)
         } catch ProviderError.callBudgetSpent(let refusal) {
             // Over budget, the client gets what the cache holds, stale or not, even after `no-cache`.
             if let cached = try await storedCopy(key: key, decode: decode) { return cached }
@@ -448,6 +460,14 @@ public final class ProviderFetcher: Sendable {
 }
 
 extension ProviderError {
+    /// A refusal by the request's allowance of upstream calls, before any call.
+    var isCallLimitRefusal: Bool {
+        switch self {
+        case .callBudgetSpent, .callCeilingReached: true
+        default: false
+        }
+    }
+
     var callOutcome: ProviderCallOutcome {
         switch self {
         case .timeout: .timeout

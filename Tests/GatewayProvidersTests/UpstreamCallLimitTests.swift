@@ -164,6 +164,73 @@ import Testing
         }
     }
 
+    /// A caller that waited for another request's identical call, which that request's own
+    /// budget refused, is not refused with it: it makes the call on its own account.
+    @Test func aWaiterIsNotRefusedForAnotherRequestsSpentBudget() async throws {
+        try await withSimulator { harness in
+            let provider = try harness.kaizen()
+            let gate = Gate()
+            let charging = Flag()
+            let refusal = UpstreamCallBudgetRefusal(limit: 1, resetSeconds: 60, retryAfterSeconds: 60)
+            var spent = harness.call(DemoCredential.kaizen, requestID: "req-spent")
+            spent.allowance = UpstreamCallAllowance(UpstreamCallBudget(maxCallsPerRequest: 10) {
+                charging.set()
+                await gate.wait()
+                return refusal
+            })
+            var funded = harness.call(DemoCredential.kaizen, requestID: "req-funded")
+            funded.allowance = UpstreamCallAllowance(UpstreamCallBudget(maxCallsPerRequest: 10) { nil })
+            let spentCall = spent, fundedCall = funded
+
+            let refused = Task { () async -> Result<ProviderPage, ProviderError> in
+                do throws(ProviderError) {
+                    return .success(try await provider.executions(matching: ExecutionFilter(), after: nil, limit: 5, call: spentCall))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            #expect(await waitUntil { charging.isSet })
+            let waiter = Task { try await provider.executions(matching: ExecutionFilter(), after: nil, limit: 5, call: fundedCall) }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while await harness.cache.statistics().coalescedWaiters < 1, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(1))
+            }
+            #expect(await harness.cache.statistics().coalescedWaiters == 1)
+            gate.open()
+
+            guard case .failure(let error) = await refused.value else {
+                Issue.record("the request over its budget should have been refused")
+                return
+            }
+            #expect(error == .callBudgetSpent(refusal))
+            let page = try await waiter.value
+            #expect(page.executions.count == 5)
+            #expect(page.cache == .miss)
+            #expect(harness.simulator.counters(provider: .kaizen).count(.list) == 1)
+            #expect(fundedCall.allowance?.callsTaken == 1)
+        }
+    }
+
+    /// Detail joins count against the ceiling too: the items past it carry a 429 problem of
+    /// their own, the rest of the page is unaffected.
+    @Test func joinsPastTheCeilingFailOnlyTheirItems() async throws {
+        try await withSimulator { harness in
+            let service = Self.service(harness, providers: [
+                ProviderBinding(provider: try harness.kaizen(), credential: UpstreamCredential(secret: DemoCredential.kaizen)),
+            ])
+            let ceiling = UpstreamCallBudget(maxCallsPerRequest: 4) { nil }
+            let answer = try await service.list(
+                [("provider", "kaizen"), ("limit", "6"), ("include", "downloads")], client: .anonymous, facts: Self.facts(ceiling)
+            ).get()
+            let items = try JSONParser.parse(answer.body)["data"]?.arrayValue ?? []
+            #expect(items.count == 6)
+            let failed = items.filter { $0["enrichmentError"] != nil }
+            #expect(failed.count == 3)
+            #expect(failed.allSatisfy { $0["enrichmentError"]?["status"] == .integer(429) })
+            #expect(harness.simulator.counters(provider: .kaizen).count(.detail) == 3)
+        }
+    }
+
     /// The request's deadline covers waiting for the provider's only slot: the detail request
     /// queued behind a held call gives up with a 504 at its deadline, without calling upstream.
     @Test func waitingForASlotPastTheRequestDeadlineIsAGatewayTimeout() async throws {
