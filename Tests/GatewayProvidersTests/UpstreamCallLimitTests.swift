@@ -88,6 +88,27 @@ import Testing
         }
     }
 
+    /// Kapso is read one workflow at a time and cannot search (`q` is applied in the gateway): the
+    /// ceiling cuts the merge of its workflows too, and the walk still shows each match once, in order.
+    @Test func theCeilingCutsAMergeOfKapsoWorkflowsWithNoGapOrDuplicate() async throws {
+        try await withSimulator(executions: 800, workflows: 4) { harness in
+            let binding = ProviderBinding(provider: try harness.kapso(), credential: UpstreamCredential(secret: DemoCredential.kapso))
+            let service = Self.service(harness, providers: [binding])
+            let query: [(name: String, value: String)] = [("provider", "kapso"), ("q", "a1")]
+            let ceiling = UpstreamCallBudget(maxCallsPerRequest: 6) { nil }
+
+            let cut = try await Self.walk(service, query: query, limit: 100, budget: ceiling)
+            let expected = try await harness.kapso().walk(
+                filter: ExecutionFilter(searchTerms: ["a1"]), limit: 100, call: harness.call(DemoCredential.kapso)
+            ).map(\.id)
+
+            #expect(expected.count > 20)
+            #expect(cut.ids == expected)
+            #expect(cut.cutPages >= 1, "\(cut.pages) pages, \(cut.mostCallsInOneRequest) calls, \(expected.count) expected")
+            #expect(cut.mostCallsInOneRequest <= 6)
+        }
+    }
+
     @Test func aScanThatCannotStartWithinTheCeilingFailsTheProviderAndKeepsItsPlace() async throws {
         try await withSimulator(executions: 300, workflows: 2) { harness in
             let binding = ProviderBinding(provider: try harness.b3os(), credential: UpstreamCredential(secret: DemoCredential.b3os))
