@@ -6,12 +6,14 @@ import Synchronization
 ///
 /// Each client waits in its own queue, first come first served within it. A freed permit goes to
 /// the waiting client that holds the fewest permits, ties going round-robin, so one client's
-/// burst cannot queue everyone else behind it. A waiter whose task is cancelled leaves at once
+/// burst cannot queue everyone else behind it. Nor can it fill the waiting room: when it is full,
+/// a client with fewer waiters takes the place of the newest waiter of the longest queue, which
+/// fails with `.overloaded`. A waiter whose task is cancelled leaves at once
 /// with `.cancelled`; one still waiting at its deadline leaves with `.timeout`; neither ever
 /// consumes a permit.
 final class ConcurrencyLimiter: Sendable {
     private enum Admission {
-        case admitted, cancelled, timedOut
+        case admitted, cancelled, timedOut, displaced
     }
 
     private struct Waiter {
@@ -77,6 +79,17 @@ final class ConcurrencyLimiter: Sendable {
             return (client, waiter)
         }
 
+        /// The newest waiter of the longest queue, taken out for a newcomer from `client`, when
+        /// that queue would still be longer than the newcomer's.
+        mutating func displaceFromLongestQueue(for client: String) -> Waiter? {
+            let own = queues[client]?.count ?? 0
+            guard let longest = queues.max(by: { $0.value.count < $1.value.count }), longest.value.count > own + 1,
+                  let waiter = queues[longest.key]?.popLast()
+            else { return nil }
+            waiting -= 1
+            return waiter
+        }
+
         mutating func remove(waiterID: UInt64, client: String) -> Waiter? {
             guard let index = queues[client]?.firstIndex(where: { $0.id == waiterID }),
                   let waiter = queues[client]?.remove(at: index)
@@ -112,18 +125,23 @@ final class ConcurrencyLimiter: Sendable {
     {
         if Task.isCancelled { throw .cancelled }
         let now = deadline == nil ? 0 : clock.now()
-        let immediate: Result<UInt64?, UpstreamError> = state.withLock { state in
+        let (immediate, displaced) = state.withLock { state -> (Result<UInt64?, UpstreamError>, Waiter?) in
             if state.available > 0 && state.waiting == 0 {
                 state.available -= 1
                 state.hold(client)
-                return .success(nil)
+                return (.success(nil), nil)
             }
-            if let deadline, now >= deadline { return .failure(.timeout) }
-            guard state.waiting < maxWaiting else { return .failure(.overloaded) }
+            if let deadline, now >= deadline { return (.failure(.timeout), nil) }
+            var displaced: Waiter?
+            if state.waiting >= maxWaiting {
+                displaced = state.displaceFromLongestQueue(for: client)
+                if displaced == nil { return (.failure(.overloaded), nil) }
+            }
             state.nextWaiterID += 1
             state.notYetQueued.insert(state.nextWaiterID)
-            return .success(state.nextWaiterID)
+            return (.success(state.nextWaiterID), displaced)
         }
+        displaced?.continuation.resume(returning: .displaced)
         guard let waiterID = try immediate.get() else { return }
 
         // Expires the wait at the deadline; cancelled as soon as the wait ends either way.
@@ -158,6 +176,7 @@ final class ConcurrencyLimiter: Sendable {
         case .admitted: return
         case .cancelled: throw .cancelled
         case .timedOut: throw .timeout
+        case .displaced: throw .overloaded
         }
     }
 

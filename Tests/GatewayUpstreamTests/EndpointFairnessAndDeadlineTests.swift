@@ -84,6 +84,56 @@ import Testing
     }
 }
 
+@Suite struct LimiterWaitingRoomTests {
+    /// With the waiting room full of one client's calls, another client's call takes the place of
+    /// that client's newest one, until the two queues are as long as each other.
+    @Test func aFullWaitingRoomMakesRoomForAClientWithFewerWaiters() async throws {
+        let limiter = ConcurrencyLimiter(limit: 1, maxWaiting: 4)
+        try await limiter.acquire(client: "a")
+        final class Outcomes: Sendable {
+            let byName = Mutex<[String: String]>([:])
+            func record(_ name: String, _ outcome: String) { byName.withLock { $0[name] = outcome } }
+            subscript(name: String) -> String? { byName.withLock { $0[name] } }
+        }
+        let outcomes = Outcomes()
+        func enqueue(_ name: String) -> Task<Void, Never> {
+            let client = String(name.prefix(1))
+            return Task {
+                do throws(UpstreamError) {
+                    try await limiter.acquire(client: client)
+                    outcomes.record(name, "admitted")
+                    limiter.release(client: client)
+                } catch {
+                    outcomes.record(name, "\(error)")
+                }
+            }
+        }
+        var tasks: [Task<Void, Never>] = []
+        for index in 1...4 {
+            tasks.append(enqueue("a\(index)"))
+            #expect(await waitUntil { limiter.waiting == index })
+        }
+        tasks.append(enqueue("b1"))
+        #expect(await waitUntil { outcomes["a4"] != nil })
+        #expect(outcomes["a4"] == "\(UpstreamError.overloaded)")
+        #expect(await waitUntil { limiter.waiting == 4 })
+
+        tasks.append(enqueue("c1"))
+        #expect(await waitUntil { outcomes["a3"] != nil })
+        #expect(await waitUntil { limiter.waiting == 4 })
+
+        // a has 2 waiting, b 1: b's second call would leave b with more than a, so it is refused.
+        await #expect(throws: UpstreamError.overloaded) { try await limiter.acquire(client: "b") }
+        #expect(limiter.waiting == 4)
+
+        limiter.release(client: "a")
+        for task in tasks { await task.value }
+        for name in ["a1", "a2", "b1", "c1"] { #expect(outcomes[name] == "admitted", "\(name)") }
+        #expect(limiter.inUse == 0)
+        #expect(limiter.waiting == 0)
+    }
+}
+
 @Suite struct EndpointRequestDeadlineTests {
     /// The request's deadline covers the wait for a slot: a call still queued when it passes
     /// fails with `.timeout`, takes no permit and never reaches the upstream.
