@@ -210,9 +210,9 @@ import Testing
                     return .failure(error)
                 }
             }
-            #expect(await waitUntil { charging.isSet })
+            #expect(await waitUntil(seconds: 60) { charging.isSet })
             let waiter = Task { try await provider.executions(matching: ExecutionFilter(), after: nil, limit: 5, call: fundedCall) }
-            let deadline = ContinuousClock.now + .seconds(10)
+            let deadline = ContinuousClock.now + .seconds(60)
             while await harness.cache.statistics().coalescedWaiters < 1, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(1))
             }
@@ -266,7 +266,7 @@ import Testing
             harness.simulator.setFault(
                 SimulatedFault(.latency(milliseconds: SimulatorHarness.heldLatencyMilliseconds), endpoint: .list, calls: 1...1), provider: .kaizen)
             let holder = Task { await service.list([("provider", "kaizen")], client: .anonymous, facts: Self.facts(nil)) }
-            #expect(await waitUntil { kaizen.fetcher.endpoint.statistics().inFlight == 1 })
+            #expect(await waitUntil(seconds: 60) { kaizen.fetcher.endpoint.statistics().inFlight == 1 })
 
             let started = harness.clocks.now()
             let detail = await service.detail(id: "kaizen:exec-1", client: .anonymous, facts: Self.facts(nil, page: 1))
