@@ -256,16 +256,16 @@ import Testing
     /// queued behind a held call gives up with a 504 at its deadline, without calling upstream.
     @Test func waitingForASlotPastTheRequestDeadlineIsAGatewayTimeout() async throws {
         try await withSimulator { harness in
-            var policy = SimulatorHarness.policy()
+            // The held call's real-time transfer limit must not run out however slow the machine is.
+            var policy = SimulatorHarness.policy(timeoutMilliseconds: 600_000)
             policy.maxConcurrency = 1
             let kaizen = try harness.kaizen(policy: policy)
-            let service = Self.service(
-                harness, providers: [ProviderBinding(provider: kaizen, credential: UpstreamCredential(secret: DemoCredential.kaizen))],
-                requestTimeoutNanoseconds: 2_000_000_000
-            )
+            let binding = ProviderBinding(provider: kaizen, credential: UpstreamCredential(secret: DemoCredential.kaizen))
+            let holding = Self.service(harness, providers: [binding])
+            let service = Self.service(harness, providers: [binding], requestTimeoutNanoseconds: 2_000_000_000)
             harness.simulator.setFault(
                 SimulatedFault(.latency(milliseconds: SimulatorHarness.heldLatencyMilliseconds), endpoint: .list, calls: 1...1), provider: .kaizen)
-            let holder = Task { await service.list([("provider", "kaizen")], client: .anonymous, facts: Self.facts(nil)) }
+            let holder = Task { await holding.list([("provider", "kaizen")], client: .anonymous, facts: Self.facts(nil)) }
             #expect(await waitUntil(seconds: 60) { kaizen.fetcher.endpoint.statistics().inFlight == 1 })
 
             let started = harness.clocks.now()
@@ -275,6 +275,7 @@ import Testing
                 return
             }
             #expect(problem.status == .gatewayTimeout)
+            // The fake clock moved only by the wait, which ended exactly at the request's deadline.
             #expect(harness.clocks.now() - started == 2_000_000_000)
             #expect(harness.simulator.counters(provider: .kaizen).count(.detail) == 0)
             #expect(kaizen.fetcher.endpoint.statistics().callsByOutcome[.timeout] == 1)

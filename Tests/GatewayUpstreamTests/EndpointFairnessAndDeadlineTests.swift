@@ -38,16 +38,16 @@ import Testing
         }
 
         var tasks = [call("http://kaizen.test/a0", client: "a")]
-        #expect(await waitUntil { transport.callCount == 1 })
+        #expect(await waitUntil(seconds: 60) { transport.callCount == 1 })
         for index in 1...50 {
             tasks.append(call("http://kaizen.test/a\(index)", client: "a"))
-            #expect(await waitUntil { endpoint.statistics().waiting == index })
+            #expect(await waitUntil(seconds: 60) { endpoint.statistics().waiting == index })
         }
         tasks.append(call("http://kaizen.test/b", client: "b"))
-        #expect(await waitUntil { endpoint.statistics().waiting == 51 })
+        #expect(await waitUntil(seconds: 60) { endpoint.statistics().waiting == 51 })
 
         open("http://kaizen.test/a0")
-        #expect(await waitUntil { transport.callCount == 2 })
+        #expect(await waitUntil(seconds: 60) { transport.callCount == 2 })
         #expect(transport.requests.map(\.url)[1] == "http://kaizen.test/b")
 
         // Then A's queue drains in its own order.
@@ -75,7 +75,7 @@ import Testing
                 limiter.release(client: client)
             })
             let expected = tasks.count
-            #expect(await waitUntil { limiter.waiting == expected })
+            #expect(await waitUntil(seconds: 60) { limiter.waiting == expected })
         }
         limiter.release(client: "holder")
         for task in tasks { try await task.value }
@@ -111,16 +111,16 @@ import Testing
         var tasks: [Task<Void, Never>] = []
         for index in 1...4 {
             tasks.append(enqueue("a\(index)"))
-            #expect(await waitUntil { limiter.waiting == index })
+            #expect(await waitUntil(seconds: 60) { limiter.waiting == index })
         }
         tasks.append(enqueue("b1"))
-        #expect(await waitUntil { outcomes["a4"] != nil })
+        #expect(await waitUntil(seconds: 60) { outcomes["a4"] != nil })
         #expect(outcomes["a4"] == "\(UpstreamError.overloaded)")
-        #expect(await waitUntil { limiter.waiting == 4 })
+        #expect(await waitUntil(seconds: 60) { limiter.waiting == 4 })
 
         tasks.append(enqueue("c1"))
-        #expect(await waitUntil { outcomes["a3"] != nil })
-        #expect(await waitUntil { limiter.waiting == 4 })
+        #expect(await waitUntil(seconds: 60) { outcomes["a3"] != nil })
+        #expect(await waitUntil(seconds: 60) { limiter.waiting == 4 })
 
         // a has 2 waiting, b 1: b's second call would leave b with more than a, so it is refused.
         await #expect(throws: UpstreamError.overloaded) { try await limiter.acquire(client: "b") }
@@ -148,14 +148,14 @@ import Testing
         }
         let endpoint = UpstreamEndpoint(name: "kaizen", policy: policy, transport: transport, clock: clock)
         let holder = Task { try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/1"), options: makeOptions()) }
-        #expect(await waitUntil { transport.callCount == 1 })
+        #expect(await waitUntil(seconds: 60) { transport.callCount == 1 })
 
         var options = makeOptions()
         options.deadlineNanoseconds = clock.now() + 2 * second
         let waiter = Task { () async throws(UpstreamError) -> UpstreamResponse in
             try await endpoint.execute(UpstreamRequest(url: "http://kaizen.test/2"), options: options)
         }
-        #expect(await waitUntil { endpoint.statistics().waiting == 1 && clock.pendingSleepers == 1 })
+        #expect(await waitUntil(seconds: 60) { endpoint.statistics().waiting == 1 && clock.pendingSleepers == 1 })
         clock.advance(by: 2 * second - 1)
         #expect(endpoint.statistics().waiting == 1)
         clock.advance(by: 1)
