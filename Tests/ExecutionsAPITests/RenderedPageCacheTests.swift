@@ -318,6 +318,29 @@ final class ManualClock: Sendable {
         #expect(b.listCalls == 3)
     }
 
+    @Test func aCancelledWaiterStopsWaitingForAnotherRequestsBuild() async {
+        let clock = self.clock
+        let pages = RenderedPageCache(store: MemoryLRUStore(maxBytes: 1 << 20, now: { clock.now() }), policy: policy, cursorSecret: "s")
+        guard case .build = await pages.turn(for: "page") else {
+            Issue.record("the first request for a page builds it")
+            return
+        }
+        let waiter = Task { await pages.turn(for: "page") }
+        await settle { pages.statistics.coalesced == 1 }
+        waiter.cancel()
+        // Answered while the build is still running: its client has gone, nothing is worth waiting for.
+        guard case .buildOwn = await waiter.value else {
+            Issue.record("a cancelled waiter is released to build its own (its fetches then fail fast)")
+            return
+        }
+        pages.finishBuild("page", storedPage: nil)
+        guard case .build = await pages.turn(for: "page") else {
+            Issue.record("after the build ended, the next request builds again")
+            return
+        }
+        pages.finishBuild("page", storedPage: nil)
+    }
+
     @Test func cursorsInLinkHeadersAreNotReencoded() {
         #expect(ExecutionsEndpoints.queryValue("eyJ2IjoxfQ.abc-_09") == "eyJ2IjoxfQ.abc-_09")
         #expect(ExecutionsEndpoints.queryValue("a b/c") == "a%20b%2Fc")
