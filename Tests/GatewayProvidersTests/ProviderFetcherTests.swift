@@ -1,6 +1,7 @@
 import GatewayCache
 import GatewayHTTP
 import GatewayJSON
+import GatewayTestSupport
 @testable import GatewayProviders
 import GatewayUpstream
 import ProviderSimulator
@@ -295,6 +296,23 @@ import Testing
                 try await provider.detail(of: "ex_1", call: harness.call(Self.key))
             }
             #expect(provider.fetcher.statistics().upstreamCalls[.timeout] == 1)
+        }
+    }
+
+    @Test func aCallerThatGoesAwayStopsItsUpstreamTransfer() async throws {
+        try await withSimulator { harness in
+            let provider = try harness.kaizen(policy: SimulatorHarness.policy(timeoutMilliseconds: 600_000))
+            harness.simulator.setFault(SimulatedFault(.timeout, endpoint: .detail), provider: .kaizen)
+            let call = harness.call(Self.key)
+            let request = Task { try await provider.detail(of: "ex_1", call: call) }
+            #expect(await waitUntil { harness.client.clientStatistics().inFlight == 1 })
+            // The client hung up: its request task is cancelled, and nobody else waits for the answer.
+            request.cancel()
+            _ = await request.result
+            #expect(await waitUntil {
+                let statistics = harness.client.clientStatistics()
+                return statistics.transfersCancelled == 1 && statistics.inFlight == 0
+            })
         }
     }
 
