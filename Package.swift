@@ -155,7 +155,7 @@ let package = Package(
         // Helpers several test targets share; never linked into a product.
         .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport", swiftSettings: strictSwift),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
-        .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON", "GatewayEventLoop"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayOpenAPITests", dependencies: ["GatewayOpenAPI"], swiftSettings: strictSwift),
         .testTarget(
             name: "GatewayServerTests",
@@ -189,7 +189,7 @@ let package = Package(
             name: "GatewayProvidersTests",
             dependencies: [
                 "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayServer",
-                "ProviderSimulator", "ExecutionsAPI", "GatewayTestSupport", .product(name: "Logging", package: "swift-log"),
+                "GatewayEventLoop", "ProviderSimulator", "ExecutionsAPI", "GatewayTestSupport", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),

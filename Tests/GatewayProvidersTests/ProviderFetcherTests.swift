@@ -1,4 +1,5 @@
 import GatewayCache
+import GatewayEventLoop
 import GatewayHTTP
 import GatewayJSON
 import GatewayTestSupport
@@ -313,6 +314,31 @@ import Testing
                 let statistics = harness.client.clientStatistics()
                 return statistics.transfersCancelled == 1 && statistics.inFlight == 0
             })
+        }
+    }
+
+    @Test func largeAnswersAreParsedAndDecodedOffTheEventLoop() async throws {
+        try await withSimulator(executions: 200) { harness in
+            let fetcher = try harness.kaizen().fetcher
+            let call = harness.call(Self.key)
+            let loop = try EventLoop(name: "fetch-test-loop")
+            try loop.start()
+            // Decoding on the loop thread, for the fetched answer and then for the cached one.
+            let decodedOnLoop = try await Task(executorPreference: loop) { () async throws(ProviderError) -> [Bool] in
+                var placements: [Bool] = []
+                for _ in 0..<2 {
+                    let fetched = try await fetcher.fetchListing(
+                        ProviderRequest(method: .post, path: "/executions/list", jsonBody: [:]), call: call
+                    ) { json throws(ProviderError) in
+                        (loop.inEventLoop, json.arrayValue?.count ?? json.objectValue?.count ?? 0)
+                    }
+                    placements.append(fetched.value.0)
+                }
+                return placements
+            }.value
+            #expect(decodedOnLoop == [false, false])
+            loop.stop()
+            await loop.waitUntilStopped()
         }
     }
 
