@@ -154,7 +154,7 @@ let package = Package(
         // MARK: Tests
         // Helpers several test targets share; never linked into a product.
         .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport", swiftSettings: strictSwift),
-        .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON", "GatewayEventLoop"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayOpenAPITests", dependencies: ["GatewayOpenAPI"], swiftSettings: strictSwift),
         .testTarget(
@@ -164,7 +164,7 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
-        .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayCacheTests", dependencies: ["GatewayCache", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayRateLimitTests", dependencies: ["GatewayRateLimit"], swiftSettings: strictSwift),
         .testTarget(
@@ -195,7 +195,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ExecutionsAPITests",
-            dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON", "GatewayCache", "GatewayUpstream"],
+            dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON", "GatewayCache", "GatewayUpstream", "GatewayTestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(

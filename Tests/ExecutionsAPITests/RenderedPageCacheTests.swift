@@ -3,6 +3,7 @@ import GatewayHTTP
 import GatewayCache
 import GatewayJSON
 import GatewayProviders
+import GatewayTestSupport
 import GatewayUpstream
 import Synchronization
 import Testing
@@ -364,7 +365,7 @@ final class ManualClock: Sendable {
         // Every truncation short of the head is refused, never read out of bounds.
         let headStart = encoded.count - page.head.count
         for length in 0..<headStart { #expect(RenderedPage(decoding: Array(encoded.prefix(length))) == nil) }
-        var random = SplitMix64(state: 42)
+        var random = SplitMix64(seed: 42)
         for _ in 0..<200 {
             var bytes = Array("EGP1".utf8) + (0..<Int.random(in: 0...40, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
             if bytes.count > 4, Bool.random(using: &random) { bytes[4] = 0xFF }
