@@ -155,7 +155,7 @@ let package = Package(
         // Helpers several test targets share; never linked into a product.
         .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport", swiftSettings: strictSwift),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "GatewayTestSupport"], swiftSettings: strictSwift),
-        .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON", "GatewayEventLoop"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON", "GatewayEventLoop", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayOpenAPITests", dependencies: ["GatewayOpenAPI"], swiftSettings: strictSwift),
         .testTarget(
             name: "GatewayServerTests",
