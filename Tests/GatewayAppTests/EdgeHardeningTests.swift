@@ -1,5 +1,6 @@
 import ExecutionsAPI
 import GatewayApp
+import GatewayConfig
 import GatewayCrypto
 import GatewayHTTP
 import GatewayRateLimit
@@ -148,34 +149,36 @@ import Glibc
 
 /// Log output never blocks the loop: a stalled descriptor drops lines and counts them.
 @Suite struct StalledLogOutputTests {
-    @Test func aPipeNobodyReadsDropsAndCountsLinesWhileTheServerKeepsAnswering() async throws {
+    @Test func aPipeNobodyReadsDropsAndCountsLinesWhileTheGatewayKeepsAnswering() async throws {
         var ends: [Int32] = [0, 0]
         try #require(pipe(&ends) == 0)
         let output = JSONLogHandler.LogOutput(descriptor: ends[1], maxBufferedBytes: 8_192)
         let accessLogger = Logger(label: "access") { JSONLogHandler(label: $0, output: output) }
-        var quiet = Logger(label: "test")
+        var quiet = Logger(label: "gateway")
         quiet.logLevel = .critical
-        var router = Router()
-        router.get("/hello") { _, _ in
-            await Task.yield()
-            return HTTPResponse(status: .ok, text: "hello")
-        }
-        let routes = router
-        let server = HTTPServer(
-            configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1),
-            responder: MiddlewareChain([
-                ObservabilityMiddleware(logger: accessLogger, metrics: GatewayMetrics(), routedMethods: routes.routedMethods,
-                                        routeTemplate: { _, _ in "/hello" }),
-            ], responder: router),
-            logger: quiet
+        var server = ServerSettings()
+        server.port = 0
+        server.workers = 1
+        let runtime = try GatewayRuntime(
+            configuration: GatewayConfiguration(
+                server: server,
+                auth: AuthSettings(mode: .none, cursorSecret: "stalled-log-test-secret"),
+                providers: [ProviderSettings(name: "kaizen", type: .kaizen, baseURL: "http://127.0.0.1:9", credential: "unused")]
+            ),
+            logger: quiet, accessLogger: accessLogger
         )
-        try server.start()
+        try runtime.start()
         // About 100 KB of access lines: more than the pipe (64 KiB) and the writer's buffer hold.
-        let client = try RawClient(port: server.localPort)
-        let responses = await client.roundTrips(Array(repeating: "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", count: 400))
+        let client = try RawClient(port: runtime.port)
+        let responses = await client.roundTrips(Array(repeating: "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", count: 400))
         #expect(responses.count == 400 && responses.allSatisfy { $0?.status == 200 })
         #expect(await waitUntil { output.droppedLines > 0 })
-        await server.shutdown()
+        let scrape = await client.roundTrips(["GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"]).first ?? nil
+        let lines = (scrape?.text ?? "").split(separator: "\n")
+        let dropped: Substring? = lines.first { $0.hasPrefix("gateway_log_lines_dropped_total") }
+        let droppedValue: Double = dropped.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) } ?? 0
+        #expect(droppedValue > 0, "exported: \(dropped ?? "nothing")")
+        await runtime.shutdown()
 
         // Unblock the writer thread, let it finish, then close both ends (in that order: closing
         // the read end first would make the writer's pending write raise SIGPIPE).
