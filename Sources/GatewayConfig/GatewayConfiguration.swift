@@ -1,7 +1,12 @@
 // The typed gateway configuration (CONTRACT.md §9). Every default below is the contract's default.
 //
 // Extensions beyond CONTRACT.md §9 (document them in README/openapi when merging):
-// - `server.writeTimeoutMs` (default 30000): how long a response write may stall before the connection is closed.
+// - `server.writeTimeoutMs` (default 30000): how long a whole response may take to write before the connection is closed.
+// - `server.idleTimeoutMs` defaults to 75000, not 60000: longer than nginx's upstream `keepalive_timeout` (60 s), so
+//   nginx always closes a reused idle connection first and never sends a request into one the gateway is closing.
+// - `rateLimit.unauthenticated` (default {requestsPerSecond: 10, burst: 20}): per client address, for requests
+//   refused before authentication.
+// - `providers[].allowInsecureUpstream` (default false): allows an `http://` baseURL on a non-loopback host.
 // - `auth.cursorSecret` is resolved here: the file's key, else `$GATEWAY_CURSOR_SECRET`, else `nil` with
 //   `cursorSecretSource == .perProcessRandom` (the app generates one and warns). It must be >= 16 characters.
 // - `$${` in a scalar is a literal `${` (no substitution).
@@ -70,7 +75,7 @@ public struct ServerSettings: Sendable, Equatable {
     public var maxBodyBytes: Int
     public var headerTimeoutMs: Int
     public var idleTimeoutMs: Int
-    /// Extension: a response write that makes no progress for this long closes the connection.
+    /// Extension: a response not written whole within this long closes the connection.
     public var writeTimeoutMs: Int
     public var shutdownGraceMs: Int
     /// `X-Forwarded-For` is believed only from peers inside one of these ranges.
@@ -90,7 +95,7 @@ public struct ServerSettings: Sendable, Equatable {
         maxHeaderFields: Int = 100,
         maxBodyBytes: Int = 65536,
         headerTimeoutMs: Int = 10000,
-        idleTimeoutMs: Int = 60000,
+        idleTimeoutMs: Int = 75000,
         writeTimeoutMs: Int = 30000,
         shutdownGraceMs: Int = 10000,
         trustedProxies: [CIDRRange] = ServerSettings.defaultTrustedProxies
@@ -186,9 +191,16 @@ public struct RateLimitPolicy: Sendable, Equatable {
 public struct RateLimitSettings: Sendable, Equatable {
     /// Applies to every client without its own `rateLimit`.
     public var `default`: RateLimitPolicy
+    /// Per client address, for requests refused before authentication (a missing or unknown key):
+    /// whoever has no key cannot spend a client's budget, but is not free either.
+    public var unauthenticated: RateLimitPolicy
 
-    public init(default defaultPolicy: RateLimitPolicy = RateLimitPolicy(requestsPerSecond: 20, burst: 40)) {
+    public init(
+        default defaultPolicy: RateLimitPolicy = RateLimitPolicy(requestsPerSecond: 20, burst: 40),
+        unauthenticated: RateLimitPolicy = RateLimitPolicy(requestsPerSecond: 10, burst: 20)
+    ) {
         self.default = defaultPolicy
+        self.unauthenticated = unauthenticated
     }
 }
 
@@ -243,6 +255,8 @@ public struct ProviderSettings: Sendable, Equatable {
     public var workflowIds: [String]
     /// B3OS only; sent as `X-Org-ID` when set.
     public var orgId: String?
+    /// Lets `baseURL` be `http://` on a host other than loopback (credentials then cross the network in clear).
+    public var allowInsecureUpstream: Bool
 
     public init(
         name: String,
@@ -253,7 +267,8 @@ public struct ProviderSettings: Sendable, Equatable {
         maxConcurrency: Int = 16,
         requestsPerSecond: Double = 10,
         workflowIds: [String] = [],
-        orgId: String? = nil
+        orgId: String? = nil,
+        allowInsecureUpstream: Bool = false
     ) {
         self.name = name
         self.type = type
@@ -264,5 +279,6 @@ public struct ProviderSettings: Sendable, Equatable {
         self.requestsPerSecond = requestsPerSecond
         self.workflowIds = workflowIds
         self.orgId = orgId
+        self.allowInsecureUpstream = allowInsecureUpstream
     }
 }

@@ -79,6 +79,8 @@ public final class GatewayConfigurationSnapshot: Sendable {
 
         set(["rateLimit", "default", "requestsPerSecond"], .double(configuration.rateLimit.default.requestsPerSecond))
         set(["rateLimit", "default", "burst"], .int(configuration.rateLimit.default.burst))
+        set(["rateLimit", "unauthenticated", "requestsPerSecond"], .double(configuration.rateLimit.unauthenticated.requestsPerSecond))
+        set(["rateLimit", "unauthenticated", "burst"], .int(configuration.rateLimit.unauthenticated.burst))
 
         let providerNames = configuration.providers.map(\.name)
         set(["providers"], .stringArray(providerNames))
@@ -96,6 +98,7 @@ public final class GatewayConfigurationSnapshot: Sendable {
             if let orgId = provider.orgId {
                 set(prefix + ["orgId"], .string(orgId))
             }
+            set(prefix + ["allowInsecureUpstream"], .bool(provider.allowInsecureUpstream))
         }
 
         set(["clients"], .stringArray(configuration.clients.map(\.id)))

@@ -40,6 +40,7 @@ extension GatewayConfiguration {
 
         lines.append("rateLimit:")
         lines.append("  default: \(Self.yamlPolicy(rateLimit.default))")
+        lines.append("  unauthenticated: \(Self.yamlPolicy(rateLimit.unauthenticated))")
 
         if clients.isEmpty {
             lines.append("clients: []")
@@ -74,6 +75,9 @@ extension GatewayConfiguration {
             lines.append("    timeoutMs: \(provider.timeoutMs)")
             lines.append("    maxConcurrency: \(provider.maxConcurrency)")
             lines.append("    requestsPerSecond: \(ConfigurationValidator.format(provider.requestsPerSecond))")
+            if provider.allowInsecureUpstream {
+                lines.append("    allowInsecureUpstream: true")
+            }
             switch provider.type {
             case .kapso:
                 lines.append("    workflowIds: \(Self.yamlList(provider.workflowIds))")
