@@ -60,7 +60,7 @@ import Glibc
             var small: Int32 = 16_384
             setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
             try await client.send("GET /big/\(bodyBytes) HTTP/1.1\r\nHost: x\r\n\r\n")
-            let (received, endedByServer) = try await onOwnThread { () -> (Int, Bool) in
+            let (received, endedByServer) = await onOwnThread { () -> (Int, Bool) in
                 var buffer = [UInt8](repeating: 0, count: 16_384)
                 var total = 0
                 while true {
