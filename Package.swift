@@ -106,6 +106,11 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .target(
+            name: "GatewayIndex",
+            dependencies: ["GatewayProviders", .product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: strictSwift
+        ),
+        .target(
             name: "ExecutionsAPI",
             dependencies: [
                 "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto",
@@ -193,6 +198,7 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+        .testTarget(name: "GatewayIndexTests", dependencies: ["GatewayIndex", "GatewayProviders", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(
             name: "ExecutionsAPITests",
             dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON", "GatewayCache", "GatewayUpstream", "GatewayTestSupport"],
