@@ -106,6 +106,11 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .target(
+            name: "GatewayIndex",
+            dependencies: ["GatewayProviders", .product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: strictSwift
+        ),
+        .target(
             name: "ExecutionsAPI",
             dependencies: [
                 "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto",
@@ -154,8 +159,8 @@ let package = Package(
         // MARK: Tests
         // Helpers several test targets share; never linked into a product.
         .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport", swiftSettings: strictSwift),
-        .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"], swiftSettings: strictSwift),
-        .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "GatewayTestSupport"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON", "GatewayEventLoop", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayOpenAPITests", dependencies: ["GatewayOpenAPI"], swiftSettings: strictSwift),
         .testTarget(
             name: "GatewayServerTests",
@@ -164,7 +169,7 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
-        .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayCacheTests", dependencies: ["GatewayCache", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayRateLimitTests", dependencies: ["GatewayRateLimit"], swiftSettings: strictSwift),
         .testTarget(
@@ -189,13 +194,14 @@ let package = Package(
             name: "GatewayProvidersTests",
             dependencies: [
                 "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayServer",
-                "ProviderSimulator", "ExecutionsAPI", "GatewayTestSupport", .product(name: "Logging", package: "swift-log"),
+                "GatewayEventLoop", "ProviderSimulator", "ExecutionsAPI", "GatewayTestSupport", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),
+        .testTarget(name: "GatewayIndexTests", dependencies: ["GatewayIndex", "GatewayProviders", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(
             name: "ExecutionsAPITests",
-            dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON", "GatewayCache", "GatewayUpstream"],
+            dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON", "GatewayCache", "GatewayUpstream", "GatewayTestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(

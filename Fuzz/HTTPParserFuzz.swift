@@ -75,6 +75,7 @@ private func checkAccepted(_ request: HTTPRequest, limits: HTTPParserLimits) {
     }
     if lengths.isEmpty && !hasTransferEncoding { check(request.body.isEmpty, "body without framing") }
     check(request.body.count <= limits.maxBodyBytes, "body above maxBodyBytes")
+    check(limits.acceptsBodies || (request.body.isEmpty && !hasTransferEncoding), "accepted a body while refusing bodies")
 }
 
 private func parseStream(_ input: UnsafeBufferPointer<UInt8>, limits: HTTPParserLimits, pieces: inout PieceLengths) -> [StreamOutcome] {
@@ -138,7 +139,9 @@ public func fuzzHTTPRequestParser(_ data: UnsafePointer<UInt8>?, _ size: Int) ->
     guard let data, size > 0 else { return 0 }
     let control = data[0]
     let input = UnsafeBufferPointer(start: data + 1, count: size - 1)
-    let limits = control & 0x80 != 0 ? tinyLimits : HTTPParserLimits()
+    var limits = control & 0x80 != 0 ? tinyLimits : HTTPParserLimits()
+    // Bit 6: a server that takes no bodies (as the gateway runs it).
+    limits.acceptsBodies = control & 0x40 == 0
     var whole = PieceLengths(state: 0, maxLength: Int.max)
     let expected = parseStream(input, limits: limits, pieces: &whole)
     // Low six bits: 0 feeds one byte at a time, otherwise seeded pieces of 1...(n+1) bytes.

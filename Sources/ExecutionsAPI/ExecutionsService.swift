@@ -1,7 +1,7 @@
 import Synchronization
 import GatewayCrypto
 import GatewayHTTP
-public import GatewayJSON
+import GatewayJSON
 public import GatewayProviders
 
 /// Facts about the request being served that the service passes upstream.
@@ -307,10 +307,14 @@ public struct ExecutionsService: Sendable {
         var cache = reports.compactMap(\.cache).reduce(CacheDisposition.hit) { $0.merged(with: $1) }
         for item in joined { if let disposition = item.cache { cache = cache.merged(with: disposition) } }
 
-        let rendered = Renderer.listDocument(
-            items: joined, include: query.include, limit: query.limit, nextCursor: nextCursor,
-            complete: complete, providers: reports, requestID: facts.requestID
-        )
+        // Without `include`, a page is at most `limit` list-level records (tens of kilobytes); with
+        // it, it carries upstream records of any size.
+        let rendered = await BulkWork.perform(offLoop: !query.include.isEmpty) {
+            Renderer.listDocument(
+                items: joined, include: query.include, limit: query.limit, nextCursor: nextCursor,
+                complete: complete, providers: reports, requestID: facts.requestID
+            )
+        }
         // A cut-short page is not stored: a stored page renders no `scanCutShort`.
         if let pageCache, let pageKey, scanFrontier == nil {
             let page = RenderedPage(
@@ -513,7 +517,10 @@ public struct ExecutionsService: Sendable {
             let scope = upstreamCallScope(startedAt: now(), facts: facts)
             let detail = try await binding.provider.detail(
                 of: providerID, call: callContext(for: binding, client: client, facts: facts, scope: scope))
-            let rendered = Renderer.detailDocument(detail, joinable: binding.provider.joinableFields)
+            // A detail record is the provider's, of any size.
+            let rendered = await BulkWork.perform(offLoop: true) {
+                Renderer.detailDocument(detail, joinable: binding.provider.joinableFields)
+            }
             return .success(ExecutionsAnswer(body: rendered.body, entityTag: rendered.entityTag, cache: detail.cache, nextCursor: nil))
         } catch .notFound {
             return .failure(.notFound("Provider '\(providerName)' has no execution '\(providerID)'."))

@@ -270,32 +270,49 @@ struct RenderedPageCache: Sendable {
 
     /// When a page expires, every request in flight for it misses at once; without this each of
     /// them would decode the cached upstream answers and render the same page (the upstream calls
-    /// themselves are already coalesced by the response cache).
+    /// themselves are already coalesced by the response cache). A waiter whose task is cancelled
+    /// (its client went away) stops waiting at once, with `.buildOwn`, and finds its own fetches
+    /// cancelled.
     func turn(for key: String) async -> BuildTurn {
-        await withCheckedContinuation { (continuation: CheckedContinuation<BuildTurn, Never>) in
-            let isBuilder = builds.waiters.withLock { waiting -> Bool in
-                if waiting[key] != nil {
-                    waiting[key, default: []].append(continuation)
-                    return false
+        let waiterID = builds.nextWaiterID.add(1, ordering: .relaxed).newValue
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<BuildTurn, Never>) in
+                enum Role { case builder, waiter, cancelled }
+                let role = builds.waiters.withLock { waiting -> Role in
+                    // Under the lock `onCancel` also takes: it either finds this waiter or this sees it.
+                    if Task.isCancelled { return .cancelled }
+                    if waiting[key] != nil {
+                        waiting[key]?[waiterID] = continuation
+                        return .waiter
+                    }
+                    waiting[key] = [:]
+                    return .builder
                 }
-                waiting[key] = []
-                return true
+                switch role {
+                case .builder: continuation.resume(returning: .build)
+                case .waiter: counters.count(\.coalesced)
+                case .cancelled: continuation.resume(returning: .buildOwn)
+                }
             }
-            if isBuilder { continuation.resume(returning: .build) } else { counters.count(\.coalesced) }
+        } onCancel: {
+            let continuation = builds.waiters.withLock { $0[key]?.removeValue(forKey: waiterID) }
+            continuation?.resume(returning: .buildOwn)
         }
     }
 
     /// Ends the build `turn(for:)` handed out, releasing the requests that waited for it.
     func finishBuild(_ key: String, storedPage: RenderedPage?) {
-        let waiters = builds.waiters.withLock { $0.removeValue(forKey: key) ?? [] }
-        for waiter in waiters {
+        let waiters = builds.waiters.withLock { $0.removeValue(forKey: key) ?? [:] }
+        for waiter in waiters.values {
             waiter.resume(returning: storedPage.map(BuildTurn.built) ?? .buildOwn)
         }
     }
 }
 
 private final class PageBuilds: Sendable {
-    let waiters = Mutex<[String: [CheckedContinuation<RenderedPageCache.BuildTurn, Never>]]>([:])
+    /// Per page key being built, the requests waiting for it by waiter id.
+    let waiters = Mutex<[String: [UInt64: CheckedContinuation<RenderedPageCache.BuildTurn, Never>]]>([:])
+    let nextWaiterID = Atomic<UInt64>(0)
 }
 
 /// One stored page: what `Renderer.listDocument` produced before `providers`.

@@ -118,6 +118,8 @@ struct Serve: AsyncParsableCommand {
             logger: logger
         ))
         try await group.run()
+        // Log lines are written by a thread of their own: let it finish, unless stdout has stalled.
+        await JSONLogHandler.LogOutput.standardOutput.waitUntilWritten(timeout: .seconds(2))
     }
 }
 

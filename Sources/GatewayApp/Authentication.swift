@@ -103,19 +103,26 @@ public final class ClientDirectory: Sendable {
 
 /// Requires a client key on every route except the operational ones, and records the client on the
 /// request context for the API and the rate limiter.
+///
+/// A request it refuses spends a token of its address's `unauthenticated` bucket, when a limiter is
+/// given; over that budget the answer is `429` instead of `401`, so guessing keys or flooding
+/// without one is as limited as a client's own traffic.
 public struct AuthenticationMiddleware: HTTPMiddleware {
     let authenticator: @Sendable () -> ClientAuthenticator
     let publicPaths: Set<String>
+    let unauthenticatedLimiter: UnauthenticatedLimiter?
 
-    public init(authenticator: ClientAuthenticator, publicPaths: Set<String>) {
+    public init(authenticator: ClientAuthenticator, publicPaths: Set<String>, unauthenticatedLimiter: UnauthenticatedLimiter? = nil) {
         self.authenticator = { authenticator }
         self.publicPaths = publicPaths
+        self.unauthenticatedLimiter = unauthenticatedLimiter
     }
 
     /// Reads the current clients of `directory` on every request (configuration reloads).
-    public init(directory: ClientDirectory, publicPaths: Set<String>) {
+    public init(directory: ClientDirectory, publicPaths: Set<String>, unauthenticatedLimiter: UnauthenticatedLimiter? = nil) {
         self.authenticator = { directory.current.authenticator }
         self.publicPaths = publicPaths
+        self.unauthenticatedLimiter = unauthenticatedLimiter
     }
 
     public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
@@ -139,6 +146,13 @@ public struct AuthenticationMiddleware: HTTPMiddleware {
             context[RequestRecordKey.self]?.clientID = client.id
             return nil
         case .failure(let failure):
+            if let unauthenticatedLimiter,
+               let refusal = unauthenticatedLimiter.refusal(
+                   address: context[ClientAddressKey.self] ?? context.remoteAddress,
+                   requestID: context[RequestTraceKey.self]?.requestID ?? ""
+               ) {
+                return refusal
+            }
             let detail = switch failure {
             case .missingKey: "Send your API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`."
             case .unknownKey: "The API key is not valid."

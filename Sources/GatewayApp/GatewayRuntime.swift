@@ -39,6 +39,7 @@ public final class GatewayRuntime: Service, Sendable {
     private let endpoints: [(name: String, endpoint: UpstreamEndpoint)]
     private let exported = LockedValue<[String: Int]>([:])
     private let clients: ClientDirectory
+    private let unauthenticatedLimiter: UnauthenticatedLimiter
     private let logger: Logger
 
     public init(configuration: GatewayConfiguration, logger: Logger, accessLogger: Logger? = nil) throws(GatewayStartupError) {
@@ -119,13 +120,14 @@ public final class GatewayRuntime: Service, Sendable {
         let cache = responseCache
         let upstreams = endpoints
         let exportedTotals = exported
+        let logOutputs = Self.distinctLogOutputs([logger, accessLogger ?? logger])
         OperationalEndpoints(
             metrics: metrics,
             isDraining: { serverHolder.withLock { $0?.isDraining ?? false } },
             refreshGauges: {
                 await Self.refreshMetrics(
                     metrics: metrics, cache: cache, pages: service.pageCacheStatistics, endpoints: upstreams,
-                    server: serverHolder.withLock { $0 }, exported: exportedTotals
+                    server: serverHolder.withLock { $0 }, logOutputs: logOutputs, exported: exportedTotals
                 )
             },
             openAPIDocument: OpenAPIDocument.bytes
@@ -134,15 +136,24 @@ public final class GatewayRuntime: Service, Sendable {
         // Copied after every route is registered: metrics and logs label requests by template.
         let routeLookup = router
         let trustedProxies = configuration.server.trustedProxies
+        let unauthenticatedLimiter = UnauthenticatedLimiter(
+            policy: try Self.policyOrStartupError(configuration.rateLimit.unauthenticated),
+            onLimited: { metrics.increment("gateway_unauthenticated_rate_limited_total") }
+        )
+        self.unauthenticatedLimiter = unauthenticatedLimiter
         let chain = MiddlewareChain([
+            // Outermost: it sees the head as complete as this side builds it.
+            ResponseHeadBudgetMiddleware(),
             RequestTraceMiddleware(),
             ClientAddressMiddleware(resolver: ClientAddressResolver(isTrustedProxy: { address in
                 CIDRRange.any(of: trustedProxies, contains: address)
             })),
-            ObservabilityMiddleware(logger: accessLogger ?? logger, metrics: metrics, routeTemplate: { method, path in
+            ObservabilityMiddleware(logger: accessLogger ?? logger, metrics: metrics, routedMethods: routeLookup.routedMethods, routeTemplate: { method, path in
                 routeLookup.match(method: method == .head ? .get : method, path: path)?.template ?? "unmatched"
             }),
-            AuthenticationMiddleware(directory: directory, publicPaths: OperationalEndpoints.paths),
+            AuthenticationMiddleware(
+                directory: directory, publicPaths: OperationalEndpoints.paths, unauthenticatedLimiter: unauthenticatedLimiter
+            ),
             RateLimitMiddleware(
                 store: MemoryRateLimitStore(), directory: directory,
                 onLimited: { client in metrics.increment("gateway_rate_limited_total", [("client", client)]) }
@@ -161,7 +172,10 @@ public final class GatewayRuntime: Service, Sendable {
             parserLimits: HTTPParserLimits(
                 maxHeaderBytes: settings.maxHeaderBytes,
                 maxHeaderFields: settings.maxHeaderFields,
-                maxBodyBytes: settings.maxBodyBytes
+                maxBodyBytes: settings.maxBodyBytes,
+                // A GET-only API: a request announcing a body is refused from its head, before
+                // authentication, rate limiting or reading the body (and so before `100 Continue`).
+                acceptsBodies: false
             ),
             headerTimeoutNanoseconds: UInt64(settings.headerTimeoutMs) * 1_000_000,
             idleTimeoutNanoseconds: UInt64(settings.idleTimeoutMs) * 1_000_000,
@@ -209,11 +223,20 @@ public final class GatewayRuntime: Service, Sendable {
         }
         do {
             clients.replace(with: try Self.clientEntries(new))
+            unauthenticatedLimiter.replacePolicy(with: try Self.policy(new.rateLimit.unauthenticated))
             metrics.increment("gateway_config_reloads_total", [("result", "applied")])
             logger.info("configuration reloaded: clients and rate limits applied", metadata: ["clients": "\(new.clients.count)"])
         } catch {
             metrics.increment("gateway_config_reloads_total", [("result", "rejected")])
             logger.error("reloaded configuration not applied", metadata: ["error": "\(error)"])
+        }
+    }
+
+    static func policyOrStartupError(_ settings: GatewayConfig.RateLimitPolicy) throws(GatewayStartupError) -> GatewayRateLimit.RateLimitPolicy {
+        do {
+            return try policy(settings)
+        } catch {
+            throw .configuration("\(error)")
         }
     }
 
@@ -279,6 +302,7 @@ public final class GatewayRuntime: Service, Sendable {
         pages: PageCacheStatistics?,
         endpoints: [(name: String, endpoint: UpstreamEndpoint)],
         server: HTTPServer?,
+        logOutputs: [JSONLogHandler.LogOutput],
         exported: LockedValue<[String: Int]>
     ) async {
         /// Counters are cumulative in the components; export only what grew since the last scrape.
@@ -319,6 +343,18 @@ public final class GatewayRuntime: Service, Sendable {
             exportTotal("gateway_connections_refused_total", [], server.counters.refusedConnections)
             exportTotal("gateway_http_malformed_requests_total", [], server.counters.malformedRequests)
         }
+        exportTotal("gateway_log_lines_dropped_total", [], logOutputs.reduce(0) { $0 + $1.droppedLines })
+    }
+
+    /// The JSON outputs behind `loggers`, each once (the loggers usually share standard output).
+    static func distinctLogOutputs(_ loggers: [Logger]) -> [JSONLogHandler.LogOutput] {
+        var outputs: [JSONLogHandler.LogOutput] = []
+        for logger in loggers {
+            guard let output = (logger.handler as? JSONLogHandler)?.logOutput,
+                  !outputs.contains(where: { $0 === output }) else { continue }
+            outputs.append(output)
+        }
+        return outputs
     }
 }
 

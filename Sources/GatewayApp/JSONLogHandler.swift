@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import GatewayEventLoop
 import GatewayJSON
 public import Logging
@@ -35,28 +36,41 @@ public struct JSONLogHandler: LogHandler {
         ///   and handed to `sink` together when the loop ends its iteration (before it waits again),
         ///   rather than one call per line; lines from any other thread, and everything collected
         ///   before them, go out at once.
-        public init(batchesPerLoopIteration: Bool = false, sink: @escaping @Sendable ([UInt8]) -> Void) {
+        public convenience init(batchesPerLoopIteration: Bool = false, sink: @escaping @Sendable ([UInt8]) -> Void) {
+            self.init(batchesPerLoopIteration: batchesPerLoopIteration, writer: nil, sink: sink)
+        }
+
+        /// Writes lines to descriptor 1, batched per event-loop iteration: at one access line per
+        /// request, a write per line was a system call per request. A line waits at most until its
+        /// loop has handled the events it woke up for, then goes to a `DescriptorLogWriter`, whose
+        /// own thread makes the write(2): a stalled stdout never blocks a loop, and what it cannot
+        /// take is dropped and counted rather than waited for.
+        public static let standardOutput = LogOutput(descriptor: 1)
+
+        /// What a descriptor writer has dropped; nil for a closure sink.
+        private let writer: DescriptorLogWriter?
+
+        public convenience init(descriptor: Int32, maxBufferedBytes: Int = DescriptorLogWriter.defaultMaxBufferedBytes) {
+            let writer = DescriptorLogWriter(descriptor: descriptor, maxBufferedBytes: maxBufferedBytes)
+            self.init(batchesPerLoopIteration: true, writer: writer) { writer.enqueue($0) }
+        }
+
+        private init(batchesPerLoopIteration: Bool, writer: DescriptorLogWriter?, sink: @escaping @Sendable ([UInt8]) -> Void) {
             self.batchesPerLoopIteration = batchesPerLoopIteration
+            self.writer = writer
             self.sink = sink
         }
 
-        /// Writes lines to descriptor 1 with write(2), batched per event-loop iteration: at one
-        /// access line per request, a write per line was a system call per request. A line waits at
-        /// most until its loop has handled the events it woke up for; nothing is buffered across
-        /// a wait, so nothing is lost on an orderly exit.
-        public static let standardOutput = LogOutput(batchesPerLoopIteration: true) { bytes in
-            bytes.withUnsafeBytes { buffer in
-                var offset = 0
-                while offset < buffer.count {
-                    let written = Glibc.write(1, buffer.baseAddress.map { $0 + offset }, buffer.count - offset)
-                    if written > 0 {
-                        offset += written
-                    } else if written < 0 && errno == EINTR {
-                        continue
-                    } else {
-                        return
-                    }
-                }
+        /// Lines dropped because the descriptor did not take them in time (0 for a closure sink).
+        public var droppedLines: Int { writer?.droppedLines ?? 0 }
+
+        /// Waits until every line handed over so far has been written, or `timeout` has passed (a
+        /// stalled descriptor): for an orderly exit, which should lose nothing it can avoid losing.
+        public func waitUntilWritten(timeout: Duration) async {
+            guard let writer else { return }
+            let deadline = ContinuousClock.now + timeout
+            while !writer.isIdle && ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(1))
             }
         }
 
@@ -95,6 +109,9 @@ public struct JSONLogHandler: LogHandler {
             }
         }
     }
+
+    /// Where this handler's lines go (for its drop count).
+    public var logOutput: LogOutput { output }
 
     public init(label: String, output: LogOutput = .standardOutput) {
         self.label = label
@@ -258,5 +275,100 @@ public struct JSONLogHandler: LogHandler {
         }
         lastSecond.withLock { $0 = (second, prefix) }
         return prefix
+    }
+}
+
+/// Hands log bytes to a descriptor from a thread of its own, so that whoever logs never waits for
+/// write(2) and never holds a lock across it. Bytes wait in one bounded buffer; when the descriptor
+/// stalls (a pipe nobody reads) and the buffer is full, further lines are dropped and counted.
+public final class DescriptorLogWriter: Sendable {
+    /// About a thousand access lines: a burst rides out a slow reader, a stalled one costs 1 MiB.
+    public static let defaultMaxBufferedBytes = 1 << 20
+
+    private struct Buffer {
+        var bytes: [UInt8] = []
+        /// The writer thread holds bytes it took and has not finished writing.
+        var writing = false
+    }
+
+    private let descriptor: Int32
+    private let maxBufferedBytes: Int
+    private let buffer = Mutex(Buffer())
+    private let dropped = Atomic<Int>(0)
+    /// Signalled each time the buffer goes from empty to not empty.
+    private let wake = DispatchSemaphore(value: 0)
+
+    public init(descriptor: Int32, maxBufferedBytes: Int = DescriptorLogWriter.defaultMaxBufferedBytes) {
+        self.descriptor = descriptor
+        self.maxBufferedBytes = maxBufferedBytes
+        let box = Unmanaged.passRetained(self)
+        var thread = pthread_t()
+        let started = pthread_create(&thread, nil, { argument in
+            guard let argument else { return nil }
+            // The thread keeps its writer alive: it serves the process until it exits.
+            Unmanaged<DescriptorLogWriter>.fromOpaque(argument).takeRetainedValue().run()
+            return nil
+        }, box.toOpaque())
+        if started == 0 {
+            pthread_detach(thread)
+        } else {
+            box.release()
+        }
+    }
+
+    public var droppedLines: Int { dropped.load(ordering: .relaxed) }
+
+    /// Nothing waits to be written.
+    var isIdle: Bool { buffer.withLock { $0.bytes.isEmpty && !$0.writing } }
+
+    /// Never blocks beyond a short lock: the bytes are queued, or dropped (and their lines counted).
+    func enqueue(_ bytes: [UInt8]) {
+        let wasEmpty = buffer.withLock { buffer -> Bool? in
+            guard buffer.bytes.count + bytes.count <= maxBufferedBytes else { return nil }
+            let wasEmpty = buffer.bytes.isEmpty
+            buffer.bytes.append(contentsOf: bytes)
+            return wasEmpty
+        }
+        switch wasEmpty {
+        case nil:
+            let lines = bytes.reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
+            dropped.add(max(lines, 1), ordering: .relaxed)
+        case true?:
+            wake.signal()
+        case false?:
+            break
+        }
+    }
+
+    private func run() {
+        var taken: [UInt8] = []
+        while true {
+            wake.wait()
+            buffer.withLock { buffer in
+                swap(&taken, &buffer.bytes)
+                buffer.writing = !taken.isEmpty
+            }
+            guard !taken.isEmpty else { continue }
+            writeAll(taken)
+            taken.removeAll(keepingCapacity: taken.capacity <= 2 * 65_536)
+            buffer.withLock { $0.writing = false }
+        }
+    }
+
+    /// Blocks this thread alone for as long as the descriptor does; gives up on an error.
+    private func writeAll(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let written = Glibc.write(descriptor, raw.baseAddress.map { $0 + offset }, raw.count - offset)
+                if written > 0 {
+                    offset += written
+                } else if written < 0 && errno == EINTR {
+                    continue
+                } else {
+                    return
+                }
+            }
+        }
     }
 }

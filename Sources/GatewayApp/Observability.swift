@@ -33,14 +33,18 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// `gateway_http_requests_total{method,route,status}` and `gateway_http_request_duration_seconds{route}`.
+    ///
+    /// Every label comes from a bounded set, so no request can add series: `method` is a method the
+    /// server routes or `OTHER`, `route` a route template (or `unmatched`), and `status` a status
+    /// code with a standard name or else its class (`2xx`…`5xx`, `other`).
     public func recordRequest(method: String, route: String, status: Int, durationNanoseconds: UInt64) {
         // One lookup by a composite key, no string building: this runs for every request.
-        let key = RequestSeries(method: method, route: route, status: status)
+        let key = RequestSeries(method: method, route: route, status: Self.boundedStatus(status))
         let series = requestSeries.withLock { known -> (Metrics.Counter, Metrics.Timer) in
             if let existing = known[key] { return existing }
             let counter = Metrics.Counter(
                 label: "gateway_http_requests_total",
-                dimensions: [("method", method), ("route", route), ("status", String(status))],
+                dimensions: [("method", method), ("route", route), ("status", Self.statusLabel(bounded: key.status))],
                 factory: factory
             )
             let timer = requestTimers.withLock { timers in
@@ -54,6 +58,17 @@ public final class GatewayMetrics: Sendable {
         }
         series.0.increment()
         series.1.recordNanoseconds(Int64(clamping: durationNanoseconds))
+    }
+
+    /// The code itself when the server knows it by name (a fixed set), else its class as a
+    /// negative number (-2 for 2xx), or 0 outside 100...599: a series key from a bounded set.
+    static func boundedStatus(_ code: Int) -> Int {
+        guard (100...599).contains(code) else { return 0 }
+        return HTTPStatus.knownReasonPhrase(for: code) == nil ? -(code / 100) : code
+    }
+
+    static func statusLabel(bounded: Int) -> String {
+        bounded > 0 ? String(bounded) : bounded == 0 ? "other" : "\(-bounded)xx"
     }
 
     private struct RequestSeries: Hashable {
@@ -130,11 +145,17 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
     let metrics: GatewayMetrics
     /// Maps a path to its route template, so metrics never get one label per execution id.
     let routeTemplate: @Sendable (HTTPMethod, String) -> String
+    /// Methods labelled as themselves; any other method a request carries is counted as `OTHER`.
+    let routedMethods: Set<HTTPMethod>
 
-    public init(logger: Logger, metrics: GatewayMetrics, routeTemplate: @escaping @Sendable (HTTPMethod, String) -> String) {
+    public init(
+        logger: Logger, metrics: GatewayMetrics, routedMethods: Set<HTTPMethod>,
+        routeTemplate: @escaping @Sendable (HTTPMethod, String) -> String
+    ) {
         self.logger = logger
         self.directJSON = logger.handler as? JSONLogHandler
         self.metrics = metrics
+        self.routedMethods = routedMethods
         self.routeTemplate = routeTemplate
     }
 
@@ -178,7 +199,8 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
         upstreamCalls: Int
     ) {
         let duration = monotonicNanoseconds() &- record.startedAt
-        metrics.recordRequest(method: request.method.rawValue, route: route, status: response.status.code, durationNanoseconds: duration)
+        let methodLabel = routedMethods.contains(request.method) ? request.method.rawValue : "OTHER"
+        metrics.recordRequest(method: methodLabel, route: route, status: response.status.code, durationNanoseconds: duration)
         // Access lines are `info`: below that level, skip building them at all.
         guard logger.logLevel <= .info else { return }
         let line = AccessLine(

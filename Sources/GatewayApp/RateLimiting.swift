@@ -211,7 +211,7 @@ public struct RateLimitMiddleware: HTTPMiddleware {
     }
 
     /// `decision.headerFields`, written without building that array: this runs on every response.
-    private static func addHeaders(of decision: RateLimitDecision, to response: inout HTTPResponse) {
+    static func addHeaders(of decision: RateLimitDecision, to response: inout HTTPResponse) {
         // A refusal for the spent upstream-call budget already describes that budget.
         if response.status == .tooManyRequests && response.headers["RateLimit-Limit"] != nil { return }
         response.headers.replaceOrAdd(Self.limitField, value: String(decision.limit))
@@ -232,4 +232,44 @@ public struct RateLimitMiddleware: HTTPMiddleware {
 /// immediate attempt that had to wait) does not spend a second token.
 public enum RateLimitDecisionKey: RequestContextKey {
     public typealias Value = RateLimitDecision
+}
+
+/// The budget of requests refused before authentication, per client address (the forwarded one
+/// behind a trusted proxy). Its table holds at most `maxTrackedAddresses` addresses, so a flood
+/// from many addresses cannot grow it; the budget follows configuration reloads.
+public final class UnauthenticatedLimiter: Sendable {
+    /// About 2 MiB of buckets at most.
+    public static let maxTrackedAddresses = 16_384
+
+    private let store: MemoryRateLimitStore
+    private let policy: Mutex<RateLimitPolicy>
+    private let onLimited: @Sendable () -> Void
+
+    public init(
+        policy: RateLimitPolicy,
+        maxTrackedAddresses: Int = UnauthenticatedLimiter.maxTrackedAddresses,
+        now: (@Sendable () -> UInt64)? = nil,
+        onLimited: @escaping @Sendable () -> Void = {}
+    ) {
+        store = if let now { MemoryRateLimitStore(maxKeys: maxTrackedAddresses, now: now) } else { MemoryRateLimitStore(maxKeys: maxTrackedAddresses) }
+        self.policy = Mutex(policy)
+        self.onLimited = onLimited
+    }
+
+    public func replacePolicy(with newPolicy: RateLimitPolicy) { policy.withLock { $0 = newPolicy } }
+
+    /// Spends one token of `address`'s bucket: nil while within the budget, else the `429` to send.
+    func refusal(address: String, requestID: String) -> HTTPResponse? {
+        let decision = store.acquire(key: address, policy: policy.withLock { $0 }, cost: 1)
+        guard !decision.allowed else { return nil }
+        onLimited()
+        let retryAfter = decision.retryAfterSeconds ?? 1
+        var response = Problem(
+            .rateLimited, status: .tooManyRequests, title: "Too many requests",
+            detail: "Too many requests without a valid API key from this address; retry in \(retryAfter) s.",
+            retryAfterSeconds: retryAfter
+        ).response(requestID: requestID)
+        RateLimitMiddleware.addHeaders(of: decision, to: &response)
+        return response
+    }
 }

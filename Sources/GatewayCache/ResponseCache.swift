@@ -74,7 +74,9 @@ public struct CacheStatistics: Sendable, Hashable {
 ///   caller that did not bypass the cache gets that entry as `.stale(.loadFailed)` (with the error in
 ///   `staleCause`); every other waiter gets the load's error, unchanged.
 /// - A cancelled caller stops waiting at once with `CancellationError`; the load runs on for the others
-///   and still fills the cache.
+///   and still fills the cache. When the last caller waiting for a load leaves, the load itself is
+///   cancelled (its upstream transfer stops): nobody is left to pay for it, and a caller arriving
+///   later starts a load of its own.
 ///
 /// Keys must separate everything that may not be shared, notably the upstream credential.
 public final class ResponseCache: Sendable {
@@ -82,6 +84,7 @@ public final class ResponseCache: Sendable {
     private let now: @Sendable () -> UInt64
     private let loads = Mutex<[String: InFlightLoad]>([:])
     private let nextWaiterID = Atomic<UInt64>(0)
+    private let nextLoadID = Atomic<UInt64>(0)
     private let hits = Atomic<Int>(0)
     private let misses = Atomic<Int>(0)
     private let staleServes = Atomic<Int>(0)
@@ -147,7 +150,7 @@ public final class ResponseCache: Sendable {
 
     // MARK: Coalescing
 
-    private enum Role { case starter, joiner, cancelled }
+    private enum Role { case starter(loadID: UInt64), joiner, cancelled }
 
     private func awaitSharedLoad(
         key: String,
@@ -167,23 +170,44 @@ public final class ResponseCache: Sendable {
                         loads[key]?.waiters[waiterID] = continuation
                         return .joiner
                     }
-                    loads[key] = InFlightLoad(waiters: [waiterID: continuation])
-                    return .starter
+                    let loadID = nextLoadID.add(1, ordering: .relaxed).newValue
+                    loads[key] = InFlightLoad(id: loadID, waiters: [waiterID: continuation])
+                    return .starter(loadID: loadID)
                 }
                 switch role {
                 case .cancelled:
                     continuation.resume(returning: nil)
                 case .joiner:
                     coalescedWaiters.add(1, ordering: .relaxed)
-                case .starter:
+                case .starter(let loadID):
                     misses.add(1, ordering: .relaxed)
                     // Unstructured so that cancelling the starter does not cancel the others' load;
                     // it still inherits task-local values (request ids for logs).
-                    Task { await self.runLoad(key: key, staleIfErrorNanoseconds: staleIfErrorNanoseconds, load: load) }
+                    let task = Task {
+                        await self.runLoad(key: key, loadID: loadID, staleIfErrorNanoseconds: staleIfErrorNanoseconds, load: load)
+                    }
+                    let abandoned = loads.withLock { loads -> Bool in
+                        guard loads[key]?.id == loadID else { return false }  // finished already
+                        if loads[key]?.waiters.isEmpty == true {
+                            loads[key] = nil
+                            return true
+                        }
+                        loads[key]?.task = task
+                        return false
+                    }
+                    if abandoned { task.cancel() }
                 }
             }
         } onCancel: {
-            let continuation = loads.withLock { $0[key]?.waiters.removeValue(forKey: waiterID) }
+            let (continuation, abandonedLoad) = loads.withLock { loads -> (CheckedContinuation<LoadDelivery?, Never>?, Task<Void, Never>?) in
+                guard let continuation = loads[key]?.waiters.removeValue(forKey: waiterID) else { return (nil, nil) }
+                guard loads[key]?.waiters.isEmpty == true else { return (continuation, nil) }
+                // The last waiter left. Without its task (not stored yet) the starter cancels it.
+                let task = loads[key]?.task
+                if task != nil { loads[key] = nil }
+                return (continuation, task)
+            }
+            abandonedLoad?.cancel()
             continuation?.resume(returning: nil)
         }
 
@@ -191,7 +215,7 @@ public final class ResponseCache: Sendable {
         case nil:
             throw CancellationError()
         case .loaded(let value, let storedAt, let freshUntil)?:
-            let outcome: CacheOutcome = role == .starter ? .miss : .coalesced
+            let outcome: CacheOutcome = if case .starter = role { .miss } else { .coalesced }
             return CacheResult(value: value, outcome: outcome, ageNanoseconds: age(since: storedAt, at: now()), freshUntil: freshUntil)
         case .failed(let error, let staleEntry)?:
             if !bypassCache, let entry = staleEntry {
@@ -208,7 +232,7 @@ public final class ResponseCache: Sendable {
     }
 
     private func runLoad(
-        key: String, staleIfErrorNanoseconds: UInt64, load: @Sendable () async throws -> CacheLoad
+        key: String, loadID: UInt64, staleIfErrorNanoseconds: UInt64, load: @Sendable () async throws -> CacheLoad
     ) async {
         let delivery: LoadDelivery
         do {
@@ -219,13 +243,18 @@ public final class ResponseCache: Sendable {
                 value: loaded.value, storedAt: storedAt, freshUntil: freshUntil,
                 staleUntil: freshUntil.addingSaturating(staleIfErrorNanoseconds))
             // Stored before the waiters are released, so a caller arriving after this load finished
-            // finds the entry instead of starting another load.
-            await store.store(key, entry: entry)
+            // finds the entry instead of starting another load. An abandoned load stores nothing: a
+            // newer load may already have stored a later answer.
+            if loads.withLock({ $0[key]?.id == loadID }) { await store.store(key, entry: entry) }
             delivery = .loaded(value: loaded.value, storedAt: storedAt, freshUntil: freshUntil)
         } catch {
             delivery = .failed(error, staleEntry: await store.lookup(key))
         }
-        let waiters = loads.withLock { $0.removeValue(forKey: key)?.waiters ?? [:] }
+        // An abandoned load's entry is gone, or belongs to a newer load by now: it has no one to tell.
+        let waiters = loads.withLock { loads -> [UInt64: CheckedContinuation<LoadDelivery?, Never>] in
+            guard loads[key]?.id == loadID else { return [:] }
+            return loads.removeValue(forKey: key)?.waiters ?? [:]
+        }
         for continuation in waiters.values {
             continuation.resume(returning: delivery)
         }
@@ -237,7 +266,11 @@ public final class ResponseCache: Sendable {
 }
 
 private struct InFlightLoad {
+    /// Tells this load from a later one for the same key, once this one was abandoned.
+    let id: UInt64
     var waiters: [UInt64: CheckedContinuation<LoadDelivery?, Never>]
+    /// Set by the starter right after it starts the load; cancelled when the last waiter leaves.
+    var task: Task<Void, Never>?
 }
 
 private enum LoadDelivery: Sendable {

@@ -17,11 +17,13 @@ extension ConfigurationValidator {
         ]
         static let auth = ["mode", "cursorSecret"]
         static let cache = ["maxBytes", "listTTLMs", "activeDetailTTLMs", "terminalDetailTTLMs", "staleIfErrorMs"]
-        static let rateLimit = ["default", "maxUpstreamCallsPerRequest"]
+        static let rateLimit = ["default", "unauthenticated", "maxUpstreamCallsPerRequest"]
         static let rateLimitPolicy = ["requestsPerSecond", "burst", "upstreamCallsPerMinute"]
+        static let requestRateLimitPolicy = ["requestsPerSecond", "burst"]
         static let client = ["id", "keySHA256", "rateLimit", "providers", "credentials"]
         static let providerCommon = [
             "name", "type", "baseURL", "credential", "timeoutMs", "maxConcurrency", "requestsPerSecond",
+            "allowInsecureUpstream",
         ]
 
         static func providerSpecific(_ type: ProviderType) -> [String] {
@@ -198,6 +200,24 @@ extension ConfigurationValidator {
         var normalized = text
         while normalized.hasSuffix("/") { normalized.removeLast() }
         return .success(normalized)
+    }
+}
+
+extension ConfigurationValidator {
+    /// Loopback hosts: traffic to them never leaves the machine, so `http://` is no exposure there.
+    static let loopbackRanges: [CIDRRange] = [
+        CIDRRange(maskingHostBitsOf: [127, 0, 0, 0], prefixLength: 8),
+        CIDRRange(maskingHostBitsOf: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], prefixLength: 128),
+    ]
+
+    /// Whether a (valid) base URL sends requests, and with them the credential, unencrypted to
+    /// another machine: `http://` to any host but `localhost`, 127.0.0.0/8 or ::1.
+    static func isCleartextToRemoteHost(_ baseURL: String) -> Bool {
+        guard let components = URLComponents(string: baseURL), components.scheme?.lowercased() == "http" else { return false }
+        var host = (components.host ?? "").lowercased()
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host == "localhost" { return false }
+        return !CIDRRange.any(of: loopbackRanges, contains: host)
     }
 }
 

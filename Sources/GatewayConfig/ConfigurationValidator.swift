@@ -149,12 +149,17 @@ struct ConfigurationValidator {
     private mutating func rateLimitSettings(_ fields: Fields?) -> RateLimitSettings {
         let defaults = RateLimitSettings()
         guard let fields else { return defaults }
-        let ceiling = integer(fields, "maxUpstreamCallsPerRequest", 1...100_000, default: defaults.maxUpstreamCallsPerRequest)
-        guard let policyFields = section(fields, "default", allowed: Keys.rateLimitPolicy) else {
-            return RateLimitSettings(default: defaults.default, maxUpstreamCallsPerRequest: ceiling)
+        var settings = defaults
+        settings.maxUpstreamCallsPerRequest = integer(
+            fields, "maxUpstreamCallsPerRequest", 1...100_000, default: defaults.maxUpstreamCallsPerRequest)
+        if let policyFields = section(fields, "default", allowed: Keys.rateLimitPolicy) {
+            settings.default = rateLimitPolicy(policyFields, inheriting: defaults.default)
         }
-        return RateLimitSettings(
-            default: rateLimitPolicy(policyFields, inheriting: defaults.default), maxUpstreamCallsPerRequest: ceiling)
+        // Requests refused before authentication make no upstream calls: no call budget here.
+        if let policyFields = section(fields, "unauthenticated", allowed: Keys.requestRateLimitPolicy) {
+            settings.unauthenticated = rateLimitPolicy(policyFields, inheriting: defaults.unauthenticated)
+        }
+        return settings
     }
 
     /// Every key is optional; a missing one comes from `inheriting`.
@@ -253,6 +258,11 @@ struct ConfigurationValidator {
             case .failure(let problem): report(fields.path("baseURL"), fields.line(of: "baseURL"), problem.message)
             }
         }
+        let allowInsecureUpstream = boolean(fields, "allowInsecureUpstream", default: false)
+        if let baseURL, !allowInsecureUpstream, Self.isCleartextToRemoteHost(baseURL) {
+            report(fields.path("baseURL"), fields.line(of: "baseURL"),
+                   "is http:// to a host that is not loopback: the credential would cross the network in clear; use https://, or set allowInsecureUpstream: true on this provider")
+        }
         var credential: String?
         if let text = requiredString(fields, "credential") {
             if let problem = Self.secretTextProblem(text) {
@@ -298,7 +308,8 @@ struct ConfigurationValidator {
             maxConcurrency: maxConcurrency,
             requestsPerSecond: requestsPerSecond,
             workflowIds: workflowIds,
-            orgId: orgId
+            orgId: orgId,
+            allowInsecureUpstream: allowInsecureUpstream
         )
         return (name, fields.line(of: "name"), settings)
     }
@@ -591,6 +602,20 @@ struct ConfigurationValidator {
             return defaultValue
         }
         return value
+    }
+
+    private mutating func boolean(_ fields: Fields, _ key: String, default defaultValue: Bool) -> Bool {
+        guard let node = fields[key] else { return defaultValue }
+        let path = fields.path(key)
+        let line = node.mark?.line ?? fields.line(of: key)
+        guard let text = text(of: node, at: path, line: line, expecting: "true or false") else { return defaultValue }
+        switch text {
+        case "true": return true
+        case "false": return false
+        default:
+            report(path, line, "must be true or false, got \(shown(text))")
+            return defaultValue
+        }
     }
 
     /// A finite decimal number greater than 0 and at most `maximum`.

@@ -1,7 +1,12 @@
 // The typed gateway configuration (CONTRACT.md §9). Every default below is the contract's default.
 //
 // Extensions beyond CONTRACT.md §9 (document them in README/openapi when merging):
-// - `server.writeTimeoutMs` (default 30000): how long a response write may stall before the connection is closed.
+// - `server.writeTimeoutMs` (default 30000): how long a whole response may take to write before the connection is closed.
+// - `server.idleTimeoutMs` defaults to 75000, not 60000: longer than nginx's upstream `keepalive_timeout` (60 s), so
+//   nginx always closes a reused idle connection first and never sends a request into one the gateway is closing.
+// - `rateLimit.unauthenticated` (default {requestsPerSecond: 10, burst: 20}): per client address, for requests
+//   refused before authentication.
+// - `providers[].allowInsecureUpstream` (default false): allows an `http://` baseURL on a non-loopback host.
 // - `server.requestTimeoutMs` (default 50000): the one deadline of a request's upstream work, slot waits included.
 // - `rateLimit.*.upstreamCallsPerMinute` (default 1200): a second budget per client, of the upstream calls its
 //   requests cause; `rateLimit.maxUpstreamCallsPerRequest` (default 200): the ceiling of one request.
@@ -73,7 +78,7 @@ public struct ServerSettings: Sendable, Equatable {
     public var maxBodyBytes: Int
     public var headerTimeoutMs: Int
     public var idleTimeoutMs: Int
-    /// Extension: a response write that makes no progress for this long closes the connection.
+    /// Extension: a response not written whole within this long closes the connection.
     public var writeTimeoutMs: Int
     /// Extension: the deadline of a request's upstream work (waiting for a provider's slot included);
     /// below nginx's default 60 s `proxy_read_timeout`, so the gateway answers first.
@@ -96,7 +101,7 @@ public struct ServerSettings: Sendable, Equatable {
         maxHeaderFields: Int = 100,
         maxBodyBytes: Int = 65536,
         headerTimeoutMs: Int = 10000,
-        idleTimeoutMs: Int = 60000,
+        idleTimeoutMs: Int = 75000,
         writeTimeoutMs: Int = 30000,
         requestTimeoutMs: Int = 50000,
         shutdownGraceMs: Int = 10000,
@@ -198,14 +203,19 @@ public struct RateLimitPolicy: Sendable, Equatable {
 public struct RateLimitSettings: Sendable, Equatable {
     /// Applies to every client without its own `rateLimit`.
     public var `default`: RateLimitPolicy
+    /// Per client address, for requests refused before authentication (a missing or unknown key):
+    /// whoever has no key cannot spend a client's budget, but is not free either.
+    public var unauthenticated: RateLimitPolicy
     /// Upstream calls one request may cause; a filter scan that would pass it stops early.
     public var maxUpstreamCallsPerRequest: Int
 
     public init(
         default defaultPolicy: RateLimitPolicy = RateLimitPolicy(requestsPerSecond: 20, burst: 40),
+        unauthenticated: RateLimitPolicy = RateLimitPolicy(requestsPerSecond: 10, burst: 20),
         maxUpstreamCallsPerRequest: Int = 200
     ) {
         self.default = defaultPolicy
+        self.unauthenticated = unauthenticated
         self.maxUpstreamCallsPerRequest = maxUpstreamCallsPerRequest
     }
 }
@@ -261,6 +271,8 @@ public struct ProviderSettings: Sendable, Equatable {
     public var workflowIds: [String]
     /// B3OS only; sent as `X-Org-ID` when set.
     public var orgId: String?
+    /// Lets `baseURL` be `http://` on a host other than loopback (credentials then cross the network in clear).
+    public var allowInsecureUpstream: Bool
 
     public init(
         name: String,
@@ -271,7 +283,8 @@ public struct ProviderSettings: Sendable, Equatable {
         maxConcurrency: Int = 16,
         requestsPerSecond: Double = 10,
         workflowIds: [String] = [],
-        orgId: String? = nil
+        orgId: String? = nil,
+        allowInsecureUpstream: Bool = false
     ) {
         self.name = name
         self.type = type
@@ -282,5 +295,6 @@ public struct ProviderSettings: Sendable, Equatable {
         self.requestsPerSecond = requestsPerSecond
         self.workflowIds = workflowIds
         self.orgId = orgId
+        self.allowInsecureUpstream = allowInsecureUpstream
     }
 }

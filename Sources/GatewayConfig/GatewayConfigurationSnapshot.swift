@@ -82,6 +82,8 @@ public final class GatewayConfigurationSnapshot: Sendable {
         set(["rateLimit", "default", "burst"], .int(configuration.rateLimit.default.burst))
         set(["rateLimit", "default", "upstreamCallsPerMinute"], .int(configuration.rateLimit.default.upstreamCallsPerMinute))
         set(["rateLimit", "maxUpstreamCallsPerRequest"], .int(configuration.rateLimit.maxUpstreamCallsPerRequest))
+        set(["rateLimit", "unauthenticated", "requestsPerSecond"], .double(configuration.rateLimit.unauthenticated.requestsPerSecond))
+        set(["rateLimit", "unauthenticated", "burst"], .int(configuration.rateLimit.unauthenticated.burst))
 
         let providerNames = configuration.providers.map(\.name)
         set(["providers"], .stringArray(providerNames))
@@ -99,6 +101,7 @@ public final class GatewayConfigurationSnapshot: Sendable {
             if let orgId = provider.orgId {
                 set(prefix + ["orgId"], .string(orgId))
             }
+            set(prefix + ["allowInsecureUpstream"], .bool(provider.allowInsecureUpstream))
         }
 
         set(["clients"], .stringArray(configuration.clients.map(\.id)))

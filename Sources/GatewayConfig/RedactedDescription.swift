@@ -41,6 +41,7 @@ extension GatewayConfiguration {
 
         lines.append("rateLimit:")
         lines.append("  default: \(Self.yamlPolicy(rateLimit.default))")
+        lines.append("  unauthenticated: \(Self.yamlPolicy(rateLimit.unauthenticated, withCallBudget: false))")
         lines.append("  maxUpstreamCallsPerRequest: \(rateLimit.maxUpstreamCallsPerRequest)")
 
         if clients.isEmpty {
@@ -76,6 +77,9 @@ extension GatewayConfiguration {
             lines.append("    timeoutMs: \(provider.timeoutMs)")
             lines.append("    maxConcurrency: \(provider.maxConcurrency)")
             lines.append("    requestsPerSecond: \(ConfigurationValidator.format(provider.requestsPerSecond))")
+            if provider.allowInsecureUpstream {
+                lines.append("    allowInsecureUpstream: true")
+            }
             switch provider.type {
             case .kapso:
                 lines.append("    workflowIds: \(Self.yamlList(provider.workflowIds))")
@@ -90,8 +94,9 @@ extension GatewayConfiguration {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    private static func yamlPolicy(_ policy: RateLimitPolicy) -> String {
-        "{requestsPerSecond: \(ConfigurationValidator.format(policy.requestsPerSecond)), burst: \(policy.burst), upstreamCallsPerMinute: \(policy.upstreamCallsPerMinute)}"
+    private static func yamlPolicy(_ policy: RateLimitPolicy, withCallBudget: Bool = true) -> String {
+        "{requestsPerSecond: \(ConfigurationValidator.format(policy.requestsPerSecond)), burst: \(policy.burst)"
+            + (withCallBudget ? ", upstreamCallsPerMinute: \(policy.upstreamCallsPerMinute)}" : "}")
     }
 
     private static func yamlList(_ items: [String]) -> String {

@@ -16,19 +16,25 @@ public struct HTTPParserLimits: Sendable, Equatable {
     public var maxBodyBytes: Int
     /// Longest method token; a longer one cannot be a method we implement, so 501.
     public var maxMethodBytes: Int
+    /// False for a server that takes no request bodies: a head announcing one (`Content-Length`
+    /// above 0, or `Transfer-Encoding`) is refused with 413 from the head alone, before any of the
+    /// body is read or a `100 Continue` could be owed.
+    public var acceptsBodies: Bool
 
     public init(
         maxRequestTargetBytes: Int = 8192,
         maxHeaderBytes: Int = 16384,
         maxHeaderFields: Int = 100,
         maxBodyBytes: Int = 65536,
-        maxMethodBytes: Int = 24
+        maxMethodBytes: Int = 24,
+        acceptsBodies: Bool = true
     ) {
         self.maxRequestTargetBytes = maxRequestTargetBytes
         self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaderFields = maxHeaderFields
         self.maxBodyBytes = maxBodyBytes
         self.maxMethodBytes = maxMethodBytes
+        self.acceptsBodies = acceptsBodies
     }
 }
 

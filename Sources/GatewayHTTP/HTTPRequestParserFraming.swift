@@ -40,6 +40,7 @@ extension HTTPRequestParser {
             guard isHTTP11 else { throw .badRequest("Transfer-Encoding in HTTP/1.0 request") }
             guard contentLengthFields == 0 else { throw .badRequest("both Content-Length and Transfer-Encoding") }
             try validateTransferCodings()
+            guard limits.acceptsBodies else { throw Self.bodyRefused }
             continueExpected = isHTTP11 && expectsContinueElement
             chunkExtensionBytes = 0
             startChunkSizeLine()
@@ -53,12 +54,15 @@ extension HTTPRequestParser {
             throw HTTPParseError(status: .contentTooLarge, reason: "body too large")
         }
         guard length > 0 else { return false }
+        guard limits.acceptsBodies else { throw Self.bodyRefused }
         continueExpected = isHTTP11 && expectsContinueElement
         remainingBodyBytes = length
         body.reserveCapacity(length)
         state = .fixedLengthBody
         return true
     }
+
+    static let bodyRefused = HTTPParseError(status: .contentTooLarge, reason: "this server takes no request body")
 
     /// Content-Length = 1*DIGIT; a list, a sign, whitespace inside or a value beyond Int64 is rejected.
     private func parseContentLength(_ value: ArraySlice<UInt8>) throws(HTTPParseError) -> Int {

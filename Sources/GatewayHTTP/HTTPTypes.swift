@@ -70,6 +70,11 @@ public struct HTTPStatus: Hashable, Sendable, CustomStringConvertible {
     public static let httpVersionNotSupported = HTTPStatus(code: 505)
 
     public static func standardReasonPhrase(for code: Int) -> String {
+        knownReasonPhrase(for: code) ?? "Status \(code)"
+    }
+
+    /// The reason phrase of a status this server knows by name, else nil.
+    public static func knownReasonPhrase(for code: Int) -> String? {
         switch code {
         case 100: "Continue"
         case 200: "OK"
@@ -101,7 +106,7 @@ public struct HTTPStatus: Hashable, Sendable, CustomStringConvertible {
         case 503: "Service Unavailable"
         case 504: "Gateway Timeout"
         case 505: "HTTP Version Not Supported"
-        default: "Status \(code)"
+        default: nil
         }
     }
 }

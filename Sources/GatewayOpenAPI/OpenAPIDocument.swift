@@ -62,6 +62,13 @@ info:
     - Extension: errors raised by the HTTP layer itself, before any route runs (malformed
       request `400`, `408`, `413`, `414`, `431`, `505`, unknown path `404`), are problem+json
       with `type: about:blank` and without `requestId`.
+    - Extension: the API takes no request bodies. A request announcing one (`Content-Length`
+      above 0, or `Transfer-Encoding`) gets `413` decided from its head, before authentication
+      and before any of the body is read; so `Expect: 100-continue` never gets an interim
+      `100 Continue`, only the final answer.
+    - Extension: requests refused before authentication (missing or unknown key) are limited
+      per client address (`rateLimit.unauthenticated`); past that budget they get `429` with
+      `RateLimit-*` and `Retry-After` instead of `401`.
     - Extension: list parameters (`provider`, `status`, `include`) tolerate spaces around
       their elements.
     - Extension: besides `Cache-Control: no-cache`, the tokens `no-store` and `max-age=0` and
@@ -674,7 +681,7 @@ components:
         type: string
         const: Authorization, X-API-Key
     Link:
-      description: 'Present exactly when `page.nextCursor` is not null: `</executions?cursor=…>; rel="next"`.'
+      description: 'Present when `page.nextCursor` is not null: `</executions?cursor=…>; rel="next"`. Extension: left out when it would make the response head larger than 4 KiB (nginx''s default `proxy_buffer_size`), which only a query with several kilobytes of `q` terms can cause; `page.nextCursor` in the body always carries the cursor.'
       schema:
         type: string
         pattern: '^</executions\?cursor=[A-Za-z0-9._~%-]+>; rel="next"$'

@@ -280,19 +280,20 @@ public final class ProviderFetcher: Sendable {
                     throw error
                 }
                 let response = try await self.send(outbound, options: options, purpose: purpose)
-                let json: JSONValue
-                do throws(JSONParseError) {
-                    json = try JSONParser.parse(response.body)
-                } catch {
-                    self.count(.malformedResponse)
-                    throw ProviderError.malformedResponse(reason: "the answer is not JSON (\(error.reason) at byte \(error.offset))")
-                }
-                let value: Value
-                do throws(ProviderError) {
-                    value = try decode(json)
-                } catch {
-                    self.count(error.callOutcome)
-                    throw error
+                let value = try await BulkWork.perform(inputBytes: response.body.count) { () throws(ProviderError) -> Value in
+                    let json: JSONValue
+                    do throws(JSONParseError) {
+                        json = try JSONParser.parse(response.body)
+                    } catch {
+                        self.count(.malformedResponse)
+                        throw .malformedResponse(reason: "the answer is not JSON (\(error.reason) at byte \(error.offset))")
+                    }
+                    do throws(ProviderError) {
+                        return try decode(json)
+                    } catch {
+                        self.count(error.callOutcome)
+                        throw error
+                    }
                 }
                 self.count(.success)
                 decodedHere.store(value)
@@ -331,7 +332,7 @@ public final class ProviderFetcher: Sendable {
         if result.outcome == .miss, let value = decodedHere.value {
             return Fetched(value: value, cache: disposition)
         }
-        return Fetched(value: try decodeCached(result.value, decode: decode), cache: disposition)
+        return Fetched(value: try await decodeCached(result.value, decode: decode), cache: disposition)
     }
 
     /// The stored answer for `key` without a call, fresh (`hit`) or within its stale window (`stale`).
@@ -339,7 +340,7 @@ public final class ProviderFetcher: Sendable {
         key: String, decode: (JSONValue) throws(ProviderError) -> Value
     ) async throws(ProviderError) -> Fetched<Value>? {
         guard let cached = await cache.staleValue(key: key) else { return nil }
-        let value = try decodeCached(cached.value, decode: decode)
+        let value = try await decodeCached(cached.value, decode: decode)
         let disposition: CacheDisposition = cached.outcome == .hit ? .hit : .stale
         counters.withLock { if disposition == .hit { $0.cacheHits += 1 } else { $0.staleServes += 1 } }
         Self.partFreshness?.record(freshUntil: cached.freshUntil)
@@ -348,14 +349,16 @@ public final class ProviderFetcher: Sendable {
 
     private func decodeCached<Value>(
         _ bytes: [UInt8], decode: (JSONValue) throws(ProviderError) -> Value
-    ) throws(ProviderError) -> Value {
-        let json: JSONValue
-        do throws(JSONParseError) {
-            json = try JSONParser.parse(bytes)
-        } catch {
-            throw .malformedResponse(reason: "a cached answer is not JSON")
+    ) async throws(ProviderError) -> Value {
+        try await BulkWork.perform(inputBytes: bytes.count) { () throws(ProviderError) -> Value in
+            let json: JSONValue
+            do throws(JSONParseError) {
+                json = try JSONParser.parse(bytes)
+            } catch {
+                throw .malformedResponse(reason: "a cached answer is not JSON")
+            }
+            return try decode(json)
         }
-        return try decode(json)
     }
 
     /// One call through the endpoint, with accounting and error mapping. Throws `ProviderError`.

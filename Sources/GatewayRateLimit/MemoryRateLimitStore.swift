@@ -22,13 +22,16 @@ import Synchronization
 ///
 /// Keys whose `tat` is in the past are indistinguishable from absent ones and are swept out whenever the
 /// table has doubled since the last sweep, so memory stays proportional to recently active keys at an
-/// amortised O(1) per call.
+/// amortised O(1) per call. With `maxKeys`, a new key that finds the table full after the sweep
+/// evicts an arbitrary one (whose caller then starts from a full bucket): keys chosen by the
+/// other side, such as client addresses, cannot grow the table past that.
 public final class MemoryRateLimitStore: RateLimitStore {
     private let now: @Sendable () -> UInt64
-    private let state = Mutex(BucketTable())
+    private let state: Mutex<BucketTable>
 
-    public init(now: @escaping @Sendable () -> UInt64 = monotonicNanoseconds) {
+    public init(maxKeys: Int = .max, now: @escaping @Sendable () -> UInt64 = monotonicNanoseconds) {
         self.now = now
+        state = Mutex(BucketTable(maxKeys: max(1, maxKeys)))
     }
 
     /// `cost` below 0 counts as 0 (a query that takes nothing).
@@ -45,6 +48,7 @@ public final class MemoryRateLimitStore: RateLimitStore {
             let base = max(table.arrivals[key] ?? 0, instant)
             let newArrival = base + increment
             if fitsBurst && newArrival - instant <= tolerance {
+                table.makeRoom(for: key)
                 table.arrivals[key] = newArrival
                 return (true, base, newArrival)
             }
@@ -85,6 +89,17 @@ struct BucketTable: ~Copyable {
     /// Theoretical arrival time per key.
     var arrivals: [String: UInt64] = [:]
     var sweepThreshold = BucketTable.minimumSweepThreshold
+    let maxKeys: Int
+
+    init(maxKeys: Int) {
+        self.maxKeys = maxKeys
+    }
+
+    /// Evicts one key when `key` is new and the table holds `maxKeys` already.
+    mutating func makeRoom(for key: String) {
+        guard arrivals.count >= maxKeys, arrivals[key] == nil, !arrivals.isEmpty else { return }
+        arrivals.remove(at: arrivals.startIndex)
+    }
 
     mutating func sweepIfGrown(now: UInt64) {
         guard arrivals.count >= sweepThreshold else { return }

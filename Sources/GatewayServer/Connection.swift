@@ -139,9 +139,13 @@ final class Connection: IOEventHandler {
         case .lingering, .closed:
             close()
         case .responding:
-            // The peer may have half-closed after sending its request: answer it, then close.
-            closeAfterWrite = true
-            updateInterest()
+            // The peer ended its side while its request is in flight: it has gone, so the request's
+            // task is cancelled (its upstream calls stop) and the connection closes. A client that
+            // only shut down its write side after a complete request looks the same on the wire
+            // until the server writes; like nginx (`proxy_ignore_client_abort off`), that is taken
+            // as abandonment too, rather than letting every hung-up client keep its work running.
+            // Requests pipelined behind the in-flight one are abandoned with it.
+            close()
         case .reading:
             if pendingOutput.isEmpty {
                 close()
@@ -390,8 +394,16 @@ final class Connection: IOEventHandler {
             pendingOutput = [body]
             pendingOutputOffset = written - headCount
         }
-        setDeadline(.write, after: configuration.writeTimeoutNanoseconds)
+        startWriteDeadline()
         updateInterest()
+    }
+
+    /// The write deadline runs from when output first has to wait for the socket until all of it
+    /// has gone: progress does not extend it, so a reader that drains a trickle still cannot hold
+    /// a response (and its memory) for longer than `writeTimeoutNanoseconds`.
+    private func startWriteDeadline() {
+        if deadlineKind == .write && deadline != 0 { return }
+        setDeadline(.write, after: configuration.writeTimeoutNanoseconds)
     }
 
     private func write(_ buffers: [[UInt8]]) {
@@ -416,7 +428,7 @@ final class Connection: IOEventHandler {
             }
             switch result {
             case .wouldBlock:
-                setDeadline(.write, after: configuration.writeTimeoutNanoseconds)
+                startWriteDeadline()
                 updateInterest()
                 return
             case .processed(var written):

@@ -13,9 +13,12 @@ public struct HTTPServerConfiguration: Sendable {
     /// How long a client may take to send a whole request (head and body) once it has started,
     /// and to send the first request on a new connection (slowloris protection).
     public var headerTimeoutNanoseconds: UInt64
-    /// How long a keep-alive connection may sit idle between requests.
+    /// How long a keep-alive connection may sit idle between requests. The default is longer than
+    /// nginx's upstream `keepalive_timeout` (60 s): the proxy closes an idle connection first, so it
+    /// never reuses one the server is closing at that moment (a 502).
     public var idleTimeoutNanoseconds: UInt64
-    /// How long a response may make no progress towards a slow reader.
+    /// How long writing one response may take once the socket makes it wait (a slow reader), in
+    /// total, however much progress it makes meanwhile.
     public var writeTimeoutNanoseconds: UInt64
     /// How long shutdown waits for in-flight requests before closing what is left.
     public var shutdownGraceNanoseconds: UInt64
@@ -31,7 +34,7 @@ public struct HTTPServerConfiguration: Sendable {
         backlog: Int32 = 1024,
         parserLimits: HTTPParserLimits = HTTPParserLimits(),
         headerTimeoutNanoseconds: UInt64 = 10_000_000_000,
-        idleTimeoutNanoseconds: UInt64 = 60_000_000_000,
+        idleTimeoutNanoseconds: UInt64 = 75_000_000_000,
         writeTimeoutNanoseconds: UInt64 = 30_000_000_000,
         shutdownGraceNanoseconds: UInt64 = 10_000_000_000,
         lingerNanoseconds: UInt64 = 2_000_000_000

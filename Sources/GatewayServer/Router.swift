@@ -96,6 +96,14 @@ public struct Router: HTTPResponder {
     /// Replaces the answer for paths no route matches.
     public mutating func setNotFoundHandler(_ handler: @escaping Handler) { notFound = handler }
 
+    /// The methods some route answers (`HEAD` wherever `GET` is): a bounded set, unlike the
+    /// methods requests may carry.
+    public var routedMethods: Set<HTTPMethod> {
+        var methods = Set(routes.map(\.method))
+        if methods.contains(.get) { methods.insert(.head) }
+        return methods
+    }
+
     /// The route template that `path` would match for `method`, without running it.
     public func match(method: HTTPMethod, path: String) -> (template: String, parameters: [String: String])? {
         guard case .found(let route, let parameters) = find(method: method, path: path) else { return nil }

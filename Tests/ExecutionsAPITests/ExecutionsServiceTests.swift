@@ -1,6 +1,7 @@
 @testable import ExecutionsAPI
 import GatewayJSON
 import GatewayProviders
+import GatewayTestSupport
 import Testing
 
 @Suite struct ExecutionsServiceTests {
@@ -27,7 +28,7 @@ import Testing
 
     @Test(arguments: 0..<12)
     func walkingEveryPageWhileExecutionsArriveYieldsEachOnceInOrder(seed: UInt64) async throws {
-        var random = SplitMix64(state: seed &* 7919 &+ 1)
+        var random = SplitMix64(seed: seed &* 7919 &+ 1)
         let statuses = ExecutionStatus.allCases
         let providers = ["kaizen", "kapso", "b3os"].map { name in
             InMemoryProvider(name: name, executions: (0..<Int.random(in: 0...60, using: &random)).map { index in

@@ -103,17 +103,6 @@ final class InMemoryProvider: ExecutionProvider {
     }
 }
 
-/// Deterministic pseudo-random numbers for reproducible property tests.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 func makeExecution(provider: String, id: String, second: Int64, status: ExecutionStatus, isTest: Bool? = nil, workflow: String = "wf-1", values: [String] = []) -> UnifiedExecution {
     UnifiedExecution(

@@ -3,6 +3,7 @@ import GatewayHTTP
 import GatewayCache
 import GatewayJSON
 import GatewayProviders
+import GatewayTestSupport
 import GatewayUpstream
 import Synchronization
 import Testing
@@ -318,6 +319,29 @@ final class ManualClock: Sendable {
         #expect(b.listCalls == 3)
     }
 
+    @Test func aCancelledWaiterStopsWaitingForAnotherRequestsBuild() async {
+        let clock = self.clock
+        let pages = RenderedPageCache(store: MemoryLRUStore(maxBytes: 1 << 20, now: { clock.now() }), policy: policy, cursorSecret: "s")
+        guard case .build = await pages.turn(for: "page") else {
+            Issue.record("the first request for a page builds it")
+            return
+        }
+        let waiter = Task { await pages.turn(for: "page") }
+        await settle { pages.statistics.coalesced == 1 }
+        waiter.cancel()
+        // Answered while the build is still running: its client has gone, nothing is worth waiting for.
+        guard case .buildOwn = await waiter.value else {
+            Issue.record("a cancelled waiter is released to build its own (its fetches then fail fast)")
+            return
+        }
+        pages.finishBuild("page", storedPage: nil)
+        guard case .build = await pages.turn(for: "page") else {
+            Issue.record("after the build ended, the next request builds again")
+            return
+        }
+        pages.finishBuild("page", storedPage: nil)
+    }
+
     @Test func cursorsInLinkHeadersAreNotReencoded() {
         #expect(ExecutionsEndpoints.queryValue("eyJ2IjoxfQ.abc-_09") == "eyJ2IjoxfQ.abc-_09")
         #expect(ExecutionsEndpoints.queryValue("a b/c") == "a%20b%2Fc")
@@ -341,7 +365,7 @@ final class ManualClock: Sendable {
         // Every truncation short of the head is refused, never read out of bounds.
         let headStart = encoded.count - page.head.count
         for length in 0..<headStart { #expect(RenderedPage(decoding: Array(encoded.prefix(length))) == nil) }
-        var random = SplitMix64(state: 42)
+        var random = SplitMix64(seed: 42)
         for _ in 0..<200 {
             var bytes = Array("EGP1".utf8) + (0..<Int.random(in: 0...40, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
             if bytes.count > 4, Bool.random(using: &random) { bytes[4] = 0xFF }

@@ -22,6 +22,25 @@ enum GatewayBinary {
         var standardError: String
     }
 
+    /// Starts the binary and returns once its standard output has printed `marker` (or ended),
+    /// with what it printed; standard output is not read after that. Blocks: call it off the pool.
+    static func start(_ arguments: [String], printingUntil marker: String) throws -> (process: Process, printed: String) {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try launch(process)
+        var printed = ""
+        while !printed.contains(marker) {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }   // the process ended without printing it
+            printed += String(decoding: chunk, as: UTF8.self)
+        }
+        return (process, printed)
+    }
+
     /// Runs the binary to its end; the waiting happens on a thread of its own (see `onOwnThread`).
     static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Result {
         try await onOwnThread { () throws -> Result in try runBlocking(arguments, environment: environment) }

@@ -6,19 +6,7 @@ import Testing
 @Suite struct DemoSignalTests {
     /// Starts the demo on an ephemeral port and returns once its instructions name the address.
     static func startDemo() throws -> (process: Process, address: String) {
-        let process = Process()
-        process.executableURL = GatewayBinary.executable
-        process.arguments = ["demo", "--port", "0", "--log-level", "warning"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try launch(process)
-        var printed = ""
-        while !printed.contains("Press Ctrl-C") {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { break }   // the process ended without announcing itself
-            printed += String(decoding: chunk, as: UTF8.self)
-        }
+        let (process, printed) = try GatewayBinary.start(["demo", "--port", "0", "--log-level", "warning"], printingUntil: "Press Ctrl-C")
         let address = printed.split(separator: " ").first { $0.hasPrefix("http://127.0.0.1:") }.map(String.init) ?? ""
         return (process, address)
     }

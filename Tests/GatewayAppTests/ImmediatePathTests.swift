@@ -73,7 +73,7 @@ import Testing
             chain = MiddlewareChain([
                 RequestTraceMiddleware(),
                 ClientAddressMiddleware(resolver: ClientAddressResolver(isTrustedProxy: { _ in false })),
-                ObservabilityMiddleware(logger: logger, metrics: metrics, routeTemplate: { method, path in
+                ObservabilityMiddleware(logger: logger, metrics: metrics, routedMethods: routes.routedMethods, routeTemplate: { method, path in
                     routes.match(method: method, path: path)?.template ?? "unmatched"
                 }),
                 AuthenticationMiddleware(authenticator: authenticator, publicPaths: []),

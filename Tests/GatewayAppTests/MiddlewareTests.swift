@@ -210,7 +210,7 @@ final class ManualClock: Sendable {
         let routerCopy = router
         let chain = MiddlewareChain([
             RequestTraceMiddleware(),
-            ObservabilityMiddleware(logger: logger, metrics: metrics, routeTemplate: { method, path in
+            ObservabilityMiddleware(logger: logger, metrics: metrics, routedMethods: routerCopy.routedMethods, routeTemplate: { method, path in
                 routerCopy.match(method: method, path: path)?.template ?? "unmatched"
             }),
             AuthenticationMiddleware(authenticator: ClientAuthenticator(mode: .none, clients: []), publicPaths: []),

@@ -237,6 +237,65 @@ import Testing
         #expect(try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: failing(0)).outcome == .hit)
     }
 
+    @Test func aLoadWhoseLastWaiterLeavesIsCancelled() async throws {
+        let calls = Counter()
+        let loadSawCancellation = Flag()
+        let cache = self.cache
+        let load: @Sendable () async throws -> CacheLoad = {
+            calls.increment()
+            // Stands for an upstream transfer: it ends only when cancelled.
+            while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(1)) }
+            loadSawCancellation.set()
+            throw CancellationError()
+        }
+        let first = Task { try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: load) }
+        #expect(await yieldUntil { calls.count == 1 })
+        let second = Task { try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: load) }
+        #expect(await yieldUntil { await cache.statistics().coalescedWaiters == 1 })
+
+        first.cancel()
+        await #expect(throws: CancellationError.self) { try await first.value }
+        // One caller still waits: the load goes on.
+        #expect(!loadSawCancellation.isSet)
+        second.cancel()
+        await #expect(throws: CancellationError.self) { try await second.value }
+        #expect(await waitUntil { loadSawCancellation.isSet })
+
+        // A caller arriving afterwards starts a load of its own and gets its value.
+        let fresh = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: value("again", ttl: 1_000, calls: calls))
+        #expect(fresh.value == bytes("again") && fresh.outcome == .miss)
+        #expect(calls.count == 2)
+    }
+
+    @Test func anAbandonedLoadFinishingLateDoesNotAnswerTheNextLoadsWaiters() async throws {
+        let gate = Gate()
+        let cache = self.cache
+        let abandoned = Task {
+            try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0) {
+                await gate.wait()  // ignores cancellation, like a transfer that is already complete
+                return CacheLoad(value: bytes("old"), ttlNanoseconds: 0)
+            }
+        }
+        #expect(await yieldUntil { await cache.statistics().misses == 1 })
+        abandoned.cancel()
+        await #expect(throws: CancellationError.self) { try await abandoned.value }
+
+        let nextGate = Gate()
+        let next = Task {
+            try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0) {
+                await nextGate.wait()
+                return CacheLoad(value: bytes("new"), ttlNanoseconds: 1_000)
+            }
+        }
+        #expect(await yieldUntil { await cache.statistics().misses == 2 })
+        gate.open()  // the abandoned load ends first: its result must not reach `next`
+        nextGate.open()
+        let result = try await next.value
+        #expect(result.value == bytes("new") && result.outcome == .miss)
+        // Nor does it overwrite what the newer load stored.
+        #expect(try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: failing(0)).value == bytes("new"))
+    }
+
     @Test func aCallerCancelledBeforeItArrivesStartsNoLoad() async {
         let calls = Counter()
         let cache = self.cache

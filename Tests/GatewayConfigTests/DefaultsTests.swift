@@ -22,7 +22,8 @@ struct DefaultsTests {
         #expect(server.maxHeaderFields == 100)
         #expect(server.maxBodyBytes == 65536)
         #expect(server.headerTimeoutMs == 10000)
-        #expect(server.idleTimeoutMs == 60000)
+        // Extension: above nginx's upstream keepalive_timeout (60 s), so the proxy always closes first.
+        #expect(server.idleTimeoutMs == 75000)
         #expect(server.writeTimeoutMs == 30000)
         #expect(server.shutdownGraceMs == 10000)
         #expect(server.trustedProxies.map(\.description) == ["127.0.0.1/32", "::1/128"])
@@ -39,6 +40,7 @@ struct DefaultsTests {
         #expect(cache.staleIfErrorMs == 300_000)
 
         #expect(configuration.rateLimit.default == RateLimitPolicy(requestsPerSecond: 20, burst: 40))
+        #expect(configuration.rateLimit.unauthenticated == RateLimitPolicy(requestsPerSecond: 10, burst: 20))
         #expect(configuration.clients.isEmpty)
 
         #expect(configuration.providers.count == 1)
@@ -52,6 +54,7 @@ struct DefaultsTests {
         #expect(provider.requestsPerSecond == 10)
         #expect(provider.workflowIds.isEmpty)
         #expect(provider.orgId == nil)
+        #expect(provider.allowInsecureUpstream == false)
     }
 
     @Test("auth.mode defaults to apiKey")
@@ -169,6 +172,7 @@ struct DefaultsTests {
               - name: kapso-eu
                 type: kapso
                 baseURL: http://kapso.test:8443
+                allowInsecureUpstream: true
                 credential: k2
                 workflowIds:
                   - wf_1
@@ -181,6 +185,35 @@ struct DefaultsTests {
         #expect(configuration.providers[0].baseURL == "HTTPS://api.b3os.test/v1")
         #expect(configuration.providers[0].requestsPerSecond == 2.5)
         #expect(configuration.providers[1].workflowIds == ["wf_1", "0d4c5a54-5f0e-4bd0-a3f6-bf3c5c0a0c11"])
+    }
+
+    @Test("rateLimit.unauthenticated is read, a missing part from its default")
+    func unauthenticatedRateLimit() throws {
+        let yaml = "rateLimit: {unauthenticated: {burst: 5}}\n" + minimalYAML
+        let configuration = try ConfigLoader.load(yaml: yaml, environment: [:])
+        #expect(configuration.rateLimit.unauthenticated == RateLimitPolicy(requestsPerSecond: 10, burst: 5))
+        #expect(configuration.rateLimit.default == RateLimitPolicy(requestsPerSecond: 20, burst: 40))
+    }
+
+    @Test("http:// is accepted for loopback hosts, and for another host only with allowInsecureUpstream: true",
+          arguments: [
+              ("http://127.0.0.1:18081", false), ("http://127.9.8.7/v1", false), ("http://localhost:9000", false),
+              ("http://LOCALHOST", false), ("http://[::1]:8080", false), ("http://api.kaizen.test", true),
+              ("http://10.0.0.5:80", true), ("http://[::2]", true), ("http://127.0.0.1.example.com", true),
+          ])
+    func cleartextUpstreams(baseURL: String, refused: Bool) throws {
+        let yaml = minimalYAML.replacingOccurrences(of: "https://api.kaizen.test/", with: baseURL)
+        #expect(yaml.contains(baseURL))
+        do {
+            _ = try ConfigLoader.load(yaml: yaml, environment: [:])
+            #expect(!refused, "\(baseURL) was accepted")
+        } catch {
+            #expect(refused, "\(baseURL): \(error.problems)")
+            #expect(error.problems.map(\.key) == ["providers[0].baseURL"])
+            #expect(error.problems.first?.message.contains("allowInsecureUpstream") == true)
+        }
+        let allowed = minimalYAML.replacingOccurrences(of: "https://api.kaizen.test/", with: baseURL + "\n    allowInsecureUpstream: true")
+        #expect(try ConfigLoader.load(yaml: allowed, environment: [:]).providers[0].allowInsecureUpstream)
     }
 
     @Test("An empty section such as `server:` means all defaults")

@@ -1,4 +1,5 @@
 import GatewayHTTP
+import GatewayTestSupport
 
 /// Everything observable about one parsed request, comparable across differently split feeds.
 struct ParsedRequest: Equatable, Sendable, CustomStringConvertible {
@@ -94,19 +95,6 @@ func parseUnderEverySplit(_ input: [UInt8], limits: HTTPParserLimits = HTTPParse
         if split != whole { return (whole, "random cuts \(cuts): \(split)") }
     }
     return (whole, nil)
-}
-
-/// Small deterministic generator so failures reproduce.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = state
-        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ (mixed >> 31)
-    }
 }
 
 extension Array where Element == UInt8 {

@@ -1,6 +1,8 @@
 import GatewayCache
+import GatewayEventLoop
 import GatewayHTTP
 import GatewayJSON
+import GatewayTestSupport
 @testable import GatewayProviders
 import GatewayUpstream
 import ProviderSimulator
@@ -295,6 +297,48 @@ import Testing
                 try await provider.detail(of: "ex_1", call: harness.call(Self.key))
             }
             #expect(provider.fetcher.statistics().upstreamCalls[.timeout] == 1)
+        }
+    }
+
+    @Test func aCallerThatGoesAwayStopsItsUpstreamTransfer() async throws {
+        try await withSimulator { harness in
+            let provider = try harness.kaizen(policy: SimulatorHarness.policy(timeoutMilliseconds: 600_000))
+            harness.simulator.setFault(SimulatedFault(.timeout, endpoint: .detail), provider: .kaizen)
+            let call = harness.call(Self.key)
+            let request = Task { try await provider.detail(of: "ex_1", call: call) }
+            #expect(await waitUntil { harness.client.clientStatistics().inFlight == 1 })
+            // The client hung up: its request task is cancelled, and nobody else waits for the answer.
+            request.cancel()
+            _ = await request.result
+            #expect(await waitUntil {
+                let statistics = harness.client.clientStatistics()
+                return statistics.transfersCancelled == 1 && statistics.inFlight == 0
+            })
+        }
+    }
+
+    @Test func largeAnswersAreParsedAndDecodedOffTheEventLoop() async throws {
+        try await withSimulator(executions: 200) { harness in
+            let fetcher = try harness.kaizen().fetcher
+            let call = harness.call(Self.key)
+            let loop = try EventLoop(name: "fetch-test-loop")
+            try loop.start()
+            // Decoding on the loop thread, for the fetched answer and then for the cached one.
+            let decodedOnLoop = try await Task(executorPreference: loop) { () async throws(ProviderError) -> [Bool] in
+                var placements: [Bool] = []
+                for _ in 0..<2 {
+                    let fetched = try await fetcher.fetchListing(
+                        ProviderRequest(method: .post, path: "/executions/list", jsonBody: [:]), call: call
+                    ) { json throws(ProviderError) in
+                        (loop.inEventLoop, json.arrayValue?.count ?? json.objectValue?.count ?? 0)
+                    }
+                    placements.append(fetched.value.0)
+                }
+                return placements
+            }.value
+            #expect(decodedOnLoop == [false, false])
+            loop.stop()
+            await loop.waitUntilStopped()
         }
     }
 

@@ -166,3 +166,22 @@ let t0: UInt64 = 5 * second
         #expect(store.acquire(key: "busy", policy: slow, cost: 1).allowed)
     }
 }
+
+@Suite struct BoundedRateLimitStoreTests {
+    @Test func keysChosenByTheOtherSideCannotGrowTheTablePastMaxKeys() throws {
+        let clock = ManualClock(t0)
+        let store = MemoryRateLimitStore(maxKeys: 100, now: clock.now)
+        let policy = try RateLimitPolicy(requestsPerSecond: 1, burst: 5)
+        // Every bucket stays non-full for the whole loop (the clock does not move), so the sweep of
+        // expired keys alone would keep all ten thousand.
+        for index in 0..<10_000 {
+            #expect(store.acquire(key: "10.0.\(index / 256).\(index % 256)", policy: policy, cost: 1).allowed)
+        }
+        #expect(store.trackedKeyCount == 100)
+        // A key already held keeps its bucket.
+        let held = "held"
+        for _ in 0..<5 { _ = store.acquire(key: held, policy: policy, cost: 1) }
+        #expect(!store.acquire(key: held, policy: policy, cost: 1).allowed)
+        #expect(store.trackedKeyCount == 100)
+    }
+}

@@ -121,17 +121,6 @@ import Testing
         }
     }
 
-    @Test func halfClosedClientStillGetsItsAnswer() async throws {
-        try await withServer { server in
-            let client = try RawClient(port: server.localPort)
-            try await client.send("GET /delay/50 HTTP/1.1\r\nHost: x\r\n\r\n")
-            client.shutdownWrite()
-            let (bytes, end) = await client.readUntilClose()
-            #expect(TestResponse.parseAll(bytes).first?.text == "slept 50")
-            #expect(end == .closed)
-        }
-    }
-
     @Test func gracefulShutdownFinishesInFlightRequestsAndClosesIdleOnes() async throws {
         var logger = Logger(label: "test")
         logger.logLevel = .critical

@@ -23,6 +23,9 @@ What it asserts:
      idle, or a connection still in the listen backlog), or nginx answered 502 itself because
      the gateway was no longer there; none got a truncated response or timed out;
    - requests in flight at SIGTERM completed, and the gateway exited 0 within shutdownGraceMs.
+4. A worst-case cursor (20 long `q` terms) passes nginx's default proxy_buffer_size (4 KiB): the
+   page is a 200 through nginx, not nginx's 502 for a too big header, its head has no `Link`, and
+   the cursor from the body fetches the next page through nginx.
 """
 import hashlib
 import http.client
@@ -311,6 +314,23 @@ def test_keep_alive(env, gateway, nginx):
     log(f"keep-alive: {len(statuses)} requests through nginx over {accepted} gateway connection(s) (bound {bound})")
 
 
+# MARK: - 4. Large cursors
+
+
+def test_large_cursor(env, nginx):
+    port = nginx.ports["TRUSTING_PORT"]
+    # Two terms that match (ids contain digits) and 18 of ~200 characters that do not: a ~5 KB cursor.
+    filler = "&".join("q=" + "z" * 196 + str(index + 10) for index in range(18))
+    status, headers, body = request(port, "/executions?limit=1&q=1&q=2&" + filler, headers=env.auth)
+    check(status == 200, f"a page with a large cursor through nginx: {status} {body[:200]!r}")
+    cursor = json.loads(body)["page"]["nextCursor"]
+    check(cursor is not None and len(cursor) > 4096, f"the cursor is not large: {len(cursor or '')} bytes")
+    check("link" not in headers, "Link was sent although it would overflow nginx's proxy_buffer_size")
+    status, _, body = request(port, "/executions?cursor=" + cursor, headers=env.auth)
+    check(status == 200, f"the next page by the body's cursor through nginx: {status} {body[:200]!r}")
+    log(f"large cursor: {len(cursor)}-byte cursor through nginx, no Link, next page fetched")
+
+
 # MARK: - 2. X-Forwarded-For
 
 
@@ -493,6 +513,7 @@ def main():
         nginx = env.start_nginx(trusting, distrusting)
         test_keep_alive(env, trusting, nginx)
         test_forwarded_for(env, trusting, distrusting, nginx)
+        test_large_cursor(env, nginx)
         status, _ = distrusting.terminate()
         check(status == 0, f"the second gateway exited with {status} after SIGTERM")
         test_sigterm_under_load(env, trusting, nginx)

@@ -1,0 +1,226 @@
+import DequeModule
+public import GatewayProviders
+
+/// How much of one source's executions an index holds. A source is what a provider lists in one
+/// sequence: Kaizen's whole organisation, B3OS's, or one Kapso workflow.
+public enum SourceCoverage: Sendable, Equatable {
+    /// Nothing is known of the source: any of its executions may be missing.
+    case nothing
+    /// Every execution of the source at `through` or before it in the listing (newer, or the same
+    /// instant and a larger id) is in the index; older ones may be missing.
+    case through(ExecutionSortKey)
+    /// Every execution of the source is in the index.
+    case everything
+
+    /// True when `key` lies within what is covered.
+    func covers(_ key: ExecutionSortKey) -> Bool {
+        switch self {
+        case .nothing: false
+        case .through(let boundary): key == boundary || key.precedes(boundary)
+        case .everything: true
+        }
+    }
+}
+
+/// One page read from an index.
+public struct IndexPage: Sendable {
+    /// Matching executions strictly after the requested position, in listing order, at most the
+    /// requested number.
+    public var executions: [UnifiedExecution]
+    /// True when nothing after the last execution returned can match: every source is covered to
+    /// its end and the scan reached the end of the index.
+    public var exhausted: Bool
+    /// Sources whose coverage ended before the page was full: reading them deeper may add
+    /// executions to this page. Empty when the page is complete as it stands.
+    public var sourcesToDeepen: [String]
+}
+
+/// One provider's executions for one upstream credential, in the unified listing order, with
+/// what is known of each source's completeness.
+///
+/// Pages are read from it by keyset position exactly as from a provider: every execution after a
+/// position, in `(createdAt desc, id desc)` order. Because positions are sort keys, not offsets,
+/// executions that arrive at the head while a client walks never shift its later pages, and
+/// records whose status changes keep their place.
+///
+/// A page never reaches past what every source is known to cover: an execution is only handed
+/// out when no source can still hold an unread one before it. When coverage runs out first, the
+/// page says which sources to read deeper (`sourcesToDeepen`), so a sync planner can spend
+/// upstream calls only where a page needs them.
+///
+/// A value type: a refresh builds a new index and swaps it in whole, so a page is always read
+/// from one version.
+public struct ExecutionIndex: Sendable {
+    /// Executions in ascending sort order (oldest first). New executions arrive at the head of the
+    /// listing and deeper reads add older ones: both ends take a batch without moving the rest.
+    private var ascending = Deque<UnifiedExecution>()
+    /// Each indexed execution's sort key by provider execution id, to update or replace it.
+    private var keysByID: [String: ExecutionSortKey] = [:]
+    public private(set) var coverage: [String: SourceCoverage] = [:]
+    /// An estimate of the memory the index holds, for the indexes' shared byte budget.
+    public private(set) var estimatedBytes = 0
+
+    public init() {}
+
+    public var count: Int { ascending.count }
+
+    /// The newest execution indexed, if any.
+    public var newest: UnifiedExecution? { ascending.last }
+
+    /// Adds executions or replaces the indexed ones with the same provider execution id (a status
+    /// change keeps its place; a changed creation instant moves it). The raw provider record is
+    /// not kept: an index holds what pages and filters need.
+    public mutating func upsert(_ executions: some Sequence<UnifiedExecution>) {
+        var batch: [UnifiedExecution] = []
+        var seenInBatch: [String: Int] = [:]
+        for execution in executions {
+            var stored = execution
+            stored.raw = .null
+            stored.sourceOffset = nil
+            if let earlier = seenInBatch[stored.providerExecutionID] {
+                batch[earlier] = stored  // the later reading of the same execution wins
+                continue
+            }
+            if let existing = keysByID[stored.providerExecutionID], let index = position(of: existing) {
+                if existing == stored.sortKey {
+                    estimatedBytes += Self.estimatedBytes(of: stored) - Self.estimatedBytes(of: ascending[index])
+                    ascending[index] = stored
+                    continue
+                }
+                estimatedBytes -= Self.estimatedBytes(of: ascending[index])
+                ascending.remove(at: index)
+                keysByID[stored.providerExecutionID] = nil
+            }
+            seenInBatch[stored.providerExecutionID] = batch.count
+            batch.append(stored)
+        }
+        guard !batch.isEmpty else { return }
+        batch.sort { $1.sortKey.precedes($0.sortKey) }
+        for execution in batch {
+            keysByID[execution.providerExecutionID] = execution.sortKey
+            estimatedBytes += Self.estimatedBytes(of: execution)
+        }
+        guard let oldestInBatch = batch.first, let newestInBatch = batch.last,
+              let oldest = ascending.first, let newest = ascending.last
+        else {
+            ascending.append(contentsOf: batch)
+            return
+        }
+        if oldestInBatch.sortKey.precedes(newest.sortKey) {
+            ascending.append(contentsOf: batch)  // all newer: arrivals at the head
+        } else if oldest.sortKey.precedes(newestInBatch.sortKey) {
+            ascending.prepend(contentsOf: batch)  // all older: a deeper read
+        } else {
+            ascending = Self.merged(ascending, batch)
+        }
+    }
+
+    /// Two ascending sequences as one (neither holds an id the other holds).
+    private static func merged(_ left: Deque<UnifiedExecution>, _ right: [UnifiedExecution]) -> Deque<UnifiedExecution> {
+        var result = Deque<UnifiedExecution>(minimumCapacity: left.count + right.count)
+        var leftIndex = left.startIndex
+        var rightIndex = right.startIndex
+        while leftIndex < left.endIndex, rightIndex < right.endIndex {
+            if left[leftIndex].sortKey.precedes(right[rightIndex].sortKey) {
+                result.append(right[rightIndex])
+                rightIndex += 1
+            } else {
+                result.append(left[leftIndex])
+                leftIndex += 1
+            }
+        }
+        result.append(contentsOf: left[leftIndex...])
+        result.append(contentsOf: right[rightIndex...])
+        return result
+    }
+
+    /// Records what is known of a source's completeness (see `SourceCoverage`).
+    public mutating func setCoverage(_ coverage: SourceCoverage, of source: String) {
+        self.coverage[source] = coverage
+    }
+
+    public func contains(providerExecutionID id: String) -> Bool { keysByID[id] != nil }
+
+    /// Up to `limit` executions matching `filter` strictly after `position` (from the newest when
+    /// nil), stopping where the coverage of a source in `sources` ends (every source the index
+    /// knows when nil; a planner passes fewer when a filter rules sources out, such as a Kapso
+    /// workflow other than `workflowId`).
+    public func page(
+        matching filter: ExecutionFilter,
+        after position: ExecutionSortKey?,
+        limit: Int,
+        sources: Set<String>? = nil
+    ) -> IndexPage {
+        let incomplete = coverage.filter { $0.value != .everything && (sources?.contains($0.key) ?? true) }
+        // The newest boundary among incomplete sources: past it some source may still hold an
+        // unread execution. Nothing at all is covered while a source is `.nothing`.
+        var frontier: ExecutionSortKey?
+        var blocked = false
+        for case let (_, sourceCoverage) in incomplete {
+            switch sourceCoverage {
+            case .nothing: blocked = true
+            case .through(let boundary): if frontier.map({ boundary.precedes($0) }) ?? true { frontier = boundary }
+            case .everything: break
+            }
+        }
+        func sourcesNotCovering(_ key: ExecutionSortKey) -> [String] {
+            incomplete.filter { !$0.value.covers(key) }.keys.sorted()
+        }
+
+        // The listing order runs from the end of `ascending` towards its start.
+        var index = position.map { insertionIndex(for: $0) } ?? ascending.count
+        var executions: [UnifiedExecution] = []
+        while index > 0, executions.count < limit {
+            index -= 1
+            let execution = ascending[index]
+            let key = execution.sortKey
+            if blocked || frontier.map({ $0.precedes(key) }) == true {
+                return IndexPage(executions: executions, exhausted: false, sourcesToDeepen: sourcesNotCovering(key))
+            }
+            if filter.matches(execution) { executions.append(execution) }
+        }
+        if executions.count >= limit {
+            return IndexPage(executions: executions, exhausted: false, sourcesToDeepen: [])
+        }
+        // The index ran out before the page was full: what the sources may still hold decides.
+        return IndexPage(executions: executions, exhausted: incomplete.isEmpty, sourcesToDeepen: incomplete.keys.sorted())
+    }
+
+    // MARK: - Positions
+
+    /// The array index of the indexed execution with exactly this key.
+    private func position(of key: ExecutionSortKey) -> Int? {
+        let index = insertionIndex(for: key)
+        guard index < ascending.count, ascending[index].sortKey == key else { return nil }
+        return index
+    }
+
+    /// The first array index whose execution does not come before `key` in ascending order
+    /// (lower bound).
+    private func insertionIndex(for key: ExecutionSortKey) -> Int {
+        var low = 0
+        var high = ascending.count
+        while low < high {
+            let middle = low + (high - low) / 2
+            // Ascending order is the listing order reversed: `a` is below `b` when `b` precedes `a`.
+            if key.precedes(ascending[middle].sortKey) { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    // MARK: - Memory
+
+    /// What one stored execution costs: the struct itself plus its strings' bytes (heap strings
+    /// carry a header; short ones are stored inline, which the estimate ignores in the index's
+    /// favour of being conservative).
+    static func estimatedBytes(of execution: UnifiedExecution) -> Int {
+        let stringHeader = 32
+        func cost(_ text: String?) -> Int { text.map { $0.utf8.count > 15 ? $0.utf8.count + stringHeader : 0 } ?? 0 }
+        var bytes = MemoryLayout<UnifiedExecution>.stride + MemoryLayout<ExecutionSortKey>.stride + 48  // + the id map entry
+        bytes += cost(execution.providerExecutionID) * 2  // the record and the id map's key
+        bytes += cost(execution.provider) + cost(execution.workflow?.id) + cost(execution.workflow?.name)
+        bytes += cost(execution.name) + cost(execution.providerStatus)
+        bytes += execution.searchableValues.reduce(MemoryLayout<String>.stride * execution.searchableValues.count) { $0 + cost($1) }
+        return bytes
+    }
+}
