@@ -267,6 +267,8 @@ struct DefaultsTests {
             ("server: {requestTimeoutMs: 0}", "server.requestTimeoutMs"),
             ("rateLimit: {maxUpstreamCallsPerRequest: 0}", "rateLimit.maxUpstreamCallsPerRequest"),
             ("rateLimit: {default: {upstreamCallsPerMinute: 0}}", "rateLimit.default.upstreamCallsPerMinute"),
+            // Requests refused before authentication make no upstream calls.
+            ("rateLimit: {unauthenticated: {upstreamCallsPerMinute: 5}}", "rateLimit.unauthenticated.upstreamCallsPerMinute"),
         ] {
             #expect(problems(in: line + "\n" + minimalYAML).map(\.key) == [key], "\(line)")
         }
