@@ -110,6 +110,7 @@ let package = Package(
             dependencies: [
                 "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto",
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),

@@ -101,7 +101,10 @@ public final class GatewayRuntime: Service, Sendable {
         }
         self.endpoints = endpoints
 
-        let service = ExecutionsService(providers: bindings, cursorSecret: cursorSecret, now: monotonicNanoseconds)
+        let service = ExecutionsService(
+            providers: bindings, cursorSecret: cursorSecret, now: monotonicNanoseconds, logger: logger,
+            maxPageBytes: configuration.server.maxResponseBytes
+        )
 
         var router = Router()
         ExecutionsEndpoints(service: service).register(on: &router)

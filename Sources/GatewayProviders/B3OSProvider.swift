@@ -57,23 +57,28 @@ public struct B3OSProvider: UpstreamBackedProvider {
         )
         let name = self.name
         return try await fetcher.fetchListing(
-            request, call: call,
-            decode: { json throws(ProviderError) in
-                let data = try Self.envelopeData(json, what: "the list answer")
-                guard let items = data["items"]?.arrayValue else {
-                    throw .malformedResponse(reason: "the list answer has no 'data.items' array")
-                }
-                var executions: [UnifiedExecution] = []
-                executions.reserveCapacity(items.count)
-                for (index, item) in items.enumerated() {
-                    var execution = try Self.execution(from: item, provider: name)
-                    execution.sourceOffset = offset + index
-                    executions.append(execution)
-                }
-                let hasMore = data.bool("hasMore") ?? (items.count >= Self.windowSize)
-                return Window(executions: executions, hasMore: hasMore && !items.isEmpty)
-            }
+            request, call: call, decode: { json throws(ProviderError) in try Self.window(json, provider: name, offset: offset) }
         )
+    }
+
+    /// The list answer for the window read at `offset`.
+    static func window(_ json: JSONValue, provider: String, offset: Int) throws(ProviderError) -> Window {
+        let data = try envelopeData(json, what: "the list answer")
+        guard let items = data["items"]?.arrayValue else {
+            throw .malformedResponse(reason: "the list answer has no 'data.items' array")
+        }
+        var executions: [UnifiedExecution] = []
+        executions.reserveCapacity(items.count)
+        for (index, item) in items.enumerated() {
+            var execution = try execution(from: item, provider: provider)
+            // A window read near Int.max (a hostile `hasMore` sends the locator that far) has
+            // rows whose offsets do not exist: they get no hint rather than a trap.
+            let (rowOffset, overflow) = offset.addingReportingOverflow(index)
+            execution.sourceOffset = overflow ? nil : rowOffset
+            executions.append(execution)
+        }
+        let hasMore = data.bool("hasMore") ?? (items.count >= windowSize)
+        return Window(executions: executions, hasMore: hasMore && !items.isEmpty)
     }
 
     /// `data` of B3OS's `{code, data, message, requestId}` envelope.
@@ -88,19 +93,16 @@ public struct B3OSProvider: UpstreamBackedProvider {
     public func detail(of providerExecutionID: String, call: UpstreamCallContext) async throws(ProviderError) -> ExecutionDetail {
         let request = ProviderRequest(path: "/v1/executions/" + percentEncode(providerExecutionID))
         let name = self.name
-        let fetched = try await fetcher.fetchDetail(
-            request, call: call,
-            decode: { json throws(ProviderError) in
-                let data = try Self.envelopeData(json, what: "the detail answer")
-                let record = try data.requiredRecord("execution", in: "the detail answer", path: "data.execution")
-                return (try Self.execution(from: record, provider: name), JSONValue.object(data))
-            },
-            status: { decoded in decoded.0.status }
-        )
-        let (execution, record) = fetched.value
+        return try await fetchDetail(request, call: call) { json throws(ProviderError) in try Self.detail(json, provider: name) }
+    }
+
+    /// The detail answer, as if fetched (`cache: .miss`).
+    static func detail(_ json: JSONValue, provider: String) throws(ProviderError) -> ExecutionDetail {
+        let data = try envelopeData(json, what: "the detail answer")
+        let record = try data.requiredRecord("execution", in: "the detail answer", path: "data.execution")
         return ExecutionDetail(
-            execution: execution, downloads: nil, startBlock: nil, events: record["events"] ?? .null,
-            record: record, cache: fetched.cache
+            execution: try execution(from: record, provider: provider), downloads: nil, startBlock: nil,
+            events: data["events"] ?? .null, record: .object(data), cache: .miss
         )
     }
 

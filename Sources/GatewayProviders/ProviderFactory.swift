@@ -1,10 +1,26 @@
 public import GatewayCache
 public import GatewayUpstream
+import GatewayJSON
 public import Logging
 
 /// A provider whose reads go through a `ProviderFetcher`, whose statistics the app exports.
 public protocol UpstreamBackedProvider: ExecutionProvider {
     var fetcher: ProviderFetcher { get }
+}
+
+extension UpstreamBackedProvider {
+    /// One execution's detail record through the fetcher, fresh for as long as its status allows,
+    /// with how it was obtained.
+    func fetchDetail(
+        _ request: ProviderRequest,
+        call: UpstreamCallContext,
+        decode: @escaping @Sendable (JSONValue) throws(ProviderError) -> ExecutionDetail
+    ) async throws(ProviderError) -> ExecutionDetail {
+        let fetched = try await fetcher.fetchDetail(request, call: call, decode: decode, status: \.execution.status)
+        var detail = fetched.value
+        detail.cache = fetched.cache
+        return detail
+    }
 }
 
 /// The provider types the gateway has adapters for (`type:` in config).

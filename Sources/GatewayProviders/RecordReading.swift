@@ -17,6 +17,11 @@ extension JSONObject {
         self[key]?.integerValue
     }
 
+    /// A count or a duration: an integer below zero is impossible and reads as nil.
+    func nonNegativeInteger(_ key: String) -> Int64? {
+        integer(key).flatMap { $0 >= 0 ? $0 : nil }
+    }
+
     func bool(_ key: String) -> Bool? {
         self[key]?.boolValue
     }
@@ -93,10 +98,12 @@ extension JSONValue {
     }
 }
 
-/// Milliseconds between two instants when both are known and in order.
+/// Milliseconds between two instants when both are known and in order; nil when the span does not
+/// fit in Int64 nanoseconds (instants from 1677 to 2262 are each representable, their distance is not).
 func elapsedMilliseconds(from start: Timestamp?, to end: Timestamp?) -> Int64? {
     guard let start, let end, end >= start else { return nil }
-    return (end.nanosecondsSinceEpoch - start.nanosecondsSinceEpoch) / 1_000_000
+    let (nanoseconds, overflow) = end.nanosecondsSinceEpoch.subtractingReportingOverflow(start.nanosecondsSinceEpoch)
+    return overflow ? nil : nanoseconds / 1_000_000
 }
 
 extension ExecutionFilter {
