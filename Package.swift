@@ -217,3 +217,15 @@ let package = Package(
         ),
     ]
 )
+
+// The provider-answer fuzz target exists only for scripts/fuzz-provider-answers, which sets
+// GATEWAY_FUZZ=1 and builds it with `--sanitize fuzzer --sanitize address` into its own scratch
+// path: libFuzzer supplies its `main`, so an ordinary build could not link it.
+if Context.environment["GATEWAY_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(
+        name: "ProviderAnswersFuzz",
+        dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON"],
+        path: "Fuzz/ProviderAnswers",
+        swiftSettings: strictSwift + [.unsafeFlags(["-parse-as-library"])]
+    ))
+}
