@@ -219,8 +219,8 @@ let package = Package(
 )
 
 // The provider-answer fuzz target exists only for scripts/fuzz-provider-answers, which sets
-// GATEWAY_FUZZ=1 and builds it with `--sanitize fuzzer --sanitize address` into its own scratch
-// path: libFuzzer supplies its `main`, so an ordinary build could not link it.
+// GATEWAY_FUZZ=1 and builds it with libFuzzer and AddressSanitizer into its own scratch path:
+// libFuzzer supplies its `main`, so an ordinary build could not link it.
 if Context.environment["GATEWAY_FUZZ"] == "1" {
     package.targets.append(.executableTarget(
         name: "ProviderAnswersFuzz",

@@ -28,12 +28,12 @@ private func decode(_ json: JSONValue, shape: Shape, b3osOffset: Int) -> ([Unifi
     do throws(ProviderError) {
         switch shape {
         case .kaizenList:
-            return (try KaizenProvider.listAnswer(json, provider: "kaizen"), [])
+            return (try KaizenProvider.listAnswer(json, skipped: .discarding(provider: "kaizen")), [])
         case .kaizenDetail:
             let detail = try KaizenProvider.detail(json, provider: "kaizen")
             return ([detail.execution], [detail])
         case .kapsoWorkflowPage:
-            let page = try KapsoProvider.workflowPage(json, provider: "kapso", listedUnderStatus: "running")
+            let page = try KapsoProvider.workflowPage(json, listedUnderStatus: "running", skipped: .discarding(provider: "kapso"))
             return (page.executions, [])
         case .kapsoDetail:
             let detail = try KapsoProvider.detail(json, provider: "kapso")
@@ -43,10 +43,11 @@ private func decode(_ json: JSONValue, shape: Shape, b3osOffset: Int) -> ([Unifi
             check(page.totalPages >= 1, "a workflow list announces at least one page")
             return ([], [])
         case .b3osWindow:
-            let window = try B3OSProvider.window(json, provider: "b3os", offset: b3osOffset)
-            for (index, execution) in window.executions.enumerated() {
+            let window = try B3OSProvider.window(json, offset: b3osOffset, skipped: .discarding(provider: "b3os"))
+            check(window.executions.count <= window.rowCount, "a window holds at most its rows")
+            for execution in window.executions {
                 if let offset = execution.sourceOffset {
-                    check(offset - index == b3osOffset, "a row's offset is the window's offset plus its index")
+                    check(offset >= b3osOffset && offset - b3osOffset < window.rowCount, "a row's offset lies inside its window")
                     _ = ExecutionsService.offsetAfter(offset)
                 }
             }

@@ -1,5 +1,6 @@
 import GatewayHTTP
 import GatewayJSON
+public import Logging
 
 /// B3OS (`api.b3os.org`): `GET /v1/executions?limit&offset`, newest `createdAt` first, no server
 /// filters; `GET /v1/executions/{id}` → `{code, data: {execution, events}}`.
@@ -14,15 +15,17 @@ public struct B3OSProvider: UpstreamBackedProvider {
     public var type: String { "b3os" }
     public var joinableFields: Set<JoinableField> { [.events] }
     public let fetcher: ProviderFetcher
+    private let logger: Logger
 
     /// The largest `limit` B3OS accepts, to read as much as possible per call.
     static let windowSize = 100
     /// Rows re-read before a hint or the previous window's end, to recognise the place again.
     static let overlap = 10
 
-    public init(name: String, fetcher: ProviderFetcher) {
+    public init(name: String, fetcher: ProviderFetcher, logger: Logger = Logger(label: "gateway.providers.b3os")) {
         self.name = name
         self.fetcher = fetcher
+        self.logger = logger
     }
 
     // MARK: - Listing
@@ -48,6 +51,8 @@ public struct B3OSProvider: UpstreamBackedProvider {
     struct Window: Sendable {
         /// In listing order, each with its `sourceOffset`.
         var executions: [UnifiedExecution]
+        /// Rows in the answer, readable or skipped: how far the window moves the offset.
+        var rowCount: Int
         var hasMore: Bool
     }
 
@@ -55,14 +60,15 @@ public struct B3OSProvider: UpstreamBackedProvider {
         let request = ProviderRequest(
             path: "/v1/executions", query: [("limit", String(Self.windowSize)), ("offset", String(offset))]
         )
-        let name = self.name
+        let skipped = SkippedRecordLog(logger: logger, provider: name, requestID: call.requestID)
         return try await fetcher.fetchListing(
-            request, call: call, decode: { json throws(ProviderError) in try Self.window(json, provider: name, offset: offset) }
+            request, call: call, decode: { json throws(ProviderError) in try Self.window(json, offset: offset, skipped: skipped) }
         )
     }
 
     /// The list answer for the window read at `offset`.
-    static func window(_ json: JSONValue, provider: String, offset: Int) throws(ProviderError) -> Window {
+    /// A row that cannot be read is skipped; the others keep their own offsets.
+    static func window(_ json: JSONValue, offset: Int, skipped: SkippedRecordLog) throws(ProviderError) -> Window {
         let data = try envelopeData(json, what: "the list answer")
         guard let items = data["items"]?.arrayValue else {
             throw .malformedResponse(reason: "the list answer has no 'data.items' array")
@@ -70,7 +76,8 @@ public struct B3OSProvider: UpstreamBackedProvider {
         var executions: [UnifiedExecution] = []
         executions.reserveCapacity(items.count)
         for (index, item) in items.enumerated() {
-            var execution = try execution(from: item, provider: provider)
+            let read = skipped.readable(item) { item throws(ProviderError) in try execution(from: item, provider: skipped.provider) }
+            guard var execution = read else { continue }
             // A window read near Int.max (a hostile `hasMore` sends the locator that far) has
             // rows whose offsets do not exist: they get no hint rather than a trap.
             let (rowOffset, overflow) = offset.addingReportingOverflow(index)
@@ -78,7 +85,7 @@ public struct B3OSProvider: UpstreamBackedProvider {
             executions.append(execution)
         }
         let hasMore = data.bool("hasMore") ?? (items.count >= windowSize)
-        return Window(executions: executions, hasMore: hasMore && !items.isEmpty)
+        return Window(executions: executions, rowCount: items.count, hasMore: hasMore && !items.isEmpty)
     }
 
     /// `data` of B3OS's `{code, data, message, requestId}` envelope.
@@ -202,7 +209,7 @@ struct B3OSListingSource: ExecutionChunkSource {
         }
         var mayHaveMore = window.hasMore
         if let stopBefore, let last = window.executions.last, last.createdAt < stopBefore { mayHaveMore = false }
-        let (next, overflow) = start.addingReportingOverflow(max(1, window.executions.count - B3OSProvider.overlap))
+        let (next, overflow) = start.addingReportingOverflow(max(1, window.rowCount - B3OSProvider.overlap))
         if overflow { mayHaveMore = false }
         nextOffset = next
         return ExecutionChunk(executions: window.executions, mayHaveMore: mayHaveMore, cache: cache)
@@ -221,7 +228,7 @@ struct B3OSListingSource: ExecutionChunkSource {
         if stepsBack > Self.maximumStepsBack {
             throw .malformedResponse(reason: "the listing kept shifting; no consistent place found after \(Self.maximumStepsBack) steps back")
         }
-        if window.executions.isEmpty { return start / 4 }
+        if window.rowCount == 0 { return start / 4 }
         let target = start > distance ? start - distance : 0
         distance = distance > Int.max / 2 ? Int.max : distance * 2
         return target

@@ -1,5 +1,6 @@
 import GatewayHTTP
 import GatewayJSON
+public import Logging
 
 /// Kaizen (`api.kaizenautomation.com`): `POST /executions/list` with a JSON filter returns every
 /// match at once; `POST /executions/get {"id"}` returns the detail record.
@@ -12,10 +13,12 @@ public struct KaizenProvider: UpstreamBackedProvider {
     public var type: String { "kaizen" }
     public var joinableFields: Set<JoinableField> { [.downloads, .startBlock] }
     public let fetcher: ProviderFetcher
+    private let logger: Logger
 
-    public init(name: String, fetcher: ProviderFetcher) {
+    public init(name: String, fetcher: ProviderFetcher, logger: Logger = Logger(label: "gateway.providers.kaizen")) {
         self.name = name
         self.fetcher = fetcher
+        self.logger = logger
     }
 
     // MARK: - Listing
@@ -55,13 +58,13 @@ public struct KaizenProvider: UpstreamBackedProvider {
 
     func list(body: JSONValue, call: UpstreamCallContext) async throws(ProviderError) -> Fetched<[UnifiedExecution]> {
         let request = ProviderRequest(method: .post, path: "/executions/list", jsonBody: body)
-        let name = self.name
+        let skipped = SkippedRecordLog(logger: logger, provider: name, requestID: call.requestID)
         return try await fetcher.fetchListing(
-            request, call: call, decode: { json throws(ProviderError) in try Self.listAnswer(json, provider: name) }
+            request, call: call, decode: { json throws(ProviderError) in try Self.listAnswer(json, skipped: skipped) }
         )
     }
 
-    static func listAnswer(_ json: JSONValue, provider: String) throws(ProviderError) -> [UnifiedExecution] {
+    static func listAnswer(_ json: JSONValue, skipped: SkippedRecordLog) throws(ProviderError) -> [UnifiedExecution] {
         let root = try json.requiredObject("the list answer")
         guard let items = root["executions"]?.arrayValue else {
             throw .malformedResponse(reason: "the list answer has no 'executions' array")
@@ -69,7 +72,9 @@ public struct KaizenProvider: UpstreamBackedProvider {
         var executions: [UnifiedExecution] = []
         executions.reserveCapacity(items.count)
         for item in items {
-            executions.append(try execution(from: item, provider: provider))
+            if let execution = skipped.readable(item, { item throws(ProviderError) in try execution(from: item, provider: skipped.provider) }) {
+                executions.append(execution)
+            }
         }
         return executions
     }

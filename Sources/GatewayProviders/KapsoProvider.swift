@@ -146,11 +146,12 @@ public struct KapsoProvider: UpstreamBackedProvider {
     ) async throws(ProviderError) -> Fetched<WorkflowPage> {
         let request = ProviderRequest(path: "/workflows/" + percentEncode(workflowID) + "/executions", query: query)
         let name = self.name
+        let skipped = SkippedRecordLog(logger: logger, provider: name, requestID: call.requestID)
         do throws(ProviderError) {
             return try await fetcher.fetchListing(
                 request, call: call,
                 decode: { json throws(ProviderError) in
-                    try Self.workflowPage(json, provider: name, listedUnderStatus: nativeStatus)
+                    try Self.workflowPage(json, listedUnderStatus: nativeStatus, skipped: skipped)
                 }
             )
         } catch .upstreamStatus(status: 404, _) {
@@ -161,7 +162,7 @@ public struct KapsoProvider: UpstreamBackedProvider {
         }
     }
 
-    static func workflowPage(_ json: JSONValue, provider: String, listedUnderStatus: String?) throws(ProviderError) -> WorkflowPage {
+    static func workflowPage(_ json: JSONValue, listedUnderStatus: String?, skipped: SkippedRecordLog) throws(ProviderError) -> WorkflowPage {
         let root = try json.requiredObject("a workflow's executions")
         guard let items = root["data"]?.arrayValue else {
             throw .malformedResponse(reason: "a workflow's executions have no 'data' array")
@@ -169,7 +170,10 @@ public struct KapsoProvider: UpstreamBackedProvider {
         var executions: [UnifiedExecution] = []
         executions.reserveCapacity(items.count)
         for item in items {
-            executions.append(try execution(from: item, provider: provider, listedUnderStatus: listedUnderStatus))
+            let read = skipped.readable(item) { item throws(ProviderError) in
+                try execution(from: item, provider: skipped.provider, listedUnderStatus: listedUnderStatus)
+            }
+            if let read { executions.append(read) }
         }
         return WorkflowPage(executions: executions, nextCursor: nextCursor(root["paging"], pageIsEmpty: items.isEmpty))
     }

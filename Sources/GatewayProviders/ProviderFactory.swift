@@ -93,15 +93,15 @@ public enum ProviderFactory {
             organizationID: providerType == .b3os ? organizationID : nil,
             endpoint: endpoint, cache: cache, cachePolicy: cachePolicy
         )
+        var providerLogger = logger
+        providerLogger[metadataKey: "provider"] = "\(name)"
         switch providerType {
         case .kaizen:
-            return KaizenProvider(name: name, fetcher: fetcher)
+            return KaizenProvider(name: name, fetcher: fetcher, logger: providerLogger)
         case .kapso:
-            var kapsoLogger = logger
-            kapsoLogger[metadataKey: "provider"] = "\(name)"
-            return KapsoProvider(name: name, fetcher: fetcher, workflowIDs: workflowIDs, logger: kapsoLogger)
+            return KapsoProvider(name: name, fetcher: fetcher, workflowIDs: workflowIDs, logger: providerLogger)
         case .b3os:
-            return B3OSProvider(name: name, fetcher: fetcher)
+            return B3OSProvider(name: name, fetcher: fetcher, logger: providerLogger)
         }
     }
 

@@ -1,4 +1,5 @@
 import GatewayJSON
+import Logging
 
 /// Lenient readers for provider records: an optional field that is missing, null or of the wrong
 /// type reads as nil (the contract's `null`), so one odd field never fails a listing. Only what
@@ -94,6 +95,32 @@ extension JSONValue {
             for element in elements { element.collectSearchableTexts(into: &texts) }
         case .object(let object):
             for member in object { member.value.collectSearchableTexts(into: &texts) }
+        }
+    }
+}
+
+/// Where list items that cannot be read go: skipped, with the reason logged under the request
+/// id, so one record without an id or with an impossible creation instant never fails its
+/// provider's listing. (A value that is merely impossible, like a duration, reads as null instead.)
+struct SkippedRecordLog: Sendable {
+    let logger: Logger
+    let provider: String
+    let requestID: String
+
+    /// For decoding whose skipped records nobody reads (the fuzz target).
+    static func discarding(provider: String) -> SkippedRecordLog {
+        SkippedRecordLog(logger: Logger(label: "discarded", factory: { _ in SwiftLogNoOpLogHandler() }), provider: provider, requestID: "")
+    }
+
+    /// `read(item)`, or nil (logged) when the item cannot be read.
+    func readable(_ item: JSONValue, _ read: (JSONValue) throws(ProviderError) -> UnifiedExecution) -> UnifiedExecution? {
+        do throws(ProviderError) {
+            return try read(item)
+        } catch {
+            logger.warning("provider record skipped", metadata: [
+                "provider": "\(provider)", "requestId": "\(requestID)", "reason": "\(error.description)",
+            ])
+            return nil
         }
     }
 }

@@ -58,6 +58,22 @@ import Glibc
         #expect((everything.json["data"]?.arrayValue ?? []).contains { $0["durationMs"]?.integerValue != nil })
     }
 
+    @Test func aRecordWithAnUnrepresentableCreationInstantIsSkippedWithALoggedReasonAndTheRestListed() async throws {
+        let harness = try await GatewayHarness()
+        defer { Task { await harness.stop() } }
+        let unreadable = try harness.simulator.insertExecutions(
+            provider: .b3os, organizationID: "org_demo_acme", fields: ["createdAt": .string("9999-12-31T23:59:59Z")]
+        )
+        let requestID = "skipped-record-1"
+        let listed = try await harness.get("/executions?provider=b3os&limit=10", headers: ["X-Request-Id": requestID])
+        #expect(listed.status == 200)
+        #expect(listed.json["complete"] == true)
+        #expect(listed.ids.count == 10)
+        #expect(!listed.ids.contains { id in unreadable.contains { id.hasSuffix($0.id) } })
+        let logged = harness.logLines.all.filter { $0.contains("provider record skipped") && $0.contains(requestID) }
+        #expect(logged.contains { $0.contains("createdAt") && $0.contains("b3os") })
+    }
+
     @Test func aPagePastTheByteCapIsRefusedNamingLimitAndInclude() async throws {
         let harness = try await GatewayHarness { configuration in
             configuration.server.maxResponseBytes = 16_384

@@ -31,7 +31,7 @@ import Testing
                "finishedAt": "\(Self.latest)", "status": "workflow_succeeded"}
             ]}}
             """)
-        let window = try B3OSProvider.window(answer, provider: "b3os", offset: 0)
+        let window = try B3OSProvider.window(answer, offset: 0, skipped: .discarding(provider: "b3os"))
         #expect(window.executions.map(\.durationMs) == [1500, nil])
         #expect(window.executions.map(\.endedAt?.rfc3339) == ["2026-11-20T10:00:03.5Z", Self.latest])
     }
@@ -41,7 +41,7 @@ import Testing
             {"data": [{"id": "k1", "started_at": "\(Self.earliest)", "ended_at": "\(Self.latest)", "status": "ended"},
                       {"id": "k2", "started_at": "2026-11-20T10:00:00Z", "ended_at": "2026-11-20T10:00:04Z", "status": "ended"}]}
             """)
-        let page = try KapsoProvider.workflowPage(answer, provider: "kapso", listedUnderStatus: nil)
+        let page = try KapsoProvider.workflowPage(answer, listedUnderStatus: nil, skipped: .discarding(provider: "kapso"))
         #expect(page.executions.map(\.durationMs) == [nil, 4000])
         let detail = try KapsoProvider.detail(try Self.json("""
             {"data": {"id": "k1", "started_at": "\(Self.earliest)", "ended_at": "\(Self.latest)", "status": "ended"}}
@@ -53,7 +53,7 @@ import Testing
         let answer = try Self.json("""
             {"executions": [{"id": "z1", "startTime": "\(Self.earliest)", "endTime": "\(Self.latest)", "status": "Completed"}]}
             """)
-        #expect(try KaizenProvider.listAnswer(answer, provider: "kaizen").map(\.durationMs) == [nil])
+        #expect(try KaizenProvider.listAnswer(answer, skipped: .discarding(provider: "kaizen")).map(\.durationMs) == [nil])
     }
 
     @Test func kaizenNegativeDurationAndAttemptsAreImpossibleAndReadAsMissing() throws {
@@ -65,7 +65,7 @@ import Testing
                "durationMs": -9223372036854775808, "attempts": 3}
             ]}
             """)
-        let executions = try KaizenProvider.listAnswer(answer, provider: "kaizen")
+        let executions = try KaizenProvider.listAnswer(answer, skipped: .discarding(provider: "kaizen"))
         // A negative duration falls back to the instants when they give one.
         #expect(executions.map(\.durationMs) == [2000, nil])
         #expect(executions.map(\.attempts) == [nil, 3])
@@ -79,7 +79,33 @@ import Testing
               {"id": "c", "createdAt": "2026-11-20T10:00:01Z"}
             ]}}
             """)
-        let window = try B3OSProvider.window(answer, provider: "b3os", offset: Int.max - 1)
+        let window = try B3OSProvider.window(answer, offset: Int.max - 1, skipped: .discarding(provider: "b3os"))
         #expect(window.executions.map(\.sourceOffset) == [Int.max - 1, Int.max, nil])
+    }
+
+    @Test func unreadableListItemsAreSkippedAndTheOthersKeepTheirPlaces() throws {
+        // No id; a creation instant past 2262 (not representable); not an object; then a readable row.
+        let rows = """
+            {"createdAt": "2026-11-20T10:00:04Z"},
+            {"id": "late", "createdAt": "9999-12-31T23:59:59Z"},
+            "junk",
+            {"id": "fine", "createdAt": "2026-11-20T10:00:01Z"}
+            """
+        let window = try B3OSProvider.window(
+            try Self.json(#"{"data": {"hasMore": true, "items": [\#(rows)]}}"#), offset: 200, skipped: .discarding(provider: "b3os")
+        )
+        #expect(window.executions.map(\.providerExecutionID) == ["fine"])
+        #expect(window.executions.map(\.sourceOffset) == [203])
+        #expect(window.rowCount == 4)
+        let kaizen = try KaizenProvider.listAnswer(
+            try Self.json(#"{"executions": [{"id": "z0"}, {"id": "z1", "startTime": "2026-11-20T10:00:00Z"}]}"#),
+            skipped: .discarding(provider: "kaizen")
+        )
+        #expect(kaizen.map(\.providerExecutionID) == ["z1"])
+        let kapso = try KapsoProvider.workflowPage(
+            try Self.json(#"{"data": [{"id": "k0", "started_at": "0000-01-01T00:00:00Z"}, {"id": "k1", "started_at": "2026-11-20T10:00:00Z"}]}"#),
+            listedUnderStatus: nil, skipped: .discarding(provider: "kapso")
+        )
+        #expect(kapso.executions.map(\.providerExecutionID) == ["k1"])
     }
 }
