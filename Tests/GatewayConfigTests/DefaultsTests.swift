@@ -21,6 +21,7 @@ struct DefaultsTests {
         #expect(server.maxHeaderBytes == 16384)
         #expect(server.maxHeaderFields == 100)
         #expect(server.maxBodyBytes == 65536)
+        #expect(server.maxResponseBytes == 8_388_608)
         #expect(server.headerTimeoutMs == 10000)
         #expect(server.idleTimeoutMs == 60000)
         #expect(server.writeTimeoutMs == 30000)
