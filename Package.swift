@@ -115,6 +115,7 @@ let package = Package(
             dependencies: [
                 "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto",
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),
@@ -222,3 +223,15 @@ let package = Package(
         ),
     ]
 )
+
+// The provider-answer fuzz target exists only for scripts/fuzz-provider-answers, which sets
+// GATEWAY_FUZZ=1 and builds it with libFuzzer and AddressSanitizer into its own scratch path:
+// libFuzzer supplies its `main`, so an ordinary build could not link it.
+if Context.environment["GATEWAY_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(
+        name: "ProviderAnswersFuzz",
+        dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON"],
+        path: "Fuzz/ProviderAnswers",
+        swiftSettings: strictSwift + [.unsafeFlags(["-parse-as-library"])]
+    ))
+}

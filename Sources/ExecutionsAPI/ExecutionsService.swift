@@ -1,5 +1,6 @@
 import Synchronization
 import GatewayCrypto
+public import Logging
 import GatewayHTTP
 import GatewayJSON
 public import GatewayProviders
@@ -63,6 +64,11 @@ public struct ExecutionsService: Sendable {
     private let knownProviderNames: Set<String>
     private let planMemo = ListPlanMemo()
     private let requestTimeoutNanoseconds: UInt64?
+    /// Where the internal side of a provider failure goes (libcurl's text, hosts, ports, what
+    /// could not be read), under the request id; the client's problem says only what failed.
+    private let logger: Logger
+    /// The cap on a rendered list page's bytes (`server.maxResponseBytes`).
+    private let maxPageBytes: Int
 
     /// - Parameters:
     ///   - now: monotonic nanoseconds, the clock of the providers' endpoints (request deadlines are in it).
@@ -75,9 +81,13 @@ public struct ExecutionsService: Sendable {
         cursorSecret: String,
         now: @escaping @Sendable () -> UInt64,
         pageCaching: PageCaching = .sharedWithProviders,
-        requestTimeoutNanoseconds: UInt64? = nil
+        requestTimeoutNanoseconds: UInt64? = nil,
+        logger: Logger = Logger(label: "gateway.executions"),
+        maxPageBytes: Int = .max
     ) {
         self.requestTimeoutNanoseconds = requestTimeoutNanoseconds
+        self.logger = logger
+        self.maxPageBytes = maxPageBytes
         bindings = providers
         var byName: [String: ProviderBinding] = [:]
         for binding in providers { byName[binding.name] = binding }
@@ -112,7 +122,9 @@ public struct ExecutionsService: Sendable {
         facts: RequestFacts
     ) -> Result<ListPlan, Problem> {
         let parsed: ParsedListParameters
-        switch ListParameterParser.parse(items, knownProviders: knownProviderNames) {
+        switch ListParameterParser.parse(
+            items, knownProviders: knownProviderNames, usableProviders: bindings.map(\.name).filter(client.mayUse)
+        ) {
         case .success(let value): parsed = value
         case .failure(let problem): return .failure(problem)
         }
@@ -268,13 +280,13 @@ public struct ExecutionsService: Sendable {
                    state.position.map({ $0.last.precedes(boundary) }) ?? true {
                     // A scan cut where the page ends says best where to look next.
                     let cutHint = page.scanCut.flatMap { $0.scannedThrough == boundary ? $0.offsetHint : nil }
-                    let offsetHint = cutHint ?? fromThisProvider.last?.sourceOffset.map { $0 + 1 } ?? state.position?.offsetHint
+                    let offsetHint = cutHint ?? fromThisProvider.last?.sourceOffset.flatMap(Self.offsetAfter) ?? state.position?.offsetHint
                     state.position = ProviderPosition(last: boundary, offsetHint: offsetHint)
                 }
                 state.exhausted = page.exhausted && fromThisProvider.count == page.executions.count
                 report.exhausted = state.exhausted
             case .failure(let error):
-                let problem = Self.problem(for: error, provider: outcome.name)
+                let problem = loggedProblem(for: error, provider: outcome.name, requestID: facts.requestID)
                 report.error = problem
                 failures.append(problem)
             case nil:
@@ -312,8 +324,11 @@ public struct ExecutionsService: Sendable {
         let rendered = await BulkWork.perform(offLoop: !query.include.isEmpty) {
             Renderer.listDocument(
                 items: joined, include: query.include, limit: query.limit, nextCursor: nextCursor,
-                complete: complete, providers: reports, requestID: facts.requestID
+                complete: complete, providers: reports, requestID: facts.requestID, maxBytes: maxPageBytes
             )
+        }
+        guard let rendered else {
+            return .failure(.responseTooLarge(maxBytes: maxPageBytes, include: query.include))
         }
         // A cut-short page is not stored: a stored page renders no `scanCutShort`.
         if let pageCache, let pageKey, scanFrontier == nil {
@@ -493,7 +508,7 @@ public struct ExecutionsService: Sendable {
                     provider: executions[index].provider
                 )
             case .failure(let error):
-                joined[index].error = Self.problem(for: error, provider: executions[index].provider)
+                joined[index].error = loggedProblem(for: error, provider: executions[index].provider, requestID: facts.requestID)
             }
         }
         return joined
@@ -525,12 +540,30 @@ public struct ExecutionsService: Sendable {
         } catch .notFound {
             return .failure(.notFound("Provider '\(providerName)' has no execution '\(providerID)'."))
         } catch {
-            return .failure(Self.problem(for: error, provider: providerName))
+            return .failure(loggedProblem(for: error, provider: providerName, requestID: facts.requestID))
         }
+    }
+
+    /// The offset hint after a row at `offset`; nil at Int.max, where there is no next row to hint at.
+    static func offsetAfter(_ offset: Int) -> Int? {
+        let (next, overflow) = offset.addingReportingOverflow(1)
+        return overflow ? nil : next
     }
 
     // MARK: - Errors
 
+    /// The client's problem for a provider failure; the failure itself, with what the problem
+    /// leaves out, is logged under the request id.
+    func loggedProblem(for error: ProviderError, provider: String, requestID: String) -> Problem {
+        logger.warning("provider call failed", metadata: [
+            "requestId": "\(requestID)", "provider": "\(provider)", "error": "\(error.description)",
+        ])
+        return Self.problem(for: error, provider: provider)
+    }
+
+    /// Says what failed and never why in the gateway's own terms: the reasons of `.unreachable`
+    /// and `.malformedResponse` carry libcurl's text (hosts, ports) and what the adapter could not
+    /// read, which stay in the log.
     static func problem(for error: ProviderError, provider: String) -> Problem {
         switch error {
         case .timeout:
@@ -546,9 +579,13 @@ public struct ExecutionsService: Sendable {
                     provider: provider, retryAfterSeconds: max(1, seconds))
         case .notFound:
             .notFound("Provider '\(provider)' does not know this execution.")
-        case .unreachable, .upstreamStatus, .malformedResponse, .credentialRejected:
-            Problem(.upstreamError, status: .badGateway, title: "Provider failed",
-                    detail: "Provider '\(provider)' failed: \(error.description).", provider: provider)
+        case .unreachable:
+            upstreamError("Provider '\(provider)' could not be reached.", provider: provider)
+        case .malformedResponse:
+            upstreamError("Provider '\(provider)' sent an answer the gateway could not read.", provider: provider)
+        case .upstreamStatus, .credentialRejected:
+            // Both descriptions are the gateway's own words around an HTTP status.
+            upstreamError("Provider '\(provider)' failed: \(error.description).", provider: provider)
         case .callBudgetSpent(let refusal):
             Problem(.rateLimited, status: .tooManyRequests, title: "Upstream call budget spent",
                     detail: "The client's budget of upstream calls (rateLimit upstreamCallsPerMinute) is spent and provider '\(provider)' has no cached copy; retry in \(refusal.retryAfterSeconds) s.",
@@ -558,6 +595,10 @@ public struct ExecutionsService: Sendable {
                     detail: "The request reached its ceiling of \(ceiling) upstream calls (rateLimit.maxUpstreamCallsPerRequest) before provider '\(provider)' could answer.",
                     provider: provider, retryAfterSeconds: 1)
         }
+    }
+
+    private static func upstreamError(_ detail: String, provider: String) -> Problem {
+        Problem(.upstreamError, status: .badGateway, title: "Provider failed", detail: detail, provider: provider)
     }
 
     /// One error response for several failed providers: a timeout only if all of them timed out.

@@ -50,7 +50,11 @@ enum ListParameterParser {
     ]
 
     /// Validates every parameter and reports every problem at once, naming each parameter.
-    static func parse(_ items: [(name: String, value: String)], knownProviders: Set<String>) -> Result<ParsedListParameters, Problem> {
+    /// - Parameter usableProviders: what an unknown provider name is answered with: only the
+    ///   providers this client may use, so a client never learns of the others.
+    static func parse(
+        _ items: [(name: String, value: String)], knownProviders: Set<String>, usableProviders: [String]
+    ) -> Result<ParsedListParameters, Problem> {
         var problems: [Problem.InvalidParameter] = []
         var query = ListQuery()
         var given = Set<String>()
@@ -90,7 +94,7 @@ enum ListParameterParser {
                 if names.isEmpty {
                     problems.append(.init(name: name, reason: "must name at least one provider"))
                 } else if !unknown.isEmpty {
-                    problems.append(.init(name: name, reason: "unknown provider \(unknown.map { "'\($0)'" }.joined(separator: ", ")); known: \(knownProviders.sorted().joined(separator: ", "))"))
+                    problems.append(.init(name: name, reason: "unknown provider \(unknown.map { "'\($0)'" }.joined(separator: ", ")); this client may use: \(usableProviders.isEmpty ? "none" : usableProviders.sorted().joined(separator: ", "))"))
                 } else {
                     query.providers = dedupe(names)
                 }

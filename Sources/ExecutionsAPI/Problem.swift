@@ -22,6 +22,7 @@ public struct Problem: Error, Sendable, Equatable {
         case forbidden = "forbidden"
         case notFound = "not-found"
         case rateLimited = "rate-limited"
+        case responseTooLarge = "response-too-large"
         case upstreamError = "upstream-error"
         case upstreamTimeout = "upstream-timeout"
         case upstreamPaused = "upstream-paused"
@@ -96,6 +97,22 @@ public struct Problem: Error, Sendable, Equatable {
         return Problem(
             .invalidParameters, status: .badRequest, title: "Invalid request parameters",
             detail: "These parameters are invalid: \(names).", invalidParams: parameters
+        )
+    }
+
+    /// A list page whose rendering passed the configured byte cap. A `400`: the request is
+    /// valid, but the client has to ask for less (fewer items or fewer joined parts) to get an
+    /// answer; sending it again unchanged will not help while the data stays as it is.
+    public static func responseTooLarge(maxBytes: Int, include: Set<IncludeField>) -> Problem {
+        var reduce = [InvalidParameter(name: "limit", reason: "fewer items make a smaller page")]
+        if !include.isEmpty {
+            let included = include.map(\.rawValue).sorted().joined(separator: ", ")
+            reduce.append(.init(name: "include", reason: "each of \(included) adds provider records to every item"))
+        }
+        return Problem(
+            .responseTooLarge, status: .badRequest, title: "Response too large",
+            detail: "The page would be larger than the gateway's limit of \(maxBytes) bytes; ask for fewer items (limit) or fewer joined parts (include).",
+            invalidParams: reduce
         )
     }
 

@@ -13,6 +13,9 @@ enum Renderer {
         var entityTaggedCount: Int
     }
 
+    /// The list page, or nil as soon as its bytes pass `maxBytes`: it stops at the
+    /// first item past the cap, so a page that would be too large never holds more than the cap
+    /// plus one item (whose size the upstream body limit bounds).
     static func listDocument(
         items: [ExecutionsService.JoinedExecution],
         include: Set<IncludeField>,
@@ -20,14 +23,16 @@ enum Renderer {
         nextCursor: String?,
         complete: Bool,
         providers: [ProviderReport],
-        requestID: String
-    ) -> Rendered {
+        requestID: String,
+        maxBytes: Int = .max
+    ) -> Rendered? {
         // data, page and complete first: the ETag covers exactly these bytes.
-        var writer = JSONWriter(capacity: 512 + items.count * 700)
+        var writer = JSONWriter(capacity: min(maxBytes, 512 + items.count * 700))
         writer.raw("{\"data\":[")
         for (index, item) in items.enumerated() {
             if index > 0 { writer.raw(UInt8(ascii: ",")) }
             writeExecution(item, include: include, into: &writer, requestID: requestID)
+            if writer.bytes.count > maxBytes { return nil }
         }
         writer.raw("],\"page\":{\"limit\":")
         writer.raw(String(limit))
@@ -40,6 +45,7 @@ enum Renderer {
         let entityTag = weakEntityTag(of: writer.bytes)
         let entityTaggedCount = writer.bytes.count
         writeProviders(providers, requestID: requestID, into: &writer)
+        if writer.bytes.count > maxBytes { return nil }
         return Rendered(body: writer.bytes, entityTag: entityTag, entityTaggedCount: entityTaggedCount)
     }
 

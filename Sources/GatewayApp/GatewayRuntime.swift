@@ -104,7 +104,9 @@ public final class GatewayRuntime: Service, Sendable {
 
         let service = ExecutionsService(
             providers: bindings, cursorSecret: cursorSecret, now: monotonicNanoseconds,
-            requestTimeoutNanoseconds: UInt64(configuration.server.requestTimeoutMs) * 1_000_000)
+            requestTimeoutNanoseconds: UInt64(configuration.server.requestTimeoutMs) * 1_000_000,
+            logger: logger, maxPageBytes: configuration.server.maxResponseBytes
+        )
 
         var router = Router()
         ExecutionsEndpoints(service: service).register(on: &router)

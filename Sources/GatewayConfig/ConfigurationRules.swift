@@ -13,7 +13,7 @@ extension ConfigurationValidator {
         static let top = ["server", "auth", "cache", "rateLimit", "clients", "providers"]
         static let server = [
             "host", "port", "workers", "maxConnections", "maxHeaderBytes", "maxHeaderFields", "maxBodyBytes",
-            "headerTimeoutMs", "idleTimeoutMs", "writeTimeoutMs", "requestTimeoutMs", "shutdownGraceMs", "trustedProxies",
+            "maxResponseBytes", "headerTimeoutMs", "idleTimeoutMs", "writeTimeoutMs", "requestTimeoutMs", "shutdownGraceMs", "trustedProxies",
         ]
         static let auth = ["mode", "cursorSecret"]
         static let cache = ["maxBytes", "listTTLMs", "activeDetailTTLMs", "terminalDetailTTLMs", "staleIfErrorMs"]

@@ -82,6 +82,7 @@ struct ConfigurationValidator {
         server.maxHeaderBytes = integer(fields, "maxHeaderBytes", 1024...1_048_576, default: defaults.maxHeaderBytes)
         server.maxHeaderFields = integer(fields, "maxHeaderFields", 1...10_000, default: defaults.maxHeaderFields)
         server.maxBodyBytes = integer(fields, "maxBodyBytes", 0...67_108_864, default: defaults.maxBodyBytes)
+        server.maxResponseBytes = integer(fields, "maxResponseBytes", 65_536...1_073_741_824, default: defaults.maxResponseBytes)
         server.headerTimeoutMs = integer(fields, "headerTimeoutMs", 1...600_000, default: defaults.headerTimeoutMs)
         server.idleTimeoutMs = integer(fields, "idleTimeoutMs", 1...3_600_000, default: defaults.idleTimeoutMs)
         server.writeTimeoutMs = integer(fields, "writeTimeoutMs", 1...600_000, default: defaults.writeTimeoutMs)

@@ -76,6 +76,9 @@ public struct ServerSettings: Sendable, Equatable {
     public var maxHeaderBytes: Int
     public var maxHeaderFields: Int
     public var maxBodyBytes: Int
+    /// The cap on a rendered `GET /executions` page; a page that would pass it is refused with a
+    /// problem instead (`include=raw,detail` on 100 items can reach many megabytes).
+    public var maxResponseBytes: Int
     public var headerTimeoutMs: Int
     public var idleTimeoutMs: Int
     /// Extension: a response not written whole within this long closes the connection.
@@ -100,6 +103,7 @@ public struct ServerSettings: Sendable, Equatable {
         maxHeaderBytes: Int = 16384,
         maxHeaderFields: Int = 100,
         maxBodyBytes: Int = 65536,
+        maxResponseBytes: Int = 8_388_608,
         headerTimeoutMs: Int = 10000,
         idleTimeoutMs: Int = 75000,
         writeTimeoutMs: Int = 30000,
@@ -114,6 +118,7 @@ public struct ServerSettings: Sendable, Equatable {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaderFields = maxHeaderFields
         self.maxBodyBytes = maxBodyBytes
+        self.maxResponseBytes = maxResponseBytes
         self.headerTimeoutMs = headerTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
         self.writeTimeoutMs = writeTimeoutMs

@@ -59,6 +59,7 @@ public final class GatewayConfigurationSnapshot: Sendable {
         set(["server", "maxHeaderBytes"], .int(server.maxHeaderBytes))
         set(["server", "maxHeaderFields"], .int(server.maxHeaderFields))
         set(["server", "maxBodyBytes"], .int(server.maxBodyBytes))
+        set(["server", "maxResponseBytes"], .int(server.maxResponseBytes))
         set(["server", "headerTimeoutMs"], .int(server.headerTimeoutMs))
         set(["server", "idleTimeoutMs"], .int(server.idleTimeoutMs))
         set(["server", "writeTimeoutMs"], .int(server.writeTimeoutMs))

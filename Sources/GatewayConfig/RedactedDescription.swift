@@ -13,6 +13,7 @@ extension GatewayConfiguration {
         lines.append("  maxHeaderBytes: \(server.maxHeaderBytes)")
         lines.append("  maxHeaderFields: \(server.maxHeaderFields)")
         lines.append("  maxBodyBytes: \(server.maxBodyBytes)")
+        lines.append("  maxResponseBytes: \(server.maxResponseBytes)")
         lines.append("  headerTimeoutMs: \(server.headerTimeoutMs)")
         lines.append("  idleTimeoutMs: \(server.idleTimeoutMs)")
         lines.append("  writeTimeoutMs: \(server.writeTimeoutMs)")

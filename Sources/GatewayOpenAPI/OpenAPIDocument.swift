@@ -770,8 +770,11 @@ components:
       description: |
         Invalid parameters (type …/invalid-parameters, every bad parameter named in
         `invalidParams`) or an invalid cursor (type …/invalid-cursor). Nothing reached the
-        providers. Extension: a malformed HTTP message is also `400` (type `about:blank`, and the
-        connection is closed).
+        providers. On `GET /executions`, also a page that would be larger than the gateway's
+        `server.maxResponseBytes` (type …/response-too-large; `invalidParams` names `limit` and,
+        when given, `include` as what to reduce). Such a page is never sent truncated; the same
+        request fails the same way until the data changes. Extension: a malformed HTTP message is
+        also `400` (type `about:blank`, and the connection is closed).
       headers:
         X-Request-Id:
           $ref: '#/components/headers/XRequestId'
@@ -1192,6 +1195,8 @@ components:
         - `https://executions-gateway.dev/problems/not-found` (404): unknown provider or execution.
         - `https://executions-gateway.dev/problems/rate-limited` (429): over the client's rate limit
           (extension: or its budget of upstream calls, or the request's ceiling on them).
+        - `https://executions-gateway.dev/problems/response-too-large` (400): the list page would
+          pass the gateway's byte cap; ask for a smaller `limit` or fewer `include` parts.
         - `https://executions-gateway.dev/problems/upstream-error` (502): a provider failed.
         - `https://executions-gateway.dev/problems/upstream-timeout` (504): a provider timed out.
         - `https://executions-gateway.dev/problems/upstream-paused` (503): calls to a provider are
@@ -1213,6 +1218,7 @@ components:
             - https://executions-gateway.dev/problems/forbidden
             - https://executions-gateway.dev/problems/not-found
             - https://executions-gateway.dev/problems/rate-limited
+            - https://executions-gateway.dev/problems/response-too-large
             - https://executions-gateway.dev/problems/upstream-error
             - https://executions-gateway.dev/problems/upstream-timeout
             - https://executions-gateway.dev/problems/upstream-paused

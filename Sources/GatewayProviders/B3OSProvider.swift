@@ -1,5 +1,6 @@
 import GatewayHTTP
 import GatewayJSON
+public import Logging
 
 /// B3OS (`api.b3os.org`): `GET /v1/executions?limit&offset`, newest `createdAt` first, no server
 /// filters; `GET /v1/executions/{id}` → `{code, data: {execution, events}}`.
@@ -14,15 +15,17 @@ public struct B3OSProvider: UpstreamBackedProvider {
     public var type: String { "b3os" }
     public var joinableFields: Set<JoinableField> { [.events] }
     public let fetcher: ProviderFetcher
+    private let logger: Logger
 
     /// The largest `limit` B3OS accepts, to read as much as possible per call.
     static let windowSize = 100
     /// Rows re-read before a hint or the previous window's end, to recognise the place again.
     static let overlap = 10
 
-    public init(name: String, fetcher: ProviderFetcher) {
+    public init(name: String, fetcher: ProviderFetcher, logger: Logger = Logger(label: "gateway.providers.b3os")) {
         self.name = name
         self.fetcher = fetcher
+        self.logger = logger
     }
 
     // MARK: - Listing
@@ -48,6 +51,8 @@ public struct B3OSProvider: UpstreamBackedProvider {
     struct Window: Sendable {
         /// In listing order, each with its `sourceOffset`.
         var executions: [UnifiedExecution]
+        /// Rows in the answer, readable or skipped: how far the window moves the offset.
+        var rowCount: Int
         var hasMore: Bool
     }
 
@@ -55,25 +60,32 @@ public struct B3OSProvider: UpstreamBackedProvider {
         let request = ProviderRequest(
             path: "/v1/executions", query: [("limit", String(Self.windowSize)), ("offset", String(offset))]
         )
-        let name = self.name
+        let skipped = SkippedRecordLog(logger: logger, provider: name, requestID: call.requestID)
         return try await fetcher.fetchListing(
-            request, call: call,
-            decode: { json throws(ProviderError) in
-                let data = try Self.envelopeData(json, what: "the list answer")
-                guard let items = data["items"]?.arrayValue else {
-                    throw .malformedResponse(reason: "the list answer has no 'data.items' array")
-                }
-                var executions: [UnifiedExecution] = []
-                executions.reserveCapacity(items.count)
-                for (index, item) in items.enumerated() {
-                    var execution = try Self.execution(from: item, provider: name)
-                    execution.sourceOffset = offset + index
-                    executions.append(execution)
-                }
-                let hasMore = data.bool("hasMore") ?? (items.count >= Self.windowSize)
-                return Window(executions: executions, hasMore: hasMore && !items.isEmpty)
-            }
+            request, call: call, decode: { json throws(ProviderError) in try Self.window(json, offset: offset, skipped: skipped) }
         )
+    }
+
+    /// The list answer for the window read at `offset`.
+    /// A row that cannot be read is skipped; the others keep their own offsets.
+    static func window(_ json: JSONValue, offset: Int, skipped: SkippedRecordLog) throws(ProviderError) -> Window {
+        let data = try envelopeData(json, what: "the list answer")
+        guard let items = data["items"]?.arrayValue else {
+            throw .malformedResponse(reason: "the list answer has no 'data.items' array")
+        }
+        var executions: [UnifiedExecution] = []
+        executions.reserveCapacity(items.count)
+        for (index, item) in items.enumerated() {
+            let read = skipped.readable(item) { item throws(ProviderError) in try execution(from: item, provider: skipped.provider) }
+            guard var execution = read else { continue }
+            // A window read near Int.max (a hostile `hasMore` sends the locator that far) has
+            // rows whose offsets do not exist: they get no hint rather than a trap.
+            let (rowOffset, overflow) = offset.addingReportingOverflow(index)
+            execution.sourceOffset = overflow ? nil : rowOffset
+            executions.append(execution)
+        }
+        let hasMore = data.bool("hasMore") ?? (items.count >= windowSize)
+        return Window(executions: executions, rowCount: items.count, hasMore: hasMore && !items.isEmpty)
     }
 
     /// `data` of B3OS's `{code, data, message, requestId}` envelope.
@@ -88,19 +100,16 @@ public struct B3OSProvider: UpstreamBackedProvider {
     public func detail(of providerExecutionID: String, call: UpstreamCallContext) async throws(ProviderError) -> ExecutionDetail {
         let request = ProviderRequest(path: "/v1/executions/" + percentEncode(providerExecutionID))
         let name = self.name
-        let fetched = try await fetcher.fetchDetail(
-            request, call: call,
-            decode: { json throws(ProviderError) in
-                let data = try Self.envelopeData(json, what: "the detail answer")
-                let record = try data.requiredRecord("execution", in: "the detail answer", path: "data.execution")
-                return (try Self.execution(from: record, provider: name), JSONValue.object(data))
-            },
-            status: { decoded in decoded.0.status }
-        )
-        let (execution, record) = fetched.value
+        return try await fetchDetail(request, call: call) { json throws(ProviderError) in try Self.detail(json, provider: name) }
+    }
+
+    /// The detail answer, as if fetched (`cache: .miss`).
+    static func detail(_ json: JSONValue, provider: String) throws(ProviderError) -> ExecutionDetail {
+        let data = try envelopeData(json, what: "the detail answer")
+        let record = try data.requiredRecord("execution", in: "the detail answer", path: "data.execution")
         return ExecutionDetail(
-            execution: execution, downloads: nil, startBlock: nil, events: record["events"] ?? .null,
-            record: record, cache: fetched.cache
+            execution: try execution(from: record, provider: provider), downloads: nil, startBlock: nil,
+            events: data["events"] ?? .null, record: .object(data), cache: .miss
         )
     }
 
@@ -200,7 +209,7 @@ struct B3OSListingSource: ExecutionChunkSource {
         }
         var mayHaveMore = window.hasMore
         if let stopBefore, let last = window.executions.last, last.createdAt < stopBefore { mayHaveMore = false }
-        let (next, overflow) = start.addingReportingOverflow(max(1, window.executions.count - B3OSProvider.overlap))
+        let (next, overflow) = start.addingReportingOverflow(max(1, window.rowCount - B3OSProvider.overlap))
         if overflow { mayHaveMore = false }
         nextOffset = next
         return ExecutionChunk(executions: window.executions, mayHaveMore: mayHaveMore, cache: cache)
@@ -219,7 +228,7 @@ struct B3OSListingSource: ExecutionChunkSource {
         if stepsBack > Self.maximumStepsBack {
             throw .malformedResponse(reason: "the listing kept shifting; no consistent place found after \(Self.maximumStepsBack) steps back")
         }
-        if window.executions.isEmpty { return start / 4 }
+        if window.rowCount == 0 { return start / 4 }
         let target = start > distance ? start - distance : 0
         distance = distance > Int.max / 2 ? Int.max : distance * 2
         return target

@@ -1,5 +1,6 @@
 import GatewayHTTP
 import GatewayJSON
+public import Logging
 
 /// Kaizen (`api.kaizenautomation.com`): `POST /executions/list` with a JSON filter returns every
 /// match at once; `POST /executions/get {"id"}` returns the detail record.
@@ -12,10 +13,12 @@ public struct KaizenProvider: UpstreamBackedProvider {
     public var type: String { "kaizen" }
     public var joinableFields: Set<JoinableField> { [.downloads, .startBlock] }
     public let fetcher: ProviderFetcher
+    private let logger: Logger
 
-    public init(name: String, fetcher: ProviderFetcher) {
+    public init(name: String, fetcher: ProviderFetcher, logger: Logger = Logger(label: "gateway.providers.kaizen")) {
         self.name = name
         self.fetcher = fetcher
+        self.logger = logger
     }
 
     // MARK: - Listing
@@ -55,22 +58,25 @@ public struct KaizenProvider: UpstreamBackedProvider {
 
     func list(body: JSONValue, call: UpstreamCallContext) async throws(ProviderError) -> Fetched<[UnifiedExecution]> {
         let request = ProviderRequest(method: .post, path: "/executions/list", jsonBody: body)
-        let name = self.name
+        let skipped = SkippedRecordLog(logger: logger, provider: name, requestID: call.requestID)
         return try await fetcher.fetchListing(
-            request, call: call,
-            decode: { json throws(ProviderError) in
-                let root = try json.requiredObject("the list answer")
-                guard let items = root["executions"]?.arrayValue else {
-                    throw .malformedResponse(reason: "the list answer has no 'executions' array")
-                }
-                var executions: [UnifiedExecution] = []
-                executions.reserveCapacity(items.count)
-                for item in items {
-                    executions.append(try Self.execution(from: item, provider: name))
-                }
-                return executions
-            }
+            request, call: call, decode: { json throws(ProviderError) in try Self.listAnswer(json, skipped: skipped) }
         )
+    }
+
+    static func listAnswer(_ json: JSONValue, skipped: SkippedRecordLog) throws(ProviderError) -> [UnifiedExecution] {
+        let root = try json.requiredObject("the list answer")
+        guard let items = root["executions"]?.arrayValue else {
+            throw .malformedResponse(reason: "the list answer has no 'executions' array")
+        }
+        var executions: [UnifiedExecution] = []
+        executions.reserveCapacity(items.count)
+        for item in items {
+            if let execution = skipped.readable(item, { item throws(ProviderError) in try execution(from: item, provider: skipped.provider) }) {
+                executions.append(execution)
+            }
+        }
+        return executions
     }
 
     // MARK: - Detail
@@ -78,23 +84,20 @@ public struct KaizenProvider: UpstreamBackedProvider {
     public func detail(of providerExecutionID: String, call: UpstreamCallContext) async throws(ProviderError) -> ExecutionDetail {
         let request = ProviderRequest(method: .post, path: "/executions/get", jsonBody: ["id": .string(providerExecutionID)])
         let name = self.name
-        let fetched = try await fetcher.fetchDetail(
-            request, call: call,
-            decode: { json throws(ProviderError) in
-                let record = try json.requiredObject("the detail answer").requiredRecord("execution", in: "the detail answer")
-                return try Self.execution(from: record, provider: name)
-            },
-            status: \.status
-        )
-        let execution = fetched.value
-        let record = execution.raw
+        return try await fetchDetail(request, call: call) { json throws(ProviderError) in try Self.detail(json, provider: name) }
+    }
+
+    /// The detail answer, as if fetched (`cache: .miss`).
+    static func detail(_ json: JSONValue, provider: String) throws(ProviderError) -> ExecutionDetail {
+        let record = try json.requiredObject("the detail answer").requiredRecord("execution", in: "the detail answer")
+        let execution = try execution(from: record, provider: provider)
         return ExecutionDetail(
             execution: execution,
             downloads: record["downloads"] ?? .null,
             startBlock: record["startBlock"] ?? .null,
             events: nil,
             record: record,
-            cache: fetched.cache
+            cache: .miss
         )
     }
 
@@ -132,7 +135,7 @@ public struct KaizenProvider: UpstreamBackedProvider {
         // Only a finished execution has ended; its end time is Kaizen's.
         let isFinished = providerStatus == "Completed" || providerStatus == "Failed"
         let endedAt = isFinished ? record.timestamp("endTime") : nil
-        let durationMs = isFinished ? (record.integer("durationMs") ?? elapsedMilliseconds(from: startTime, to: endedAt)) : nil
+        let durationMs = isFinished ? (record.nonNegativeInteger("durationMs") ?? elapsedMilliseconds(from: startTime, to: endedAt)) : nil
         return UnifiedExecution(
             provider: provider,
             providerExecutionID: id,
@@ -145,7 +148,7 @@ public struct KaizenProvider: UpstreamBackedProvider {
             endedAt: endedAt,
             durationMs: durationMs,
             isTest: record.bool("isTest"),
-            attempts: record.integer("attempts"),
+            attempts: record.nonNegativeInteger("attempts"),
             searchableValues: record["params"]?.searchableTexts ?? [],
             raw: value
         )

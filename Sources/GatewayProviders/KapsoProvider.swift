@@ -146,20 +146,12 @@ public struct KapsoProvider: UpstreamBackedProvider {
     ) async throws(ProviderError) -> Fetched<WorkflowPage> {
         let request = ProviderRequest(path: "/workflows/" + percentEncode(workflowID) + "/executions", query: query)
         let name = self.name
+        let skipped = SkippedRecordLog(logger: logger, provider: name, requestID: call.requestID)
         do throws(ProviderError) {
             return try await fetcher.fetchListing(
                 request, call: call,
                 decode: { json throws(ProviderError) in
-                    let root = try json.requiredObject("a workflow's executions")
-                    guard let items = root["data"]?.arrayValue else {
-                        throw .malformedResponse(reason: "a workflow's executions have no 'data' array")
-                    }
-                    var executions: [UnifiedExecution] = []
-                    executions.reserveCapacity(items.count)
-                    for item in items {
-                        executions.append(try Self.execution(from: item, provider: name, listedUnderStatus: nativeStatus))
-                    }
-                    return WorkflowPage(executions: executions, nextCursor: Self.nextCursor(root["paging"], pageIsEmpty: items.isEmpty))
+                    try Self.workflowPage(json, listedUnderStatus: nativeStatus, skipped: skipped)
                 }
             )
         } catch .upstreamStatus(status: 404, _) {
@@ -168,6 +160,22 @@ public struct KapsoProvider: UpstreamBackedProvider {
             }
             return Fetched(value: WorkflowPage(executions: [], nextCursor: nil), cache: .miss)
         }
+    }
+
+    static func workflowPage(_ json: JSONValue, listedUnderStatus: String?, skipped: SkippedRecordLog) throws(ProviderError) -> WorkflowPage {
+        let root = try json.requiredObject("a workflow's executions")
+        guard let items = root["data"]?.arrayValue else {
+            throw .malformedResponse(reason: "a workflow's executions have no 'data' array")
+        }
+        var executions: [UnifiedExecution] = []
+        executions.reserveCapacity(items.count)
+        for item in items {
+            let read = skipped.readable(item) { item throws(ProviderError) in
+                try execution(from: item, provider: skipped.provider, listedUnderStatus: listedUnderStatus)
+            }
+            if let read { executions.append(read) }
+        }
+        return WorkflowPage(executions: executions, nextCursor: nextCursor(root["paging"], pageIsEmpty: items.isEmpty))
     }
 
     /// `paging.cursors.after` when `paging.next` says there is more; the cursor is taken from
@@ -187,18 +195,16 @@ public struct KapsoProvider: UpstreamBackedProvider {
     public func detail(of providerExecutionID: String, call: UpstreamCallContext) async throws(ProviderError) -> ExecutionDetail {
         let request = ProviderRequest(path: "/workflow_executions/" + percentEncode(providerExecutionID))
         let name = self.name
-        let fetched = try await fetcher.fetchDetail(
-            request, call: call,
-            decode: { json throws(ProviderError) in
-                let record = try json.requiredObject("the detail answer").requiredRecord("data", in: "the detail answer")
-                return try Self.execution(from: record, provider: name, listedUnderStatus: nil)
-            },
-            status: \.status
-        )
-        let record = fetched.value.raw
+        return try await fetchDetail(request, call: call) { json throws(ProviderError) in try Self.detail(json, provider: name) }
+    }
+
+    /// The detail answer, as if fetched (`cache: .miss`).
+    static func detail(_ json: JSONValue, provider: String) throws(ProviderError) -> ExecutionDetail {
+        let record = try json.requiredObject("the detail answer").requiredRecord("data", in: "the detail answer")
+        let execution = try execution(from: record, provider: provider, listedUnderStatus: nil)
         return ExecutionDetail(
-            execution: fetched.value, downloads: nil, startBlock: nil, events: record["events"] ?? .null,
-            record: record, cache: fetched.cache
+            execution: execution, downloads: nil, startBlock: nil, events: execution.raw["events"] ?? .null,
+            record: execution.raw, cache: .miss
         )
     }
 

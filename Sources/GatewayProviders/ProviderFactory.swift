@@ -1,10 +1,26 @@
 public import GatewayCache
 public import GatewayUpstream
+import GatewayJSON
 public import Logging
 
 /// A provider whose reads go through a `ProviderFetcher`, whose statistics the app exports.
 public protocol UpstreamBackedProvider: ExecutionProvider {
     var fetcher: ProviderFetcher { get }
+}
+
+extension UpstreamBackedProvider {
+    /// One execution's detail record through the fetcher, fresh for as long as its status allows,
+    /// with how it was obtained.
+    func fetchDetail(
+        _ request: ProviderRequest,
+        call: UpstreamCallContext,
+        decode: @escaping @Sendable (JSONValue) throws(ProviderError) -> ExecutionDetail
+    ) async throws(ProviderError) -> ExecutionDetail {
+        let fetched = try await fetcher.fetchDetail(request, call: call, decode: decode, status: \.execution.status)
+        var detail = fetched.value
+        detail.cache = fetched.cache
+        return detail
+    }
 }
 
 /// The provider types the gateway has adapters for (`type:` in config).
@@ -77,15 +93,15 @@ public enum ProviderFactory {
             organizationID: providerType == .b3os ? organizationID : nil,
             endpoint: endpoint, cache: cache, cachePolicy: cachePolicy
         )
+        var providerLogger = logger
+        providerLogger[metadataKey: "provider"] = "\(name)"
         switch providerType {
         case .kaizen:
-            return KaizenProvider(name: name, fetcher: fetcher)
+            return KaizenProvider(name: name, fetcher: fetcher, logger: providerLogger)
         case .kapso:
-            var kapsoLogger = logger
-            kapsoLogger[metadataKey: "provider"] = "\(name)"
-            return KapsoProvider(name: name, fetcher: fetcher, workflowIDs: workflowIDs, logger: kapsoLogger)
+            return KapsoProvider(name: name, fetcher: fetcher, workflowIDs: workflowIDs, logger: providerLogger)
         case .b3os:
-            return B3OSProvider(name: name, fetcher: fetcher)
+            return B3OSProvider(name: name, fetcher: fetcher, logger: providerLogger)
         }
     }
 

@@ -1,4 +1,5 @@
 import GatewayJSON
+import Logging
 
 /// Lenient readers for provider records: an optional field that is missing, null or of the wrong
 /// type reads as nil (the contract's `null`), so one odd field never fails a listing. Only what
@@ -15,6 +16,11 @@ extension JSONObject {
 
     func integer(_ key: String) -> Int64? {
         self[key]?.integerValue
+    }
+
+    /// A count or a duration: an integer below zero is impossible and reads as nil.
+    func nonNegativeInteger(_ key: String) -> Int64? {
+        integer(key).flatMap { $0 >= 0 ? $0 : nil }
     }
 
     func bool(_ key: String) -> Bool? {
@@ -93,10 +99,38 @@ extension JSONValue {
     }
 }
 
-/// Milliseconds between two instants when both are known and in order.
+/// Where list items that cannot be read go: skipped, with the reason logged under the request
+/// id, so one record without an id or with an impossible creation instant never fails its
+/// provider's listing. (A value that is merely impossible, like a duration, reads as null instead.)
+struct SkippedRecordLog: Sendable {
+    let logger: Logger
+    let provider: String
+    let requestID: String
+
+    /// For decoding whose skipped records nobody reads (the fuzz target).
+    static func discarding(provider: String) -> SkippedRecordLog {
+        SkippedRecordLog(logger: Logger(label: "discarded", factory: { _ in SwiftLogNoOpLogHandler() }), provider: provider, requestID: "")
+    }
+
+    /// `read(item)`, or nil (logged) when the item cannot be read.
+    func readable(_ item: JSONValue, _ read: (JSONValue) throws(ProviderError) -> UnifiedExecution) -> UnifiedExecution? {
+        do throws(ProviderError) {
+            return try read(item)
+        } catch {
+            logger.warning("provider record skipped", metadata: [
+                "provider": "\(provider)", "requestId": "\(requestID)", "reason": "\(error.description)",
+            ])
+            return nil
+        }
+    }
+}
+
+/// Milliseconds between two instants when both are known and in order; nil when the span does not
+/// fit in Int64 nanoseconds (instants from 1677 to 2262 are each representable, their distance is not).
 func elapsedMilliseconds(from start: Timestamp?, to end: Timestamp?) -> Int64? {
     guard let start, let end, end >= start else { return nil }
-    return (end.nanosecondsSinceEpoch - start.nanosecondsSinceEpoch) / 1_000_000
+    let (nanoseconds, overflow) = end.nanosecondsSinceEpoch.subtractingReportingOverflow(start.nanosecondsSinceEpoch)
+    return overflow ? nil : nanoseconds / 1_000_000
 }
 
 extension ExecutionFilter {

@@ -57,12 +57,15 @@ struct B3OSExecution: SimulatedExecution {
     let sourceSystem: String
     var statusReason: String?
     var events: [B3OSEvent]
+    var fieldOverrides: JSONObject = [:]
 
     private static func time(_ milliseconds: Int64?) -> JSONValue {
         milliseconds.map { .string(Timestamps.format(milliseconds: $0, style: .trimmedFraction)) } ?? .null
     }
 
-    var item: JSONValue {
+    var item: JSONValue { generatedItem.overriding(fieldOverrides) }
+
+    private var generatedItem: JSONValue {
         .object([
             "checkoutSessionId": .optional(checkoutSessionID),
             "clientSafeMetadata": .object(clientSafeMetadata),

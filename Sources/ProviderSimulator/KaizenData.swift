@@ -73,6 +73,7 @@ struct KaizenExecution: SimulatedExecution {
     var errorCode: String?
     var errorAnalysis: String?
     let sessionSuffix: String
+    var fieldOverrides: JSONObject = [:]
     let vendorSessionID: String?
     let agentThreadID: String?
     var files: [KaizenFile]
@@ -90,7 +91,11 @@ struct KaizenExecution: SimulatedExecution {
 
     // MARK: Rendering
 
-    var listItem: JSONValue {
+    var listItem: JSONValue { generatedListItem.overriding(fieldOverrides) }
+
+    var detail: JSONValue { generatedDetail.overriding(fieldOverrides) }
+
+    private var generatedListItem: JSONValue {
         var object = commonFields(includeAuthenticationStatus: true)
         if !status.isFinished { object["status"] = .string(status.rawValue) }
         object["params"] = .object(params)
@@ -117,7 +122,7 @@ struct KaizenExecution: SimulatedExecution {
         return .object(object)
     }
 
-    var detail: JSONValue {
+    private var generatedDetail: JSONValue {
         var object = commonFields(includeAuthenticationStatus: false)
         object["params"] = .object(params)
         object["metadata"] = .object(metadata)

@@ -93,8 +93,11 @@ struct KapsoExecution: SimulatedExecution {
     let context: JSONObject
     var events: [KapsoEvent]
     var errorMessage: String?
+    var fieldOverrides: JSONObject = [:]
 
-    var listItem: JSONValue { .object(listFields) }
+    var listItem: JSONValue { JSONValue.object(listFields).overriding(fieldOverrides) }
+
+    var detail: JSONValue { generatedDetail.overriding(fieldOverrides) }
 
     private var listFields: JSONObject {
         [
@@ -111,7 +114,7 @@ struct KapsoExecution: SimulatedExecution {
         ]
     }
 
-    var detail: JSONValue {
+    private var generatedDetail: JSONValue {
         var object = listFields
         object["execution_context"] = .object(context)
         object["events"] = .array(events.map(\.json))

@@ -1,5 +1,5 @@
 import GatewayHTTP
-import GatewayJSON
+public import GatewayJSON
 public import GatewayServer
 import Synchronization
 
@@ -11,7 +11,7 @@ import Synchronization
 ///
 /// | method | path | body / answer |
 /// |---|---|---|
-/// | POST | /__sim/executions | `{"count": 3, "organization": "org_...", "at": "<RFC 3339>", "status": "<native status>"}` (all optional) -> 201 `{"inserted": [{"organization", "id"}]}` |
+/// | POST | /__sim/executions | `{"count": 3, "organization": "org_...", "at": "<RFC 3339>", "status": "<native status>", "fields": {...}}` (all optional) -> 201 `{"inserted": [{"organization", "id"}]}` |
 /// | POST | /__sim/finish | `{"ids": [...], "outcome": "succeeded" \| "failed"}` (optional) -> `{"finished": [ids]}` |
 /// | POST | /__sim/faults | one fault, an array, or `{"faults": [...]}` -> 201 `{"faults": [installed]}` |
 /// | GET, DELETE | /__sim/faults | list / remove every fault of the provider |
@@ -22,6 +22,10 @@ import Synchronization
 /// "endpoint": "list" | "detail" | "workflows" | "other" | "any", "credential": "...", "fromCall": 1, "toCall": 1,
 /// "count": 1, "probability": 0.5, "latencyMs": 250, "status": 503, "retryAfterSeconds": 5, "afterBytes": 100}`.
 /// Calls are counted per fault from the moment it is set, among the requests it applies to.
+///
+/// `fields` replaces or adds members of the inserted records exactly as the list and detail answers
+/// render them (the list order still follows `at`), so a test can serve what no real run produces:
+/// `{"at": "1678-01-01T00:00:00Z", "fields": {"finishedAt": "2262-04-01T00:00:00Z"}}`.
 public final class ProviderSimulator: Sendable {
     public let configuration: SimulatorConfiguration
     private let state: Mutex<SimulatorState>
@@ -46,15 +50,19 @@ public final class ProviderSimulator: Sendable {
 
     /// Adds `count` executions to each organisation of `provider` (or only `organizationID`),
     /// created at `atUnixMilliseconds` (default now), in `status` (the provider's own status
-    /// name; default its running status).
+    /// name; default its running status), with `fields` replacing members of their records.
     @discardableResult
     public func insertExecutions(
         provider: SimulatedProvider, count: Int = 1, organizationID: String? = nil, atUnixMilliseconds: Int64? = nil,
-        status: String? = nil
+        status: String? = nil, fields: JSONObject = [:]
     ) throws(SimulatorControlError) -> [InsertedExecution] {
         let now = configuration.now()
         return try state.withLock { state throws(SimulatorControlError) in
-            try state.insert(provider: provider, count: count, organizationID: organizationID, at: atUnixMilliseconds ?? now, status: status, now: now)
+            let inserted = try state.insert(
+                provider: provider, count: count, organizationID: organizationID, at: atUnixMilliseconds ?? now, status: status, now: now
+            )
+            if !fields.isEmpty { state.overrideFields(provider: provider, ids: Set(inserted.map(\.id)), with: fields) }
+            return inserted
         }
     }
 
@@ -188,7 +196,14 @@ public final class ProviderSimulator: Sendable {
                 }
                 let organization = try object.optionalString("organization")
                 let status = try object.optionalString("status")
-                let inserted = try insertExecutions(provider: provider, count: count, organizationID: organization, atUnixMilliseconds: at, status: status)
+                var fields = JSONObject()
+                if let value = object["fields"], !value.isNull {
+                    guard let members = value.objectValue else { throw SimulatorControlError("'fields' must be an object") }
+                    fields = members
+                }
+                let inserted = try insertExecutions(
+                    provider: provider, count: count, organizationID: organization, atUnixMilliseconds: at, status: status, fields: fields
+                )
                 return jsonResponse(.created, .object(["inserted": .array(inserted.map { item in
                     .object(["organization": .string(item.organizationID), "id": .string(item.id)])
                 })]))

@@ -2,6 +2,8 @@
 // records, statuses and rendering; finding an organisation, generating its initial schedule,
 // inserting executions and finishing them follow one set of rules for all three, written here.
 
+import GatewayJSON
+
 /// A provider's own status names (`InProgress`, `running`, `workflow_running`, ...).
 protocol SimulatedStatus: RawRepresentable, CaseIterable, Equatable, Sendable where RawValue == String {
     /// A terminal status: `finish` never touches such an execution again.
@@ -25,6 +27,19 @@ protocol SimulatedExecution: Sendable {
     var status: Status { get }
     /// The creation instant (Kaizen's and Kapso's start) and id.
     var sortKey: ListOrderKey { get }
+    /// Members that replace (or add to) the record as the list and detail answers render it, set
+    /// through the control API: how tests serve a hostile record (impossible instants, a missing
+    /// or negative duration) that the simulator itself would never make.
+    var fieldOverrides: JSONObject { get set }
+}
+
+extension JSONValue {
+    /// An object record with `overrides` applied; any other value as it is.
+    func overriding(_ overrides: JSONObject) -> JSONValue {
+        guard !overrides.isEmpty, var object = objectValue else { return self }
+        for member in overrides { object[member.key] = member.value }
+        return .object(object)
+    }
 }
 
 /// Where an execution stands in its provider's list. All three list newest first, executions
@@ -82,6 +97,15 @@ extension SimulatedStore {
             }
         }
         return inserted
+    }
+
+    /// Sets the record overrides of the executions named by `ids`.
+    mutating func overrideFields(ids: Set<String>, with overrides: JSONObject) {
+        for organization in organizations.indices {
+            for index in organizations[organization].executions.indices where ids.contains(organizations[organization].executions[index].id) {
+                organizations[organization].executions[index].fieldOverrides = overrides
+            }
+        }
     }
 
     /// Applies `finishing` to the unfinished executions named by `ids`, or, when none are named,

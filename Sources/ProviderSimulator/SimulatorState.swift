@@ -1,4 +1,5 @@
 import GatewayHTTP
+import GatewayJSON
 
 /// Everything the simulator mutates, guarded by one lock in `ProviderSimulator`.
 struct SimulatorState: Sendable {
@@ -247,6 +248,14 @@ struct SimulatorState: Sendable {
                     now: max(now, time), random: &random
                 )
             }
+        }
+    }
+
+    mutating func overrideFields(provider: SimulatedProvider, ids: Set<String>, with fields: JSONObject) {
+        switch provider {
+        case .kaizen: kaizen.overrideFields(ids: ids, with: fields)
+        case .kapso: kapso.overrideFields(ids: ids, with: fields)
+        case .b3os: b3os.overrideFields(ids: ids, with: fields)
         }
     }
 

@@ -26,7 +26,10 @@ struct ProviderSimulatorCommand: AsyncParsableCommand {
           b3sk_demo_noscope_0b4e11 (no read scope: 403)
 
         Runtime control on every provider's port (no key needed):
-          POST   /__sim/executions  {"count","organization","at","status"}
+          POST   /__sim/executions  {"count","organization","at","status","fields"}
+                                    ("fields": members that replace those of the records as served,
+                                     e.g. {"at": "1678-01-01T00:00:00Z",
+                                           "fields": {"finishedAt": "2262-04-01T00:00:00Z"}})
           POST   /__sim/finish      {"ids","outcome": "succeeded"|"failed"}
           POST   /__sim/faults      one fault, an array, or {"faults": [...]}
           GET    /__sim/faults      DELETE /__sim/faults

@@ -9,7 +9,7 @@ import Testing
 /// and a bound past 2262 went upstream, where the provider refused it (502).
 @Suite struct CreationBoundTests {
     func parse(_ items: [(String, String)]) -> Result<ParsedListParameters, Problem> {
-        ListParameterParser.parse(items.map { (name: $0.0, value: $0.1) }, knownProviders: ["a"])
+        ListParameterParser.parse(items.map { (name: $0.0, value: $0.1) }, knownProviders: ["a"], usableProviders: ["a"])
     }
 
     func filter(_ items: [(String, String)]) throws -> ExecutionFilter {

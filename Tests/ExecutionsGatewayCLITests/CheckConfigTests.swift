@@ -8,12 +8,15 @@ enum GatewayBinary {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     }
 
-    static var executable: URL {
+    static var executable: URL { named("executions-gateway") }
+
+    /// One of the package's executables (`executions-gateway`, `provider-simulator`), as built beside the tests.
+    static func named(_ name: String) -> URL {
         let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         let candidates = [bundleDirectory, bundleDirectory.deletingLastPathComponent()]
-            .map { $0.appendingPathComponent("executions-gateway") }
+            .map { $0.appendingPathComponent(name) }
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
-            ?? packageRoot.appendingPathComponent(".build/debug/executions-gateway")
+            ?? packageRoot.appendingPathComponent(".build/debug/" + name)
     }
 
     struct Result: Sendable {

@@ -21,6 +21,7 @@ struct DefaultsTests {
         #expect(server.maxHeaderBytes == 16384)
         #expect(server.maxHeaderFields == 100)
         #expect(server.maxBodyBytes == 65536)
+        #expect(server.maxResponseBytes == 8_388_608)
         #expect(server.headerTimeoutMs == 10000)
         // Extension: above nginx's upstream keepalive_timeout (60 s), so the proxy always closes first.
         #expect(server.idleTimeoutMs == 75000)
