@@ -12,7 +12,7 @@ import PackageDescription
 //   ProviderSimulator                                simulated upstreams (demo + tests)
 //   GatewayServer                                    listeners, connections, router, middleware
 //   GatewayHTTP                                      HTTP/1.1 types, strict resumable parser (no I/O)
-//   GatewayEventLoop                                 sockets, epoll, eventfd, timerfd, executor
+//   GatewayEventLoop                                 sockets, epoll, eventfd, timerfd, executor, random ids
 //   GatewayCrypto                                    SHA-256, HMAC, random bytes (libssl)
 //   CGatewaySystem, CCurl, COpenSSL                  C shims
 
@@ -79,7 +79,7 @@ let package = Package(
         .target(
             name: "GatewayUpstream",
             dependencies: [
-                "CCurl", "GatewayHTTP",
+                "CCurl", "GatewayHTTP", "GatewayEventLoop",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],

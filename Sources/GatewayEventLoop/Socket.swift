@@ -214,3 +214,18 @@ public enum SocketIO {
 
     public static func shutdownWrite(_ fd: Int32) { SystemCall.shutdownWrite(fd) }
 }
+
+/// Blocking or non-blocking writes to descriptors that are not sockets (standard output, pipes).
+public enum DescriptorIO {
+    /// Writes all of `bytes`, retrying partial writes. Stops early, returning false, when the
+    /// descriptor fails or is non-blocking and full.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let remaining = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+            guard case .processed(let written) = try? SystemCall.writeDescriptor(fd, remaining), written > 0 else { return false }
+            offset += written
+        }
+        return true
+    }
+}

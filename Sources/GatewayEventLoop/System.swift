@@ -97,7 +97,12 @@ enum SystemCall {
     }
 
     static func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(SystemError) -> IOResult<Int> {
-        try nonBlocking("write") { Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL)) }
+        try nonBlocking("send") { Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// write(2), for descriptors that are not sockets (pipes, terminals, files, counters).
+    static func writeDescriptor(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(SystemError) -> IOResult<Int> {
+        try nonBlocking("write") { Glibc.write(fd, buffer.baseAddress, buffer.count) }
     }
 
     static func writev(_ fd: Int32, _ vectors: UnsafeBufferPointer<iovec>) throws(SystemError) -> IOResult<Int> {
@@ -200,7 +205,23 @@ enum SystemCall {
     /// EAGAIN means the counter is already non-zero: the loop is being woken anyway.
     static func signalEventfd(_ fd: Int32) {
         var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { buffer in try? nonBlocking("write") { Glibc.write(fd, buffer.baseAddress, 8) } }
+        _ = withUnsafeBytes(of: &one) { buffer in try? writeDescriptor(fd, buffer) }
+    }
+
+    /// Fills `buffer` from the kernel CSPRNG. getrandom(2) blocks only until the pool is first
+    /// initialised at boot and cannot run out; a failure means a kernel without it (before 3.17),
+    /// where going on with predictable request ids or secrets would be worse than stopping.
+    static func fillRandom(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard let base = buffer.baseAddress else { return }
+        var filled = 0
+        // Requests above 256 bytes may return short when a signal arrives; the rest is asked again.
+        while filled < buffer.count {
+            do {
+                filled += try retryingInterrupts("getrandom") { cgs_getrandom(base + filled, buffer.count - filled) }
+            } catch {
+                fatalError("no source of secure random bytes: \(error)")
+            }
+        }
     }
 
     static func setOption(_ fd: Int32, level: Int32, name: Int32, value: Int32) throws(SystemError) {
