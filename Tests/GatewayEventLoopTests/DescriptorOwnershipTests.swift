@@ -94,3 +94,24 @@ private func makePipe() -> (read: Int32, write: Int32) {
         for fd in [original.read, original.write, replacement.read, replacement.write] { _ = close(fd) }
     }
 }
+
+@Suite struct DescriptorIOTests {
+    @Test func writeAllDeliversEveryByteToAPipe() {
+        let ends = makePipe()
+        defer { close(ends.read); close(ends.write) }
+        let bytes: [UInt8] = Array("one line\n".utf8)
+        #expect(bytes.withUnsafeBytes { DescriptorIO.writeAll(ends.write, $0) })
+        var received = [UInt8](repeating: 0, count: bytes.count)
+        #expect(read(ends.read, &received, received.count) == bytes.count)
+        #expect(received == bytes)
+    }
+
+    @Test func writeAllGivesUpOnAFullNonBlockingPipe() {
+        let ends = makePipe()
+        defer { close(ends.read); close(ends.write) }
+        _ = fcntl(ends.write, F_SETFL, fcntl(ends.write, F_GETFL) | O_NONBLOCK)
+        // More than a pipe holds (64 KiB by default), with nobody reading.
+        let bytes = [UInt8](repeating: 0x61, count: 1 << 20)
+        #expect(!bytes.withUnsafeBytes { DescriptorIO.writeAll(ends.write, $0) })
+    }
+}
