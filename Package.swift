@@ -12,7 +12,7 @@ import PackageDescription
 //   ProviderSimulator                                simulated upstreams (demo + tests)
 //   GatewayServer                                    listeners, connections, router, middleware
 //   GatewayHTTP                                      HTTP/1.1 types, strict resumable parser (no I/O)
-//   GatewayEventLoop                                 sockets, epoll, eventfd, timerfd, executor
+//   GatewayEventLoop                                 sockets, epoll, eventfd, timerfd, executor, random ids
 //   GatewayCrypto                                    SHA-256, HMAC, random bytes (libssl)
 //   CGatewaySystem, CCurl, COpenSSL                  C shims
 
@@ -24,6 +24,8 @@ let strictSwift: [SwiftSetting] = [
 
 let package = Package(
     name: "ExecutionsGateway",
+    // Linux only: the server is built on epoll, eventfd and timerfd. The macOS entry only sets the
+    // minimum for tools that resolve the package there; the event loop does not build on Darwin.
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "executions-gateway", targets: ["ExecutionsGatewayCLI"]),
@@ -63,7 +65,7 @@ let package = Package(
         .target(
             name: "GatewayServer",
             dependencies: [
-                "GatewayEventLoop", "GatewayHTTP",
+                "GatewayEventLoop", "GatewayHTTP", "GatewayJSON",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -77,7 +79,7 @@ let package = Package(
         .target(
             name: "GatewayUpstream",
             dependencies: [
-                "CCurl", "GatewayHTTP",
+                "CCurl", "GatewayHTTP", "GatewayEventLoop",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
@@ -113,7 +115,7 @@ let package = Package(
         .target(
             name: "ExecutionsAPI",
             dependencies: [
-                "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto",
+                "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto", "GatewayCache",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -160,6 +162,7 @@ let package = Package(
         // MARK: Tests
         // Helpers several test targets share; never linked into a product.
         .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport", swiftSettings: strictSwift),
+        .testTarget(name: "GatewayEventLoopTests", dependencies: ["GatewayEventLoop", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON", "GatewayEventLoop", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayOpenAPITests", dependencies: ["GatewayOpenAPI"], swiftSettings: strictSwift),
@@ -194,7 +197,7 @@ let package = Package(
         .testTarget(
             name: "GatewayProvidersTests",
             dependencies: [
-                "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayServer",
+                "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayServer", "GatewayCrypto",
                 "GatewayEventLoop", "ProviderSimulator", "ExecutionsAPI", "GatewayTestSupport", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
@@ -202,7 +205,7 @@ let package = Package(
         .testTarget(name: "GatewayIndexTests", dependencies: ["GatewayIndex", "GatewayProviders", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(
             name: "ExecutionsAPITests",
-            dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON", "GatewayCache", "GatewayUpstream", "GatewayTestSupport"],
+            dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayCache", "GatewayUpstream", "GatewayTestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(

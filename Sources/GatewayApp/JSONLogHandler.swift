@@ -357,18 +357,6 @@ public final class DescriptorLogWriter: Sendable {
 
     /// Blocks this thread alone for as long as the descriptor does; gives up on an error.
     private func writeAll(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let written = Glibc.write(descriptor, raw.baseAddress.map { $0 + offset }, raw.count - offset)
-                if written > 0 {
-                    offset += written
-                } else if written < 0 && errno == EINTR {
-                    continue
-                } else {
-                    return
-                }
-            }
-        }
+        _ = bytes.withUnsafeBytes { DescriptorIO.writeAll(descriptor, $0) }
     }
 }

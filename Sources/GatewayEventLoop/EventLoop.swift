@@ -38,9 +38,9 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     // property is touched only on the loop thread (checked by `assertInEventLoop` in debug builds).
 
     public let name: String
-    private let epollFD: Int32
-    private let wakeFD: Int32
-    private let timerFD: Int32
+    private let epoll: FileDescriptor
+    private let wake: FileDescriptor
+    private let timer: FileDescriptor
 
     private struct RemoteWork: ~Copyable {
         var jobs: [UnownedJob] = []
@@ -60,44 +60,35 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private var runningClosures: [() -> Void] = []
     private var iterationEndWork: [() -> Void] = []
     private var runningIterationEndWork: [() -> Void] = []
-    private var handlers: [(any IOEventHandler)?] = []
+    /// Indexed by descriptor number.
+    private var registrations: [Registration?] = []
+    private var lastRegistrationID: UInt32 = 0
     private var timers = Heap<TimerEntry>()
     private var timerCallbacks: [UInt64: () -> Void] = [:]
     private var nextTimerID: UInt64 = 1
     private var armedDeadline: UInt64 = 0
     private var running = true
 
-    private static let wakeToken = UInt64.max
-    private static let timerToken = UInt64.max - 1
+    private struct Registration {
+        let handler: any IOEventHandler
+        let id: UInt32
+    }
+
+    // No descriptor number reaches UInt32.max, so these never equal a registration's user data.
+    private static let wakeToken = EPollUserData(fd: -1, registrationID: 0).rawValue
+    private static let timerToken = EPollUserData(fd: -2, registrationID: 0).rawValue
 
     public init(name: String) throws(SystemError) {
         self.name = name
-        // All three descriptors are made before any is stored: an initializer that throws once every
-        // property is set still runs `deinit`, which would close them a second time.
-        (epollFD, wakeFD, timerFD) = try Self.makeDescriptors()
-    }
-
-    private static func makeDescriptors() throws(SystemError) -> (epoll: Int32, wake: Int32, timer: Int32) {
-        let epollFD = try SystemCall.epollCreate()
-        var opened = [epollFD]
-        do {
-            let wakeFD = try SystemCall.eventfdCreate()
-            opened.append(wakeFD)
-            let timerFD = try SystemCall.timerfdCreate()
-            opened.append(timerFD)
-            try SystemCall.epollControl(epollFD, EPOLL_CTL_ADD, wakeFD, events: IOEvents.readable.rawValue, data: Self.wakeToken)
-            try SystemCall.epollControl(epollFD, EPOLL_CTL_ADD, timerFD, events: IOEvents.readable.rawValue, data: Self.timerToken)
-            return (epollFD, wakeFD, timerFD)
-        } catch {
-            for fd in opened { SystemCall.close(fd) }
-            throw error
-        }
-    }
-
-    deinit {
-        SystemCall.close(timerFD)
-        SystemCall.close(wakeFD)
-        SystemCall.close(epollFD)
+        // Each descriptor closes itself if a later step throws.
+        let epoll = try SystemCall.epollCreate()
+        let wake = try SystemCall.eventfdCreate()
+        let timer = try SystemCall.timerfdCreate()
+        try SystemCall.epollControl(epoll.rawValue, EPOLL_CTL_ADD, wake.rawValue, events: IOEvents.readable.rawValue, data: Self.wakeToken)
+        try SystemCall.epollControl(epoll.rawValue, EPOLL_CTL_ADD, timer.rawValue, events: IOEvents.readable.rawValue, data: Self.timerToken)
+        self.epoll = epoll
+        self.wake = wake
+        self.timer = timer
     }
 
     // MARK: - Thread
@@ -140,7 +131,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     /// Asks the loop to finish its current iteration and exit. Safe from any thread.
     public func stop() {
         remote.withLock { $0.stopRequested = true }
-        SystemCall.signalEventfd(wakeFD)
+        SystemCall.signalEventfd(wake.rawValue)
     }
 
     /// Suspends until the loop's thread has exited.
@@ -163,7 +154,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
             let timeout: Int32 = (localJobs.isEmpty && localClosures.isEmpty && iterationEndWork.isEmpty) ? -1 : 0
             let count: Int
             do {
-                count = try SystemCall.epollWait(epollFD, events, timeoutMilliseconds: timeout)
+                count = try SystemCall.epollWait(epoll.rawValue, events, timeoutMilliseconds: timeout)
             } catch {
                 // EBADF/EINVAL would mean the loop itself is broken; there is nothing to retry.
                 fatalError("\(name): \(error)")
@@ -173,17 +164,14 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
                 let flags = withUnsafePointer(to: &events[index]) { cgs_event_flags($0) }
                 switch data {
                 case Self.wakeToken:
-                    SystemCall.drainCounter(wakeFD)
+                    SystemCall.drainCounter(wake.rawValue)
                     takeRemoteWork()
                 case Self.timerToken:
-                    SystemCall.drainCounter(timerFD)
+                    SystemCall.drainCounter(timer.rawValue)
                     armedDeadline = 0
                     fireDueTimers()
                 default:
-                    let fd = Int(data)
-                    if fd < handlers.count, let handler = handlers[fd] {
-                        handler.handle(IOEvents(rawValue: flags))
-                    }
+                    dispatch(IOEvents(rawValue: flags), userData: data)
                 }
             }
             runLocalWork()
@@ -262,7 +250,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
             defer { state.wakePending = true }
             return !state.wakePending
         }
-        if needsWake { SystemCall.signalEventfd(wakeFD) }
+        if needsWake { SystemCall.signalEventfd(wake.rawValue) }
     }
 
     public func enqueue(_ job: consuming ExecutorJob) {
@@ -276,32 +264,59 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
             defer { state.wakePending = true }
             return !state.wakePending
         }
-        if needsWake { SystemCall.signalEventfd(wakeFD) }
+        if needsWake { SystemCall.signalEventfd(wake.rawValue) }
     }
 
     // MARK: - File descriptors (loop thread only)
 
+    /// Watches `fd` for `interest` until `unregister`. Each registration gets a new id, carried in
+    /// the epoll user data beside the number, so an event queued for a descriptor that has since
+    /// been closed and whose number was reused is recognised and dropped.
     public func register(_ fd: Int32, interest: IOEvents, handler: any IOEventHandler) throws(SystemError) {
         assertInEventLoop()
-        try SystemCall.epollControl(epollFD, EPOLL_CTL_ADD, fd, events: interest.rawValue, data: UInt64(fd))
+        lastRegistrationID &+= 1
+        let registration = Registration(handler: handler, id: lastRegistrationID)
+        let userData = EPollUserData(fd: fd, registrationID: registration.id)
+        try SystemCall.epollControl(epoll.rawValue, EPOLL_CTL_ADD, fd, events: interest.rawValue, data: userData.rawValue)
         let index = Int(fd)
-        if index >= handlers.count {
-            handlers.append(contentsOf: repeatElement(nil, count: max(index + 1 - handlers.count, handlers.count)))
+        if index >= registrations.count {
+            registrations.append(contentsOf: repeatElement(nil, count: max(index + 1 - registrations.count, registrations.count)))
         }
-        handlers[index] = handler
+        registrations[index] = registration
     }
 
     public func modify(_ fd: Int32, interest: IOEvents) throws(SystemError) {
         assertInEventLoop()
-        try SystemCall.epollControl(epollFD, EPOLL_CTL_MOD, fd, events: interest.rawValue, data: UInt64(fd))
+        let index = Int(fd)
+        guard index < registrations.count, let registration = registrations[index] else {
+            throw SystemError(function: "epoll_ctl (descriptor \(fd) is not registered)", errno: ENOENT)
+        }
+        let userData = EPollUserData(fd: fd, registrationID: registration.id)
+        try SystemCall.epollControl(epoll.rawValue, EPOLL_CTL_MOD, fd, events: interest.rawValue, data: userData.rawValue)
     }
 
     /// Forgets `fd`. The caller closes it afterwards.
     public func unregister(_ fd: Int32) {
         assertInEventLoop()
-        try? SystemCall.epollControl(epollFD, EPOLL_CTL_DEL, fd, events: 0, data: 0)
+        try? SystemCall.epollControl(epoll.rawValue, EPOLL_CTL_DEL, fd, events: 0, data: 0)
         let index = Int(fd)
-        if index < handlers.count { handlers[index] = nil }
+        if index < registrations.count { registrations[index] = nil }
+    }
+
+    /// Hands `events` to the handler the user data names, unless that registration has ended.
+    func dispatch(_ events: IOEvents, userData rawValue: UInt64) {
+        let userData = EPollUserData(rawValue: rawValue)
+        let index = Int(userData.fd)
+        guard index >= 0, index < registrations.count, let registration = registrations[index],
+              registration.id == userData.registrationID else { return }
+        registration.handler.handle(events)
+    }
+
+    /// The user data epoll holds for `fd`'s current registration, or nil.
+    func registeredUserData(_ fd: Int32) -> UInt64? {
+        let index = Int(fd)
+        guard index >= 0, index < registrations.count, let registration = registrations[index] else { return nil }
+        return EPollUserData(fd: fd, registrationID: registration.id).rawValue
     }
 
     // MARK: - Timers (loop thread only)
@@ -349,8 +364,29 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private func arm(_ deadline: UInt64) {
         // A deadline of zero would disarm the timerfd; anything already due fires on the next tick.
         let effective = max(deadline, 1)
-        try? SystemCall.timerfdArm(timerFD, deadline: effective)
+        try? SystemCall.timerfdArm(timer.rawValue, deadline: effective)
         armedDeadline = effective
+    }
+}
+
+/// What epoll hands back with an event: the descriptor number in the low 32 bits and the id of its
+/// registration in the high 32 (as SwiftNIO's `EPollUserData`).
+struct EPollUserData: Equatable {
+    let fd: Int32
+    let registrationID: UInt32
+
+    init(fd: Int32, registrationID: UInt32) {
+        self.fd = fd
+        self.registrationID = registrationID
+    }
+
+    init(rawValue: UInt64) {
+        fd = Int32(bitPattern: UInt32(truncatingIfNeeded: rawValue))
+        registrationID = UInt32(truncatingIfNeeded: rawValue >> 32)
+    }
+
+    var rawValue: UInt64 {
+        UInt64(registrationID) << 32 | UInt64(UInt32(bitPattern: fd))
     }
 }
 

@@ -92,30 +92,25 @@ extension String {
     }
 }
 
-/// A non-blocking listening TCP socket.
-public struct ListeningSocket: Sendable {
-    public let fd: Int32
+/// A non-blocking listening TCP socket; closed when dropped or on `descriptor.close()`.
+public struct ListeningSocket: ~Copyable, Sendable {
+    public let descriptor: FileDescriptor
     public let address: SocketAddress
+
+    /// Hands the socket's ownership to the caller (the address is a copy it can keep).
+    public consuming func takeDescriptor() -> FileDescriptor { descriptor }
 
     /// Binds and listens. `reusePort` lets every event loop own a listener on the same port so the
     /// kernel spreads new connections across loops without a shared accept lock.
     public static func bind(to address: SocketAddress, backlog: Int32, reusePort: Bool) throws(SystemError) -> ListeningSocket {
-        let fd = Glibc.socket(address.family, Int32(SOCK_STREAM.rawValue) | cgs_sock_flags(), 0)
-        guard fd >= 0 else { throw SystemError(function: "socket", errno: Glibc.errno) }
-        do throws(SystemError) {
-            try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
-            if reusePort { try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_REUSEPORT, value: 1) }
-            var storage = address.storage
-            let bound = withUnsafePointer(to: &storage) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, address.length) }
-            }
-            guard bound == 0 else { throw SystemError(function: "bind \(address)", errno: Glibc.errno) }
-            guard Glibc.listen(fd, backlog) == 0 else { throw SystemError(function: "listen", errno: Glibc.errno) }
-            return ListeningSocket(fd: fd, address: try localAddress(of: fd))
-        } catch {
-            SystemCall.close(fd)
-            throw error
-        }
+        // Dropped (and so closed) by a throw on the way.
+        let socket = try SystemCall.socket(family: address.family)
+        try SystemCall.setOption(socket.rawValue, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
+        if reusePort { try SystemCall.setOption(socket.rawValue, level: SOL_SOCKET, name: SO_REUSEPORT, value: 1) }
+        try bind(socket.rawValue, to: address)
+        try SystemCall.listen(socket.rawValue, backlog: backlog)
+        let bound = SocketAddress(storage: try SystemCall.localAddress(socket.rawValue))
+        return ListeningSocket(descriptor: socket, address: bound)
     }
 
     /// Throws `EADDRINUSE` when anything already listens on `address`, even with `SO_REUSEPORT`.
@@ -124,26 +119,32 @@ public struct ListeningSocket: Sendable {
     /// user join: a second gateway started on a busy port would silently take part of its traffic.
     /// A plain bind (no listen, so it never accepts a connection) fails against such sockets.
     public static func probeUnused(_ address: SocketAddress) throws(SystemError) {
-        let fd = Glibc.socket(address.family, Int32(SOCK_STREAM.rawValue) | cgs_sock_flags(), 0)
-        guard fd >= 0 else { throw SystemError(function: "socket", errno: Glibc.errno) }
-        defer { SystemCall.close(fd) }
-        try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
-        var storage = address.storage
-        let bound = withUnsafePointer(to: &storage) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, address.length) }
-        }
-        guard bound == 0 else { throw SystemError(function: "bind \(address)", errno: Glibc.errno) }
+        let socket = try SystemCall.socket(family: address.family)
+        try SystemCall.setOption(socket.rawValue, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
+        try bind(socket.rawValue, to: address)
     }
 
-    static func localAddress(of fd: Int32) throws(SystemError) -> SocketAddress {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let result = withUnsafeMutablePointer(to: &storage) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    private static func bind(_ fd: Int32, to address: SocketAddress) throws(SystemError) {
+        var storage = address.storage
+        do {
+            try withUnsafePointer(to: &storage) { pointer throws(SystemError) in
+                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress throws(SystemError) in
+                    try SystemCall.bind(fd, socketAddress, length: address.length)
+                }
+            }
+        } catch {
+            throw SystemError(function: "bind \(address)", errno: error.errno)
         }
-        guard result == 0 else { throw SystemError(function: "getsockname", errno: Glibc.errno) }
-        return SocketAddress(storage: storage)
     }
+}
+
+/// A connection `SocketIO.accept` took from a listener; its descriptor closes when dropped.
+public struct AcceptedSocket: ~Copyable, Sendable {
+    public let descriptor: FileDescriptor
+    public let peer: SocketAddress
+
+    /// Hands the connection's ownership to the caller.
+    public consuming func takeDescriptor() -> FileDescriptor { descriptor }
 }
 
 /// Socket operations the server needs on accepted connections.
@@ -202,14 +203,29 @@ public enum SocketIO {
         try SystemCall.write(fd, bytes)
     }
 
-    public static func accept(_ fd: Int32) throws(SystemError) -> IOResult<(fd: Int32, peer: SocketAddress)> {
-        switch try SystemCall.accept(fd) {
-        case .processed(let accepted): .processed((accepted.fd, SocketAddress(storage: accepted.address)))
-        case .wouldBlock: .wouldBlock
-        }
+    /// The next pending connection on the listener `fd`, or nil when none is waiting.
+    public static func accept(_ fd: Int32) throws(SystemError) -> AcceptedSocket? {
+        guard let accepted = try SystemCall.accept(fd) else { return nil }
+        return AcceptedSocket(
+            descriptor: FileDescriptor(taking: accepted.descriptor),
+            peer: SocketAddress(storage: accepted.address)
+        )
     }
 
     public static func shutdownWrite(_ fd: Int32) { SystemCall.shutdownWrite(fd) }
+}
 
-    public static func close(_ fd: Int32) { SystemCall.close(fd) }
+/// Blocking or non-blocking writes to descriptors that are not sockets (standard output, pipes).
+public enum DescriptorIO {
+    /// Writes all of `bytes`, retrying partial writes. Stops early, returning false, when the
+    /// descriptor fails or is non-blocking and full.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let remaining = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+            guard case .processed(let written) = try? SystemCall.writeDescriptor(fd, remaining), written > 0 else { return false }
+            offset += written
+        }
+        return true
+    }
 }

@@ -26,7 +26,10 @@ final class Connection: IOEventHandler {
     }
 
     let id: UInt64
+    /// The socket's number for I/O calls; `socket` owns it.
     let fd: Int32
+    /// Taken and closed by `close()`.
+    private var socket: FileDescriptor?
     let remoteAddress: String
     private unowned let loop: EventLoop
     private unowned let owner: ServerLoop
@@ -63,7 +66,7 @@ final class Connection: IOEventHandler {
 
     init(
         id: UInt64,
-        fd: Int32,
+        socket: consuming FileDescriptor,
         remoteAddress: String,
         loop: EventLoop,
         owner: ServerLoop,
@@ -72,7 +75,8 @@ final class Connection: IOEventHandler {
         logger: Logger
     ) {
         self.id = id
-        self.fd = fd
+        self.fd = socket.rawValue
+        self.socket = .some(socket)
         self.remoteAddress = remoteAddress
         self.loop = loop
         self.owner = owner
@@ -245,7 +249,7 @@ final class Connection: IOEventHandler {
         // Everything after a framing error is untrustworthy: answer, then stop reading requests.
         input.removeAll()
         inputStart = 0
-        let response = Router.defaultError(status: error.status, detail: error.reason)
+        let response = HTTPResponse.defaultProblem(status: error.status, detail: error.reason)
         closeAfterWrite = true
         send(response, forHEAD: false, version: .http1_1, keepAlive: false)
     }
@@ -504,7 +508,7 @@ final class Connection: IOEventHandler {
         // Counted as closed before the descriptor goes, so anyone who sees the FIN sees the count.
         owner.connectionClosed(self)
         loop.unregister(fd)
-        SocketIO.close(fd)
+        if let socket = socket.take() { socket.close() }
         pendingOutput.removeAll()
         input.removeAll()
     }
@@ -546,7 +550,7 @@ final class Connection: IOEventHandler {
                 closeAfterWrite = true
                 input.removeAll()
                 inputStart = 0
-                send(Router.defaultError(status: .requestTimeout, detail: "The request was not received in time."),
+                send(HTTPResponse.defaultProblem(status: .requestTimeout, detail: "The request was not received in time."),
                      forHEAD: false, version: .http1_1, keepAlive: false)
             } else {
                 close()

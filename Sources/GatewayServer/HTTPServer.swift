@@ -86,7 +86,10 @@ public final class HTTPServer: Service, Sendable {
         if alreadyStarted { throw .alreadyStarted }
         do throws(SystemError) {
             let group = try EventLoopGroup(count: configuration.workers, namePrefix: "http")
-            var listeners: [ListeningSocket] = []
+            // Each loop gets its own listener; one that throws on the way drops (and so closes) those
+            // bound before it.
+            var serverLoops: [ServerLoop] = []
+            let listeningAddress: SocketAddress
             do throws(SystemError) {
                 let reusePort = group.loops.count > 1
                 let address = try SocketAddress(host: configuration.host, port: configuration.port)
@@ -96,34 +99,34 @@ public final class HTTPServer: Service, Sendable {
                     backlog: configuration.backlog,
                     reusePort: reusePort
                 )
-                listeners.append(first)
-                for _ in 1..<group.loops.count {
-                    listeners.append(try ListeningSocket.bind(
-                        to: try SocketAddress(host: configuration.host, port: first.address.port),
+                listeningAddress = first.address
+                serverLoops.append(ServerLoop(server: self, loop: group.loops[0], listener: first))
+                for loop in group.loops.dropFirst() {
+                    let listener = try ListeningSocket.bind(
+                        to: try SocketAddress(host: configuration.host, port: listeningAddress.port),
                         backlog: configuration.backlog,
                         reusePort: true
-                    ))
+                    )
+                    serverLoops.append(ServerLoop(server: self, loop: loop, listener: listener))
                 }
             } catch {
-                for listener in listeners { SocketIO.close(listener.fd) }
+                serverLoops.removeAll()
                 for loop in group.loops { loop.stop() }
                 throw error
             }
             var bound: [LoopBound<ServerLoop>] = []
-            for (loop, listener) in zip(group.loops, listeners) {
-                let serverLoop = ServerLoop(server: self, loop: loop, listener: listener)
-                let handle = LoopBound(serverLoop, loop: loop)
+            for serverLoop in serverLoops {
+                let handle = LoopBound(serverLoop, loop: serverLoop.loop)
                 bound.append(handle)
-                loop.execute { handle.value.startAccepting() }
+                serverLoop.loop.execute { handle.value.startAccepting() }
             }
-            let port = listeners[0].address.port
             state.withLock {
                 $0.group = group
                 $0.loops = bound
-                $0.port = port
+                $0.port = listeningAddress.port
             }
             logger.info("listening", metadata: [
-                "address": "\(listeners[0].address)", "workers": "\(group.loops.count)",
+                "address": "\(listeningAddress)", "workers": "\(group.loops.count)",
             ])
         } catch {
             throw .cannotListen(error)
@@ -199,7 +202,10 @@ public final class HTTPServer: Service, Sendable {
 final class ServerLoop: IOEventHandler {
     unowned let server: HTTPServer
     let loop: EventLoop
-    private let listener: ListeningSocket
+    /// The listener's number for accept and epoll calls; `listener` owns it.
+    private let listenerFD: Int32
+    /// Taken and closed when the server starts draining.
+    private var listener: FileDescriptor?
     private var listening = false
     private var connections: [UInt64: Connection] = [:]
     /// Shared by every connection on this loop: reads land here and are parsed in place, so idle
@@ -212,10 +218,11 @@ final class ServerLoop: IOEventHandler {
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\nContent-Length: 106\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"Too many open connections.\"}".utf8
     )
 
-    init(server: HTTPServer, loop: EventLoop, listener: ListeningSocket) {
+    init(server: HTTPServer, loop: EventLoop, listener: consuming ListeningSocket) {
         self.server = server
         self.loop = loop
-        self.listener = listener
+        self.listenerFD = listener.descriptor.rawValue
+        self.listener = .some(listener.takeDescriptor())
     }
 
     deinit {
@@ -224,7 +231,7 @@ final class ServerLoop: IOEventHandler {
 
     func startAccepting() {
         do {
-            try loop.register(listener.fd, interest: .readable, handler: self)
+            try loop.register(listenerFD, interest: .readable, handler: self)
             listening = true
         } catch {
             server.logger.error("cannot register listener", metadata: ["error": "\(error)"])
@@ -239,29 +246,31 @@ final class ServerLoop: IOEventHandler {
         // Bounded per wake-up so an accept storm cannot starve existing connections.
         for _ in 0..<128 {
             guard listening else { return }
-            let result: IOResult<(fd: Int32, peer: SocketAddress)>
+            let pending: AcceptedSocket?
             do {
-                result = try SocketIO.accept(listener.fd)
+                pending = try SocketIO.accept(listenerFD)
             } catch {
                 handleAcceptFailure(error)
                 return
             }
-            guard case .processed(let accepted) = result else { return }
+            guard let accepted = pending else { return }
+            let fd = accepted.descriptor.rawValue
             server.counters.accepted.add(1, ordering: .relaxed)
             let open = server.counters.open.add(1, ordering: .relaxed).newValue
             if open > server.configuration.maxConnections {
                 server.counters.open.subtract(1, ordering: .relaxed)
                 server.counters.refused.add(1, ordering: .relaxed)
-                Self.refusal.withUnsafeBytes { _ = try? SocketIO.write(accepted.fd, $0) }
-                SocketIO.shutdownWrite(accepted.fd)
-                SocketIO.close(accepted.fd)
+                Self.refusal.withUnsafeBytes { _ = try? SocketIO.write(fd, $0) }
+                SocketIO.shutdownWrite(fd)
+                accepted.takeDescriptor().close()
                 continue
             }
-            SocketOptions.disableNagle(accepted.fd)
+            SocketOptions.disableNagle(fd)
+            let remoteAddress = accepted.peer.host
             let connection = Connection(
                 id: server.makeConnectionID(),
-                fd: accepted.fd,
-                remoteAddress: accepted.peer.host,
+                socket: accepted.takeDescriptor(),
+                remoteAddress: remoteAddress,
                 loop: loop,
                 owner: self,
                 configuration: server.configuration,
@@ -269,11 +278,11 @@ final class ServerLoop: IOEventHandler {
                 logger: server.logger
             )
             do {
-                try loop.register(accepted.fd, interest: .readable, handler: connection)
+                try loop.register(fd, interest: .readable, handler: connection)
                 connections[connection.id] = connection
             } catch {
                 server.counters.open.subtract(1, ordering: .relaxed)
-                SocketIO.close(accepted.fd)
+                connection.close()
             }
         }
     }
@@ -287,7 +296,7 @@ final class ServerLoop: IOEventHandler {
             return
         default:
             server.logger.warning("accept failed; pausing accepts for 100 ms", metadata: ["error": "\(error)"])
-            loop.unregister(listener.fd)
+            loop.unregister(listenerFD)
             listening = false
             loop.scheduleTimer(at: monotonicNanoseconds() + 100_000_000) { [weak self] in
                 guard let self, !self.server.isDraining else { return }
@@ -303,9 +312,9 @@ final class ServerLoop: IOEventHandler {
     }
 
     func beginDrain() {
-        if listening { loop.unregister(listener.fd) }
+        if listening { loop.unregister(listenerFD) }
         listening = false
-        SocketIO.close(listener.fd)
+        if let listener = listener.take() { listener.close() }
         for connection in Array(connections.values) { connection.drain() }
     }
 

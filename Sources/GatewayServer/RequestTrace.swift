@@ -1,3 +1,4 @@
+import GatewayEventLoop
 public import GatewayHTTP
 
 /// The identity of a request across the gateway and its upstream calls.

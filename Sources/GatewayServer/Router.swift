@@ -144,7 +144,7 @@ public struct Router: HTTPResponder {
             context.routeTemplate = route.template
             return .handler(route.handler, immediate: route.immediateHandler)
         case .methodNotAllowed(let allowed):
-            var response = Router.defaultError(
+            var response = HTTPResponse.defaultProblem(
                 status: Router.knownMethods.contains(request.method) ? .methodNotAllowed : .notImplemented,
                 detail: "\(request.method) is not supported for \(request.path).",
                 requestID: context[RequestTraceKey.self]?.requestID
@@ -153,11 +153,11 @@ public struct Router: HTTPResponder {
             return .answered(response)
         case .notFound:
             if !Router.knownMethods.contains(request.method) {
-                return .answered(Router.defaultError(status: .notImplemented, detail: "\(request.method) is not implemented.",
+                return .answered(HTTPResponse.defaultProblem(status: .notImplemented, detail: "\(request.method) is not implemented.",
                                                      requestID: context[RequestTraceKey.self]?.requestID))
             }
             if let notFound { return .handler(notFound, immediate: nil) }
-            return .answered(Router.defaultError(status: .notFound, detail: "No route for \(request.path).",
+            return .answered(HTTPResponse.defaultProblem(status: .notFound, detail: "No route for \(request.path).",
                                                  requestID: context[RequestTraceKey.self]?.requestID))
         }
     }
@@ -225,37 +225,4 @@ public struct Router: HTTPResponder {
         }
         return parameters
     }
-
-    /// A minimal problem+json body, used for routing errors before any application code runs.
-    /// `requestId` is nil only for errors found before a request exists (malformed input).
-    public static func defaultError(status: HTTPStatus, detail: String, requestID: String? = nil) -> HTTPResponse {
-        let requestIDMember = requestID.map { ",\"requestId\":\(jsonQuoted($0))" } ?? ""
-        let body = "{\"type\":\"about:blank\",\"title\":\(jsonQuoted(status.reasonPhrase)),\"status\":\(status.code),\"detail\":\(jsonQuoted(detail))\(requestIDMember)}"
-        return HTTPResponse(
-            status: status,
-            headers: ["Content-Type": "application/problem+json", "Cache-Control": "no-store"],
-            body: Array(body.utf8)
-        )
-    }
-}
-
-/// A JSON string literal for `text`, escaping what RFC 8259 requires.
-public func jsonQuoted(_ text: String) -> String {
-    var output = "\""
-    output.reserveCapacity(text.utf8.count + 2)
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": output += "\\\""
-        case "\\": output += "\\\\"
-        case "\n": output += "\\n"
-        case "\r": output += "\\r"
-        case "\t": output += "\\t"
-        case let control where control.value < 0x20:
-            let hex = String(control.value, radix: 16)
-            output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: output.unicodeScalars.append(scalar)
-        }
-    }
-    output += "\""
-    return output
 }

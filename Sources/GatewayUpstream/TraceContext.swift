@@ -1,3 +1,4 @@
+import GatewayEventLoop
 import GatewayHTTP
 
 /// What every upstream request carries for correlation: `X-Request-Id` and a W3C `traceparent`

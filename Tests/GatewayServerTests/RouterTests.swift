@@ -46,3 +46,21 @@ import Testing
         #expect(response.headers["Allow"] == "GET, HEAD, POST")
     }
 }
+
+/// The server's own problem bodies (routing errors, malformed and timed-out requests).
+@Suite struct DefaultProblemTests {
+    @Test func escapesWhatTheRequestBroughtAndNamesTheRequest() {
+        let response = HTTPResponse.defaultProblem(
+            status: .notFound, detail: "No route for /a\"b\\c\u{1}.", requestID: "id-1"
+        )
+        #expect(String(decoding: response.body, as: UTF8.self)
+            == #"{"type":"about:blank","title":"Not Found","status":404,"detail":"No route for /a\"b\\c\u0001.","requestId":"id-1"}"#)
+        #expect(response.headers["Content-Type"] == "application/problem+json")
+    }
+
+    @Test func leavesTheRequestIdOutBeforeARequestExists() {
+        let response = HTTPResponse.defaultProblem(status: .badRequest, detail: "Malformed request.")
+        #expect(String(decoding: response.body, as: UTF8.self)
+            == #"{"type":"about:blank","title":"Bad Request","status":400,"detail":"Malformed request."}"#)
+    }
+}

@@ -105,3 +105,10 @@ extension JSONValue {
     }
     var keys: [String] { objectValue?.keys ?? [] }
 }
+
+/// `text` as a JSON string literal, through the project's one escaper.
+func jsonQuoted(_ text: String) -> String {
+    var writer = JSONWriter()
+    writer.string(text)
+    return String(decoding: writer.bytes, as: UTF8.self)
+}

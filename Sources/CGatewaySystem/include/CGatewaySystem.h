@@ -9,6 +9,7 @@
 #include <sys/timerfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/random.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -42,6 +43,9 @@ static inline uint32_t cgs_event_flags(const struct epoll_event *event) { return
 /// which Swift cannot declare.
 void *cgs_current_loop(void);
 void cgs_set_current_loop(void *loop);
+
+/// getrandom(2), which Swift's Glibc module does not export: the kernel CSPRNG without a descriptor.
+static inline ssize_t cgs_getrandom(void *buffer, size_t length) { return getrandom(buffer, length, 0); }
 
 /// malloc_trim(3): hands free heap pages (in every arena, not only at the top) back to the kernel.
 static inline int cgs_malloc_trim(void) { return malloc_trim(0); }

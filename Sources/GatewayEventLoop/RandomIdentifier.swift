@@ -1,9 +1,8 @@
-import Glibc
 import Synchronization
 
 /// Random identifiers in lowercase hex: request ids and W3C trace and span ids.
 ///
-/// The bytes come from the kernel's CSPRNG (/dev/urandom), fetched 4 KiB at a time. Drawing them a
+/// The bytes come from the kernel's CSPRNG (`getrandom`), fetched 4 KiB at a time. Drawing them a
 /// byte at a time through `SystemRandomNumberGenerator` (one `getrandom` call per byte, 40 per
 /// request) was the largest single cost of answering a cached page.
 public enum RandomIdentifier {
@@ -56,36 +55,7 @@ struct RandomBytePool: ~Copyable {
     }
 
     private mutating func refill() {
-        bytes.withUnsafeMutableBytes { buffer in
-            let filled = Self.readKernelRandomness(into: buffer)
-            // /dev/urandom is missing only in a broken sandbox; the standard library's generator
-            // (getrandom, the same kernel source, eight bytes per call) fills the rest.
-            if filled < buffer.count {
-                var generator = SystemRandomNumberGenerator()
-                for index in filled..<buffer.count { buffer[index] = UInt8(truncatingIfNeeded: generator.next()) }
-            }
-        }
+        bytes.withUnsafeMutableBytes { SystemCall.fillRandom($0) }
         used = 0
-    }
-
-    /// Bytes read from /dev/urandom (the kernel CSPRNG; Glibc's Swift module does not export
-    /// `getrandom`): up to `buffer.count`, fewer only on failure.
-    private static func readKernelRandomness(into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        guard let base = buffer.baseAddress else { return 0 }
-        let descriptor = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return 0 }
-        defer { close(descriptor) }
-        var filled = 0
-        while filled < buffer.count {
-            let result = read(descriptor, base + filled, buffer.count - filled)
-            if result > 0 {
-                filled += result
-            } else if result < 0 && errno == EINTR {
-                continue
-            } else {
-                break
-            }
-        }
-        return filled
     }
 }

@@ -1,5 +1,5 @@
 import Testing
-@testable import GatewayHTTP
+@testable import GatewayEventLoop
 
 @Suite struct RandomIdentifierTests {
     @Test(arguments: [8, 16, 32])
@@ -40,5 +40,15 @@ import Testing
             return all
         }
         #expect(Set(identifiers).count == identifiers.count)
+    }
+
+    @Test func kernelRandomnessFillsAWholeBufferLargerThanOneGetrandomGuarantee() {
+        // getrandom returns at most 256 bytes uninterrupted; 64 KiB may come back in parts.
+        var bytes = [UInt8](repeating: 0, count: 65_536)
+        bytes.withUnsafeMutableBytes { SystemCall.fillRandom($0) }
+        // Any 1 KiB left unfilled would be all zeros; random data has a zero byte 1 time in 256.
+        for chunk in stride(from: 0, to: bytes.count, by: 1_024) {
+            #expect(bytes[chunk..<(chunk + 1_024)].contains { $0 != 0 }, "bytes from \(chunk) were not filled")
+        }
     }
 }
