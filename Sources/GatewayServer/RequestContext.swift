@@ -1,4 +1,4 @@
-public import GatewayHTTP
+import GatewayHTTP
 
 /// A typed slot in `RequestContext`, declared by whichever module owns the value
 /// (for example the authenticated client, set by the auth middleware and read by the API).

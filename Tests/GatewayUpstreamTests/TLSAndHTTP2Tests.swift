@@ -55,9 +55,17 @@ import Testing
             process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
             process.arguments = ["-c", directory.appendingPathComponent("nginx.conf").path, "-p", path]
+            // Never the test runner's own output: a server left running would hold its pipe open,
+            // and the runner would wait for the end of that output forever.
+            process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try launch(process)
-            try Self.waitForPort(port)
+            do {
+                try Self.waitForPort(port)
+            } catch {
+                process.terminate()
+                throw error
+            }
         }
 
         /// Makes the certificates and starts nginx, waiting on a thread of its own (see `onOwnThread`).
