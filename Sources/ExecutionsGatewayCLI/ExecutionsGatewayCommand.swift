@@ -21,6 +21,20 @@ struct ExecutionsGatewayCommand: AsyncParsableCommand {
         subcommands: [Demo.self, Serve.self, CheckConfig.self],
         defaultSubcommand: Demo.self
     )
+
+    static func main() async {
+        StandardDescriptors.openMissing()
+        do {
+            var command = try parseAsRoot()
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 struct ConfigOption: ParsableArguments {
@@ -54,13 +68,7 @@ func printError(_ line: String) { writeLine(line, to: 2) }
 func printOutput(_ line: String) { writeLine(line, to: 1) }
 
 private func writeLine(_ line: String, to descriptor: Int32) {
-    let bytes = Array((line + "\n").utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let written = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-        if written <= 0 { return }
-        offset += written
-    }
+    _ = Array((line + "\n").utf8).withUnsafeBytes { DescriptorIO.writeAll(descriptor, $0) }
 }
 
 func makeLoggers(level: Logger.Level) -> (Logger, Logger) {

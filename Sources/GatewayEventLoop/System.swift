@@ -47,6 +47,17 @@ public struct FileDescriptor: ~Copyable, Sendable {
     }
 }
 
+/// Descriptors 0, 1 and 2, which a process may be started without (`cmd >&-`, some supervisors).
+public enum StandardDescriptors {
+    /// Opens /dev/null on each of them that is not open. Called first thing by the command-line
+    /// tools, before anything opens a descriptor: otherwise the first epoll instance or socket
+    /// would take number 1 and log lines would be written into it, and with 1 simply closed every
+    /// log write would fail with EBADF, which `SystemCall` treats as a bug and stops on.
+    public static func openMissing() {
+        SystemCall.openNullOnMissingStandardDescriptors()
+    }
+}
+
 /// The one place that calls into the kernel and reads `errno`.
 ///
 /// Every wrapper retries `EINTR`, turns `EAGAIN`/`EWOULDBLOCK` into `.wouldBlock` where the call is
@@ -155,6 +166,16 @@ enum SystemCall {
 
     /// Only `FileDescriptor` closes. Not retried on EINTR: on Linux the descriptor is released either
     /// way, and a retry could close a number another thread has just been given.
+    /// Opens /dev/null on each of descriptors 0, 1 and 2 the process was started without. EBADF is
+    /// the expected answer for a missing one here, which is why this reads `errno` itself.
+    static func openNullOnMissingStandardDescriptors() {
+        for fd: Int32 in 0...2 where Glibc.fcntl(fd, F_GETFD) < 0 && Glibc.errno == EBADF {
+            // open(2) takes the lowest free number: this one, since every number below it is open.
+            let opened = Glibc.open("/dev/null", O_RDWR)
+            if opened >= 0 && opened != fd { _ = Glibc.close(opened) }
+        }
+    }
+
     fileprivate static func close(_ fd: Int32) {
         if Glibc.close(fd) < 0 { _ = lastError("close") }
     }

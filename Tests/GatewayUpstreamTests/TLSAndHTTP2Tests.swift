@@ -26,7 +26,7 @@ import Testing
                 printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > ext.cnf
                 openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext.cnf -out server.pem
                 """, in: path)
-            port = try Self.freePort()
+            port = try unusedLoopbackPort()
             caPath = directory.appendingPathComponent("ca.pem").path
             let configuration = """
                 worker_processes 1;
@@ -61,7 +61,7 @@ import Testing
             process.standardError = FileHandle.nullDevice
             try launch(process)
             do {
-                try Self.waitForPort(port)
+                try waitUntilListening(port: port)
             } catch {
                 process.terminate()
                 throw error
@@ -98,40 +98,9 @@ import Testing
             process.waitUntilExit()
             guard process.terminationStatus == 0 else { throw TLSSetupError.commandFailed(script) }
         }
-
-        static func freePort() throws -> Int {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let bound = withUnsafeMutablePointer(to: &address) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-            }
-            guard bound else { throw TLSSetupError.noPort }
-            return Int(UInt16(bigEndian: address.sin_port))
-        }
-
-        static func waitForPort(_ port: Int) throws {
-            for _ in 0..<200 {
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = in_port_t(UInt16(port).bigEndian)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                let connected = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-                }
-                close(fd)
-                if connected { return }
-                usleep(20_000)
-            }
-            throw TLSSetupError.serverDidNotStart
-        }
     }
 
-    enum TLSSetupError: Error { case commandFailed(String), noPort, serverDidNotStart }
+    enum TLSSetupError: Error { case commandFailed(String) }
 
     @Test func negotiatesHTTP2WhenTheUpstreamOffersItAndVerifiesTheCertificate() async throws {
         let server = try await TLSServer.start()
