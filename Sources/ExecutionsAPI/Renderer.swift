@@ -84,7 +84,7 @@ enum Renderer {
         return Rendered(body: writer.bytes, entityTag: weakEntityTag(of: writer.bytes), entityTaggedCount: writer.bytes.count)
     }
 
-    /// The unified execution of CONTRACT.md §2, then each included field, then any join error.
+    /// The unified execution (docs/api.md), then each included field, then any join error.
     static func writeExecution(
         _ item: ExecutionsService.JoinedExecution,
         include: Set<IncludeField>,

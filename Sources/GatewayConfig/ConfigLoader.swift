@@ -14,7 +14,7 @@ import Musl
 import Darwin
 #endif
 
-/// Reads and validates a gateway configuration file (CONTRACT.md §9).
+/// Reads and validates a gateway configuration file (docs/configuration.md).
 public enum ConfigLoader {
     /// Files larger than this are refused rather than parsed (a config is a few kilobytes).
     public static let maximumFileBytes = 4 * 1024 * 1024

@@ -1,21 +1,6 @@
-// The typed gateway configuration (CONTRACT.md §9). Every default below is the contract's default.
-//
-// Extensions beyond CONTRACT.md §9 (document them in README/openapi when merging):
-// - `server.writeTimeoutMs` (default 30000): how long a whole response may take to write before the connection is closed.
-// - `server.idleTimeoutMs` defaults to 75000, not 60000: longer than nginx's upstream `keepalive_timeout` (60 s), so
-//   nginx always closes a reused idle connection first and never sends a request into one the gateway is closing.
-// - `rateLimit.unauthenticated` (default {requestsPerSecond: 10, burst: 20}): per client address, for requests
-//   refused before authentication.
-// - `providers[].allowInsecureUpstream` (default false): allows an `http://` baseURL on a non-loopback host.
-// - `server.requestTimeoutMs` (default 50000): the one deadline of a request's upstream work, slot waits included.
-// - `rateLimit.*.upstreamCallsPerMinute` (default 1200): a second budget per client, of the upstream calls its
-//   requests cause; `rateLimit.maxUpstreamCallsPerRequest` (default 200): the ceiling of one request.
-// - `auth.cursorSecret` is resolved here: the file's key, else `$GATEWAY_CURSOR_SECRET`, else `nil` with
-//   `cursorSecretSource == .perProcessRandom` (the app generates one and warns). It must be >= 16 characters.
-// - `$${` in a scalar is a literal `${` (no substitution).
-// - `server.trustedProxies` also accepts a bare address (a /32 or /128 range).
-// - A client id `anonymous` is reserved (it is the identity `auth.mode: none` gives everyone).
-// - `auth.mode: apiKey` with no clients and a config with no providers are errors (the gateway could serve nothing).
+// The typed gateway configuration. docs/configuration.md lists every key with its default and
+// allowed values; DocumentationTests keeps that page in step with the validator's keys and with
+// the defaults a minimal file really gets.
 
 /// The whole configuration of one gateway process.
 public struct GatewayConfiguration: Sendable, Equatable {

@@ -78,9 +78,7 @@ extension GatewayConfiguration {
             lines.append("    timeoutMs: \(provider.timeoutMs)")
             lines.append("    maxConcurrency: \(provider.maxConcurrency)")
             lines.append("    requestsPerSecond: \(ConfigurationValidator.format(provider.requestsPerSecond))")
-            if provider.allowInsecureUpstream {
-                lines.append("    allowInsecureUpstream: true")
-            }
+            lines.append("    allowInsecureUpstream: \(provider.allowInsecureUpstream)")
             switch provider.type {
             case .kapso:
                 lines.append("    workflowIds: \(Self.yamlList(provider.workflowIds))")

@@ -113,7 +113,7 @@ public struct B3OSProvider: UpstreamBackedProvider {
         )
     }
 
-    // MARK: - Mapping (CONTRACT.md §2)
+    // MARK: - Mapping (docs/api.md, The unified execution)
 
     static func unifiedStatus(for native: String) -> ExecutionStatus? {
         switch native {

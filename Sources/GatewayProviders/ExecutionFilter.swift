@@ -1,4 +1,4 @@
-/// The filters of `GET /executions`, with one meaning for every provider (CONTRACT.md §3).
+/// The filters of `GET /executions`, with one meaning for every provider (docs/api.md, GET /executions).
 ///
 /// Adapters push what their provider supports upstream, and must still return only records for
 /// which `matches` is true, so a filter means the same thing whichever provider answers.
@@ -37,7 +37,7 @@ public struct ExecutionFilter: Sendable, Hashable {
         if let createdAfter, execution.createdAt < createdAfter { return false }
         if let createdBefore, execution.createdAt > createdBefore { return false }
         if let isTest {
-            // A provider without the notion has only non-test executions (CONTRACT.md §3).
+            // A provider without the notion has only non-test executions (docs/api.md, GET /executions).
             if (execution.isTest ?? false) != isTest { return false }
         }
         if !searchTerms.isEmpty {

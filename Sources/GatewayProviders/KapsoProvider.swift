@@ -208,7 +208,7 @@ public struct KapsoProvider: UpstreamBackedProvider {
         )
     }
 
-    // MARK: - Mapping (CONTRACT.md §2)
+    // MARK: - Mapping (docs/api.md, The unified execution)
 
     static func unifiedStatus(for native: String) -> ExecutionStatus? {
         switch native {

@@ -27,7 +27,7 @@ extension UpstreamBackedProvider {
 public enum ProviderType: String, Sendable, CaseIterable {
     case kaizen, kapso, b3os
 
-    /// How the type sends its credential (CONTRACT.md §1).
+    /// How the type sends its credential (docs/api.md, Providers).
     public var credentialPlacement: CredentialPlacement {
         switch self {
         case .kaizen, .b3os: .bearer

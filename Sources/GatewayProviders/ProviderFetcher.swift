@@ -5,7 +5,7 @@ import GatewayJSON
 public import GatewayUpstream
 import Synchronization
 
-/// How long upstream answers stay fresh in the shared response cache (CONTRACT.md §7).
+/// How long upstream answers stay fresh in the shared response cache (docs/configuration.md, cache).
 public struct ProviderCachePolicy: Sendable, Equatable {
     /// List pages (Kaizen's list, a Kapso workflow page, a B3OS window, Kapso's workflow list).
     public var listTTLNanoseconds: UInt64

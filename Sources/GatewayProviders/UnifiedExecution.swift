@@ -1,6 +1,6 @@
 public import GatewayJSON
 
-/// The unified status vocabulary of CONTRACT.md §2.
+/// The unified status vocabulary of docs/api.md, The unified execution.
 public enum ExecutionStatus: String, Sendable, CaseIterable, Hashable {
     case queued, running, waiting, paused, succeeded, failed, cancelled
 
@@ -23,7 +23,7 @@ public struct WorkflowReference: Sendable, Equatable {
     }
 }
 
-/// One execution in the gateway's own shape (CONTRACT.md §2), plus what the gateway needs to
+/// One execution in the gateway's own shape (docs/api.md, The unified execution), plus what the gateway needs to
 /// filter and page it.
 public struct UnifiedExecution: Sendable, Equatable {
     /// The configured provider name (what clients see), not the provider type.

@@ -117,7 +117,7 @@ import Testing
 
         a.failNext(1, with: .paused(retryAfterSeconds: 7))
         let strict = problem(await service([a]).list([("allowPartial", "false")], client: .anonymous, facts: facts))
-        #expect(strict?.status.code == 502, "a list answers 502 or 504 only (CONTRACT.md §3)")
+        #expect(strict?.status.code == 502, "a list answers 502 or 504 only (docs/api.md, GET /executions)")
     }
 
     // MARK: - Joins

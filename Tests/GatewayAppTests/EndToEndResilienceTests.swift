@@ -7,7 +7,7 @@ import GatewayProviders
 import ProviderSimulator
 import Testing
 
-/// Cache, coalescing, stale-if-error, Retry-After, joins and failure modes end to end (CONTRACT.md §3, §6, §7).
+/// Cache, coalescing, stale-if-error, Retry-After, joins and failure modes end to end (docs/api.md, docs/configuration.md).
 @Suite(.serialized) struct EndToEndResilienceTests {
     @Test func concurrentIdenticalRequestsMakeOneUpstreamCallPerProvider() async throws {
         let harness = try await GatewayHarness { configuration in
@@ -72,7 +72,7 @@ import Testing
         // Another credential (another tenant) is not paused.
         let otherTenant = try await harness.get("/executions?provider=b3os&limit=5", key: GatewayHarness.otherTenantKey)
         #expect(otherTenant.json["complete"] == true)
-        // A single execution of a paused provider: 503 with Retry-After (CONTRACT.md §4).
+        // A single execution of a paused provider: 503 with Retry-After (docs/api.md, GET /executions/{id}).
         let single = try await harness.get("/executions/b3os:\(harness.simulator.executionIDs(provider: .b3os, organizationID: "org_demo_acme").first ?? "x")")
         #expect(single.status == 503)
         #expect(single.headers["Retry-After"].flatMap { Int($0) }.map { $0 >= 1 } == true)
@@ -128,7 +128,7 @@ import Testing
     }
 }
 
-/// Every filter on every provider, and random filtered walks while data changes (CONTRACT.md §3).
+/// Every filter on every provider, and random filtered walks while data changes (docs/api.md, GET /executions).
 @Suite(.serialized) struct EndToEndFilterTests {
     @Test func everyFilterMeansTheSameForEveryProvider() async throws {
         let harness = try await GatewayHarness()

@@ -8,7 +8,7 @@ import GatewayProviders
 import ProviderSimulator
 import Testing
 
-/// The contract (CONTRACT.md §2–§7) exercised end to end: HTTP client → gateway → simulated providers.
+/// The contract (docs/api.md) exercised end to end: HTTP client → gateway → simulated providers.
 @Suite(.serialized) struct EndToEndTests {
     @Test func listsAllThreeProvidersInGlobalOrderWithTheContractShape() async throws {
         let harness = try await GatewayHarness()

@@ -9,7 +9,7 @@ import Testing
 
 @Suite("Defaults and valid files")
 struct DefaultsTests {
-    @Test("A minimal file gets every default of CONTRACT.md §9")
+    @Test("A minimal file gets every default of docs/configuration.md")
     func minimalConfigurationHasEveryDefault() throws {
         let configuration = try ConfigLoader.load(yaml: minimalYAML, environment: [:])
 

@@ -9,7 +9,7 @@ What it asserts:
 
 1. Keep-alive: N requests through nginx all succeed, and the gateway accepts at most
    worker_processes x keepalive connections for them (nginx reuses its upstream connections).
-2. X-Forwarded-For is believed only from server.trustedProxies (CONTRACT.md section 9): the access
+2. X-Forwarded-For is believed only from server.trustedProxies (docs/configuration.md): the access
    log's remoteAddress is the peer unless the peer is a trusted proxy; then it is the nearest
    address in X-Forwarded-For, walking from the right, that is not itself a trusted proxy.
 3. SIGTERM during load loses no request. Clients keep requests in flight (200 ms upstream latency,
