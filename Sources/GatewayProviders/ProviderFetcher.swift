@@ -272,12 +272,15 @@ public final class ProviderFetcher: Sendable {
             result = try await cache.fetch(
                 key: key, staleIfErrorNanoseconds: cachePolicy.staleIfErrorNanoseconds, bypassCache: call.bypassCache
             ) { [self] in
-                // Charged here, where the call is really made: a hit or a coalesced wait costs nothing.
-                do {
-                    try await allowance?.take()
-                } catch {
-                    refusedHere.store(true)
-                    throw error
+                // Charged here, where the call is really made: a hit or a coalesced wait costs nothing,
+                // and so does a call the endpoint refuses on the spot (paused credential, open circuit).
+                if self.endpoint.refusalBeforeCalling(credentialKey: options.credentialKey) == nil {
+                    do {
+                        try await allowance?.take()
+                    } catch {
+                        refusedHere.store(true)
+                        throw error
+                    }
                 }
                 let response = try await self.send(outbound, options: options, purpose: purpose)
                 let value = try await BulkWork.perform(inputBytes: response.body.count) { () throws(ProviderError) -> Value in

@@ -25,6 +25,14 @@ public final class UpstreamEndpoint: Sendable {
         var pausedUntil: [String: UInt64] = [:]
         var statistics = UpstreamEndpointStatistics()
 
+        /// What a call with this credential gets without reaching the upstream: a Retry-After
+        /// pause, or an open circuit; nil when it would be attempted.
+        mutating func refusal(for credentialKey: String, now: UInt64) -> UpstreamError? {
+            if let until = activePause(for: credentialKey, now: now) { return .paused(untilNanoseconds: until) }
+            if let retryAt = breaker.rejection(now: now) { return .circuitOpen(retryAtNanoseconds: retryAt) }
+            return nil
+        }
+
         mutating func activePause(for credentialKey: String, now: UInt64) -> UInt64? {
             guard let until = pausedUntil[credentialKey] else { return nil }
             if until > now { return until }
@@ -76,13 +84,7 @@ public final class UpstreamEndpoint: Sendable {
 
         let earlyRejection: UpstreamError? = state.withLock { state in
             state.budget.recordCall(now: start)
-            if let until = state.activePause(for: options.credentialKey, now: start) {
-                return .paused(untilNanoseconds: until)
-            }
-            if let retryAt = state.breaker.rejection(now: start) {
-                return .circuitOpen(retryAtNanoseconds: retryAt)
-            }
-            return nil
+            return state.refusal(for: options.credentialKey, now: start)
         }
         if let earlyRejection {
             finishCall(with: .failure(earlyRejection))
@@ -107,6 +109,14 @@ public final class UpstreamEndpoint: Sendable {
             finishCall(with: .failure(error))
             throw error
         }
+    }
+
+    /// The refusal a call with this credential would get right now without reaching the upstream
+    /// (a Retry-After pause, an open circuit); nil when it would be attempted. For callers that
+    /// charge a budget per call and must not charge for one that never leaves.
+    public func refusalBeforeCalling(credentialKey: String) -> UpstreamError? {
+        let now = clock.now()
+        return state.withLock { $0.refusal(for: credentialKey, now: now) }
     }
 
     /// When calls with this credential may go upstream again, if a Retry-After pause is in force.

@@ -37,6 +37,33 @@ import Testing
         }
     }
 
+    @Test func aCallTheEndpointRefusesOnTheSpotCostsNoBudget() async throws {
+        try await withSimulator { harness in
+            let provider = try harness.kaizen(policy: SimulatorHarness.policy(failureThreshold: 1))
+            harness.simulator.setFault(SimulatedFault(.status(code: 500, retryAfterSeconds: nil)), provider: .kaizen)
+            let charges = Atomic<Int>(0)
+            let budget = UpstreamCallBudget(maxCallsPerRequest: 1_000) {
+                charges.add(1, ordering: .relaxed)
+                return nil
+            }
+            var call = harness.call(DemoCredential.kaizen)
+            call.allowance = UpstreamCallAllowance(budget)
+            // The first call goes upstream and fails, which opens the circuit: it was charged.
+            await #expect(throws: ProviderError.upstreamStatus(status: 500, detail: "Internal Server Error")) {
+                try await provider.detail(of: "ex_1", call: call)
+            }
+            #expect(charges.load(ordering: .relaxed) == 1)
+            // The next ones are refused by the open circuit without leaving the gateway: not charged.
+            for id in ["ex_2", "ex_3"] {
+                await #expect(throws: ProviderError.circuitOpen(retryAfterSeconds: 10)) {
+                    try await provider.detail(of: id, call: call)
+                }
+            }
+            #expect(charges.load(ordering: .relaxed) == 1)
+            #expect(harness.simulator.counters(provider: .kaizen).total == 1)
+        }
+    }
+
     struct Walk {
         var ids: [String] = []
         var pages = 0
