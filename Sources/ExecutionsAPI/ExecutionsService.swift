@@ -577,6 +577,10 @@ public struct ExecutionsService: Sendable {
             Problem(.upstreamPaused, status: .serviceUnavailable, title: "Provider unavailable",
                     detail: "Calls to provider '\(provider)' are suspended after repeated failures.",
                     provider: provider, retryAfterSeconds: max(1, seconds))
+        case .minuteBudgetSpent(let seconds):
+            Problem(.upstreamPaused, status: .serviceUnavailable, title: "Provider budget spent",
+                    detail: "The gateway's budget of calls per minute to provider '\(provider)' (requestsPerMinute) is spent and no cached copy could be served.",
+                    provider: provider, retryAfterSeconds: max(1, seconds))
         case .notFound:
             .notFound("Provider '\(provider)' does not know this execution.")
         case .unreachable:

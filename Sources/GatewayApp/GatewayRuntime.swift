@@ -77,6 +77,7 @@ public final class GatewayRuntime: Service, Sendable {
             policy.timeoutNanoseconds = UInt64(settings.timeoutMs) * 1_000_000
             policy.maxConcurrency = settings.maxConcurrency
             policy.requestsPerSecond = settings.requestsPerSecond
+            policy.requestsPerMinute = settings.requestsPerMinute > 0 ? settings.requestsPerMinute : nil
             // A page's detail calls go out together; pacing still holds the long-run rate.
             policy.burst = max(1, settings.maxConcurrency)
             let transport = MeteredTransport(inner: httpClient, provider: settings.name, metrics: metrics)

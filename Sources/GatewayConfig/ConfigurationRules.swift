@@ -22,7 +22,7 @@ extension ConfigurationValidator {
         static let requestRateLimitPolicy = ["requestsPerSecond", "burst"]
         static let client = ["id", "keySHA256", "rateLimit", "providers", "credentials"]
         static let providerCommon = [
-            "name", "type", "baseURL", "credential", "timeoutMs", "maxConcurrency", "requestsPerSecond",
+            "name", "type", "baseURL", "credential", "timeoutMs", "maxConcurrency", "requestsPerSecond", "requestsPerMinute",
             "allowInsecureUpstream",
         ]
 

@@ -275,6 +275,7 @@ struct ConfigurationValidator {
         let timeoutMs = integer(fields, "timeoutMs", 1...600_000, default: 10000)
         let maxConcurrency = integer(fields, "maxConcurrency", 1...1024, default: 16)
         let requestsPerSecond = number(fields, "requestsPerSecond", atMost: 100_000, default: 10)
+        let requestsPerMinute = integer(fields, "requestsPerMinute", 0...100_000, default: 0)
         var workflowIds: [String] = []
         if let items = stringList(fields, "workflowIds") {
             var seen: Set<String> = []
@@ -308,6 +309,7 @@ struct ConfigurationValidator {
             timeoutMs: timeoutMs,
             maxConcurrency: maxConcurrency,
             requestsPerSecond: requestsPerSecond,
+            requestsPerMinute: requestsPerMinute,
             workflowIds: workflowIds,
             orgId: orgId,
             allowInsecureUpstream: allowInsecureUpstream

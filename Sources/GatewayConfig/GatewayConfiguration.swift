@@ -257,6 +257,8 @@ public struct ProviderSettings: Sendable, Equatable {
     public var timeoutMs: Int
     public var maxConcurrency: Int
     public var requestsPerSecond: Double
+    /// Calls in any rolling 60 s, as Kapso counts its limit per key; 0 = no per-minute budget.
+    public var requestsPerMinute: Int
     /// Kapso only; empty: discovered with `GET /workflows`.
     public var workflowIds: [String]
     /// B3OS only; sent as `X-Org-ID` when set.
@@ -272,6 +274,7 @@ public struct ProviderSettings: Sendable, Equatable {
         timeoutMs: Int = 10000,
         maxConcurrency: Int = 16,
         requestsPerSecond: Double = 10,
+        requestsPerMinute: Int = 0,
         workflowIds: [String] = [],
         orgId: String? = nil,
         allowInsecureUpstream: Bool = false
@@ -283,6 +286,7 @@ public struct ProviderSettings: Sendable, Equatable {
         self.timeoutMs = timeoutMs
         self.maxConcurrency = maxConcurrency
         self.requestsPerSecond = requestsPerSecond
+        self.requestsPerMinute = requestsPerMinute
         self.workflowIds = workflowIds
         self.orgId = orgId
         self.allowInsecureUpstream = allowInsecureUpstream

@@ -96,6 +96,7 @@ public final class GatewayConfigurationSnapshot: Sendable {
             set(prefix + ["timeoutMs"], .int(provider.timeoutMs))
             set(prefix + ["maxConcurrency"], .int(provider.maxConcurrency))
             set(prefix + ["requestsPerSecond"], .double(provider.requestsPerSecond))
+            set(prefix + ["requestsPerMinute"], .int(provider.requestsPerMinute))
             if provider.type == .kapso {
                 set(prefix + ["workflowIds"], .stringArray(provider.workflowIds))
             }

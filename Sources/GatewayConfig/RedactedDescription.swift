@@ -78,6 +78,7 @@ extension GatewayConfiguration {
             lines.append("    timeoutMs: \(provider.timeoutMs)")
             lines.append("    maxConcurrency: \(provider.maxConcurrency)")
             lines.append("    requestsPerSecond: \(ConfigurationValidator.format(provider.requestsPerSecond))")
+            lines.append("    requestsPerMinute: \(provider.requestsPerMinute)")
             lines.append("    allowInsecureUpstream: \(provider.allowInsecureUpstream)")
             switch provider.type {
             case .kapso:

@@ -157,6 +157,8 @@ public enum ProviderError: Error, Sendable, Equatable, CustomStringConvertible {
     case paused(retryAfterSeconds: Int)
     /// The circuit breaker is open after repeated failures.
     case circuitOpen(retryAfterSeconds: Int)
+    /// The provider's `requestsPerMinute` leaves no call before the request's deadline. No call was made.
+    case minuteBudgetSpent(retryAfterSeconds: Int)
     /// The provider does not know the execution.
     case notFound
     /// The upstream rejected the gateway's credential (401/403): a configuration problem.
@@ -174,6 +176,7 @@ public enum ProviderError: Error, Sendable, Equatable, CustomStringConvertible {
         case .malformedResponse(let reason): "the provider's answer could not be read: \(reason)"
         case .paused(let seconds): "the provider asked the gateway to wait \(seconds) s (Retry-After)"
         case .circuitOpen(let seconds): "calls to the provider are suspended for \(seconds) s after repeated failures"
+        case .minuteBudgetSpent(let seconds): "the gateway's budget of calls per minute to the provider is spent for \(seconds) s"
         case .notFound: "the provider does not know this execution"
         case .credentialRejected(let status): "the provider rejected the gateway's credential (\(status))"
         case .callBudgetSpent(let refusal):

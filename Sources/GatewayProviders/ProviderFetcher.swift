@@ -377,7 +377,7 @@ public final class ProviderFetcher: Sendable {
                 counters.withLock { $0.pausedRefusals += 1 }
             case .circuitOpen:
                 counters.withLock { $0.circuitOpenRefusals += 1 }
-            case .overloaded, .invalidRequest, .shutdown, .clientUnavailable:
+            case .overloaded, .minuteBudgetSpent, .invalidRequest, .shutdown, .clientUnavailable:
                 // Refused locally: nothing reached the upstream.
                 count(.unreachable)
             default:
@@ -447,9 +447,10 @@ public final class ProviderFetcher: Sendable {
             return .malformedResponse(reason: reason)
         case .bodyTooLarge(let limit):
             return .malformedResponse(reason: "the answer is larger than \(limit) bytes")
-        case .circuitOpen, .paused:
+        case .circuitOpen, .paused, .minuteBudgetSpent:
             let seconds = endpoint.retryAfterSeconds(for: error) ?? 1
             if case .paused = error { return .paused(retryAfterSeconds: seconds) }
+            if case .minuteBudgetSpent = error { return .minuteBudgetSpent(retryAfterSeconds: seconds) }
             return .circuitOpen(retryAfterSeconds: seconds)
         case .overloaded:
             return .unreachable(reason: "too many calls are already waiting for this provider")
@@ -482,6 +483,7 @@ extension ProviderError {
         case .malformedResponse: .malformedResponse
         case .paused: .rateLimited
         case .circuitOpen: .unreachable
+        case .minuteBudgetSpent: .rateLimited
         case .notFound: .notFound
         case .credentialRejected: .credentialRejected
         // Refused before any call, so never counted as a call's outcome.

@@ -1,14 +1,32 @@
+import DequeModule
+
 /// Outbound spacing in the manner of GCRA: each request reserves the next slot and waits for it
-/// instead of being refused. `burst` requests may go back to back after a quiet period.
+/// instead of being refused. `burst` requests may go back to back after a quiet period. With a
+/// per-minute budget, a slot also never puts more than that many requests into any rolling 60 s,
+/// the way Kapso counts its limit.
 /// Not thread-safe: the endpoint keeps it under its lock.
 struct OutboundPacer {
+    static let minute: UInt64 = 60_000_000_000
+
     /// Nanoseconds between slots; 0 disables pacing.
     let interval: UInt64
     private let tolerance: UInt64
     /// GCRA's theoretical arrival time of the next request.
     private var theoreticalArrival: UInt64 = 0
+    /// Requests allowed in any rolling minute; 0 = no such budget.
+    let perMinute: Int
+    /// The slots of the last `perMinute` requests, oldest first (all of them, when fewer).
+    private var recentSlots = Deque<UInt64>()
 
-    init(requestsPerSecond: Double?, burst: Int) {
+    enum Reservation: Equatable {
+        /// The caller may send at this time; the slot is taken.
+        case slot(UInt64)
+        /// No slot before the deadline; nothing was taken. `earliest` is when one would be, and
+        /// `minuteBudget` says whether the per-minute budget is what pushed it there.
+        case beyondDeadline(earliest: UInt64, minuteBudget: Bool)
+    }
+
+    init(requestsPerSecond: Double?, burst: Int, requestsPerMinute: Int? = nil) {
         if let requestsPerSecond, requestsPerSecond > 0, requestsPerSecond.isFinite {
             interval = UInt64(max(1, (1_000_000_000 / requestsPerSecond).rounded()))
         } else {
@@ -16,17 +34,37 @@ struct OutboundPacer {
         }
         let (product, overflow) = interval.multipliedReportingOverflow(by: UInt64(max(0, burst - 1)))
         tolerance = overflow ? .max : product
+        perMinute = max(0, requestsPerMinute ?? 0)
     }
 
-    /// The time at which the caller may send, with the slot reserved; nil (nothing reserved) when
-    /// that time would be later than `deadline`.
-    mutating func reserve(now: UInt64, deadline: UInt64) -> UInt64? {
-        guard interval > 0 else { return now }
-        let arrival = max(theoreticalArrival, now)
-        let slot = max(now, arrival.subtractingClamped(tolerance))
-        guard slot <= deadline else { return nil }
-        theoreticalArrival = arrival.addingClamped(interval)
-        return slot
+    /// Reserves the earliest slot at or after `now` that both budgets allow, unless it would be
+    /// later than `deadline`.
+    mutating func reserve(now: UInt64, deadline: UInt64) -> Reservation {
+        var slot = now
+        var arrival = now
+        if interval > 0 {
+            arrival = max(theoreticalArrival, now)
+            slot = max(now, arrival.subtractingClamped(tolerance))
+        }
+        var minuteBudget = false
+        // Slots are handed out in order even when callers read the clock out of order, so the
+        // window below always holds the latest `perMinute` of them.
+        if perMinute > 0, let latest = recentSlots.last { slot = max(slot, latest) }
+        if perMinute > 0, recentSlots.count >= perMinute, let oldest = recentSlots.first {
+            // The oldest of the last `perMinute` slots must have left the window.
+            let windowOpens = oldest.addingClamped(Self.minute)
+            if windowOpens > slot {
+                slot = windowOpens
+                minuteBudget = true
+            }
+        }
+        guard slot <= deadline else { return .beyondDeadline(earliest: slot, minuteBudget: minuteBudget) }
+        if interval > 0 { theoreticalArrival = max(arrival, slot).addingClamped(interval) }
+        if perMinute > 0 {
+            recentSlots.append(slot)
+            if recentSlots.count > perMinute { recentSlots.removeFirst() }
+        }
+        return .slot(slot)
     }
 }
 

@@ -65,7 +65,8 @@ public final class UpstreamEndpoint: Sendable {
                 breaker: CircuitBreaker(
                     failureThreshold: policy.circuitBreaker.failureThreshold,
                     openDurationNanoseconds: policy.circuitBreaker.openDurationNanoseconds),
-                pacer: OutboundPacer(requestsPerSecond: policy.requestsPerSecond, burst: policy.burst),
+                pacer: OutboundPacer(
+                    requestsPerSecond: policy.requestsPerSecond, burst: policy.burst, requestsPerMinute: policy.requestsPerMinute),
                 budget: RetryBudget(
                     ratio: policy.retryBudgetRatio,
                     minimumRetriesPerWindow: policy.retryBudgetMinimumPerWindow,
@@ -131,7 +132,8 @@ public final class UpstreamEndpoint: Sendable {
         let nanoseconds: UInt64
         switch error {
         case .httpStatus(_, _, let seconds?): return max(1, seconds)
-        case .paused(let until), .circuitOpen(let until): nanoseconds = until.subtractingClamped(clock.now())
+        case .paused(let until), .circuitOpen(let until), .minuteBudgetSpent(let until):
+            nanoseconds = until.subtractingClamped(clock.now())
         default: return nil
         }
         let seconds = nanoseconds / 1_000_000_000 + (nanoseconds % 1_000_000_000 == 0 ? 0 : 1)
@@ -254,11 +256,15 @@ public final class UpstreamEndpoint: Sendable {
             case .probe: isProbe = true
             case .admitted: isProbe = false
             }
-            guard let slot = state.pacer.reserve(now: now, deadline: deadline) else {
+            switch state.pacer.reserve(now: now, deadline: deadline) {
+            case .slot(let slot):
+                return (.success((isProbe, slot)), isProbe ? .halfOpen : nil)
+            case .beyondDeadline(let earliest, let minuteBudget):
                 _ = state.breaker.record(.neutral, isProbe: isProbe, now: now)
-                return (.failure(lastError ?? .timeout), nil)
+                // Waiting for the per-minute budget is not the upstream being slow: say so, with when.
+                let refusal: UpstreamError = minuteBudget ? .minuteBudgetSpent(retryAtNanoseconds: earliest) : .timeout
+                return (.failure(lastError ?? refusal), nil)
             }
-            return (.success((isProbe, slot)), isProbe ? .halfOpen : nil)
         }
         if transition == .halfOpen {
             logger.info("circuit half-open: sending one probe", metadata: ["requestId": "\(options.requestId)"])

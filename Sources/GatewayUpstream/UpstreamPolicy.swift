@@ -13,6 +13,9 @@ public struct UpstreamPolicy: Sendable, Equatable {
     public var requestsPerSecond: Double?
     /// Requests that may go back to back after a quiet period; 1 = evenly spaced.
     public var burst: Int
+    /// Outbound requests in any rolling 60 s (attempts, retries included), as Kapso counts them per
+    /// key; nil or 0 = no such budget.
+    public var requestsPerMinute: Int?
     /// Extra attempts for idempotent calls after a connection error, timeout, 502, 503 or 504.
     public var maxRetries: Int
     /// Retries allowed per call made, over `retryBudgetWindowNanoseconds`.
@@ -35,6 +38,7 @@ public struct UpstreamPolicy: Sendable, Equatable {
         maxWaiting: Int = 1024,
         requestsPerSecond: Double? = 10,
         burst: Int = 1,
+        requestsPerMinute: Int? = nil,
         maxRetries: Int = 2,
         retryBudgetRatio: Double = 0.2,
         retryBudgetMinimumPerWindow: Int = 5,
@@ -51,6 +55,7 @@ public struct UpstreamPolicy: Sendable, Equatable {
         self.maxWaiting = maxWaiting
         self.requestsPerSecond = requestsPerSecond
         self.burst = burst
+        self.requestsPerMinute = requestsPerMinute
         self.maxRetries = maxRetries
         self.retryBudgetRatio = retryBudgetRatio
         self.retryBudgetMinimumPerWindow = retryBudgetMinimumPerWindow
@@ -124,6 +129,7 @@ public enum UpstreamCallOutcome: String, Sendable, CaseIterable, Hashable {
     case cancelled
     case circuitOpen
     case paused
+    case minuteBudgetSpent
     case overloaded
     case invalidRequest
     case unavailable
@@ -136,6 +142,7 @@ public enum UpstreamCallOutcome: String, Sendable, CaseIterable, Hashable {
         case .malformedResponse: self = .malformedResponse
         case .circuitOpen: self = .circuitOpen
         case .paused: self = .paused
+        case .minuteBudgetSpent: self = .minuteBudgetSpent
         case .overloaded: self = .overloaded
         case .cancelled: self = .cancelled
         case .bodyTooLarge: self = .bodyTooLarge

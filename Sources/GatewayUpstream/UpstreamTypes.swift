@@ -75,6 +75,9 @@ public enum UpstreamError: Error, Sendable, Equatable, CustomStringConvertible, 
     case circuitOpen(retryAtNanoseconds: UInt64)
     /// The upstream asked (Retry-After) that calls with this credential wait until `untilNanoseconds` (monotonic).
     case paused(untilNanoseconds: UInt64)
+    /// The provider's `requestsPerMinute` has no slot before the call's deadline; the next one is
+    /// at `retryAtNanoseconds` (monotonic). Nothing was sent.
+    case minuteBudgetSpent(retryAtNanoseconds: UInt64)
     /// Too many calls are already waiting for a concurrency slot to this upstream.
     case overloaded
     /// The calling task was cancelled; the transfer was aborted.
@@ -98,6 +101,7 @@ public enum UpstreamError: Error, Sendable, Equatable, CustomStringConvertible, 
         case .malformedResponse(let reason): "upstream response malformed: \(reason)"
         case .circuitOpen: "upstream circuit breaker is open"
         case .paused: "upstream asked to pause calls (Retry-After in force)"
+        case .minuteBudgetSpent: "the provider's budget of requests per minute is spent"
         case .overloaded: "too many calls waiting for this upstream"
         case .cancelled: "upstream call cancelled"
         case .bodyTooLarge(let limit): "upstream response body larger than \(limit) bytes"
@@ -115,8 +119,8 @@ public enum UpstreamError: Error, Sendable, Equatable, CustomStringConvertible, 
         switch self {
         case .timeout, .connection, .malformedResponse: true
         case .httpStatus(let status, _, _): status >= 500
-        case .circuitOpen, .paused, .overloaded, .cancelled, .bodyTooLarge, .invalidRequest, .shutdown,
-            .clientUnavailable:
+        case .circuitOpen, .paused, .minuteBudgetSpent, .overloaded, .cancelled, .bodyTooLarge, .invalidRequest,
+            .shutdown, .clientUnavailable:
             false
         }
     }

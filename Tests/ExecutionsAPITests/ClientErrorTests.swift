@@ -27,6 +27,14 @@ import Testing
         }
     }
 
+    @Test func aSpentPerMinuteBudgetIsA503WithWhenToRetry() {
+        let problem = ExecutionsService.problem(for: .minuteBudgetSpent(retryAfterSeconds: 42), provider: "kapso")
+        #expect(problem.status == .serviceUnavailable && problem.kind == .upstreamPaused)
+        #expect(problem.retryAfterSeconds == 42 && problem.provider == "kapso")
+        #expect(problem.detail.contains("requestsPerMinute"))
+        #expect(problem.response(requestID: "r").headers["Retry-After"] == "42")
+    }
+
     @Test func anUnknownProviderIsAnsweredWithOnlyTheProvidersTheClientMayUse() async {
         let service = service(["kaizen", "kapso", "b3os"].map { InMemoryProvider(name: $0) })
         let client = GatewayClient(id: "narrow", allowedProviders: ["kapso"], upstreamCredentials: [:])

@@ -306,11 +306,13 @@ import Testing
             harness.simulator.setFault(SimulatedFault(.timeout, endpoint: .detail), provider: .kaizen)
             let call = harness.call(Self.key)
             let request = Task { try await provider.detail(of: "ex_1", call: call) }
-            #expect(await waitUntil { harness.client.clientStatistics().inFlight == 1 })
+            // Generous bounds: they only keep a broken build from hanging, and a full parallel run
+            // on two loaded cores can take seconds to get the transfer going.
+            #expect(await waitUntil(seconds: 60) { harness.client.clientStatistics().inFlight == 1 })
             // The client hung up: its request task is cancelled, and nobody else waits for the answer.
             request.cancel()
             _ = await request.result
-            #expect(await waitUntil {
+            #expect(await waitUntil(seconds: 60) {
                 let statistics = harness.client.clientStatistics()
                 return statistics.transfersCancelled == 1 && statistics.inFlight == 0
             })

@@ -62,15 +62,67 @@ import Testing
     @Test func pacerHandsOutConsecutiveSlotsToSimultaneousCallers() {
         var pacer = OutboundPacer(requestsPerSecond: 4, burst: 1)
         let slots = (0..<5).map { _ in pacer.reserve(now: 1_000, deadline: .max) }
-        let expected: [UInt64?] = (0..<5).map { UInt64(1_000 + $0 * 250_000_000) }
+        let expected = (0..<5).map { OutboundPacer.Reservation.slot(UInt64(1_000 + $0 * 250_000_000)) }
         #expect(slots == expected)
     }
 
     @Test func unpacedWhenNoRateIsConfigured() {
         var pacer = OutboundPacer(requestsPerSecond: nil, burst: 1)
-        #expect((0..<3).map { _ in pacer.reserve(now: 7, deadline: 7) } == [7, 7, 7])
+        #expect((0..<3).map { _ in pacer.reserve(now: 7, deadline: 7) } == [.slot(7), .slot(7), .slot(7)])
         var zero = OutboundPacer(requestsPerSecond: 0, burst: 1)
-        #expect(zero.reserve(now: 7, deadline: 7) == 7)
+        #expect(zero.reserve(now: 7, deadline: 7) == .slot(7))
+    }
+
+    /// A flood of callers at random instants: no rolling 60 s ever holds more than the budget, and
+    /// a caller is only refused when its slot really lies past its deadline.
+    @Test func aPerMinuteBudgetHoldsInEveryRollingMinute() {
+        let minute = OutboundPacer.minute
+        for seed in 0..<20 {
+            var random = SplitMix64(seed: UInt64(seed))
+            let budget = Int.random(in: 1...120, using: &random)
+            var pacer = OutboundPacer(requestsPerSecond: Bool.random(using: &random) ? 50 : nil, burst: 10, requestsPerMinute: budget)
+            var now: UInt64 = 1_000
+            var sent: [UInt64] = []
+            for _ in 0..<2_000 {
+                now += UInt64.random(in: 0...2_000_000_000, using: &random)
+                let deadline = now + UInt64.random(in: 0...(20 * 1_000_000_000), using: &random)
+                switch pacer.reserve(now: now, deadline: deadline) {
+                case .slot(let slot):
+                    #expect(slot >= now && slot <= deadline)
+                    sent.append(slot)
+                case .beyondDeadline(let earliest, _):
+                    #expect(earliest > deadline)
+                }
+            }
+            #expect(zip(sent, sent.dropFirst()).allSatisfy { $0 <= $1 }, "slots in order")
+            // The slot `budget` places later must lie a whole minute after each one.
+            for index in sent.indices.dropFirst(budget) {
+                #expect(sent[index] >= sent[index - budget] + minute, "seed \(seed): \(budget + 1) calls within one minute")
+            }
+            #expect(sent.count > budget, "the budget was exercised")
+        }
+    }
+
+    @Test func aCallWithNoMinuteSlotBeforeItsDeadlineIsRefusedWithWhenTheNextOneIs() async throws {
+        var policy = fastPolicy()
+        policy.requestsPerSecond = nil
+        policy.requestsPerMinute = 3
+        let clock = TestClock()
+        let transport = ScriptedTransport { _, _ throws(UpstreamError) in UpstreamResponse(status: 200) }
+        let endpoint = UpstreamEndpoint(name: "kapso", policy: policy, transport: transport, clock: clock)
+        for _ in 0..<3 {
+            _ = try await endpoint.execute(UpstreamRequest(url: "http://kapso.test/x"), options: makeOptions())
+        }
+        clock.advance(by: 10 * second)
+        // The fourth call's slot opens 60 s after the first: past this call's timeout.
+        await #expect(throws: UpstreamError.minuteBudgetSpent(retryAtNanoseconds: clock.now() + 50 * second)) {
+            _ = try await endpoint.execute(UpstreamRequest(url: "http://kapso.test/x"), options: makeOptions())
+        }
+        #expect(transport.callCount == 3)
+        #expect(endpoint.retryAfterSeconds(for: .minuteBudgetSpent(retryAtNanoseconds: clock.now() + 50 * second)) == 50)
+        clock.advance(by: 50 * second)
+        _ = try await endpoint.execute(UpstreamRequest(url: "http://kapso.test/x"), options: makeOptions())
+        #expect(transport.callCount == 4)
     }
 }
 
