@@ -159,7 +159,10 @@ public final class GatewayRuntime: Service, Sendable {
             ),
             RateLimitMiddleware(
                 store: MemoryRateLimitStore(), directory: directory,
-                onLimited: { client in metrics.increment("gateway_rate_limited_total", [("client", client)]) }
+                onLimited: { client in metrics.increment("gateway_rate_limited_total", [("client", client)]) },
+                onCallBudgetSpent: { client in
+                    metrics.increment("gateway_upstream_call_budget_refused_total", [("client", client)])
+                }
             ),
         ], responder: router)
         server = HTTPServer(configuration: serverConfiguration, responder: chain, logger: logger)

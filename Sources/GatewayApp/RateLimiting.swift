@@ -114,6 +114,8 @@ public struct RateLimitMiddleware: HTTPMiddleware {
     let policy: @Sendable (String) -> RateLimitPolicy
     let upstreamCallLimits: @Sendable () -> UpstreamCallLimits?
     let onLimited: @Sendable (String) -> Void
+    /// Called with the client's id each time its budget of upstream calls refuses a call.
+    let onCallBudgetSpent: @Sendable (String) -> Void
 
     public init(
         store: any RateLimitStore,
@@ -125,10 +127,16 @@ public struct RateLimitMiddleware: HTTPMiddleware {
         self.policy = { policies[$0] ?? defaultPolicy }
         self.upstreamCallLimits = { nil }
         self.onLimited = onLimited
+        self.onCallBudgetSpent = { _ in }
     }
 
     /// Reads the current limits of `directory` on every request (configuration reloads).
-    public init(store: any RateLimitStore, directory: ClientDirectory, onLimited: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(
+        store: any RateLimitStore,
+        directory: ClientDirectory,
+        onLimited: @escaping @Sendable (String) -> Void = { _ in },
+        onCallBudgetSpent: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.store = store
         self.policy = { client in
             let entries = directory.current
@@ -136,6 +144,7 @@ public struct RateLimitMiddleware: HTTPMiddleware {
         }
         self.upstreamCallLimits = { directory.current.upstreamCalls }
         self.onLimited = onLimited
+        self.onCallBudgetSpent = onCallBudgetSpent
     }
 
     public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
@@ -192,9 +201,10 @@ public struct RateLimitMiddleware: HTTPMiddleware {
         guard let limits = upstreamCallLimits() else { return nil }
         let policy = limits.policies[client.id] ?? limits.defaultPolicy
         let key = "calls:" + Self.bucketKey(client, context: context)
-        return UpstreamCallBudget(maxCallsPerRequest: limits.maxCallsPerRequest) { [store] in
+        return UpstreamCallBudget(maxCallsPerRequest: limits.maxCallsPerRequest) { [store, onCallBudgetSpent] in
             let decision = await store.acquire(key: key, policy: policy, cost: 1)
             if decision.allowed { return nil }
+            onCallBudgetSpent(client.id)
             return UpstreamCallBudgetRefusal(
                 limit: decision.limit, resetSeconds: decision.resetSeconds, retryAfterSeconds: decision.retryAfterSeconds ?? 1)
         }

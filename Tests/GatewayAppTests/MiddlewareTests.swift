@@ -131,10 +131,14 @@ final class ManualClock: Sendable {
             }
             return HTTPResponse(status: .ok, text: String(granted))
         }
+        let refusalsSeen = Atomic<Int>(0)
         let chain = MiddlewareChain([
             RequestTraceMiddleware(),
             AuthenticationMiddleware(directory: directory, publicPaths: []),
-            RateLimitMiddleware(store: store, directory: directory),
+            RateLimitMiddleware(store: store, directory: directory, onCallBudgetSpent: { client in
+                #expect(client == "anonymous")
+                refusalsSeen.add(1, ordering: .relaxed)
+            }),
         ], responder: router)
         func spend(_ count: Int) async -> HTTPResponse {
             await chain.respond(to: HTTPRequest(method: .get, target: "/spend/\(count)"), context: RequestContext(remoteAddress: "10.0.0.1"))
@@ -151,6 +155,7 @@ final class ManualClock: Sendable {
         #expect(refused.headers["RateLimit-Limit"] == "5")
         #expect(refused.headers["RateLimit-Remaining"] == "0")
         #expect(refused.headers["RateLimit-Reset"] == "5")
+        #expect(refusalsSeen.load(ordering: .relaxed) == 1, "each refusal is reported, for gateway_upstream_call_budget_refused_total")
 
         clock.advance(by: 999_999_999)
         #expect(await spend(1).status == .tooManyRequests)
