@@ -132,7 +132,7 @@ public final class GatewayRuntime: Service, Sendable {
                     server: serverHolder.withLock { $0 }, logOutputs: logOutputs, exported: exportedTotals
                 )
             },
-            openAPIDocument: OpenAPIDocument.bytes
+            openAPIDocument: OpenAPIDocument.served(requiringClientKey: configuration.auth.mode == .apiKey)
         ).register(on: &router)
 
         // Copied after every route is registered: metrics and logs label requests by template.

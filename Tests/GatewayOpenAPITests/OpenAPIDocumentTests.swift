@@ -1,5 +1,5 @@
 import Foundation
-import GatewayOpenAPI
+@testable import GatewayOpenAPI
 import Testing
 
 @Suite struct OpenAPIDocumentTests {
@@ -26,6 +26,17 @@ import Testing
             (first difference at byte \(firstDifference), line \(line); \(embedded.count) vs \(source.count) bytes): \
             run scripts/embed-openapi
             """)
+    }
+
+    /// The `auth.mode: none` variant differs from the file in the top-level requirement alone, so
+    /// the requirement must stay in the file exactly once, in the form the substitution expects.
+    @Test func withoutClientKeysOnlyTheTopLevelRequirementChanges() {
+        #expect(OpenAPIDocument.served(requiringClientKey: true) == OpenAPIDocument.bytes)
+        #expect(OpenAPIDocument.yaml.ranges(of: OpenAPIDocument.clientKeyRequirement).count == 1)
+        let anonymous = String(decoding: OpenAPIDocument.served(requiringClientKey: false), as: UTF8.self)
+        #expect(anonymous.ranges(of: OpenAPIDocument.noRequirement).count == 1)
+        #expect(!anonymous.contains("\nsecurity:\n"))
+        #expect(anonymous.replacing(OpenAPIDocument.noRequirement, with: OpenAPIDocument.clientKeyRequirement) == OpenAPIDocument.yaml)
     }
 
     @Test func servedBytesAreTheUTF8OfTheDocument() {
