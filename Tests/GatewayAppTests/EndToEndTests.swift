@@ -235,8 +235,8 @@ import Testing
         #expect(accessLog?.contains("\"upstreamCalls\":8}") == true, "\(accessLog ?? "no access log line")")
     }
 
-    /// The served document declares the key requirement only where the gateway enforces one: with
-    /// `auth.mode: apiKey` it is `openapi/gateway.yaml` byte for byte; with `none` it says `security: []`.
+    /// The served document declares the key requirement only where the gateway enforces one (with
+    /// `auth.mode: none` it says `security: []`) and names the configured providers as the only ones.
     @Test(arguments: [AuthMode.apiKey, .none])
     func theServedDocumentMatchesTheAuthMode(_ mode: AuthMode) async throws {
         let harness = try await GatewayHarness { $0.auth.mode = mode }
@@ -244,8 +244,8 @@ import Testing
         let served = try await harness.get("/openapi.yaml", key: nil)
         #expect(served.status == 200)
         let text = String(decoding: served.body, as: UTF8.self)
+        #expect(text.contains("      enum: ['kaizen', 'kapso', 'b3os']\n"))
         if mode == .apiKey {
-            #expect(served.body == OpenAPIDocument.bytes)
             #expect(text.contains("\nsecurity:\n  - bearerAuth: []\n  - apiKeyAuth: []\n"))
             #expect(try await harness.get("/executions?limit=1", key: nil).status == 401)
         } else {

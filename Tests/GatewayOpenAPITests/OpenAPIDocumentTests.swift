@@ -28,15 +28,20 @@ import Testing
             """)
     }
 
-    /// The `auth.mode: none` variant differs from the file in the top-level requirement alone, so
-    /// the requirement must stay in the file exactly once, in the form the substitution expects.
-    @Test func withoutClientKeysOnlyTheTopLevelRequirementChanges() {
-        #expect(OpenAPIDocument.served(requiringClientKey: true) == OpenAPIDocument.bytes)
+    /// The served variants differ from the file in the top-level requirement (`auth.mode: none`)
+    /// and the provider enum alone, so the texts they extend must stay in the file exactly once.
+    @Test func servedVariantsChangeOnlyTheRequirementAndTheProviderNames() {
         #expect(OpenAPIDocument.yaml.ranges(of: OpenAPIDocument.clientKeyRequirement).count == 1)
-        let anonymous = String(decoding: OpenAPIDocument.served(requiringClientKey: false), as: UTF8.self)
+        #expect(OpenAPIDocument.yaml.ranges(of: OpenAPIDocument.providerNamePattern).count == 1)
+        let enumLine = "      enum: ['kaizen', 'true', '1']\n"
+        let withKeys = String(decoding: OpenAPIDocument.served(requiringClientKey: true, providerNames: ["kaizen", "true", "1"]), as: UTF8.self)
+        #expect(withKeys.contains(OpenAPIDocument.providerNamePattern + enumLine))
+        #expect(withKeys.replacing(enumLine, with: "") == OpenAPIDocument.yaml)
+        let anonymous = String(decoding: OpenAPIDocument.served(requiringClientKey: false, providerNames: ["kaizen", "true", "1"]), as: UTF8.self)
         #expect(anonymous.ranges(of: OpenAPIDocument.noRequirement).count == 1)
         #expect(!anonymous.contains("\nsecurity:\n"))
-        #expect(anonymous.replacing(OpenAPIDocument.noRequirement, with: OpenAPIDocument.clientKeyRequirement) == OpenAPIDocument.yaml)
+        #expect(anonymous.replacing(OpenAPIDocument.noRequirement, with: OpenAPIDocument.clientKeyRequirement)
+            .replacing(enumLine, with: "") == OpenAPIDocument.yaml)
     }
 
     @Test func servedBytesAreTheUTF8OfTheDocument() {
