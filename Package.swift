@@ -212,7 +212,7 @@ let package = Package(
             name: "GatewayAppTests",
             dependencies: [
                 "GatewayApp", "ExecutionsAPI", "GatewayServer", "GatewayHTTP", "GatewayJSON", "GatewayCrypto", "GatewayRateLimit",
-                "GatewayConfig", "GatewayUpstream", "GatewayProviders", "ProviderSimulator", "GatewayEventLoop", "GatewayTestSupport",
+                "GatewayConfig", "GatewayUpstream", "GatewayProviders", "ProviderSimulator", "GatewayEventLoop", "GatewayOpenAPI", "GatewayTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift

@@ -31,7 +31,6 @@ struct CursorPayload: Sendable, Equatable {
 /// every page is authorised afresh against the current client.
 struct CursorCodec: Sendable {
     private let key: [UInt8]
-    static let maximumLength = 8192
     private static let domain = Array("egc1.".utf8)
 
     init(secret: String) {
@@ -76,7 +75,8 @@ struct CursorCodec: Sendable {
             detail: "The cursor is not one this gateway issued, or it was modified or truncated. Start again without a cursor.",
             invalidParams: [.init(name: "cursor", reason: "is not a valid cursor")]
         )
-        guard token.utf8.count <= Self.maximumLength else { return .failure(invalid) }
+        // Longer than any cursor this gateway issues: refused before the MAC is computed over it.
+        guard token.utf8.count <= Self.maximumIssuedLength else { return .failure(invalid) }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 2,
               let presented = Base64URL.decode(String(parts[1])),

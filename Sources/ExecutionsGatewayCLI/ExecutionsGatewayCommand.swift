@@ -41,12 +41,15 @@ struct ConfigOption: ParsableArguments {
     @Option(name: .shortAndLong, help: ArgumentHelp("The YAML configuration file (default: $GATEWAY_CONFIG).", valueName: "file"))
     var config: String?
 
-    func resolvedPath() throws -> String {
+    /// Without a file, says so in one line and exits 64 (EX_USAGE): a `ValidationError` thrown from
+    /// `run()` would be followed by the top-level usage, which mentions neither --config nor GATEWAY_CONFIG.
+    func resolvedPath() throws(ExitCode) -> String {
         if let config { return config }
         if let fromEnvironment = getenv("GATEWAY_CONFIG").map({ String(cString: $0) }), !fromEnvironment.isEmpty {
             return fromEnvironment
         }
-        throw ValidationError("No configuration file: pass --config FILE or set GATEWAY_CONFIG.")
+        printError("executions-gateway: no configuration file: pass --config FILE or set GATEWAY_CONFIG.")
+        throw ExitCode.validationFailure
     }
 }
 

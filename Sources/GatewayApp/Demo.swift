@@ -75,7 +75,7 @@ public struct DemoEnvironment: Sendable {
           curl -s '\(base)/executions?limit=5'
           curl -s '\(base)/executions?limit=5&cursor=<page.nextCursor from the answer above>'
           curl -s '\(base)/executions?provider=kaizen&limit=3&include=downloads,startBlock'
-          curl -s '\(base)/executions?status=failed,running&q=invoice'
+          curl -s '\(base)/executions?status=failed,running&q=acme'
           curl -s '\(base)/executions/<an id such as kaizen:…>'
           curl -s '\(base)/metrics' | grep gateway_
           curl -s '\(base)/openapi.yaml'

@@ -133,7 +133,9 @@ public final class GatewayRuntime: Service, Sendable {
                     server: serverHolder.withLock { $0 }, logOutputs: logOutputs, exported: exportedTotals
                 )
             },
-            openAPIDocument: OpenAPIDocument.bytes
+            openAPIDocument: OpenAPIDocument.served(
+                requiringClientKey: configuration.auth.mode == .apiKey, providerNames: configuration.providers.map(\.name)
+            )
         ).register(on: &router)
 
         // Copied after every route is registered: metrics and logs label requests by template.

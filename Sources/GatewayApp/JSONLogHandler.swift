@@ -180,17 +180,13 @@ public struct JSONLogHandler: LogHandler {
         }
         func member(_ key: StaticString, decimal value: Int) {
             writer.fragment(key)
-            writer.quotedDecimal(value)
+            writer.decimal(value)
         }
         member(",\"bytes\":", decimal: line.bytes)
         member(",\"cache\":", line.cacheStatus)
         member(",\"clientId\":", line.clientID)
-        writer.fragment(",\"durationMs\":\"")
-        let tenths = line.durationNanoseconds / 100_000
-        writer.decimal(tenths / 10)
-        writer.raw(UInt8(ascii: "."))
-        writer.decimal(tenths % 10)
-        writer.raw(UInt8(ascii: "\""))
+        writer.fragment(",\"durationMs\":")
+        LoggedMilliseconds(nanoseconds: line.durationNanoseconds).write(into: &writer)
         member(",\"method\":", line.method)
         member(",\"path\":", line.path)
         member(",\"remoteAddress\":", line.remoteAddress)
@@ -208,7 +204,12 @@ public struct JSONLogHandler: LogHandler {
         case .string(let text):
             writer.string(text)
         case .stringConvertible(let convertible):
-            writer.string(convertible.description)
+            // Numbers stay numbers, so that a log query can compare them (`status >= 500`).
+            if convertible is any BinaryInteger || convertible is LoggedMilliseconds {
+                writer.raw(convertible.description)
+            } else {
+                writer.string(convertible.description)
+            }
         case .array(let values):
             writer.raw("[")
             for (index, element) in values.enumerated() {
@@ -358,5 +359,28 @@ public final class DescriptorLogWriter: Sendable {
     /// Blocks this thread alone for as long as the descriptor does; gives up on an error.
     private func writeAll(_ bytes: [UInt8]) {
         _ = bytes.withUnsafeBytes { DescriptorIO.writeAll(descriptor, $0) }
+    }
+}
+
+/// A duration in milliseconds with one decimal (`12.3`), which `JSONLogHandler` writes as a JSON
+/// number rather than a string.
+public struct LoggedMilliseconds: CustomStringConvertible, Sendable {
+    public let nanoseconds: UInt64
+
+    public init(nanoseconds: UInt64) {
+        self.nanoseconds = nanoseconds
+    }
+
+    public var description: String {
+        var writer = JSONWriter(capacity: 24)
+        write(into: &writer)
+        return String(decoding: writer.bytes, as: UTF8.self)
+    }
+
+    func write(into writer: inout JSONWriter) {
+        let tenths = nanoseconds / 100_000
+        writer.decimal(tenths / 10)
+        writer.raw(UInt8(ascii: "."))
+        writer.decimal(tenths % 10)
     }
 }

@@ -256,12 +256,6 @@ public struct AccessLine: Sendable {
         self.cacheStatus = cacheStatus
     }
 
-    /// Milliseconds with one decimal, e.g. `0.3`.
-    public var durationMilliseconds: String {
-        let tenths = durationNanoseconds / 100_000
-        return "\(tenths / 10).\(tenths % 10)"
-    }
-
     public var metadata: Logger.Metadata {
         var fields: Logger.Metadata = [
             "requestId": .string(requestID),
@@ -270,7 +264,7 @@ public struct AccessLine: Sendable {
             "path": .string(path),
             "status": .stringConvertible(status),
             "bytes": .stringConvertible(bytes),
-            "durationMs": .string(durationMilliseconds),
+            "durationMs": .stringConvertible(LoggedMilliseconds(nanoseconds: durationNanoseconds)),
             "upstreamCalls": .stringConvertible(upstreamCalls),
             "remoteAddress": .string(remoteAddress),
         ]

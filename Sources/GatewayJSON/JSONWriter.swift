@@ -45,16 +45,10 @@ public struct JSONWriter {
         text.withUTF8Buffer { bytes.append(contentsOf: $0) }
     }
 
-    /// An integer as a JSON string (`"200"`), the way log metadata renders numbers.
-    public mutating func quotedDecimal(_ value: Int) {
-        bytes.append(UInt8(ascii: "\""))
-        if value < 0 {
-            bytes.append(UInt8(ascii: "-"))
-            decimal(value.magnitude)
-        } else {
-            decimal(UInt(value))
-        }
-        bytes.append(UInt8(ascii: "\""))
+    /// A signed integer as a JSON number (`-12`).
+    public mutating func decimal(_ value: Int) {
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        decimal(value.magnitude)
     }
 
     /// The decimal digits of `value`.

@@ -471,12 +471,14 @@ components:
         modified, truncated or foreign cursor (signed with another secret) gets `400` with
         problem type …/invalid-cursor. The other parameters must then be absent or equal to the
         ones the cursor was made with (`400` naming each that differs); the cursor records them
-        all, including `allowPartial`.
+        all, including `allowPartial`. A cursor is base64url (no padding) of a JSON object, a
+        dot, and the 43-character base64url of its 32-byte signature; the gateway issues none
+        longer than 7168 characters, so that `/executions?cursor=…` fits the 8 KiB
+        request-target limit.
       schema:
         type: string
-        minLength: 1
-        maxLength: 8192
-        pattern: '^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$'
+        maxLength: 7168
+        pattern: '^eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$'
     Provider:
       name: provider
       in: query
@@ -1122,7 +1124,8 @@ components:
         nextCursor:
           type: [string, 'null']
           description: Pass as `cursor` for the next page; `null` on the last page.
-          pattern: '^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$'
+          maxLength: 7168
+          pattern: '^eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$'
 
     ProviderReport:
       type: object
@@ -1303,7 +1306,7 @@ components:
         page:
           limit: 2
           hasMore: true
-          nextCursor: eyJ2IjoxfQ.c2lnbmF0dXJl
+          nextCursor: eyJ2IjoxLCJxIjp7ImwiOjIwLCJhIjp0cnVlfSwicCI6eyJrYWl6ZW4iOnsiYyI6MTc2MzYzMjgwMDAwMDAwMDAwMCwiaSI6ImV4XzEyMyJ9fX0.ZW1u2onitUBpZTLC-VKct-z6y0uzsvLwWlQ0HwCHzqo
         complete: true
         providers:
           - name: kaizen

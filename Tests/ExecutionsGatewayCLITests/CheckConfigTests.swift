@@ -121,8 +121,12 @@ enum GatewayBinary {
         for word in ["serve", "check-config", "demo", "--config"] where word != "--config" {
             #expect(help.standardOutput.contains(word))
         }
-        let missing = try await GatewayBinary.run(["serve"])
-        #expect(missing.status != 0)
-        #expect(missing.standardError.contains("GATEWAY_CONFIG"))
+        // Without --config or GATEWAY_CONFIG: one line naming both, EX_USAGE, no top-level usage.
+        for command in ["serve", "check-config"] {
+            let missing = try await GatewayBinary.run([command])
+            #expect(missing.status == 64, "\(command)")
+            #expect(missing.standardError == "executions-gateway: no configuration file: pass --config FILE or set GATEWAY_CONFIG.\n")
+            #expect(missing.standardOutput.isEmpty)
+        }
     }
 }

@@ -4,6 +4,7 @@ import GatewayApp
 import GatewayConfig
 import GatewayHTTP
 import GatewayJSON
+import GatewayOpenAPI
 import GatewayProviders
 import ProviderSimulator
 import Testing
@@ -231,7 +232,27 @@ import Testing
         }
         let accessLog = harness.logLines.all.first { $0.contains("\"route\":\"/executions\"") }
         // Kaizen 1, B3OS 1, Kapso 1 workflow list + one call per workflow (the simulator has 5).
-        #expect(accessLog?.contains("\"upstreamCalls\":\"8\"") == true, "\(accessLog ?? "no access log line")")
+        #expect(accessLog?.contains("\"upstreamCalls\":8}") == true, "\(accessLog ?? "no access log line")")
+    }
+
+    /// The served document declares the key requirement only where the gateway enforces one (with
+    /// `auth.mode: none` it says `security: []`) and names the configured providers as the only ones.
+    @Test(arguments: [AuthMode.apiKey, .none])
+    func theServedDocumentMatchesTheAuthMode(_ mode: AuthMode) async throws {
+        let harness = try await GatewayHarness { $0.auth.mode = mode }
+        defer { Task { await harness.stop() } }
+        let served = try await harness.get("/openapi.yaml", key: nil)
+        #expect(served.status == 200)
+        let text = String(decoding: served.body, as: UTF8.self)
+        #expect(text.contains("      enum: ['kaizen', 'kapso', 'b3os']\n"))
+        if mode == .apiKey {
+            #expect(text.contains("\nsecurity:\n  - bearerAuth: []\n  - apiKeyAuth: []\n"))
+            #expect(try await harness.get("/executions?limit=1", key: nil).status == 401)
+        } else {
+            #expect(text.contains("\nsecurity: []\n"))
+            #expect(!text.contains("\nsecurity:\n"), "no top-level requirement is left")
+            #expect(try await harness.get("/executions?limit=1", key: nil).status == 200)
+        }
     }
 }
 

@@ -226,7 +226,7 @@ final class ManualClock: Sendable {
         #expect(record["requestId"] == "abc-1")
         #expect(record["route"] == "/items/{id}")
         #expect(record["clientId"] == "anonymous")
-        #expect(record["status"] == "200")
+        #expect(record["status"] == 200)
         #expect(line.hasSuffix("\n"))
         let exposition = String(decoding: metrics.exposition(), as: UTF8.self)
         #expect(exposition.contains(#"gateway_http_requests_total{method="GET",route="/items/{id}",status="200"} 1"#))
@@ -258,7 +258,7 @@ final class ManualClock: Sendable {
         #expect(written.count == 1 && line.hasSuffix("}\n") && line.filter { $0 == "\n" }.count == 1)
         let record = try JSONParser.parse(Array(line.utf8))
         #expect(record["level"] == "warning" && record["logger"] == "test" && record["message"] == "evicted \"a\"\nb")
-        #expect(record["component"] == "cache" && record["alpha"] == "42" && record["zeta"] == "1")
+        #expect(record["component"] == "cache" && record["alpha"] == 42 && record["zeta"] == "1")
         #expect(record["list"]?.arrayValue?.count == 2)
         #expect(record["nested"]?["a"] == "1")
         let keys = ["\"time\"", "\"level\"", "\"logger\"", "\"message\"", "\"alpha\"", "\"component\"", "\"list\"", "\"nested\"", "\"zeta\""]
@@ -301,7 +301,15 @@ final class ManualClock: Sendable {
         let withoutTime = written.map { line in line.drop { $0 != "," } }
         #expect(withoutTime[0] == withoutTime[1])
         #expect(written[0].hasPrefix("{\"time\":\"") && written[0].hasSuffix("}\n"))
-        #expect(try JSONParser.parse(Array(written[0].utf8))["path"]?.stringValue == access.path)
+        let fields = try JSONParser.parse(Array(written[0].utf8))
+        #expect(fields["path"]?.stringValue == access.path)
+        // Numbers are JSON numbers, not strings.
+        #expect(fields["status"] == .integer(Int64(access.status)))
+        #expect(fields["bytes"] == .integer(Int64(access.bytes)))
+        #expect(fields["upstreamCalls"] == .integer(Int64(access.upstreamCalls)))
+        let tenths = access.durationNanoseconds / 100_000
+        #expect(written[0].contains(",\"durationMs\":\(tenths / 10).\(tenths % 10),"))
+        #expect(fields["durationMs"]?.doubleValue != nil)
     }
 
     @Test func aHandlerWithItsOwnMetadataLeavesAccessLinesToTheGenericPath() {

@@ -45,10 +45,10 @@ import Testing
     }
 
     @Test(arguments: [0, 7, 9, 10, 99, 100, 1_000_000, -1, -10, Int.max, Int.min])
-    func quotedDecimalMatchesStringConversion(value: Int) {
+    func signedDecimalMatchesStringConversion(value: Int) {
         var writer = JSONWriter()
-        writer.quotedDecimal(value)
-        #expect(String(decoding: writer.bytes, as: UTF8.self) == "\"\(value)\"")
+        writer.decimal(value)
+        #expect(String(decoding: writer.bytes, as: UTF8.self) == "\(value)")
     }
 
     @Test(arguments: [UInt64(0), 1, 9, 10, 19, 100, 12_345, 10_000_000_000_000_000_000, UInt64.max])

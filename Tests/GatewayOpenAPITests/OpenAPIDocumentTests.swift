@@ -1,5 +1,5 @@
 import Foundation
-import GatewayOpenAPI
+@testable import GatewayOpenAPI
 import Testing
 
 @Suite struct OpenAPIDocumentTests {
@@ -26,6 +26,22 @@ import Testing
             (first difference at byte \(firstDifference), line \(line); \(embedded.count) vs \(source.count) bytes): \
             run scripts/embed-openapi
             """)
+    }
+
+    /// The served variants differ from the file in the top-level requirement (`auth.mode: none`)
+    /// and the provider enum alone, so the texts they extend must stay in the file exactly once.
+    @Test func servedVariantsChangeOnlyTheRequirementAndTheProviderNames() {
+        #expect(OpenAPIDocument.yaml.ranges(of: OpenAPIDocument.clientKeyRequirement).count == 1)
+        #expect(OpenAPIDocument.yaml.ranges(of: OpenAPIDocument.providerNamePattern).count == 1)
+        let enumLine = "      enum: ['kaizen', 'true', '1']\n"
+        let withKeys = String(decoding: OpenAPIDocument.served(requiringClientKey: true, providerNames: ["kaizen", "true", "1"]), as: UTF8.self)
+        #expect(withKeys.contains(OpenAPIDocument.providerNamePattern + enumLine))
+        #expect(withKeys.replacing(enumLine, with: "") == OpenAPIDocument.yaml)
+        let anonymous = String(decoding: OpenAPIDocument.served(requiringClientKey: false, providerNames: ["kaizen", "true", "1"]), as: UTF8.self)
+        #expect(anonymous.ranges(of: OpenAPIDocument.noRequirement).count == 1)
+        #expect(!anonymous.contains("\nsecurity:\n"))
+        #expect(anonymous.replacing(OpenAPIDocument.noRequirement, with: OpenAPIDocument.clientKeyRequirement)
+            .replacing(enumLine, with: "") == OpenAPIDocument.yaml)
     }
 
     @Test func servedBytesAreTheUTF8OfTheDocument() {

@@ -147,6 +147,27 @@ let t0: UInt64 = 5 * second
         #expect(MemoryRateLimitStore.wholeSecondsRoundedUp(second + 1) == 2)
     }
 
+    /// A `429`'s `Retry-After` is the whole seconds until the next request is admitted and its
+    /// `RateLimit-Reset` the whole seconds until the bucket is full, both rounded up: so `Retry-After: 1`
+    /// beside `RateLimit-Reset: 2` is one token back after a second and the whole burst after two.
+    /// Probed with cost 0, which takes nothing and reports what is left.
+    @Test(arguments: [(1.0, 2), (10.0, 5), (2.0 / 3.0, 1), (3.0, 4), (0.25, 3)])
+    func retryAfterIsTheNextAdmissionAndResetTheFullBucket(requestsPerSecond: Double, burst: Int) throws {
+        let policy = try RateLimitPolicy(requestsPerSecond: requestsPerSecond, burst: burst)
+        var denied = store.acquire(key: "c", policy: policy, cost: 1)
+        while denied.allowed { denied = store.acquire(key: "c", policy: policy, cost: 1) }
+        let retryAfter = try #require(denied.retryAfterSeconds)
+        #expect(retryAfter >= 1 && retryAfter <= denied.resetSeconds)
+        func remaining(afterSeconds seconds: Int) -> Int {
+            clock.set(t0 + UInt64(seconds) * second)
+            return store.acquire(key: "c", policy: policy, cost: 0).remaining
+        }
+        #expect(remaining(afterSeconds: retryAfter - 1) == 0)
+        #expect(remaining(afterSeconds: retryAfter) >= 1)
+        #expect(remaining(afterSeconds: denied.resetSeconds - 1) < burst)
+        #expect(remaining(afterSeconds: denied.resetSeconds) == burst)
+    }
+
     @Test func idleKeysAreSweptWithoutChangingDecisions() throws {
         let fast = try RateLimitPolicy(requestsPerSecond: 1000, burst: 1)
         let slow = try RateLimitPolicy(requestsPerSecond: 0.1, burst: 1)

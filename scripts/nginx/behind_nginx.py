@@ -463,7 +463,7 @@ def test_sigterm_under_load(env, gateway, nginx):
     problems = []
     for request_id, record in logged.items():
         outcome = by_id.get(request_id)
-        if record.get("status") != "200":
+        if record.get("status") != 200:
             problems.append(f"{request_id}: the gateway answered {record.get('status')}")
         if outcome is None:
             problems.append(f"{request_id}: logged by the gateway but never sent by a client")
