@@ -17,8 +17,20 @@ enum KapsoAPI {
     }
 
     static func workflows(store: KapsoStore, organizationID: String) -> HTTPResponse {
-        let workflows = store.organization(organizationID)?.workflows ?? []
-        return jsonResponse(.ok, .object(["data": .array(workflows.map(\.listItem))]), contentType: contentType)
+        guard let organization = store.organization(organizationID) else {
+            return jsonResponse(.ok, .object(["data": .array([])]), contentType: contentType)
+        }
+        var lastExecutedAt: [String: Int64] = [:]
+        var executionCounts: [String: Int] = [:]
+        for execution in organization.executions {
+            let workflowID = execution.workflow.id
+            executionCounts[workflowID, default: 0] += 1
+            lastExecutedAt[workflowID] = max(lastExecutedAt[workflowID] ?? execution.startedAt, execution.startedAt)
+        }
+        let items = organization.workflows.map {
+            $0.listItem(lastExecutedAt: lastExecutedAt[$0.id], executionCount: executionCounts[$0.id] ?? 0)
+        }
+        return jsonResponse(.ok, .object(["data": .array(items)]), contentType: contentType)
     }
 
     static func detail(id: String, store: KapsoStore, organizationID: String) -> HTTPResponse {

@@ -48,7 +48,9 @@ struct KapsoWorkflow: Sendable {
 
     var summary: JSONValue { .object(["id": .string(id), "name": .string(name), "status": .string(status)]) }
 
-    var listItem: JSONValue {
+    /// `GET /workflows`' item. Kapso documents `last_executed_at` (null before the first run) and
+    /// `execution_count`, which let a client skip workflows with nothing new since it last looked.
+    func listItem(lastExecutedAt: Int64?, executionCount: Int) -> JSONValue {
         .object([
             "id": .string(id),
             "name": .string(name),
@@ -56,6 +58,8 @@ struct KapsoWorkflow: Sendable {
             "description": .optional(description),
             "created_at": .string(Timestamps.format(milliseconds: createdAt, style: .seconds)),
             "updated_at": .string(Timestamps.format(milliseconds: updatedAt, style: .seconds)),
+            "last_executed_at": lastExecutedAt.map { .string(Timestamps.format(milliseconds: $0, style: .seconds)) } ?? .null,
+            "execution_count": .int(executionCount),
         ])
     }
 }

@@ -29,6 +29,18 @@ import Testing
         #expect(data.allSatisfy { $0["name"].string != nil && $0["status"].string != nil })
     }
 
+    @Test func workflowsSayWhenTheyLastRanAndHowOften() async {
+        let simulator = makeSimulator(executions: 60)
+        for workflow in await kapsoGet(simulator, "/workflows").json["data"].array {
+            let id = workflow["id"].string ?? ""
+            let executions = await kapsoGet(simulator, "/workflows/\(id)/executions?limit=100").json["data"].array
+            #expect(workflow["execution_count"].int == executions.count)
+            // Newest first: the first item's start is the workflow's last run.
+            #expect(workflow["last_executed_at"].string == executions.first?["started_at"].string)
+            if executions.isEmpty { #expect(workflow["last_executed_at"] == .null) }
+        }
+    }
+
     @Test func listIsNewestFirstWithTiesByIDAndAllFields() async throws {
         let simulator = makeSimulator(executions: 120)
         var sawTie = false
