@@ -259,7 +259,7 @@ struct ConfigurationValidator {
             case .failure(let problem): report(fields.path("baseURL"), fields.line(of: "baseURL"), problem.message)
             }
         }
-        let allowInsecureUpstream = boolean(fields, "allowInsecureUpstream", default: false)
+        let allowInsecureUpstream = boolean(fields, "allowInsecureUpstream", default: ProviderSettings.Defaults.allowInsecureUpstream)
         if let baseURL, !allowInsecureUpstream, Self.isCleartextToRemoteHost(baseURL) {
             report(fields.path("baseURL"), fields.line(of: "baseURL"),
                    "is http:// to a host that is not loopback: the credential would cross the network in clear; use https://, or set allowInsecureUpstream: true on this provider")
@@ -272,10 +272,11 @@ struct ConfigurationValidator {
                 credential = text
             }
         }
-        let timeoutMs = integer(fields, "timeoutMs", 1...600_000, default: 10000)
-        let maxConcurrency = integer(fields, "maxConcurrency", 1...1024, default: 16)
-        let requestsPerSecond = number(fields, "requestsPerSecond", atMost: 100_000, default: 10)
-        let requestsPerMinute = integer(fields, "requestsPerMinute", 0...100_000, default: 0)
+        let timeoutMs = integer(fields, "timeoutMs", 1...600_000, default: ProviderSettings.Defaults.timeoutMs)
+        let maxConcurrency = integer(fields, "maxConcurrency", 1...1024, default: ProviderSettings.Defaults.maxConcurrency)
+        let requestsPerSecond = number(
+            fields, "requestsPerSecond", atMost: 100_000, default: ProviderSettings.Defaults.requestsPerSecond)
+        let requestsPerMinute = integer(fields, "requestsPerMinute", 0...100_000, default: ProviderSettings.Defaults.requestsPerMinute)
         var workflowIds: [String] = []
         if let items = stringList(fields, "workflowIds") {
             var seen: Set<String> = []

@@ -266,18 +266,27 @@ public struct ProviderSettings: Sendable, Equatable {
     /// Lets `baseURL` be `http://` on a host other than loopback (credentials then cross the network in clear).
     public var allowInsecureUpstream: Bool
 
+    /// The default of every optional provider key: the initialiser's and the validator's.
+    public enum Defaults {
+        public static let timeoutMs = 10000
+        public static let maxConcurrency = 16
+        public static let requestsPerSecond: Double = 10
+        public static let requestsPerMinute = 0
+        public static let allowInsecureUpstream = false
+    }
+
     public init(
         name: String,
         type: ProviderType,
         baseURL: String,
         credential: String,
-        timeoutMs: Int = 10000,
-        maxConcurrency: Int = 16,
-        requestsPerSecond: Double = 10,
-        requestsPerMinute: Int = 0,
+        timeoutMs: Int = Defaults.timeoutMs,
+        maxConcurrency: Int = Defaults.maxConcurrency,
+        requestsPerSecond: Double = Defaults.requestsPerSecond,
+        requestsPerMinute: Int = Defaults.requestsPerMinute,
         workflowIds: [String] = [],
         orgId: String? = nil,
-        allowInsecureUpstream: Bool = false
+        allowInsecureUpstream: Bool = Defaults.allowInsecureUpstream
     ) {
         self.name = name
         self.type = type
