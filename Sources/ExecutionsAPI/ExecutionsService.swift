@@ -1,4 +1,5 @@
 import Synchronization
+import GatewayCache
 import GatewayCrypto
 public import Logging
 import GatewayHTTP
@@ -423,7 +424,7 @@ public struct ExecutionsService: Sendable {
     /// The deadline and call allowance of a request that starts now.
     private func upstreamCallScope(startedAt: UInt64, facts: RequestFacts) -> UpstreamCallScope {
         UpstreamCallScope(
-            deadlineNanoseconds: requestTimeoutNanoseconds.map { startedAt.addingReportingOverflow($0).overflow ? .max : startedAt + $0 },
+            deadlineNanoseconds: requestTimeoutNanoseconds.map { startedAt.addingSaturating($0) },
             allowance: facts.upstreamCallBudget.map(UpstreamCallAllowance.init)
         )
     }

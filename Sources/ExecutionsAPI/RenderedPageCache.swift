@@ -238,8 +238,7 @@ struct RenderedPageCache: Sendable {
                 return nil
             }
         }
-        let (until, overflow) = requestStarted.addingReportingOverflow(ttl)
-        let byTTL = overflow ? UInt64.max : until
+        let byTTL = requestStarted.addingSaturating(ttl)
         if let partsFreshUntil { return min(byTTL, partsFreshUntil) }
         return readCachedParts ? nil : byTTL
     }

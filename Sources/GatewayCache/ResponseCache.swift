@@ -279,7 +279,8 @@ private enum LoadDelivery: Sendable {
 }
 
 extension UInt64 {
-    func addingSaturating(_ other: UInt64) -> UInt64 {
+    /// The sum, or `.max` where it would overflow: instants plus durations that must never trap.
+    public func addingSaturating(_ other: UInt64) -> UInt64 {
         let (sum, overflow) = addingReportingOverflow(other)
         return overflow ? .max : sum
     }
