@@ -109,7 +109,11 @@ let package = Package(
         ),
         .target(
             name: "GatewayIndex",
-            dependencies: ["GatewayProviders", .product(name: "DequeModule", package: "swift-collections")],
+            dependencies: [
+                "GatewayProviders", "GatewayUpstream",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwift
         ),
         .target(
@@ -126,7 +130,7 @@ let package = Package(
             dependencies: [
                 "ExecutionsAPI", "GatewayServer", "GatewayHTTP", "GatewayJSON", "GatewayCrypto", "GatewayRateLimit",
                 "GatewayEventLoop", "GatewayConfig", "GatewayProviders", "GatewayUpstream", "GatewayCache",
-                "GatewayOpenAPI", "ProviderSimulator",
+                "GatewayIndex", "GatewayOpenAPI", "ProviderSimulator",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -39,6 +39,9 @@ public struct ProviderReport: Sendable {
     public var exhausted: Bool
     /// The request's ceiling on upstream calls stopped this provider's scan early.
     public var scanCutShort = false
+    /// When the provider's index was last brought up to date with the upstream (RFC 3339); nil
+    /// when the data was read from the upstream for the request.
+    public var dataAsOf: String?
 }
 
 /// A rendered answer of the executions API, before HTTP framing.
@@ -271,6 +274,7 @@ public struct ExecutionsService: Sendable {
             case .success(let page):
                 report.cache = page.cache
                 report.scanCutShort = page.scanCut != nil
+                report.dataAsOf = page.dataAsOf?.rfc3339
                 // Everything this provider holds before the page's last key has now been shown (or
                 // did not exist when it was asked), so it resumes at that global boundary, even if it
                 // contributed nothing: otherwise executions created since the walk began would
@@ -335,7 +339,9 @@ public struct ExecutionsService: Sendable {
         if let pageCache, let pageKey, scanFrontier == nil {
             let page = RenderedPage(
                 head: rendered.body.prefix(rendered.entityTaggedCount), entityTag: rendered.entityTag, nextCursor: nextCursor,
-                providers: zip(fetched, reports).map { .init(name: $1.name, called: $0.result != nil, exhausted: $1.exhausted) }
+                providers: zip(fetched, reports).map {
+                    .init(name: $1.name, called: $0.result != nil, exhausted: $1.exhausted, dataAsOf: $1.dataAsOf)
+                }
             )
             let freshUntil = pageCache.freshUntil(
                 requestStarted: requestStarted, complete: complete, reports: reports, joined: joined,
@@ -389,7 +395,8 @@ public struct ExecutionsService: Sendable {
                     group.addTask { (index, FetchOutcome(name: entry.name, result: nil, durationNanoseconds: 0)) }
                     continue
                 }
-                let call = callContext(for: binding, client: client, facts: facts, scope: scope)
+                var call = callContext(for: binding, client: client, facts: facts, scope: scope)
+                call.needsRawRecords = query.include.contains(.raw)
                 let position = entry.state.position
                 group.addTask { [now] in
                     let started = now()

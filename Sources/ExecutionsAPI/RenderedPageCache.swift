@@ -321,6 +321,8 @@ struct RenderedPage: Sendable, Equatable {
         /// The provider was called for this page (not already exhausted).
         var called: Bool
         var exhausted: Bool
+        /// When the provider's index was last brought up to date (RFC 3339), for `providers[].asOf`.
+        var dataAsOf: String? = nil
     }
 
     /// `{"data":[…],"page":{…},"complete":true` — the bytes the ETag covers. A slice: a page
@@ -337,7 +339,8 @@ struct RenderedPage: Sendable, Equatable {
         let reports = providers.map { part in
             ProviderReport(
                 name: part.name, error: nil, cache: part.called ? cache : nil,
-                durationMilliseconds: Int64(durationNanoseconds / 1_000_000), exhausted: part.exhausted
+                durationMilliseconds: Int64(durationNanoseconds / 1_000_000), exhausted: part.exhausted,
+                dataAsOf: part.dataAsOf
             )
         }
         var writer = JSONWriter(capacity: head.count + 64 + 80 * reports.count)
@@ -367,7 +370,8 @@ struct RenderedPage: Sendable, Equatable {
         Self.append(UInt32(providers.count), to: &bytes)
         for part in providers {
             Self.append(part.name, to: &bytes)
-            bytes.append((part.called ? 1 : 0) | (part.exhausted ? 2 : 0))
+            bytes.append((part.called ? 1 : 0) | (part.exhausted ? 2 : 0) | (part.dataAsOf != nil ? 4 : 0))
+            if let dataAsOf = part.dataAsOf { Self.append(dataAsOf, to: &bytes) }
         }
         bytes.append(contentsOf: head)
         return bytes
@@ -396,8 +400,13 @@ struct RenderedPage: Sendable, Equatable {
         guard let count = reader.uint32(), Int(count) <= bytes.count else { return nil }
         var providers: [ProviderPart] = []
         for _ in 0..<count {
-            guard let name = reader.string(), let flags = reader.byte(), flags <= 3 else { return nil }
-            providers.append(ProviderPart(name: name, called: flags & 1 != 0, exhausted: flags & 2 != 0))
+            guard let name = reader.string(), let flags = reader.byte(), flags <= 7 else { return nil }
+            var dataAsOf: String?
+            if flags & 4 != 0 {
+                guard let instant = reader.string() else { return nil }
+                dataAsOf = instant
+            }
+            providers.append(ProviderPart(name: name, called: flags & 1 != 0, exhausted: flags & 2 != 0, dataAsOf: dataAsOf))
         }
         self.init(head: reader.rest(), entityTag: entityTag, nextCursor: nextCursor, providers: providers)
     }

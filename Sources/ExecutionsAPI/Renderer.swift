@@ -66,6 +66,10 @@ enum Renderer {
             writer.raw(String(report.durationMilliseconds))
             if report.exhausted { writer.raw(",\"exhausted\":true") }
             if report.scanCutShort { writer.raw(",\"scanCutShort\":true") }
+            if let dataAsOf = report.dataAsOf {
+                writer.raw(",\"asOf\":")
+                writer.string(dataAsOf)
+            }
             if let error = report.error {
                 writer.raw(",\"error\":")
                 writer.write(error.json(requestID: requestID))

@@ -5,6 +5,7 @@ import GatewayCrypto
 import GatewayEventLoop
 import GatewayHTTP
 import GatewayOpenAPI
+import GatewayIndex
 import GatewayProviders
 import GatewayRateLimit
 public import GatewayServer
@@ -70,6 +71,10 @@ public final class GatewayRuntime: Service, Sendable {
             staleIfErrorNanoseconds: UInt64(cacheSettings.staleIfErrorMs) * 1_000_000
         )
 
+        let indexes = IndexStore(maxBytes: cacheSettings.indexMaxBytes)
+        let indexFreshness = IndexFreshness(
+            refreshAfterNanoseconds: ttls.listTTLNanoseconds, staleIfErrorNanoseconds: ttls.staleIfErrorNanoseconds
+        )
         var bindings: [ProviderBinding] = []
         var endpoints: [(name: String, endpoint: UpstreamEndpoint)] = []
         for settings in configuration.providers {
@@ -85,7 +90,7 @@ public final class GatewayRuntime: Service, Sendable {
             endpoints.append((settings.name, endpoint))
             let provider: any ExecutionProvider
             do {
-                provider = try ProviderFactory.make(
+                provider = indexes.indexing(try ProviderFactory.make(
                     name: settings.name,
                     type: settings.type.rawValue,
                     baseURL: settings.baseURL,
@@ -95,7 +100,7 @@ public final class GatewayRuntime: Service, Sendable {
                     cache: responseCache,
                     cachePolicy: ttls,
                     logger: logger
-                )
+                ), freshness: indexFreshness, logger: logger)
             } catch {
                 throw .configuration(error.description)
             }
@@ -129,7 +134,7 @@ public final class GatewayRuntime: Service, Sendable {
             isDraining: { serverHolder.withLock { $0?.isDraining ?? false } },
             refreshGauges: {
                 await Self.refreshMetrics(
-                    metrics: metrics, cache: cache, pages: service.pageCacheStatistics, endpoints: upstreams,
+                    metrics: metrics, cache: cache, pages: service.pageCacheStatistics, indexes: indexes.statistics(), endpoints: upstreams,
                     server: serverHolder.withLock { $0 }, logOutputs: logOutputs, exported: exportedTotals
                 )
             },
@@ -308,6 +313,7 @@ public final class GatewayRuntime: Service, Sendable {
         metrics: GatewayMetrics,
         cache: ResponseCache,
         pages: PageCacheStatistics?,
+        indexes: IndexStatistics,
         endpoints: [(name: String, endpoint: UpstreamEndpoint)],
         server: HTTPServer?,
         logOutputs: [JSONLogHandler.LogOutput],
@@ -338,6 +344,12 @@ public final class GatewayRuntime: Service, Sendable {
             exportTotal("gateway_page_cache_not_cacheable_total", [], pages.notCacheable)
             exportTotal("gateway_page_cache_coalesced_total", [], pages.coalesced)
         }
+        metrics.setGauge("gateway_index_count", Double(indexes.indexes))
+        metrics.setGauge("gateway_index_executions", Double(indexes.executions))
+        metrics.setGauge("gateway_index_bytes", Double(indexes.bytes))
+        exportTotal("gateway_index_evictions_total", [], indexes.evictions)
+        exportTotal("gateway_index_syncs_total", [("outcome", "success")], indexes.syncs - indexes.syncFailures)
+        exportTotal("gateway_index_syncs_total", [("outcome", "failure")], indexes.syncFailures)
         for (name, endpoint) in endpoints {
             let upstream = endpoint.statistics()
             exportTotal("gateway_upstream_retries_total", [("provider", name)], upstream.retries)

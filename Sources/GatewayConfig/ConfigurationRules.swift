@@ -16,7 +16,7 @@ extension ConfigurationValidator {
             "maxResponseBytes", "headerTimeoutMs", "idleTimeoutMs", "writeTimeoutMs", "requestTimeoutMs", "shutdownGraceMs", "trustedProxies",
         ]
         static let auth = ["mode", "cursorSecret"]
-        static let cache = ["maxBytes", "listTTLMs", "activeDetailTTLMs", "terminalDetailTTLMs", "staleIfErrorMs"]
+        static let cache = ["maxBytes", "listTTLMs", "activeDetailTTLMs", "terminalDetailTTLMs", "staleIfErrorMs", "indexMaxBytes"]
         static let rateLimit = ["default", "unauthenticated", "maxUpstreamCallsPerRequest"]
         static let rateLimitPolicy = ["requestsPerSecond", "burst", "upstreamCallsPerMinute"]
         static let requestRateLimitPolicy = ["requestsPerSecond", "burst"]

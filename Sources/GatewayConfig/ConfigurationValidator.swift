@@ -143,7 +143,8 @@ struct ConfigurationValidator {
             listTTLMs: integer(fields, "listTTLMs", 0...day, default: defaults.listTTLMs),
             activeDetailTTLMs: integer(fields, "activeDetailTTLMs", 0...day, default: defaults.activeDetailTTLMs),
             terminalDetailTTLMs: integer(fields, "terminalDetailTTLMs", 0...day, default: defaults.terminalDetailTTLMs),
-            staleIfErrorMs: integer(fields, "staleIfErrorMs", 0...day, default: defaults.staleIfErrorMs)
+            staleIfErrorMs: integer(fields, "staleIfErrorMs", 0...day, default: defaults.staleIfErrorMs),
+            indexMaxBytes: integer(fields, "indexMaxBytes", 1_048_576...68_719_476_736, default: defaults.indexMaxBytes)
         )
     }
 

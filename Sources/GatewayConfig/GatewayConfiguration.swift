@@ -159,19 +159,24 @@ public struct CacheSettings: Sendable, Equatable {
     public var activeDetailTTLMs: Int
     public var terminalDetailTTLMs: Int
     public var staleIfErrorMs: Int
+    /// The bound of all provider indexes together (estimated bytes); least recently used whole
+    /// indexes are dropped past it.
+    public var indexMaxBytes: Int
 
     public init(
         maxBytes: Int = 67_108_864,
         listTTLMs: Int = 5000,
         activeDetailTTLMs: Int = 2000,
         terminalDetailTTLMs: Int = 3_600_000,
-        staleIfErrorMs: Int = 300_000
+        staleIfErrorMs: Int = 300_000,
+        indexMaxBytes: Int = 268_435_456
     ) {
         self.maxBytes = maxBytes
         self.listTTLMs = listTTLMs
         self.activeDetailTTLMs = activeDetailTTLMs
         self.terminalDetailTTLMs = terminalDetailTTLMs
         self.staleIfErrorMs = staleIfErrorMs
+        self.indexMaxBytes = indexMaxBytes
     }
 }
 

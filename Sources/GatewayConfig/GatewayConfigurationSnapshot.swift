@@ -78,6 +78,7 @@ public final class GatewayConfigurationSnapshot: Sendable {
         set(["cache", "activeDetailTTLMs"], .int(cache.activeDetailTTLMs))
         set(["cache", "terminalDetailTTLMs"], .int(cache.terminalDetailTTLMs))
         set(["cache", "staleIfErrorMs"], .int(cache.staleIfErrorMs))
+        set(["cache", "indexMaxBytes"], .int(cache.indexMaxBytes))
 
         set(["rateLimit", "default", "requestsPerSecond"], .double(configuration.rateLimit.default.requestsPerSecond))
         set(["rateLimit", "default", "burst"], .int(configuration.rateLimit.default.burst))

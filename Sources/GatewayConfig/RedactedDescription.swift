@@ -39,6 +39,7 @@ extension GatewayConfiguration {
         lines.append("  activeDetailTTLMs: \(cache.activeDetailTTLMs)")
         lines.append("  terminalDetailTTLMs: \(cache.terminalDetailTTLMs)")
         lines.append("  staleIfErrorMs: \(cache.staleIfErrorMs)")
+        lines.append("  indexMaxBytes: \(cache.indexMaxBytes)")
 
         lines.append("rateLimit:")
         lines.append("  default: \(Self.yamlPolicy(rateLimit.default))")

@@ -13,7 +13,7 @@ public enum SourceCoverage: Sendable, Equatable {
     case everything
 
     /// True when `key` lies within what is covered.
-    func covers(_ key: ExecutionSortKey) -> Bool {
+    public func covers(_ key: ExecutionSortKey) -> Bool {
         switch self {
         case .nothing: false
         case .through(let boundary): key == boundary || key.precedes(boundary)
@@ -33,6 +33,13 @@ public struct IndexPage: Sendable {
     /// Sources whose coverage ended before the page was full: reading them deeper may add
     /// executions to this page. Empty when the page is complete as it stands.
     public var sourcesToDeepen: [String]
+    /// When sources are to be deepened: the key through which the page is nonetheless complete
+    /// (every execution at or before it in the listing is known); nil when nothing is.
+    public var coveredThrough: ExecutionSortKey?
+    /// The indexed execution the page stopped at because some source may hold an unread one
+    /// before it: every source in `sourcesToDeepen` must be read past it. nil when the index ran
+    /// out first (then only the sources whose unread part is newest need reading first).
+    public var stoppedAt: ExecutionSortKey?
 }
 
 /// One provider's executions for one upstream credential, in the unified listing order, with
@@ -63,6 +70,8 @@ public struct ExecutionIndex: Sendable {
     public init() {}
 
     public var count: Int { ascending.count }
+
+    public var isEmpty: Bool { ascending.isEmpty }
 
     /// The newest execution indexed, if any.
     public var newest: UnifiedExecution? { ascending.last }
@@ -175,15 +184,37 @@ public struct ExecutionIndex: Sendable {
             let execution = ascending[index]
             let key = execution.sortKey
             if blocked || frontier.map({ $0.precedes(key) }) == true {
-                return IndexPage(executions: executions, exhausted: false, sourcesToDeepen: sourcesNotCovering(key))
+                return IndexPage(
+                    executions: executions, exhausted: false, sourcesToDeepen: sourcesNotCovering(key),
+                    coveredThrough: blocked ? nil : frontier, stoppedAt: key
+                )
             }
             if filter.matches(execution) { executions.append(execution) }
         }
         if executions.count >= limit {
-            return IndexPage(executions: executions, exhausted: false, sourcesToDeepen: [])
+            return IndexPage(executions: executions, exhausted: false, sourcesToDeepen: [], coveredThrough: nil, stoppedAt: nil)
         }
         // The index ran out before the page was full: what the sources may still hold decides.
-        return IndexPage(executions: executions, exhausted: incomplete.isEmpty, sourcesToDeepen: incomplete.keys.sorted())
+        return IndexPage(
+            executions: executions, exhausted: incomplete.isEmpty, sourcesToDeepen: incomplete.keys.sorted(),
+            coveredThrough: blocked ? nil : frontier, stoppedAt: nil
+        )
+    }
+
+    /// Removes a source's coverage (a Kapso workflow that no longer exists); its executions stay.
+    public mutating func removeCoverage(of source: String) {
+        coverage[source] = nil
+    }
+
+    /// How many indexed executions come before `key` in the listing (newer, or the same instant
+    /// and a larger id): where `key` sits in an offset-paged listing, give or take arrivals.
+    public func countPreceding(_ key: ExecutionSortKey) -> Int {
+        ascending.count - insertionIndex(for: key)
+    }
+
+    /// Calls `body` with each execution, newest first, until it returns false.
+    public func forEachNewestFirst(_ body: (UnifiedExecution) -> Bool) {
+        for execution in ascending.reversed() where !body(execution) { return }
     }
 
     // MARK: - Positions

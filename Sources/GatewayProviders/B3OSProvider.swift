@@ -18,7 +18,7 @@ public struct B3OSProvider: UpstreamBackedProvider {
     private let logger: Logger
 
     /// The largest `limit` B3OS accepts, to read as much as possible per call.
-    static let windowSize = 100
+    public static let windowSize = 100
     /// Rows re-read before a hint or the previous window's end, to recognise the place again.
     static let overlap = 10
 
@@ -37,15 +37,20 @@ public struct B3OSProvider: UpstreamBackedProvider {
         call: UpstreamCallContext
     ) async throws(ProviderError) -> ProviderPage {
         guard limit > 0 else { return .nothingRequested }
-        // B3OS has no test runs; every unified status but `paused` has a B3OS counterpart.
-        if filter.isUnsatisfiable || filter.isTest == true { return .noMatches() }
-        if let statuses = filter.statuses, statuses.allSatisfy({ Self.nativeStatuses(for: $0).isEmpty }) { return .noMatches() }
+        guard mayHoldMatches(filter) else { return .noMatches() }
         let boundary = filter.effectiveBoundary(after: position)
         let source = B3OSListingSource(
             provider: self, boundaryInstant: boundary?.createdAt, offsetHint: position?.offsetHint,
             stopBefore: filter.createdAfter, call: call
         )
         return try await KeysetMerge.page(sources: [source], after: boundary, filter: filter, limit: limit)
+    }
+
+    public func mayHoldMatches(_ filter: ExecutionFilter) -> Bool {
+        // B3OS has no test runs; every unified status but `paused` has a B3OS counterpart.
+        if filter.isUnsatisfiable || filter.isTest == true { return false }
+        if let statuses = filter.statuses, statuses.allSatisfy({ Self.nativeStatuses(for: $0).isEmpty }) { return false }
+        return true
     }
 
     struct Window: Sendable {
@@ -167,7 +172,7 @@ public struct B3OSProvider: UpstreamBackedProvider {
 }
 
 /// B3OS's listing read in windows of 100 from the place the position names.
-struct B3OSListingSource: ExecutionChunkSource {
+public struct B3OSListingSource: ExecutionChunkSource {
     let provider: B3OSProvider
     /// Everything created after this instant lies before the boundary; nil: from the start.
     let boundaryInstant: Timestamp?
@@ -186,7 +191,7 @@ struct B3OSListingSource: ExecutionChunkSource {
     /// the request. Steps grow geometrically, so even a hint near `Int.max` gets home within it.
     static let maximumStepsBack = 80
 
-    init(provider: B3OSProvider, boundaryInstant: Timestamp?, offsetHint: Int?, stopBefore: Timestamp?, call: UpstreamCallContext) {
+    public init(provider: B3OSProvider, boundaryInstant: Timestamp?, offsetHint: Int?, stopBefore: Timestamp?, call: UpstreamCallContext) {
         self.provider = provider
         self.boundaryInstant = boundaryInstant
         self.offsetHint = offsetHint
@@ -194,7 +199,7 @@ struct B3OSListingSource: ExecutionChunkSource {
         self.call = call
     }
 
-    mutating func nextChunk() async throws(ProviderError) -> ExecutionChunk {
+    public mutating func nextChunk() async throws(ProviderError) -> ExecutionChunk {
         var cache = CacheDisposition.hit
         let window: B3OSProvider.Window
         let start: Int

@@ -32,6 +32,8 @@ public struct UpstreamCallContext: Sendable {
     public var deadlineNanoseconds: UInt64?
     /// The calls the request may still make; nil: unlimited.
     public var allowance: UpstreamCallAllowance?
+    /// The page shows records as the provider sent them (`include=raw`), which an index does not keep.
+    public var needsRawRecords = false
 
     public init(
         credential: String, credentialIdentity: String, requestID: String, traceparent: String, bypassCache: Bool,
@@ -75,6 +77,9 @@ public struct ProviderPage: Sendable {
     /// Set when the request's ceiling on upstream calls stopped the scan before `limit` matches
     /// were found: `executions` are the matches up to `scannedThrough`, and nothing later is known.
     public var scanCut: ScanCut?
+    /// When the data the page was read from was last brought up to date with the upstream (an
+    /// index's last head refresh); nil when it was read from the upstream for this request.
+    public var dataAsOf: Timestamp?
 
     public init(executions: [UnifiedExecution], exhausted: Bool, cache: CacheDisposition, scanCut: ScanCut? = nil) {
         self.executions = executions
@@ -198,6 +203,10 @@ public protocol ExecutionProvider: Sendable {
     /// The fields the provider's detail call can supply; others are `null` without a call.
     var joinableFields: Set<JoinableField> { get }
 
+    /// False when no execution of this provider can match `filter` (a status it has no
+    /// counterpart for, test runs where it has none), so nothing need be read.
+    func mayHoldMatches(_ filter: ExecutionFilter) -> Bool
+
     /// Up to `limit` executions matching `filter`, strictly after `position` (from the start when
     /// nil), in `(createdAt desc, id desc)` order.
     func executions(
@@ -209,4 +218,9 @@ public protocol ExecutionProvider: Sendable {
 
     /// The detail record of one execution (`providerExecutionID` without the provider prefix).
     func detail(of providerExecutionID: String, call: UpstreamCallContext) async throws(ProviderError) -> ExecutionDetail
+}
+
+extension ExecutionProvider {
+    /// A provider that knows nothing more of its data holds matches for any satisfiable filter.
+    public func mayHoldMatches(_ filter: ExecutionFilter) -> Bool { !filter.isUnsatisfiable }
 }

@@ -30,11 +30,17 @@ public struct KaizenProvider: UpstreamBackedProvider {
         call: UpstreamCallContext
     ) async throws(ProviderError) -> ProviderPage {
         guard limit > 0 else { return .nothingRequested }
-        guard let body = listBody(for: filter) else { return .noMatches() }
+        guard mayHoldMatches(filter), let body = listBody(for: filter) else { return .noMatches() }
         let source = KaizenListSource(provider: self, body: body, call: call)
         return try await KeysetMerge.page(
             sources: [source], after: filter.effectiveBoundary(after: position), filter: filter, limit: limit
         )
+    }
+
+    public func mayHoldMatches(_ filter: ExecutionFilter) -> Bool {
+        if filter.isUnsatisfiable { return false }
+        if let statuses = filter.statuses, statuses.allSatisfy({ Self.nativeStatus(for: $0) == nil }) { return false }
+        return true
     }
 
     /// The upstream filter for `filter`, or nil when no Kaizen execution can match (no call needed).

@@ -48,12 +48,10 @@ public struct KapsoProvider: UpstreamBackedProvider {
         call: UpstreamCallContext
     ) async throws(ProviderError) -> ProviderPage {
         guard limit > 0 else { return .nothingRequested }
-        // Kapso has no test runs: isTest=true matches nothing of it.
-        if filter.isUnsatisfiable || filter.isTest == true { return .noMatches() }
+        guard mayHoldMatches(filter) else { return .noMatches() }
         var nativeStatus: String?
         if let statuses = filter.statuses {
             let native = Set(statuses.flatMap(Self.nativeStatuses(for:)))
-            if native.isEmpty { return .noMatches() }
             if native.count == 1 { nativeStatus = native.first }
         }
 
@@ -85,11 +83,18 @@ public struct KapsoProvider: UpstreamBackedProvider {
         return page
     }
 
+    public func mayHoldMatches(_ filter: ExecutionFilter) -> Bool {
+        // Kapso has no test runs: isTest=true matches nothing of it.
+        if filter.isUnsatisfiable || filter.isTest == true { return false }
+        if let statuses = filter.statuses, statuses.allSatisfy({ Self.nativeStatuses(for: $0).isEmpty }) { return false }
+        return true
+    }
+
     /// Bounds the workflow-list pages read, in case `meta` announces an absurd page count.
     static let maximumWorkflowPages = 100
 
     struct WorkflowListPage: Sendable {
-        var ids: [String]
+        var workflows: [KapsoWorkflowSummary]
         /// From Kapso's `meta: {page, per_page, total_pages, total_count}` when present.
         var totalPages: Int
     }
@@ -98,18 +103,25 @@ public struct KapsoProvider: UpstreamBackedProvider {
     /// The seed shows a bare `{data: [...]}`; Kapso's other lists carry `meta.total_pages`, so
     /// further pages are read when it announces them.
     func workflows(call: UpstreamCallContext) async throws(ProviderError) -> Fetched<[String]> {
+        let summaries = try await workflowSummaries(call: call)
+        return Fetched(value: summaries.value.map(\.id), cache: summaries.cache)
+    }
+
+    /// The organisation's workflows with when each last ran, from every page of `GET /workflows`.
+    public func workflowSummaries(call: UpstreamCallContext) async throws(ProviderError) -> Fetched<[KapsoWorkflowSummary]> {
         let first = try await workflowListPage(number: nil, call: call)
-        var ids = first.value.ids
+        var workflows = first.value.workflows
+        var seen = Set(workflows.map(\.id))
         var cache = first.cache
         let lastPage = min(first.value.totalPages, Self.maximumWorkflowPages)
         if lastPage >= 2 {
             for number in 2...lastPage {
                 let page = try await workflowListPage(number: number, call: call)
                 cache = cache.merged(with: page.cache)
-                for id in page.value.ids where !ids.contains(id) { ids.append(id) }
+                for workflow in page.value.workflows where seen.insert(workflow.id).inserted { workflows.append(workflow) }
             }
         }
-        return Fetched(value: ids, cache: cache)
+        return Fetched(value: workflows, cache: cache)
     }
 
     private func workflowListPage(number: Int?, call: UpstreamCallContext) async throws(ProviderError) -> Fetched<WorkflowListPage> {
@@ -125,13 +137,19 @@ public struct KapsoProvider: UpstreamBackedProvider {
         guard let items = root["data"]?.arrayValue else {
             throw .malformedResponse(reason: "the workflow list has no 'data' array")
         }
-        var ids: [String] = []
+        var workflows: [KapsoWorkflowSummary] = []
+        var seen: Set<String> = []
         for item in items {
-            let id = try item.requiredObject("a workflow").requiredID("id", in: "a workflow")
-            if !ids.contains(id) { ids.append(id) }
+            let record = try item.requiredObject("a workflow")
+            let id = try record.requiredID("id", in: "a workflow")
+            guard seen.insert(id).inserted else { continue }
+            workflows.append(KapsoWorkflowSummary(
+                id: id, lastExecutedAt: record.timestamp("last_executed_at"),
+                executionCount: record.nonNegativeInteger("execution_count").map { Int(clamping: $0) }
+            ))
         }
         let totalPages = root.object("meta")?.integer("total_pages").map { Int(clamping: $0) } ?? 1
-        return WorkflowListPage(ids: ids, totalPages: max(1, totalPages))
+        return WorkflowListPage(workflows: workflows, totalPages: max(1, totalPages))
     }
 
     struct WorkflowPage: Sendable {
@@ -256,6 +274,21 @@ public struct KapsoProvider: UpstreamBackedProvider {
     }
 }
 
+/// One workflow of `GET /workflows`, with what tells whether its executions changed.
+public struct KapsoWorkflowSummary: Sendable, Equatable {
+    public var id: String
+    /// When the workflow last started an execution; nil when Kapso did not say (or it never ran).
+    public var lastExecutedAt: Timestamp?
+    /// How many executions it has; nil when Kapso did not say.
+    public var executionCount: Int?
+
+    public init(id: String, lastExecutedAt: Timestamp?, executionCount: Int?) {
+        self.id = id
+        self.lastExecutedAt = lastExecutedAt
+        self.executionCount = executionCount
+    }
+}
+
 final class MissingWorkflowLog: Sendable {
     private let reported = Mutex<Set<String>>([])
 
@@ -265,7 +298,7 @@ final class MissingWorkflowLog: Sendable {
 }
 
 /// One workflow's executions from `created_before`, page by page along the native cursor.
-struct KapsoWorkflowSource: ExecutionChunkSource {
+public struct KapsoWorkflowSource: ExecutionChunkSource {
     let provider: KapsoProvider
     let workflowID: String
     let pageSize: Int
@@ -273,12 +306,14 @@ struct KapsoWorkflowSource: ExecutionChunkSource {
     let createdAfter: Timestamp?
     let createdBefore: Timestamp?
     let call: UpstreamCallContext
-    private var cursor: String?
+    /// Kapso's `after` cursor of the next page; nil before the first read and after the last.
+    public private(set) var cursor: String?
     private var cursorsUsed: Set<String> = []
 
-    init(
+    /// - Parameter cursor: where an earlier read of the same query stopped, to continue it.
+    public init(
         provider: KapsoProvider, workflowID: String, pageSize: Int, nativeStatus: String?,
-        createdAfter: Timestamp?, createdBefore: Timestamp?, call: UpstreamCallContext
+        createdAfter: Timestamp?, createdBefore: Timestamp?, call: UpstreamCallContext, cursor: String? = nil
     ) {
         self.provider = provider
         self.workflowID = workflowID
@@ -287,9 +322,10 @@ struct KapsoWorkflowSource: ExecutionChunkSource {
         self.createdAfter = createdAfter
         self.createdBefore = createdBefore
         self.call = call
+        self.cursor = cursor
     }
 
-    mutating func nextChunk() async throws(ProviderError) -> ExecutionChunk {
+    public mutating func nextChunk() async throws(ProviderError) -> ExecutionChunk {
         var query: [(name: String, value: String)] = [("limit", String(pageSize))]
         if let nativeStatus { query.append(("status", nativeStatus)) }
         if let createdAfter { query.append(("created_after", createdAfter.rfc3339)) }
@@ -304,6 +340,8 @@ struct KapsoWorkflowSource: ExecutionChunkSource {
             }
             cursor = next
             mayHaveMore = true
+        } else {
+            cursor = nil
         }
         return ExecutionChunk(executions: fetched.value.executions, mayHaveMore: mayHaveMore, cache: fetched.cache)
     }

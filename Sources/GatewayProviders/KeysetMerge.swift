@@ -3,16 +3,22 @@
 /// Only the order by `createdAt` is trusted: how an upstream orders executions created at the
 /// same instant may differ from the gateway's id order, so the merge never settles an execution
 /// while another one with the same instant may still be unread.
-protocol ExecutionChunkSource: Sendable {
+public protocol ExecutionChunkSource: Sendable {
     /// The next executions of the listing (possibly repeating some already returned, which the
     /// merge drops), and whether more may follow.
     mutating func nextChunk() async throws(ProviderError) -> ExecutionChunk
 }
 
-struct ExecutionChunk: Sendable {
-    var executions: [UnifiedExecution]
-    var mayHaveMore: Bool
-    var cache: CacheDisposition
+public struct ExecutionChunk: Sendable {
+    public var executions: [UnifiedExecution]
+    public var mayHaveMore: Bool
+    public var cache: CacheDisposition
+
+    public init(executions: [UnifiedExecution], mayHaveMore: Bool, cache: CacheDisposition) {
+        self.executions = executions
+        self.mayHaveMore = mayHaveMore
+        self.cache = cache
+    }
 }
 
 /// Merges ordered chunked listings into one page of the unified order: every execution strictly
@@ -115,11 +121,7 @@ enum KeysetMerge {
     private static func scannedThrough<Source>(_ lanes: [Lane<Source>], after boundary: ExecutionSortKey?) -> ExecutionSortKey? {
         var through: ExecutionSortKey?
         for lane in lanes where !lane.ended {
-            guard let oldest = lane.oldestRead else { return nil }
-            let (justAfter, overflow) = oldest.nanosecondsSinceEpoch.addingReportingOverflow(1)
-            if overflow { return nil }
-            // The empty id sorts last among executions created at that instant.
-            let key = ExecutionSortKey(createdAt: Timestamp(nanosecondsSinceEpoch: justAfter), id: "")
+            guard let oldest = lane.oldestRead, let key = ExecutionSortKey.above(oldest) else { return nil }
             if through.map({ key.precedes($0) }) ?? true { through = key }
         }
         guard let through else { return nil }

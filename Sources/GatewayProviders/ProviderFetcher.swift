@@ -154,9 +154,9 @@ enum ReadPurpose: Sendable {
 }
 
 /// A decoded upstream answer and how it was obtained.
-struct Fetched<Value: Sendable>: Sendable {
-    var value: Value
-    var cache: CacheDisposition
+public struct Fetched<Value: Sendable>: Sendable {
+    public var value: Value
+    public var cache: CacheDisposition
 }
 
 /// The one path every upstream read of a provider takes: request building, the shared response
@@ -468,7 +468,7 @@ public final class ProviderFetcher: Sendable {
 
 extension ProviderError {
     /// A refusal by the request's allowance of upstream calls, before any call.
-    var isCallLimitRefusal: Bool {
+    public var isCallLimitRefusal: Bool {
         switch self {
         case .callBudgetSpent, .callCeilingReached: true
         default: false

@@ -136,13 +136,10 @@ func elapsedMilliseconds(from start: Timestamp?, to end: Timestamp?) -> Int64? {
 extension ExecutionFilter {
     /// The later (in listing order) of `position` and the `createdBefore` bound, so a listing can
     /// skip everything before it with one comparison. nil: from the start.
-    func effectiveBoundary(after position: ProviderPosition?) -> ExecutionSortKey? {
+    public func effectiveBoundary(after position: ProviderPosition?) -> ExecutionSortKey? {
         var boundary = position?.last
-        if let createdBefore, createdBefore.nanosecondsSinceEpoch < Int64.max {
-            // Every execution created at or before `createdBefore` comes after this key.
-            let bound = ExecutionSortKey(
-                createdAt: Timestamp(nanosecondsSinceEpoch: createdBefore.nanosecondsSinceEpoch + 1), id: ""
-            )
+        // Every execution created at or before `createdBefore` comes after this key.
+        if let createdBefore, let bound = ExecutionSortKey.above(createdBefore) {
             if boundary.map({ $0.precedes(bound) }) ?? true { boundary = bound }
         }
         return boundary

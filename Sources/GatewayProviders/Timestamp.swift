@@ -7,6 +7,13 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
 
     public init(nanosecondsSinceEpoch: Int64) { self.nanosecondsSinceEpoch = nanosecondsSinceEpoch }
 
+    /// Whole seconds since the epoch; nil outside the representable instants (1677–2262).
+    public init?(unixSeconds: Int64) {
+        let (nanoseconds, overflow) = unixSeconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return nil }
+        self.nanosecondsSinceEpoch = nanoseconds
+    }
+
     public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool { lhs.nanosecondsSinceEpoch < rhs.nanosecondsSinceEpoch }
 
     /// Parses RFC 3339 `date-time` (`T` or `t` or space separator, `Z`/`z` or `±hh:mm`, optional

@@ -106,4 +106,13 @@ public struct ExecutionSortKey: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "\(createdAt.rfc3339)/\(id)" }
+
+    /// The key just above every execution created at `instant`: executions created later precede
+    /// it (or equal it), and those created at or before `instant` come after it. nil at the end of
+    /// the representable instants. (The empty id sorts last among executions of one instant.)
+    public static func above(_ instant: Timestamp) -> ExecutionSortKey? {
+        let (justAfter, overflow) = instant.nanosecondsSinceEpoch.addingReportingOverflow(1)
+        if overflow { return nil }
+        return ExecutionSortKey(createdAt: Timestamp(nanosecondsSinceEpoch: justAfter), id: "")
+    }
 }

@@ -37,6 +37,16 @@ struct OutboundPacer {
         perMinute = max(0, requestsPerMinute ?? 0)
     }
 
+    /// Calls the per-minute budget still allows in the rolling minute ending at `now`; nil when
+    /// there is no such budget. Background work (index syncs) asks before spending what clients
+    /// may need.
+    func callsLeftThisMinute(now: UInt64) -> Int? {
+        guard perMinute > 0 else { return nil }
+        let windowStart = now.subtractingClamped(Self.minute)
+        let inWindow = recentSlots.reduce(0) { $0 + ($1 > windowStart ? 1 : 0) }
+        return max(0, perMinute - inWindow)
+    }
+
     /// Reserves the earliest slot at or after `now` that both budgets allow, unless it would be
     /// later than `deadline`.
     mutating func reserve(now: UInt64, deadline: UInt64) -> Reservation {

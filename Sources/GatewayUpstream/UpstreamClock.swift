@@ -49,10 +49,10 @@ func monotonicNanoseconds() -> UInt64 {
 
 extension UInt64 {
     /// Addition that stops at `UInt64.max` instead of trapping, for deadlines built from configured durations.
-    func addingClamped(_ other: UInt64) -> UInt64 {
+    public func addingClamped(_ other: UInt64) -> UInt64 {
         let (sum, overflow) = addingReportingOverflow(other)
         return overflow ? .max : sum
     }
 
-    func subtractingClamped(_ other: UInt64) -> UInt64 { self > other ? self - other : 0 }
+    public func subtractingClamped(_ other: UInt64) -> UInt64 { self > other ? self - other : 0 }
 }

@@ -120,6 +120,15 @@ public final class UpstreamEndpoint: Sendable {
         return state.withLock { $0.refusal(for: credentialKey, now: now) }
     }
 
+    /// Calls `requestsPerMinute` still allows in the current rolling minute; nil without that budget.
+    public func callsLeftThisMinute() -> Int? {
+        let now = clock.now()
+        return state.withLock { $0.pacer.callsLeftThisMinute(now: now) }
+    }
+
+    /// The configured `requestsPerMinute`; nil without that budget.
+    public var requestsPerMinute: Int? { policy.requestsPerMinute }
+
     /// When calls with this credential may go upstream again, if a Retry-After pause is in force.
     public func pausedUntil(credentialKey: String) -> UInt64? {
         let now = clock.now()

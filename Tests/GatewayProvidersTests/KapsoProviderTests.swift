@@ -253,8 +253,13 @@ import Testing
     }
 
     @Test func theWorkflowListAnnouncesItsPages() throws {
-        let bare = try KapsoProvider.workflowListPage(["data": [["id": "wf-1", "name": "Bot"], ["id": "wf-2"], ["id": "wf-1"]]])
-        #expect(bare.ids == ["wf-1", "wf-2"])
+        let bare = try KapsoProvider.workflowListPage([
+            "data": [["id": "wf-1", "name": "Bot", "last_executed_at": "2026-01-02T03:04:05Z", "execution_count": 7], ["id": "wf-2"], ["id": "wf-1"]],
+        ])
+        #expect(bare.workflows.map(\.id) == ["wf-1", "wf-2"])
+        #expect(bare.workflows.first?.lastExecutedAt == Timestamp(rfc3339: "2026-01-02T03:04:05Z"))
+        #expect(bare.workflows.first?.executionCount == 7)
+        #expect(bare.workflows.last?.lastExecutedAt == nil && bare.workflows.last?.executionCount == nil)
         #expect(bare.totalPages == 1)
         let paged = try KapsoProvider.workflowListPage(["data": [["id": "wf-3"]], "meta": ["page": 1, "per_page": 1, "total_pages": 4, "total_count": 4]])
         #expect(paged.totalPages == 4)

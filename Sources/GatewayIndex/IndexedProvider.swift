@@ -1,0 +1,412 @@
+import DequeModule
+public import GatewayProviders
+public import GatewayUpstream
+public import Logging
+import Synchronization
+
+/// A provider type's way of keeping an `ExecutionIndex` in sync with its upstream.
+///
+/// The synchroniser only reads; `IndexedProvider` owns the index, runs one sync step at a time
+/// per index, and swaps results in.
+public protocol IndexSynchronizer: Sendable {
+    /// What the synchroniser remembers between steps beside the index (Kapso: each workflow's
+    /// `last_executed_at` and deeper-read cursor).
+    associatedtype Memo: Sendable
+    associatedtype Provider: UpstreamBackedProvider
+
+    var provider: Provider { get }
+
+    /// The index and memo of a credential nothing was read for yet.
+    func emptyIndex() -> (ExecutionIndex, Memo)
+
+    /// Brings executions created since the last refresh into the index, and status changes as
+    /// far as the budget allows. May replace the index whole.
+    func refreshHead(_ index: inout ExecutionIndex, memo: inout Memo, call: UpstreamCallContext) async throws(ProviderError)
+
+    /// Reads `source` one stretch past its coverage.
+    func deepen(_ source: String, in index: ExecutionIndex, memo: Memo, call: UpstreamCallContext) async throws(ProviderError) -> SourceRead<Memo>
+
+    /// The sources that can hold an execution matching `filter`; nil: every source.
+    func sources(for filter: ExecutionFilter, in index: ExecutionIndex) -> Set<String>?
+}
+
+/// What one deeper read of a source found.
+public struct SourceRead<Memo>: Sendable {
+    public var source: String
+    public var executions: [UnifiedExecution]
+    /// The source's coverage once `executions` are in the index.
+    public var coverage: SourceCoverage
+    public var updateMemo: @Sendable (inout Memo) -> Void
+
+    public init(source: String, executions: [UnifiedExecution], coverage: SourceCoverage, updateMemo: @escaping @Sendable (inout Memo) -> Void = { _ in }) {
+        self.source = source
+        self.executions = executions
+        self.coverage = coverage
+        self.updateMemo = updateMemo
+    }
+}
+
+/// How long an index answers without going upstream.
+public struct IndexFreshness: Sendable, Equatable {
+    /// After this long since the last head refresh, the next page starts another one
+    /// (`cache.listTTLMs`): a new execution is visible within it of a page asking.
+    public var refreshAfterNanoseconds: UInt64
+    /// While head refreshes fail, the index is still served (marked stale) for this long past
+    /// `refreshAfterNanoseconds` (`cache.staleIfErrorMs`); after that a page waits for a refresh
+    /// and fails with its error.
+    public var staleIfErrorNanoseconds: UInt64
+
+    public init(refreshAfterNanoseconds: UInt64, staleIfErrorNanoseconds: UInt64) {
+        self.refreshAfterNanoseconds = refreshAfterNanoseconds
+        self.staleIfErrorNanoseconds = staleIfErrorNanoseconds
+    }
+}
+
+/// One index and what goes with it. Pages read `state.index` as a value (a snapshot); sync
+/// steps run one at a time (`turns`) and swap their result in.
+final class IndexEntry<Sync: IndexSynchronizer>: AnyIndexEntry {
+    struct State {
+        var index: ExecutionIndex
+        var memo: Sync.Memo
+        /// The clock's instant of the last successful head refresh; nil: none yet.
+        var refreshedAt: UInt64?
+        var refreshedAtUnixSeconds: Int64?
+        var backgroundRefreshRunning = false
+    }
+
+    let state: Mutex<State>
+    let turns = SerialTurns()
+
+    init(index: ExecutionIndex, memo: Sync.Memo) {
+        state = Mutex(State(index: index, memo: memo))
+    }
+
+    var footprint: (executions: Int, bytes: Int) {
+        state.withLock { ($0.index.count, $0.index.estimatedBytes) }
+    }
+}
+
+/// One at a time, in arrival order: the sync steps of one index are never concurrent.
+final class SerialTurns: Sendable {
+    private let state = Mutex<(busy: Bool, waiting: Deque<CheckedContinuation<Void, Never>>)>((false, []))
+
+    func run<T>(_ body: () async throws(ProviderError) -> T) async throws(ProviderError) -> T {
+        await acquire()
+        defer { release() }
+        return try await body()
+    }
+
+    private func acquire() async {
+        await withCheckedContinuation { continuation in
+            let granted = state.withLock { state -> Bool in
+                if state.busy {
+                    state.waiting.append(continuation)
+                    return false
+                }
+                state.busy = true
+                return true
+            }
+            if granted { continuation.resume() }
+        }
+    }
+
+    private func release() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if let next = state.waiting.popFirst() { return next }  // stays busy: handed over
+            state.busy = false
+            return nil
+        }
+        next?.resume()
+    }
+}
+
+/// A provider whose listings are answered from an index of its executions, kept in sync with
+/// the upstream, per upstream credential identity (docs/api.md, Freshness).
+///
+/// A page costs no upstream call while the index is fresh. When it is older than the list TTL,
+/// the page is answered from it and a head refresh starts behind it (stale-while-revalidate);
+/// `Cache-Control: no-cache` waits for that refresh instead. A page that reaches past what the
+/// index covers reads the sources it needs one stretch deeper, newest first, and only those.
+/// `include=raw` needs the records as the provider sent them, which the index does not keep, so
+/// such pages are read from the provider directly.
+public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
+    public let synchronizer: Sync
+    private let store: IndexStore
+    private let freshness: IndexFreshness
+    private let clock: any UpstreamClock
+    private let logger: Logger
+
+    /// Sources deepened together in one step: the few with the newest boundaries, so a cold page
+    /// costs about one call per source that holds one of its executions.
+    static var sourcesPerStep: Int { 4 }
+    /// Bounds the deeper reads of one page, whatever the upstream announces.
+    static var maximumStepsPerPage: Int { 1000 }
+
+    public init(synchronizer: Sync, store: IndexStore, freshness: IndexFreshness, clock: any UpstreamClock = SystemUpstreamClock(), logger: Logger) {
+        self.synchronizer = synchronizer
+        self.store = store
+        self.freshness = freshness
+        self.clock = clock
+        self.logger = logger
+    }
+
+    public var name: String { synchronizer.provider.name }
+    public var type: String { synchronizer.provider.type }
+    public var joinableFields: Set<JoinableField> { synchronizer.provider.joinableFields }
+    public var fetcher: ProviderFetcher { synchronizer.provider.fetcher }
+
+    public func mayHoldMatches(_ filter: ExecutionFilter) -> Bool { synchronizer.provider.mayHoldMatches(filter) }
+
+    public func detail(of providerExecutionID: String, call: UpstreamCallContext) async throws(ProviderError) -> ExecutionDetail {
+        try await synchronizer.provider.detail(of: providerExecutionID, call: call)
+    }
+
+    public func executions(
+        matching filter: ExecutionFilter,
+        after position: ProviderPosition?,
+        limit: Int,
+        call: UpstreamCallContext
+    ) async throws(ProviderError) -> ProviderPage {
+        if call.needsRawRecords {
+            return try await synchronizer.provider.executions(matching: filter, after: position, limit: limit, call: call)
+        }
+        guard limit > 0 else { return ProviderPage(executions: [], exhausted: false, cache: .hit) }
+        if !mayHoldMatches(filter) { return ProviderPage(executions: [], exhausted: true, cache: .hit) }
+
+        let entry = store.entry(provider: name, credentialIdentity: call.credentialIdentity) {
+            let (index, memo) = synchronizer.emptyIndex()
+            return IndexEntry<Sync>(index: index, memo: memo)
+        }
+        var cache = try await freshen(entry, call: call)
+        let boundary = filter.effectiveBoundary(after: position)
+
+        for _ in 0..<Self.maximumStepsPerPage {
+            let index = entry.state.withLock { $0.index }
+            let page = index.page(
+                matching: filter, after: boundary, limit: limit, sources: synchronizer.sources(for: filter, in: index)
+            )
+            if page.sourcesToDeepen.isEmpty {
+                return answer(page.executions, exhausted: page.exhausted, cache: cache, entry: entry)
+            }
+            do throws(ProviderError) {
+                try await deepen(entry, sources: chooseSources(for: page, in: index), call: call)
+                cache = cache.merged(with: .miss)
+            } catch .callCeilingReached(let ceiling) {
+                // The page ends where the index is complete, with a cursor that continues there.
+                guard let through = page.coveredThrough, boundary.map({ $0.precedes(through) }) ?? true else {
+                    throw .callCeilingReached(ceiling: ceiling)
+                }
+                var cut = answer(page.executions, exhausted: false, cache: cache, entry: entry)
+                cut.scanCut = ScanCut(scannedThrough: through, ceiling: ceiling)
+                return cut
+            }
+        }
+        throw .malformedResponse(reason: "the listing still announced more after \(Self.maximumStepsPerPage) deeper reads")
+    }
+
+    private func answer(_ executions: [UnifiedExecution], exhausted: Bool, cache: CacheDisposition, entry: IndexEntry<Sync>) -> ProviderPage {
+        let (refreshedAt, unixSeconds) = entry.state.withLock { ($0.refreshedAt, $0.refreshedAtUnixSeconds) }
+        var page = ProviderPage(executions: executions, exhausted: exhausted, cache: cache)
+        page.dataAsOf = unixSeconds.flatMap { Timestamp(unixSeconds: $0) }
+        // A page rendered from the index may be kept as long as the index is fresh, and no longer.
+        if cache != .stale, let refreshedAt {
+            ProviderFetcher.partFreshness?.record(freshUntil: refreshedAt.addingClamped(freshness.refreshAfterNanoseconds))
+        }
+        return page
+    }
+
+    // MARK: - Freshness
+
+    /// Makes sure the index may answer: waits for a head refresh when there is no data yet, when
+    /// the client asked for `no-cache`, or when the data is older than the stale window allows;
+    /// otherwise starts one behind the page when the data is older than the list TTL.
+    private func freshen(_ entry: IndexEntry<Sync>, call: UpstreamCallContext) async throws(ProviderError) -> CacheDisposition {
+        let now = clock.now()
+        let refreshedAt = entry.state.withLock { $0.refreshedAt }
+        guard let refreshedAt else {
+            try await refreshHead(entry, unlessRefreshedSince: now, call: call)
+            return .miss
+        }
+        let age = now.subtractingClamped(refreshedAt)
+        let servableFor = freshness.refreshAfterNanoseconds.addingClamped(freshness.staleIfErrorNanoseconds)
+        if call.bypassCache || age > servableFor {
+            do throws(ProviderError) {
+                try await refreshHead(entry, unlessRefreshedSince: now, call: call)
+                return .miss
+            } catch {
+                // The index may still answer within the stale window; `no-cache` learns it is stale.
+                if age > servableFor || error.isCallLimitRefusal { throw error }
+                return .stale
+            }
+        }
+        if age > freshness.refreshAfterNanoseconds {
+            refreshInBackground(entry, call: call)
+            return .stale
+        }
+        return .hit
+    }
+
+    /// One head refresh, unless one completed since `instant` (a concurrent page already did it).
+    private func refreshHead(_ entry: IndexEntry<Sync>, unlessRefreshedSince instant: UInt64, call: UpstreamCallContext) async throws(ProviderError) {
+        try await entry.turns.run { () throws(ProviderError) in
+            var (index, memo, refreshedAt) = entry.state.withLock { ($0.index, $0.memo, $0.refreshedAt) }
+            if let refreshedAt, refreshedAt >= instant { return }
+            let started = clock.now()
+            do throws(ProviderError) {
+                try await synchronizer.refreshHead(&index, memo: &memo, call: call)
+            } catch {
+                store.recordSync(failed: true)
+                logger.warning("index refresh failed", metadata: ["provider": "\(name)", "requestId": "\(call.requestID)", "error": "\(error)"])
+                throw error
+            }
+            let unixSeconds = clock.unixTimeSeconds()
+            entry.state.withLock {
+                $0.index = index
+                $0.memo = memo
+                $0.refreshedAt = started
+                $0.refreshedAtUnixSeconds = unixSeconds
+            }
+            store.recordSync(failed: false)
+            store.didChange(keep: entry)
+        }
+    }
+
+    /// A head refresh the page does not wait for; at most one per index at a time. It is made on
+    /// behalf of the page's client but with no deadline or call allowance of that request.
+    private func refreshInBackground(_ entry: IndexEntry<Sync>, call: UpstreamCallContext) {
+        let start = entry.state.withLock { state -> Bool in
+            if state.backgroundRefreshRunning { return false }
+            state.backgroundRefreshRunning = true
+            return true
+        }
+        guard start else { return }
+        var background = call
+        background.deadlineNanoseconds = nil
+        background.allowance = nil
+        background.bypassCache = false
+        let instant = clock.now()
+        Task { [self] in
+            defer { entry.state.withLock { $0.backgroundRefreshRunning = false } }
+            do throws(ProviderError) {
+                try await refreshHead(entry, unlessRefreshedSince: instant, call: background)
+            } catch {
+                // Logged by refreshHead; the next page tries again.
+            }
+        }
+    }
+
+    // MARK: - Deeper reads
+
+    /// The sources to read deeper for a page, a few at a time, those whose unread part could hold
+    /// the newest executions first (a source of which nothing is known comes first of all). When
+    /// the page stopped at an indexed execution, each of them must be read past it; when the
+    /// index ran out, only those tied for the newest unread part are read now, since reading
+    /// them may settle the page without the others (a cold Kapso page reads about one workflow
+    /// per execution it shows).
+    private func chooseSources(for page: IndexPage, in index: ExecutionIndex) -> [String] {
+        func rank(_ source: String) -> ExecutionSortKey? {
+            if case .through(let boundary) = index.coverage[source] { return boundary }
+            return nil
+        }
+        var candidates = page.sourcesToDeepen
+        if page.stoppedAt == nil, let newest = candidates.map(rank).min(by: { left, right in
+            switch (left, right) {
+            case (nil, _): return right != nil
+            case (_, nil): return false
+            case (let leftKey?, let rightKey?): return leftKey.precedes(rightKey)
+            }
+        }) {
+            candidates = candidates.filter { rank($0) == newest }
+        }
+        let ordered = candidates.sorted { left, right in
+            switch (rank(left), rank(right)) {
+            case (nil, nil): return left < right
+            case (nil, _): return true
+            case (_, nil): return false
+            case (let leftKey?, let rightKey?): return leftKey.precedes(rightKey) || (leftKey == rightKey && left < right)
+            }
+        }
+        return Array(ordered.prefix(Self.sourcesPerStep))
+    }
+
+    /// Reads each source one stretch deeper, together, and adds what they hold. A source another
+    /// page deepened meanwhile is not read again.
+    private func deepen(_ entry: IndexEntry<Sync>, sources: [String], call: UpstreamCallContext) async throws(ProviderError) {
+        let expected = entry.state.withLock { state in sources.map { state.index.coverage[$0] } }
+        try await entry.turns.run { () throws(ProviderError) in
+            let (index, memo) = entry.state.withLock { ($0.index, $0.memo) }
+            let stillNeeded = zip(sources, expected).filter { index.coverage[$0.0] == $0.1 }.map(\.0)
+            guard !stillNeeded.isEmpty else { return }
+            let results = await readConcurrently(stillNeeded, index: index, memo: memo, call: call)
+            // What was read is kept even when another source failed: those calls were spent.
+            var firstFailure: ProviderError?
+            entry.state.withLock { state in
+                for result in results {
+                    switch result {
+                    case .success(let read):
+                        state.index.upsert(read.executions)
+                        state.index.setCoverage(read.coverage, of: read.source)
+                        read.updateMemo(&state.memo)
+                    case .failure(let error):
+                        if firstFailure == nil { firstFailure = error }
+                    }
+                }
+            }
+            store.didChange(keep: entry)
+            if let firstFailure {
+                if !firstFailure.isCallLimitRefusal { store.recordSync(failed: true) }
+                throw firstFailure
+            }
+            store.recordSync(failed: false)
+        }
+    }
+
+    private func readConcurrently(
+        _ sources: [String], index: ExecutionIndex, memo: Sync.Memo, call: UpstreamCallContext
+    ) async -> [Result<SourceRead<Sync.Memo>, ProviderError>] {
+        if sources.count == 1, let only = sources.first {
+            do throws(ProviderError) {
+                return [.success(try await synchronizer.deepen(only, in: index, memo: memo, call: call))]
+            } catch {
+                return [.failure(error)]
+            }
+        }
+        let results = await withTaskGroup(of: (Int, Result<SourceRead<Sync.Memo>, ProviderError>).self) { group in
+            for (position, source) in sources.enumerated() {
+                group.addTask { [synchronizer] in
+                    // Assigned, then returned after the do/catch (see KeysetMerge.read).
+                    let result: Result<SourceRead<Sync.Memo>, ProviderError>
+                    do throws(ProviderError) {
+                        result = .success(try await synchronizer.deepen(source, in: index, memo: memo, call: call))
+                    } catch {
+                        result = .failure(error)
+                    }
+                    return (position, result)
+                }
+            }
+            var collected: [(Int, Result<SourceRead<Sync.Memo>, ProviderError>)] = []
+            for await result in group { collected.append(result) }
+            return collected.sorted { $0.0 < $1.0 }
+        }
+        return results.map(\.1)
+    }
+}
+
+extension IndexStore {
+    /// `provider` answered from an index in this store when its type has a synchroniser; as it
+    /// is otherwise.
+    public func indexing(
+        _ provider: any UpstreamBackedProvider, freshness: IndexFreshness, clock: any UpstreamClock = SystemUpstreamClock(), logger: Logger
+    ) -> any UpstreamBackedProvider {
+        switch provider {
+        case let kaizen as KaizenProvider:
+            IndexedProvider(synchronizer: KaizenIndexSync(provider: kaizen), store: self, freshness: freshness, clock: clock, logger: logger)
+        case let kapso as KapsoProvider:
+            IndexedProvider(synchronizer: KapsoIndexSync(provider: kapso), store: self, freshness: freshness, clock: clock, logger: logger)
+        case let b3os as B3OSProvider:
+            IndexedProvider(synchronizer: B3OSIndexSync(provider: b3os), store: self, freshness: freshness, clock: clock, logger: logger)
+        default:
+            provider
+        }
+    }
+}
