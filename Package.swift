@@ -201,7 +201,7 @@ let package = Package(
         .testTarget(
             name: "GatewayProvidersTests",
             dependencies: [
-                "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayServer", "GatewayCrypto",
+                "GatewayProviders", "GatewayIndex", "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayServer", "GatewayCrypto",
                 "GatewayEventLoop", "ProviderSimulator", "ExecutionsAPI", "GatewayTestSupport", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift

@@ -65,6 +65,15 @@ struct ProviderSimulatorCommand: AsyncParsableCommand {
     @Option(help: "Executions generated per organisation and provider.")
     var executions = 60
 
+    @Option(help: "Kaizen executions per organisation (default: --executions).")
+    var kaizenExecutions: Int?
+
+    @Option(help: "Kapso executions per organisation (default: --executions).")
+    var kapsoExecutions: Int?
+
+    @Option(help: "B3OS executions per organisation (default: --executions).")
+    var b3osExecutions: Int?
+
     @Option(help: "Workflows per organisation.")
     var workflows = 5
 
@@ -89,6 +98,9 @@ struct ProviderSimulatorCommand: AsyncParsableCommand {
             throw ValidationError("\(name) must be between 0 and 65535, got \(port)")
         }
         guard (0...100_000).contains(executions) else { throw ValidationError("--executions must be between 0 and 100000") }
+        for (name, count) in [("--kaizen-executions", kaizenExecutions), ("--kapso-executions", kapsoExecutions), ("--b3os-executions", b3osExecutions)] {
+            if let count, !(0...1_000_000).contains(count) { throw ValidationError("\(name) must be between 0 and 1000000") }
+        }
         guard (1...1000).contains(workflows) else { throw ValidationError("--workflows must be between 1 and 1000") }
         if let insertEveryMs, insertEveryMs <= 0 { throw ValidationError("--insert-every-ms must be positive") }
         guard latencyMs >= 0 else { throw ValidationError("--latency-ms must not be negative") }
@@ -99,7 +111,7 @@ struct ProviderSimulatorCommand: AsyncParsableCommand {
     func run() async throws {
         LoggingSystem.bootstrap(StreamLogHandler.standardError)
         let logger = Logger(label: "provider-simulator")
-        let simulator = ProviderSimulator(configuration: SimulatorConfiguration(
+        var configuration = SimulatorConfiguration(
             seed: seed,
             executionsPerOrganization: executions,
             workflowsPerOrganization: workflows,
@@ -108,7 +120,11 @@ struct ProviderSimulatorCommand: AsyncParsableCommand {
             kapsoBasePath: kapsoBasePath,
             kapsoRequestsPerMinute: kapsoRateLimit,
             b3osRequestsPerMinute: b3osRateLimit
-        ))
+        )
+        for (provider, count) in [(SimulatedProvider.kaizen, kaizenExecutions), (.kapso, kapsoExecutions), (.b3os, b3osExecutions)] {
+            if let count { configuration.executionsPerOrganization[provider] = count }
+        }
+        let simulator = ProviderSimulator(configuration: configuration)
         let servers = [(SimulatedProvider.kaizen, kaizenPort), (.kapso, kapsoPort), (.b3os, b3osPort)].map { provider, port in
             (provider, HTTPServer(
                 configuration: HTTPServerConfiguration(host: host, port: port, workers: 1),
