@@ -10,7 +10,9 @@ public struct KaizenFullList: Sendable {
 extension KaizenProvider {
     /// Every execution of the organisation (no filter); raw records are not kept.
     public func fullList(call: UpstreamCallContext) async throws(ProviderError) -> KaizenFullList {
-        var executions = try await list(body: .object(JSONObject()), call: call).value
+        var uncached = call
+        uncached.bypassCache = true  // the index is the cache
+        var executions = try await list(body: .object(JSONObject()), call: uncached).value
         for index in executions.indices {
             executions[index].raw = .null
         }
