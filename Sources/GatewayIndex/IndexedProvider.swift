@@ -285,7 +285,9 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
         background.allowance = nil
         background.bypassCache = false
         let instant = clock.now()
-        Task { [self] in
+        // Detached: the request's task-locals (its call counter, its page's freshness) must not
+        // count work that outlives it.
+        Task.detached { [self] in
             defer { entry.state.withLock { $0.backgroundRefreshRunning = false } }
             do throws(ProviderError) {
                 try await refreshHead(entry, unlessRefreshedSince: instant, call: background)
