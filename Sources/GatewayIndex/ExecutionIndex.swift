@@ -60,12 +60,13 @@ public struct IndexPage: Sendable {
 public struct ExecutionIndex: Sendable {
     /// Executions in ascending sort order (oldest first). New executions arrive at the head of the
     /// listing and deeper reads add older ones: both ends take a batch without moving the rest.
-    private var ascending = Deque<UnifiedExecution>()
-    /// Each indexed execution's sort key by provider execution id, to update or replace it.
-    private var keysByID: [String: ExecutionSortKey] = [:]
+    private var ascending = Deque<IndexedExecution>()
+    /// Each indexed execution's creation instant by provider execution id, to find it again.
+    private var instantsByID: [String: Int64] = [:]
+    private var interner = StringInterner()
     public private(set) var coverage: [String: SourceCoverage] = [:]
-    /// An estimate of the memory the index holds, for the indexes' shared byte budget.
-    public private(set) var estimatedBytes = 0
+    /// The records' estimated bytes, without the strings they share.
+    private var recordBytes = 0
 
     public init() {}
 
@@ -73,41 +74,41 @@ public struct ExecutionIndex: Sendable {
 
     public var isEmpty: Bool { ascending.isEmpty }
 
-    /// The newest execution indexed, if any.
-    public var newest: UnifiedExecution? { ascending.last }
+    /// An estimate of the memory the index holds, for the indexes' shared byte budget.
+    public var estimatedBytes: Int { recordBytes + interner.estimatedBytes }
 
     /// Adds executions or replaces the indexed ones with the same provider execution id (a status
     /// change keeps its place; a changed creation instant moves it). The raw provider record is
-    /// not kept: an index holds what pages and filters need.
+    /// not kept: an index holds what pages and filters need. Every execution of one index comes
+    /// from one provider.
     public mutating func upsert(_ executions: some Sequence<UnifiedExecution>) {
-        var batch: [UnifiedExecution] = []
+        var batch: [IndexedExecution] = []
         var seenInBatch: [String: Int] = [:]
         for execution in executions {
-            var stored = execution
-            stored.raw = .null
-            stored.sourceOffset = nil
+            let stored = IndexedExecution(execution, interner: &interner)
             if let earlier = seenInBatch[stored.providerExecutionID] {
                 batch[earlier] = stored  // the later reading of the same execution wins
                 continue
             }
-            if let existing = keysByID[stored.providerExecutionID], let index = position(of: existing) {
-                if existing == stored.sortKey {
-                    estimatedBytes += Self.estimatedBytes(of: stored) - Self.estimatedBytes(of: ascending[index])
+            if let instant = instantsByID[stored.providerExecutionID],
+               let index = position(createdAtNanoseconds: instant, providerExecutionID: stored.providerExecutionID) {
+                recordBytes -= ascending[index].estimatedBytes
+                if instant == stored.createdAtNanoseconds {
+                    recordBytes += stored.estimatedBytes
                     ascending[index] = stored
                     continue
                 }
-                estimatedBytes -= Self.estimatedBytes(of: ascending[index])
                 ascending.remove(at: index)
-                keysByID[stored.providerExecutionID] = nil
+                instantsByID[stored.providerExecutionID] = nil
             }
             seenInBatch[stored.providerExecutionID] = batch.count
             batch.append(stored)
         }
         guard !batch.isEmpty else { return }
-        batch.sort { $1.sortKey.precedes($0.sortKey) }
+        batch.sort { $1.precedes($0) }
         for execution in batch {
-            keysByID[execution.providerExecutionID] = execution.sortKey
-            estimatedBytes += Self.estimatedBytes(of: execution)
+            instantsByID[execution.providerExecutionID] = execution.createdAtNanoseconds
+            recordBytes += execution.estimatedBytes
         }
         guard let oldestInBatch = batch.first, let newestInBatch = batch.last,
               let oldest = ascending.first, let newest = ascending.last
@@ -115,9 +116,9 @@ public struct ExecutionIndex: Sendable {
             ascending.append(contentsOf: batch)
             return
         }
-        if oldestInBatch.sortKey.precedes(newest.sortKey) {
+        if oldestInBatch.precedes(newest) {
             ascending.append(contentsOf: batch)  // all newer: arrivals at the head
-        } else if oldest.sortKey.precedes(newestInBatch.sortKey) {
+        } else if oldest.precedes(newestInBatch) {
             ascending.prepend(contentsOf: batch)  // all older: a deeper read
         } else {
             ascending = Self.merged(ascending, batch)
@@ -125,12 +126,12 @@ public struct ExecutionIndex: Sendable {
     }
 
     /// Two ascending sequences as one (neither holds an id the other holds).
-    private static func merged(_ left: Deque<UnifiedExecution>, _ right: [UnifiedExecution]) -> Deque<UnifiedExecution> {
-        var result = Deque<UnifiedExecution>(minimumCapacity: left.count + right.count)
+    private static func merged(_ left: Deque<IndexedExecution>, _ right: [IndexedExecution]) -> Deque<IndexedExecution> {
+        var result = Deque<IndexedExecution>(minimumCapacity: left.count + right.count)
         var leftIndex = left.startIndex
         var rightIndex = right.startIndex
         while leftIndex < left.endIndex, rightIndex < right.endIndex {
-            if left[leftIndex].sortKey.precedes(right[rightIndex].sortKey) {
+            if left[leftIndex].precedes(right[rightIndex]) {
                 result.append(right[rightIndex])
                 rightIndex += 1
             } else {
@@ -148,7 +149,7 @@ public struct ExecutionIndex: Sendable {
         self.coverage[source] = coverage
     }
 
-    public func contains(providerExecutionID id: String) -> Bool { keysByID[id] != nil }
+    public func contains(providerExecutionID id: String) -> Bool { instantsByID[id] != nil }
 
     /// Up to `limit` executions matching `filter` strictly after `position` (from the newest when
     /// nil), stopping where the coverage of a source in `sources` ends (every source the index
@@ -182,14 +183,14 @@ public struct ExecutionIndex: Sendable {
         while index > 0, executions.count < limit {
             index -= 1
             let execution = ascending[index]
-            let key = execution.sortKey
-            if blocked || frontier.map({ $0.precedes(key) }) == true {
+            if blocked || frontier.map({ execution.compare(to: $0) > 0 }) == true {
+                let key = execution.sortKey
                 return IndexPage(
                     executions: executions, exhausted: false, sourcesToDeepen: sourcesNotCovering(key),
                     coveredThrough: blocked ? nil : frontier, stoppedAt: key
                 )
             }
-            if filter.matches(execution) { executions.append(execution) }
+            if filter.matches(execution) { executions.append(execution.unified) }
         }
         if executions.count >= limit {
             return IndexPage(executions: executions, exhausted: false, sourcesToDeepen: [], coveredThrough: nil, stoppedAt: nil)
@@ -213,17 +214,28 @@ public struct ExecutionIndex: Sendable {
     }
 
     /// Calls `body` with each execution, newest first, until it returns false.
-    public func forEachNewestFirst(_ body: (UnifiedExecution) -> Bool) {
+    func forEachNewestFirst(_ body: (IndexedExecution) -> Bool) {
         for execution in ascending.reversed() where !body(execution) { return }
     }
 
     // MARK: - Positions
 
-    /// The array index of the indexed execution with exactly this key.
-    private func position(of key: ExecutionSortKey) -> Int? {
-        let index = insertionIndex(for: key)
-        guard index < ascending.count, ascending[index].sortKey == key else { return nil }
-        return index
+    /// The array index of the indexed execution with this instant and provider id.
+    private func position(createdAtNanoseconds instant: Int64, providerExecutionID id: String) -> Int? {
+        // The first record that does not come after (instant, id) in ascending order.
+        var low = 0
+        var high = ascending.count
+        while low < high {
+            let middle = low + (high - low) / 2
+            let record = ascending[middle]
+            let isBelow = record.createdAtNanoseconds != instant
+                ? record.createdAtNanoseconds < instant : record.providerExecutionID.utf8.lexicographicallyPrecedes(id.utf8)
+            if isBelow { low = middle + 1 } else { high = middle }
+        }
+        guard low < ascending.count, ascending[low].createdAtNanoseconds == instant, ascending[low].providerExecutionID == id else {
+            return nil
+        }
+        return low
     }
 
     /// The first array index whose execution does not come before `key` in ascending order
@@ -233,25 +245,9 @@ public struct ExecutionIndex: Sendable {
         var high = ascending.count
         while low < high {
             let middle = low + (high - low) / 2
-            // Ascending order is the listing order reversed: `a` is below `b` when `b` precedes `a`.
-            if key.precedes(ascending[middle].sortKey) { low = middle + 1 } else { high = middle }
+            // Ascending order is the listing order reversed: a record is below `key` when `key` precedes it.
+            if ascending[middle].compare(to: key) > 0 { low = middle + 1 } else { high = middle }
         }
         return low
-    }
-
-    // MARK: - Memory
-
-    /// What one stored execution costs: the struct itself plus its strings' bytes (heap strings
-    /// carry a header; short ones are stored inline, which the estimate ignores in the index's
-    /// favour of being conservative).
-    static func estimatedBytes(of execution: UnifiedExecution) -> Int {
-        let stringHeader = 32
-        func cost(_ text: String?) -> Int { text.map { $0.utf8.count > 15 ? $0.utf8.count + stringHeader : 0 } ?? 0 }
-        var bytes = MemoryLayout<UnifiedExecution>.stride + MemoryLayout<ExecutionSortKey>.stride + 48  // + the id map entry
-        bytes += cost(execution.providerExecutionID) * 2  // the record and the id map's key
-        bytes += cost(execution.provider) + cost(execution.workflow?.id) + cost(execution.workflow?.name)
-        bytes += cost(execution.name) + cost(execution.providerStatus)
-        bytes += execution.searchableValues.reduce(MemoryLayout<String>.stride * execution.searchableValues.count) { $0 + cost($1) }
-        return bytes
     }
 }

@@ -149,7 +149,7 @@ public struct KapsoIndexSync: IndexSynchronizer {
     private static func indexedExtremes(_ index: ExecutionIndex) -> [String: (newest: Timestamp, oldestActive: Timestamp?)] {
         var extremes: [String: (newest: Timestamp, oldestActive: Timestamp?)] = [:]
         index.forEachNewestFirst { execution in
-            guard let workflowID = execution.workflow?.id else { return true }
+            guard let workflowID = execution.workflowID else { return true }
             var entry = extremes[workflowID] ?? (execution.createdAt, nil)
             if execution.status.map({ !$0.isTerminal }) ?? false { entry.oldestActive = execution.createdAt }
             extremes[workflowID] = entry

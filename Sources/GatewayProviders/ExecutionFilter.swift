@@ -29,11 +29,11 @@ public struct ExecutionFilter: Sendable, Hashable {
         self.isTest = isTest
     }
 
-    public func matches(_ execution: UnifiedExecution) -> Bool {
+    public func matches(_ execution: some FilterableExecution) -> Bool {
         if let statuses {
             guard let status = execution.status, statuses.contains(status) else { return false }
         }
-        if let workflowID, execution.workflow?.id != workflowID { return false }
+        if let workflowID, execution.workflowID != workflowID { return false }
         if let createdAfter, execution.createdAt < createdAfter { return false }
         if let createdBefore, execution.createdAt > createdBefore { return false }
         if let isTest {
@@ -41,10 +41,10 @@ public struct ExecutionFilter: Sendable, Hashable {
             if (execution.isTest ?? false) != isTest { return false }
         }
         if !searchTerms.isEmpty {
-            let haystacks = [execution.providerExecutionID, execution.id] + execution.searchableValues
             let matched = searchTerms.contains { term in
                 let needle = term.lowercased()
-                return haystacks.contains { $0.lowercased().contains(needle) }
+                func found(in haystack: String) -> Bool { haystack.lowercased().contains(needle) }
+                return found(in: execution.providerExecutionID) || found(in: execution.id) || execution.searchableValues.contains(where: found)
             }
             if !matched { return false }
         }
@@ -57,4 +57,23 @@ public struct ExecutionFilter: Sendable, Hashable {
         if let createdAfter, let createdBefore, createdAfter > createdBefore { return true }
         return false
     }
+}
+
+/// What a filter reads of an execution: the unified execution offers it, and so does an index's
+/// compact record, so both are filtered by the one `ExecutionFilter.matches`.
+public protocol FilterableExecution {
+    var status: ExecutionStatus? { get }
+    var workflowID: String? { get }
+    var createdAt: Timestamp { get }
+    /// nil when the provider has no such notion.
+    var isTest: Bool? { get }
+    var providerExecutionID: String { get }
+    /// `<provider name>:<provider's id>`.
+    var id: String { get }
+    /// Parameter values the `q` filter searches besides the id.
+    var searchableValues: [String] { get }
+}
+
+extension UnifiedExecution: FilterableExecution {
+    public var workflowID: String? { workflow?.id }
 }
