@@ -72,6 +72,9 @@ final class IndexEntry<Sync: IndexSynchronizer>: AnyIndexEntry {
         var refreshedAt: UInt64?
         var refreshedAtUnixSeconds: Int64?
         var backgroundRefreshRunning = false
+        /// When the last head refresh failed, so that pages do not start one after another
+        /// against a failing upstream.
+        var refreshFailedAt: UInt64?
     }
 
     let state: Mutex<State>
@@ -240,11 +243,15 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
             }
         }
         if age > freshness.refreshAfterNanoseconds {
-            refreshInBackground(entry, call: call)
+            refreshInBackground(entry, call: call, now: now)
             return .stale
         }
         return .hit
     }
+
+    /// After a failed refresh, pages wait this long (or the list TTL, if shorter) before starting
+    /// another one in the background.
+    static var retryAfterFailedRefreshNanoseconds: UInt64 { 1_000_000_000 }
 
     /// One head refresh, unless one completed since `instant` (a concurrent page already did it).
     private func refreshHead(_ entry: IndexEntry<Sync>, unlessRefreshedSince instant: UInt64, call: UpstreamCallContext) async throws(ProviderError) {
@@ -255,6 +262,8 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
             do throws(ProviderError) {
                 try await synchronizer.refreshHead(&index, memo: &memo, call: call)
             } catch {
+                let failedAt = clock.now()
+                entry.state.withLock { $0.refreshFailedAt = failedAt }
                 store.recordSync(failed: true)
                 logger.warning("index refresh failed", metadata: ["provider": "\(name)", "requestId": "\(call.requestID)", "error": "\(error)"])
                 throw error
@@ -273,9 +282,11 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
 
     /// A head refresh the page does not wait for; at most one per index at a time. It is made on
     /// behalf of the page's client but with no deadline or call allowance of that request.
-    private func refreshInBackground(_ entry: IndexEntry<Sync>, call: UpstreamCallContext) {
+    private func refreshInBackground(_ entry: IndexEntry<Sync>, call: UpstreamCallContext, now: UInt64) {
+        let pause = min(Self.retryAfterFailedRefreshNanoseconds, freshness.refreshAfterNanoseconds)
         let start = entry.state.withLock { state -> Bool in
             if state.backgroundRefreshRunning { return false }
+            if let failedAt = state.refreshFailedAt, now.subtractingClamped(failedAt) < pause { return false }
             state.backgroundRefreshRunning = true
             return true
         }

@@ -54,7 +54,17 @@ public struct KapsoIndexSync: IndexSynchronizer {
         if provider.configuredWorkflowIDs.isEmpty {
             workflows = try await provider.workflowSummaries(call: call).value
         } else {
-            workflows = provider.configuredWorkflowIDs.map { KapsoWorkflowSummary(id: $0, lastExecutedAt: nil, executionCount: nil) }
+            // Configured workflows still learn when they last ran where the key may list them;
+            // where it may not, each one's head is read on every refresh instead.
+            var listed: [String: KapsoWorkflowSummary] = [:]
+            do throws(ProviderError) {
+                for summary in try await provider.workflowSummaries(call: call).value { listed[summary.id] = summary }
+            } catch {
+                if error.isCallLimitRefusal { throw error }
+            }
+            workflows = provider.configuredWorkflowIDs.map {
+                listed[$0] ?? KapsoWorkflowSummary(id: $0, lastExecutedAt: nil, executionCount: nil)
+            }
         }
         memo.refreshes += 1
         let indexed = Self.indexedExtremes(index)

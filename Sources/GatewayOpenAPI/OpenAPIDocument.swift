@@ -1151,6 +1151,14 @@ components:
         exhausted:
           const: true
           description: 'Extension: present (and `true`) when the provider has nothing more to show for this walk.'
+        asOf:
+          type: string
+          format: date-time
+          description: |
+            Extension: when the provider's index, from which this part was read, was last brought
+            up to date with the upstream (whole seconds). A page asking after `cache.listTTLMs`
+            starts the next refresh; `Cache-Control: no-cache` waits for it. Absent when the part
+            was read from the upstream for this request (`include=raw`).
         scanCutShort:
           const: true
           description: |

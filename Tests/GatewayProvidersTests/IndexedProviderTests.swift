@@ -251,3 +251,61 @@ import Testing
         }
     }
 }
+
+/// The provider's per-minute budget holds whatever the client traffic: a flood of pages on a
+/// cold Kapso index, half of them asking for `no-cache`, on a fake clock that moves only when the
+/// pacer waits.
+@Suite struct IndexBudgetTests {
+    @Test func aFloodOfPagesNeverSpendsMoreThanTheMinuteBudget() async throws {
+        try await withSimulator(executions: 400, workflows: 30) { harness in
+            let expected = try await IndexedProviderTests.truth(.kapso, harness)
+            var policy = SimulatorHarness.policy()
+            policy.requestsPerMinute = 20
+            let store = IndexStore(maxBytes: 1 << 30)
+            let indexed = store.indexing(
+                try harness.kapso(policy: policy),
+                freshness: IndexFreshness(refreshAfterNanoseconds: 5_000_000_000, staleIfErrorNanoseconds: 300_000_000_000),
+                clock: harness.clocks, logger: SimulatorHarness.quietLogger("test.index")
+            )
+            // Rounds of 30 concurrent pages, a minute apart: within each minute at most 20 calls
+            // go upstream (the rest are refused with Retry-After, never sent), and the index
+            // keeps what each round read, so the pages complete after a few rounds.
+            var refused = 0
+            var completed = false
+            for round in 0..<6 where !completed {
+                let before = IndexedProviderTests.calls(.kapso, harness)
+                let outcomes = await withTaskGroup(of: Result<[String], ProviderError>.self) { group in
+                    for request in 0..<30 {
+                        group.addTask {
+                            do throws(ProviderError) {
+                                let page = try await indexed.executions(
+                                    matching: ExecutionFilter(), after: nil, limit: 150,
+                                    call: harness.call(DemoCredential.kapso, requestID: "flood-\(round)-\(request)", bypassCache: request % 2 == 0)
+                                )
+                                return .success(page.executions.map(\.id))
+                            } catch {
+                                return .failure(error)
+                            }
+                        }
+                    }
+                    var all: [Result<[String], ProviderError>] = []
+                    for await outcome in group { all.append(outcome) }
+                    return all
+                }
+                let calls = IndexedProviderTests.calls(.kapso, harness) - before
+                #expect(calls <= 20, "round \(round): \(calls) calls in one minute")
+                for outcome in outcomes {
+                    switch outcome {
+                    case .success(let ids): #expect(ids == expected.prefix(150).map(\.id))
+                    case .failure(.minuteBudgetSpent): refused += 1
+                    case .failure(let error): Issue.record("unexpected \(error)")
+                    }
+                }
+                completed = outcomes.allSatisfy { if case .success = $0 { true } else { false } }
+                harness.clocks.advance(milliseconds: 61_000)
+            }
+            #expect(refused > 0, "the flood needed more than one minute's budget")
+            #expect(completed)
+        }
+    }
+}
