@@ -299,6 +299,8 @@ struct ConfigurationValidator {
                        "must be 1 to 128 letters, digits, \".\", \"_\", \"~\" or \"-\", got \(shown(text))")
             }
         }
+        let maxListAnswerBytes = integer(
+            fields, "maxListAnswerBytes", 1...Int.max, default: ProviderSettings.Defaults.maxListAnswerBytes)
         guard let name, let type, let baseURL, let credential else {
             return (name, fields.line(of: "name"), nil)
         }
@@ -313,6 +315,7 @@ struct ConfigurationValidator {
             requestsPerMinute: requestsPerMinute,
             workflowIds: workflowIds,
             orgId: orgId,
+            maxListAnswerBytes: maxListAnswerBytes,
             allowInsecureUpstream: allowInsecureUpstream
         )
         return (name, fields.line(of: "name"), settings)
