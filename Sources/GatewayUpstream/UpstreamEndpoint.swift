@@ -80,7 +80,7 @@ public final class UpstreamEndpoint: Sendable {
         -> UpstreamResponse
     {
         let transport = self.transport
-        return try await call(request, options: options, mayRetry: { true }) { outbound throws(UpstreamError) in
+        return try await call(request, options: options, failure: { AttemptFailure() }) { outbound throws(UpstreamError) in
             try await transport.execute(outbound)
         }
     }
@@ -101,7 +101,8 @@ public final class UpstreamEndpoint: Sendable {
         let started = clock.now()
         let progress = StreamProgress()
         let transport = self.transport
-        let head = try await call(request, options: options, mayRetry: { !progress.handedOutAnyByte }) { outbound throws(UpstreamError) in
+        let failure = { AttemptFailure(mayRetry: !progress.handedOutAnyByte, upstreamAnswered: progress.consumerRefused) }
+        let head = try await call(request, options: options, failure: failure) { outbound throws(UpstreamError) in
             try await Self.streamAttempt(
                 outbound, transport: transport, bufferLimitBytes: bufferLimitBytes, consume: consume, progress: progress)
         }
@@ -139,6 +140,7 @@ public final class UpstreamEndpoint: Sendable {
                         try await consume(chunk)
                     } catch {
                         body.abandon()
+                        progress.recordConsumerRefusal()
                         return .consumer(error)
                     }
                 }
@@ -163,10 +165,18 @@ public final class UpstreamEndpoint: Sendable {
         return try transportResult.get()
     }
 
+    /// What a failed attempt means beyond its error.
+    private struct AttemptFailure {
+        /// Whether it may still be repeated.
+        var mayRetry = true
+        /// The upstream answered and the caller refused what it sent (a streamed body its consumer
+        /// cannot read): for the breaker, as when a whole answer cannot be decoded, the upstream is up.
+        var upstreamAnswered = false
+    }
+
     /// The shared policy of `execute` and `stream` around `attempt`, which sends one attempt.
-    /// `mayRetry` says whether a failed attempt may still be repeated.
     private func call(
-        _ request: UpstreamRequest, options: UpstreamCallOptions, mayRetry: () -> Bool,
+        _ request: UpstreamRequest, options: UpstreamCallOptions, failure: () -> AttemptFailure,
         attempt: (UpstreamRequest) async throws(UpstreamError) -> UpstreamResponse
     ) async throws(UpstreamError) -> UpstreamResponse {
         let start = clock.now()
@@ -194,7 +204,7 @@ public final class UpstreamEndpoint: Sendable {
 
         do throws(UpstreamError) {
             let response = try await performAttempts(
-                request, options: options, deadline: deadline, mayRetry: mayRetry, attempt: attempt)
+                request, options: options, deadline: deadline, failure: failure, attempt: attempt)
             finishCall(with: .success(response))
             return response
         } catch {
@@ -247,7 +257,7 @@ public final class UpstreamEndpoint: Sendable {
     // MARK: - Attempts
 
     private func performAttempts(
-        _ request: UpstreamRequest, options: UpstreamCallOptions, deadline: UInt64, mayRetry: () -> Bool,
+        _ request: UpstreamRequest, options: UpstreamCallOptions, deadline: UInt64, failure: () -> AttemptFailure,
         attempt: (UpstreamRequest) async throws(UpstreamError) -> UpstreamResponse
     ) async throws(UpstreamError) -> UpstreamResponse {
         var retryNumber = 0
@@ -292,13 +302,14 @@ public final class UpstreamEndpoint: Sendable {
                 error = transportError
             }
 
-            settleBreaker(breakerOutcome(for: error), isProbe: isProbe)
+            let failed = failure()
+            settleBreaker(failed.upstreamAnswered ? .success : breakerOutcome(for: error), isProbe: isProbe)
 
             if case .httpStatus(let status, _, let retryAfter?) = error, status == 429 || status == 503 {
                 if retryAfter > 0 { startPause(credentialKey: options.credentialKey, seconds: retryAfter, status: status) }
                 throw error
             }
-            guard options.isIdempotent, retryNumber < policy.maxRetries, isRetryable(error), mayRetry() else { throw error }
+            guard options.isIdempotent, retryNumber < policy.maxRetries, isRetryable(error), failed.mayRetry else { throw error }
 
             let now = clock.now()
             let delay = backoff(retryNumber: retryNumber)
@@ -432,11 +443,14 @@ public final class UpstreamEndpoint: Sendable {
 
 /// What the attempts of one streamed call handed to its consumer.
 private final class StreamProgress: Sendable {
-    private let state = Mutex<(handedOut: Bool, lastAttempt: UpstreamBodyStream.Statistics)>((false, .init()))
+    private let state = Mutex<(handedOut: Bool, consumerRefused: Bool, lastAttempt: UpstreamBodyStream.Statistics)>(
+        (false, false, .init()))
 
     var handedOutAnyByte: Bool { state.withLock { $0.handedOut } }
+    var consumerRefused: Bool { state.withLock { $0.consumerRefused } }
     var lastAttemptStatistics: UpstreamBodyStream.Statistics { state.withLock { $0.lastAttempt } }
 
     func recordHandedOut() { state.withLock { $0.handedOut = true } }
+    func recordConsumerRefusal() { state.withLock { $0.consumerRefused = true } }
     func recordAttempt(_ statistics: UpstreamBodyStream.Statistics) { state.withLock { $0.lastAttempt = statistics } }
 }

@@ -225,6 +225,24 @@ import Testing
         }
     }
 
+    @Test func anAnswerItsConsumerCannotReadDoesNotCountAgainstTheBreaker() async throws {
+        try await withServer({ _ in Self.patternAnswer(total: 100_000) }) { server, client in
+            var policy = fastPolicy(maxRetries: 0, timeout: 120 * second)
+            policy.circuitBreaker = CircuitBreakerPolicy(failureThreshold: 2, openDurationNanoseconds: 60 * second)
+            let endpoint = UpstreamEndpoint(name: "unreadable", policy: policy, transport: client)
+            for _ in 0..<3 {
+                await #expect(throws: UpstreamError.malformedResponse(reason: "unreadable")) {
+                    try await endpoint.stream(
+                        UpstreamRequest(url: server.baseURL + "/list", maxResponseBodyBytes: 100_000), options: makeOptions()
+                    ) { _ throws(UpstreamError) in throw .malformedResponse(reason: "unreadable") }
+                }
+            }
+            // As when a whole answer cannot be decoded: the upstream is up, so the circuit stays closed.
+            #expect(endpoint.statistics().circuitState == .closed)
+            #expect(server.requests == 3)
+        }
+    }
+
     @Test func a429WithRetryAfterPausesTheCredentialAndNothingIsHandedOut() async throws {
         try await withServer({ _ in
             ScriptedSocketServer.Answer.whole(status: 429, headers: [("Retry-After", "7")], #"{"error":"slow down"}"#)
