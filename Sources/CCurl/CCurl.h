@@ -45,6 +45,15 @@ static inline CURLMcode ccurl_multi_setopt_long(CURLM *handle, CURLMoption optio
     return curl_multi_setopt(handle, option, value);
 }
 
+// A write callback returns this to pause receiving; curl_easy_pause(CURLPAUSE_CONT) resumes.
+// Both are composite macros that Swift does not import.
+static inline size_t ccurl_writefunc_pause(void) {
+    return CURL_WRITEFUNC_PAUSE;
+}
+static inline CURLcode ccurl_easy_unpause(CURL *handle) {
+    return curl_easy_pause(handle, CURLPAUSE_CONT);
+}
+
 // CURL_GLOBAL_DEFAULT is a composite macro that Swift does not import.
 static inline CURLcode ccurl_global_init_default(void) {
     return curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -96,6 +96,7 @@ public final class GatewayRuntime: Service, Sendable {
                     baseURL: settings.baseURL,
                     workflowIDs: settings.workflowIds,
                     organizationID: settings.orgId,
+                    maxListAnswerBytes: settings.type == .kaizen ? settings.maxListAnswerBytes : nil,
                     endpoint: endpoint,
                     cache: responseCache,
                     cachePolicy: ttls,
@@ -385,9 +386,24 @@ struct MeteredTransport: UpstreamTransport {
     let metrics: GatewayMetrics
 
     func execute(_ request: UpstreamRequest) async throws(UpstreamError) -> UpstreamResponse {
+        try await measured { () async throws(UpstreamError) in try await inner.execute(request) }
+    }
+
+    /// Passes the stream on, so a streamed answer stays streamed (never the buffering default).
+    func execute(_ request: UpstreamRequest, streamingSuccessBodyInto streamedBody: UpstreamBodyStream)
+        async throws(UpstreamError) -> UpstreamResponse
+    {
+        try await measured { () async throws(UpstreamError) in
+            try await inner.execute(request, streamingSuccessBodyInto: streamedBody)
+        }
+    }
+
+    private func measured(_ send: () async throws(UpstreamError) -> UpstreamResponse) async throws(UpstreamError)
+        -> UpstreamResponse
+    {
         let started = monotonicNanoseconds()
         do {
-            let response = try await inner.execute(request)
+            let response = try await send()
             let outcome = (200..<300).contains(response.status) ? "success" : "http_\(response.status / 100)xx"
             metrics.recordUpstreamCall(provider: provider, outcome: outcome, durationNanoseconds: monotonicNanoseconds() &- started)
             return response

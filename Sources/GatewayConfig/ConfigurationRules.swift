@@ -28,7 +28,7 @@ extension ConfigurationValidator {
 
         static func providerSpecific(_ type: ProviderType) -> [String] {
             switch type {
-            case .kaizen: []
+            case .kaizen: ["maxListAnswerBytes"]
             case .kapso: ["workflowIds"]
             case .b3os: ["orgId"]
             }

@@ -300,6 +300,8 @@ struct ConfigurationValidator {
                        "must be 1 to 128 letters, digits, \".\", \"_\", \"~\" or \"-\", got \(shown(text))")
             }
         }
+        let maxListAnswerBytes = integer(
+            fields, "maxListAnswerBytes", 1...Int.max, default: ProviderSettings.Defaults.maxListAnswerBytes)
         guard let name, let type, let baseURL, let credential else {
             return (name, fields.line(of: "name"), nil)
         }
@@ -314,6 +316,7 @@ struct ConfigurationValidator {
             requestsPerMinute: requestsPerMinute,
             workflowIds: workflowIds,
             orgId: orgId,
+            maxListAnswerBytes: maxListAnswerBytes,
             allowInsecureUpstream: allowInsecureUpstream
         )
         return (name, fields.line(of: "name"), settings)

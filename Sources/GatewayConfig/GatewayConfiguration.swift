@@ -268,6 +268,9 @@ public struct ProviderSettings: Sendable, Equatable {
     public var workflowIds: [String]
     /// B3OS only; sent as `X-Org-ID` when set.
     public var orgId: String?
+    /// Kaizen only: the largest answer of `POST /executions/list` read (as a stream) to index
+    /// the whole organisation.
+    public var maxListAnswerBytes: Int
     /// Lets `baseURL` be `http://` on a host other than loopback (credentials then cross the network in clear).
     public var allowInsecureUpstream: Bool
 
@@ -278,6 +281,8 @@ public struct ProviderSettings: Sendable, Equatable {
         public static let requestsPerSecond: Double = 10
         public static let requestsPerMinute = 0
         public static let allowInsecureUpstream = false
+        /// 1 GiB: about 900,000 Kaizen executions at 1.1 KB each.
+        public static let maxListAnswerBytes = 1_073_741_824
     }
 
     public init(
@@ -291,6 +296,7 @@ public struct ProviderSettings: Sendable, Equatable {
         requestsPerMinute: Int = Defaults.requestsPerMinute,
         workflowIds: [String] = [],
         orgId: String? = nil,
+        maxListAnswerBytes: Int = Defaults.maxListAnswerBytes,
         allowInsecureUpstream: Bool = Defaults.allowInsecureUpstream
     ) {
         self.name = name
@@ -303,6 +309,7 @@ public struct ProviderSettings: Sendable, Equatable {
         self.requestsPerMinute = requestsPerMinute
         self.workflowIds = workflowIds
         self.orgId = orgId
+        self.maxListAnswerBytes = maxListAnswerBytes
         self.allowInsecureUpstream = allowInsecureUpstream
     }
 }

@@ -104,6 +104,9 @@ public final class GatewayConfigurationSnapshot: Sendable {
             if let orgId = provider.orgId {
                 set(prefix + ["orgId"], .string(orgId))
             }
+            if provider.type == .kaizen {
+                set(prefix + ["maxListAnswerBytes"], .int(provider.maxListAnswerBytes))
+            }
             set(prefix + ["allowInsecureUpstream"], .bool(provider.allowInsecureUpstream))
         }
 

@@ -89,7 +89,7 @@ extension GatewayConfiguration {
                     lines.append("    orgId: \(Self.yamlString(orgId))")
                 }
             case .kaizen:
-                break
+                lines.append("    maxListAnswerBytes: \(provider.maxListAnswerBytes)")
             }
         }
         return lines.joined(separator: "\n") + "\n"

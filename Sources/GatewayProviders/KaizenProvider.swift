@@ -13,11 +13,24 @@ public struct KaizenProvider: UpstreamBackedProvider {
     public var type: String { "kaizen" }
     public var joinableFields: Set<JoinableField> { [.downloads, .startBlock] }
     public let fetcher: ProviderFetcher
+    /// The largest list answer `fullList` reads (`providers[].maxListAnswerBytes`).
+    public let maxListAnswerBytes: Int
     private let logger: Logger
 
-    public init(name: String, fetcher: ProviderFetcher, logger: Logger = Logger(label: "gateway.providers.kaizen")) {
+    /// `providers[].maxListAnswerBytes` when the configuration does not set it: far above any
+    /// organisation seen (about 1.1 KB per execution), while still refusing a runaway answer.
+    public static let defaultMaxListAnswerBytes = 1_073_741_824
+    /// The largest single execution record `fullList` reads; a record is about 1.1 KB, so one of a
+    /// mebibyte is not an execution but a broken or hostile answer.
+    public static let maxListRecordBytes = 1_048_576
+
+    public init(
+        name: String, fetcher: ProviderFetcher, maxListAnswerBytes: Int = KaizenProvider.defaultMaxListAnswerBytes,
+        logger: Logger = Logger(label: "gateway.providers.kaizen")
+    ) {
         self.name = name
         self.fetcher = fetcher
+        self.maxListAnswerBytes = maxListAnswerBytes
         self.logger = logger
     }
 
@@ -83,6 +96,30 @@ public struct KaizenProvider: UpstreamBackedProvider {
             }
         }
         return executions
+    }
+
+    /// Every execution of the organisation (no filter), read as a stream; raw records are not kept.
+    ///
+    /// For an index that holds the whole organisation: the answer may reach `maxListAnswerBytes`
+    /// and is never held whole nor cached; each record is mapped as it completes and only its
+    /// list-level fields are kept (`raw` is `.null`). Unreadable records are skipped and logged,
+    /// as in a page; a truncated, malformed or oversize answer is an error.
+    public func fullList(call: UpstreamCallContext) async throws(ProviderError) -> KaizenFullList {
+        let request = ProviderRequest(method: .post, path: "/executions/list", jsonBody: .object(JSONObject()))
+        let skipped = SkippedRecordLog(logger: logger, provider: name, requestID: call.requestID)
+        let listing = try await fetcher.streamListing(
+            request, call: call, arrayAt: .member("executions"), maxAnswerBytes: maxListAnswerBytes,
+            maxElementBytes: Self.maxListRecordBytes
+        ) { item -> UnifiedExecution? in
+            guard var execution = skipped.readable(item, { item throws(ProviderError) in try Self.execution(from: item, provider: skipped.provider) })
+            else { return nil }
+            execution.raw = .null
+            execution.sourceOffset = nil
+            return execution
+        }
+        return KaizenFullList(
+            executions: listing.elements, skippedRecords: listing.elementsRead - listing.elements.count,
+            answerBytes: listing.answerBytes, peakBufferedBytes: listing.peakBufferedBytes)
     }
 
     // MARK: - Detail
@@ -158,6 +195,29 @@ public struct KaizenProvider: UpstreamBackedProvider {
             searchableValues: record["params"]?.searchableTexts ?? [],
             raw: value
         )
+    }
+}
+
+/// What `KaizenProvider.fullList` read.
+public struct KaizenFullList: Sendable {
+    /// In answer order, each with `raw` = `.null`.
+    public var executions: [UnifiedExecution]
+    /// Records that could not be read (logged one by one).
+    public var skippedRecords: Int
+    /// The size of the answer's body.
+    public var answerBytes: Int
+    /// The most answer bytes that waited at once between the HTTP client and the parser.
+    var peakBufferedBytes: Int
+
+    public init(executions: [UnifiedExecution], skippedRecords: Int, answerBytes: Int) {
+        self.init(executions: executions, skippedRecords: skippedRecords, answerBytes: answerBytes, peakBufferedBytes: 0)
+    }
+
+    init(executions: [UnifiedExecution], skippedRecords: Int, answerBytes: Int, peakBufferedBytes: Int) {
+        self.executions = executions
+        self.skippedRecords = skippedRecords
+        self.answerBytes = answerBytes
+        self.peakBufferedBytes = peakBufferedBytes
     }
 }
 

@@ -66,6 +66,7 @@ public enum ProviderFactory {
     ///   - baseURL: e.g. `https://api.kapso.ai/platform/v1`; a trailing slash is ignored.
     ///   - workflowIDs: Kapso only; empty means discover them with `GET /workflows`.
     ///   - organizationID: B3OS only; sent as `X-Org-ID`.
+    ///   - maxListAnswerBytes: Kaizen only; the largest list answer `fullList` reads (nil: the default).
     ///   - endpoint: the provider's upstream policy (timeouts, concurrency, pacing, retries, pauses).
     ///   - cache: the gateway's shared response cache.
     public static func make(
@@ -74,6 +75,7 @@ public enum ProviderFactory {
         baseURL: String,
         workflowIDs: [String] = [],
         organizationID: String? = nil,
+        maxListAnswerBytes: Int? = nil,
         endpoint: UpstreamEndpoint,
         cache: ResponseCache,
         cachePolicy: ProviderCachePolicy,
@@ -88,6 +90,9 @@ public enum ProviderFactory {
         if organizationID != nil && providerType != .b3os {
             throw .settingNotApplicable(provider: name, setting: "orgId", type: type)
         }
+        if maxListAnswerBytes != nil && providerType != .kaizen {
+            throw .settingNotApplicable(provider: name, setting: "maxListAnswerBytes", type: type)
+        }
         let fetcher = ProviderFetcher(
             providerName: name, baseURL: baseURL, credentialPlacement: providerType.credentialPlacement,
             organizationID: providerType == .b3os ? organizationID : nil,
@@ -97,7 +102,9 @@ public enum ProviderFactory {
         providerLogger[metadataKey: "provider"] = "\(name)"
         switch providerType {
         case .kaizen:
-            return KaizenProvider(name: name, fetcher: fetcher, logger: providerLogger)
+            return KaizenProvider(
+                name: name, fetcher: fetcher,
+                maxListAnswerBytes: maxListAnswerBytes ?? KaizenProvider.defaultMaxListAnswerBytes, logger: providerLogger)
         case .kapso:
             return KapsoProvider(name: name, fetcher: fetcher, workflowIDs: workflowIDs, logger: providerLogger)
         case .b3os:

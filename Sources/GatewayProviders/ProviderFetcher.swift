@@ -244,27 +244,18 @@ public final class ProviderFetcher: Sendable {
         afterAnotherRequestsRefusal: Bool = false
     ) async throws(ProviderError) -> Fetched<Value> {
         let url = self.url(for: request)
-        let body: [UInt8] = request.jsonBody.map { value in
-            var writer = JSONWriter(capacity: 256)
-            writer.write(value)
-            return writer.bytes
-        } ?? []
+        let body = encodedBody(of: request)
         let key = cacheKey(method: request.method, url: url, body: body, credentialIdentity: call.credentialIdentity)
 
         if let pausedUntil = endpoint.pausedUntil(credentialKey: call.credentialIdentity) {
             if !call.bypassCache, let cached = try await storedCopy(key: key, decode: decode) {
                 return cached
             }
-            counters.withLock { $0.pausedRefusals += 1 }
-            throw .paused(retryAfterSeconds: endpoint.retryAfterSeconds(for: .paused(untilNanoseconds: pausedUntil)) ?? 1)
+            throw refusalWhilePaused(until: pausedUntil)
         }
 
         let outbound = upstreamRequest(request, url: url, body: body, call: call)
-        let options = UpstreamCallOptions(
-            credentialKey: call.credentialIdentity, isIdempotent: true, requestId: call.requestID, traceparent: call.traceparent,
-            clientID: call.clientID, deadlineNanoseconds: call.deadlineNanoseconds
-        )
-        let allowance = call.allowance
+        let options = callOptions(call)
         let decodedHere = DecodedBox<Value>()
         let refusedHere = DecodedBox<Bool>()
         let result: CacheResult
@@ -272,17 +263,16 @@ public final class ProviderFetcher: Sendable {
             result = try await cache.fetch(
                 key: key, staleIfErrorNanoseconds: cachePolicy.staleIfErrorNanoseconds, bypassCache: call.bypassCache
             ) { [self] in
-                // Charged here, where the call is really made: a hit or a coalesced wait costs nothing,
-                // and so does a call the endpoint refuses on the spot (paused credential, open circuit).
-                if self.endpoint.refusalBeforeCalling(credentialKey: options.credentialKey) == nil {
-                    do {
-                        try await allowance?.take()
-                    } catch {
-                        refusedHere.store(true)
-                        throw error
-                    }
+                // Charged here, where the call is really made: a hit or a coalesced wait costs nothing.
+                do {
+                    try await self.chargeAllowance(call)
+                } catch {
+                    refusedHere.store(true)
+                    throw error
                 }
-                let response = try await self.send(outbound, options: options, purpose: purpose)
+                let response = try await self.send(purpose: purpose) { () async throws(UpstreamError) in
+                    try await self.endpoint.execute(outbound, options: options)
+                }
                 let value = try await BulkWork.perform(inputBytes: response.body.count) { () throws(ProviderError) -> Value in
                     let json: JSONValue
                     do throws(JSONParseError) {
@@ -364,10 +354,84 @@ public final class ProviderFetcher: Sendable {
         }
     }
 
-    /// One call through the endpoint, with accounting and error mapping. Throws `ProviderError`.
-    private func send(_ request: UpstreamRequest, options: UpstreamCallOptions, purpose: ReadPurpose) async throws -> UpstreamResponse {
+    /// Reads a listing that is too large to hold whole (Kaizen's unpaged list at an organisation's
+    /// size) as a stream, never through the cache: the array at `location` is parsed as the body
+    /// arrives, and each element is passed to `decode` as soon as it is complete and then let go;
+    /// what `decode` returns is kept, nil skips the element. The answer may reach `maxAnswerBytes`,
+    /// each element `maxElementBytes`. A truncated, malformed or oversize answer is an error, never
+    /// a shorter list. Parsing runs off the event loops and off the HTTP client's thread.
+    ///
+    /// Request building, credential, Retry-After pauses, the request's allowance (charged once),
+    /// call accounting and error mapping are those of every other read.
+    func streamListing<Element: Sendable>(
+        _ request: ProviderRequest,
+        call: UpstreamCallContext,
+        arrayAt location: JSONArrayLocation,
+        maxAnswerBytes: Int,
+        maxElementBytes: Int,
+        decode: @escaping @Sendable (JSONValue) -> Element?
+    ) async throws(ProviderError) -> StreamedListing<Element> {
+        if let pausedUntil = endpoint.pausedUntil(credentialKey: call.credentialIdentity) {
+            throw refusalWhilePaused(until: pausedUntil)
+        }
+        var outbound = upstreamRequest(request, url: url(for: request), body: encodedBody(of: request), call: call)
+        outbound.maxResponseBodyBytes = maxAnswerBytes
+        let options = callOptions(call)
+        try await chargeAllowance(call)
+        let reader = StreamedArrayReader(location: location, maxElementBytes: maxElementBytes, decode: decode)
+        let response = try await send(purpose: .list) { () async throws(UpstreamError) in
+            try await self.endpoint.stream(outbound, options: options) { chunk throws(UpstreamError) in
+                try await BulkWork.perform(offLoop: true) { () throws(UpstreamError) in try reader.feed(chunk) }
+            }
+        }
+        let elements: [Element]
         do throws(UpstreamError) {
-            let response = try await endpoint.execute(request, options: options)
+            elements = try reader.finish()
+        } catch {
+            let mapped = mapError(error, purpose: .list)
+            count(mapped.callOutcome)
+            throw mapped
+        }
+        count(.success)
+        return StreamedListing(
+            elements: elements, elementsRead: reader.elementsRead, answerBytes: response.body.bytesHandedOut,
+            peakBufferedBytes: response.body.peakBufferedBytes)
+    }
+
+    private func encodedBody(of request: ProviderRequest) -> [UInt8] {
+        request.jsonBody.map { value in
+            var writer = JSONWriter(capacity: 256)
+            writer.write(value)
+            return writer.bytes
+        } ?? []
+    }
+
+    private func callOptions(_ call: UpstreamCallContext) -> UpstreamCallOptions {
+        UpstreamCallOptions(
+            credentialKey: call.credentialIdentity, isIdempotent: true, requestId: call.requestID, traceparent: call.traceparent,
+            clientID: call.clientID, deadlineNanoseconds: call.deadlineNanoseconds
+        )
+    }
+
+    /// A read refused, without a call, because the credential is paused (Retry-After) until `until`.
+    private func refusalWhilePaused(until: UInt64) -> ProviderError {
+        counters.withLock { $0.pausedRefusals += 1 }
+        return .paused(retryAfterSeconds: endpoint.retryAfterSeconds(for: .paused(untilNanoseconds: until)) ?? 1)
+    }
+
+    /// Takes one call from the request's allowance just before it is made, unless the endpoint
+    /// would refuse it on the spot (paused credential, open circuit): a call that never leaves costs nothing.
+    private func chargeAllowance(_ call: UpstreamCallContext) async throws(ProviderError) {
+        guard endpoint.refusalBeforeCalling(credentialKey: call.credentialIdentity) == nil else { return }
+        try await call.allowance?.take()
+    }
+
+    /// One call through the endpoint (`perform`), with accounting and error mapping.
+    private func send<Response>(
+        purpose: ReadPurpose, _ perform: () async throws(UpstreamError) -> Response
+    ) async throws(ProviderError) -> Response {
+        do throws(UpstreamError) {
+            let response = try await perform()
             Self.upstreamCallCounter?.increment()
             return response
         } catch {
@@ -499,4 +563,66 @@ private final class DecodedBox<Value: Sendable>: Sendable {
 
     func store(_ value: Value) { slot.withLock { $0 = value } }
     var value: Value? { slot.withLock { $0 } }
+}
+
+/// A streamed listing's outcome (`ProviderFetcher.streamListing`).
+struct StreamedListing<Element: Sendable>: Sendable {
+    /// What `decode` kept, in answer order.
+    var elements: [Element]
+    /// Array elements read, the skipped ones included.
+    var elementsRead: Int
+    /// Body bytes received.
+    var answerBytes: Int
+    /// The most body bytes that waited at once between the HTTP client and the parser.
+    var peakBufferedBytes: Int
+}
+
+/// Feeds a streamed answer's chunks, one after the other, into a `JSONArrayStream` and keeps what
+/// `decode` makes of each element; only the stream's current element is held, never the answer.
+private final class StreamedArrayReader<Element: Sendable>: Sendable {
+    private struct State {
+        var stream: JSONArrayStream
+        var elements: [Element] = []
+    }
+
+    private let state: Mutex<State>
+    private let decode: @Sendable (JSONValue) -> Element?
+
+    init(location: JSONArrayLocation, maxElementBytes: Int, decode: @escaping @Sendable (JSONValue) -> Element?) {
+        state = Mutex(State(stream: JSONArrayStream(arrayAt: location, maxElementBytes: maxElementBytes)))
+        self.decode = decode
+    }
+
+    var elementsRead: Int { state.withLock { $0.stream.elementCount } }
+
+    func feed(_ chunk: [UInt8]) throws(UpstreamError) {
+        try state.withLock { state throws(UpstreamError) in
+            let values: [JSONValue]
+            do throws(JSONStreamError) {
+                values = try state.stream.feed(chunk)
+            } catch {
+                throw Self.unreadable(error)
+            }
+            for value in values {
+                if let element = decode(value) { state.elements.append(element) }
+            }
+        }
+    }
+
+    /// The elements kept, once the answer is confirmed complete.
+    func finish() throws(UpstreamError) -> [Element] {
+        try state.withLock { state throws(UpstreamError) -> [Element] in
+            do throws(JSONStreamError) {
+                try state.stream.finish()
+            } catch {
+                throw Self.unreadable(error)
+            }
+            defer { state.elements = [] }
+            return state.elements
+        }
+    }
+
+    private static func unreadable(_ error: JSONStreamError) -> UpstreamError {
+        .malformedResponse(reason: "the answer cannot be read (\(error.reason) at byte \(error.offset))")
+    }
 }

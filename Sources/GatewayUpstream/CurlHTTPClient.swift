@@ -102,9 +102,28 @@ public final class CurlHTTPClient: UpstreamTransport, Sendable {
     deinit { shutdown() }
 
     public func execute(_ request: UpstreamRequest) async throws(UpstreamError) -> UpstreamResponse {
+        try await perform(request, streamedBody: nil)
+    }
+
+    /// A 2xx body goes to `streamedBody` chunk by chunk; while its buffer is full the transfer is
+    /// paused (libcurl stops reading the socket), and it goes on when the consumer has made room.
+    /// The streamed body's limit is `request.maxResponseBodyBytes`; any other status's body is
+    /// read whole, within the client's `maxResponseBodyBytes`.
+    public func execute(_ request: UpstreamRequest, streamingSuccessBodyInto streamedBody: UpstreamBodyStream)
+        async throws(UpstreamError) -> UpstreamResponse
+    {
+        try await perform(request, streamedBody: streamedBody)
+    }
+
+    private func perform(_ request: UpstreamRequest, streamedBody: UpstreamBodyStream?) async throws(UpstreamError)
+        -> UpstreamResponse
+    {
         let id = nextTransferID.wrappingAdd(1, ordering: .relaxed).oldValue
-        let transfer = try CurlTransfer(id: id, request: request, configuration: configuration)
+        let transfer = try CurlTransfer(id: id, request: request, configuration: configuration, streamedBody: streamedBody)
         let loop = self.loop
+        streamedBody?.whenRoomAvailable { [weak transfer] in
+            if let transfer { loop.resume(transfer) }
+        }
         let result = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 loop.submit(transfer, continuation: continuation)

@@ -18,6 +18,8 @@ final class CurlMultiLoop: @unchecked Sendable {
     struct Shared {
         var submissions: [CurlTransfer] = []
         var cancellations: [CurlTransfer] = []
+        /// Paused streamed transfers whose consumer has made room.
+        var resumptions: [CurlTransfer] = []
         var stopRequested = false
         /// Set by the loop thread just before it frees the multi handle; no wakeup may follow.
         var multiHandleFreed = false
@@ -79,6 +81,15 @@ final class CurlMultiLoop: @unchecked Sendable {
         }
     }
 
+    /// Unpauses `transfer` (paused because its streamed body's buffer was full) on the loop thread.
+    func resume(_ transfer: CurlTransfer) {
+        shared.withLock { shared in
+            guard transfer.phase == .submitted else { return }
+            shared.resumptions.append(transfer)
+            if !shared.multiHandleFreed { curl_multi_wakeup(multi) }
+        }
+    }
+
     func requestStop() {
         shared.withLock { shared in
             shared.stopRequested = true
@@ -90,12 +101,13 @@ final class CurlMultiLoop: @unchecked Sendable {
 
     func run() {
         while true {
-            let (submissions, cancellations, stopping) = shared.withLock { shared in
+            let (submissions, cancellations, resumptions, stopping) = shared.withLock { shared in
                 defer {
                     shared.submissions.removeAll()
                     shared.cancellations.removeAll()
+                    shared.resumptions.removeAll()
                 }
-                return (shared.submissions, shared.cancellations, shared.stopRequested)
+                return (shared.submissions, shared.cancellations, shared.resumptions, shared.stopRequested)
             }
             for transfer in submissions {
                 guard let easy = transfer.easy else {
@@ -111,6 +123,14 @@ final class CurlMultiLoop: @unchecked Sendable {
             }
             for transfer in cancellations where transfer.easy.map({ active[$0] != nil }) ?? false {
                 finish(transfer, with: .failure(.cancelled))
+            }
+            for transfer in resumptions {
+                guard let easy = transfer.easy, active[easy] != nil else { continue }
+                // May call the write callback at once with the bytes held back, which may pause again.
+                let code = ccurl_easy_unpause(easy)
+                if code != CURLE_OK {
+                    finish(transfer, with: .failure(.clientUnavailable(reason: String(cString: curl_easy_strerror(code)))))
+                }
             }
             if stopping { break }
 
@@ -148,7 +168,10 @@ final class CurlMultiLoop: @unchecked Sendable {
     private func outcome(of transfer: CurlTransfer, easy: UnsafeMutableRawPointer, code: CURLcode)
         -> Result<UpstreamResponse, UpstreamError>
     {
-        if transfer.exceededBodyLimit || code == CURLE_FILESIZE_EXCEEDED {
+        if let limit = transfer.exceededBodyLimitBytes {
+            return .failure(.bodyTooLarge(limitBytes: limit))
+        }
+        if code == CURLE_FILESIZE_EXCEEDED {
             return .failure(.bodyTooLarge(limitBytes: transfer.bodyLimit))
         }
         if transfer.exceededHeaderLimit {

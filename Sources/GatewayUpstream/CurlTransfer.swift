@@ -19,7 +19,12 @@ final class CurlTransfer: @unchecked Sendable {
     let errorBuffer: UnsafeMutablePointer<CChar>
     let method: HTTPMethod
     let loggableURL: String
+    /// The limit of the body received: the request's (or the client's) for a streamed 2xx body,
+    /// `bufferedBodyLimit` for every body that is accumulated.
     let bodyLimit: Int
+    let bufferedBodyLimit: Int
+    /// Where a 2xx body goes instead of `responseBody`, for a streamed call.
+    let streamedBody: UpstreamBodyStream?
     let headerFieldLimit: Int
     let startedAt: UInt64
 
@@ -28,14 +33,26 @@ final class CurlTransfer: @unchecked Sendable {
 
     var responseBody: [UInt8] = []
     var responseHeaders = HTTPHeaders()
-    var exceededBodyLimit = false
+    /// Body bytes taken so far (buffered or streamed).
+    private var receivedBodyBytes = 0
+    /// Decided at the first body byte, when the status is known: whether the body streams.
+    private var streamsBody: Bool?
+    /// The limit the body went past, if it did.
+    var exceededBodyLimitBytes: Int?
     var exceededHeaderLimit = false
 
-    init(id: UInt64, request: UpstreamRequest, configuration: CurlHTTPClientConfiguration) throws(UpstreamError) {
+    init(
+        id: UInt64, request: UpstreamRequest, configuration: CurlHTTPClientConfiguration,
+        streamedBody: UpstreamBodyStream? = nil
+    ) throws(UpstreamError) {
         self.id = id
         self.method = request.method
         self.loggableURL = redactedURL(request.url)
-        self.bodyLimit = max(0, request.maxResponseBodyBytes ?? configuration.maxResponseBodyBytes)
+        let requestLimit = max(0, request.maxResponseBodyBytes ?? configuration.maxResponseBodyBytes)
+        self.bodyLimit = requestLimit
+        // An error answer stays small whatever a streamed success may reach; it is read whole.
+        self.bufferedBodyLimit = streamedBody == nil ? requestLimit : min(requestLimit, max(0, configuration.maxResponseBodyBytes))
+        self.streamedBody = streamedBody
         self.headerFieldLimit = configuration.maxResponseHeaderFields
         self.startedAt = monotonicNanoseconds()
         errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
@@ -223,12 +240,36 @@ final class CurlTransfer: @unchecked Sendable {
 
     private func receiveBody(_ data: UnsafeMutablePointer<CChar>?, length: Int) -> Int {
         guard length > 0, let data else { return 0 }
-        guard responseBody.count + length <= bodyLimit else {
-            exceededBodyLimit = true
+        let streams = streamsBody ?? decideWhetherBodyStreams()
+        let limit = streams ? bodyLimit : bufferedBodyLimit
+        let (received, overflow) = receivedBodyBytes.addingReportingOverflow(length)
+        guard !overflow, received <= limit else {
+            exceededBodyLimitBytes = limit
             return 0  // makes libcurl abort the transfer with CURLE_WRITE_ERROR
         }
-        responseBody.append(contentsOf: UnsafeRawBufferPointer(start: data, count: length))
+        let bytes = UnsafeRawBufferPointer(start: data, count: length)
+        if streams, let streamedBody {
+            switch streamedBody.offer(bytes) {
+            case .accepted: break
+            // libcurl keeps these bytes and offers them again once `CurlMultiLoop` unpauses.
+            case .full: return ccurl_writefunc_pause()
+            case .closed: return 0
+            }
+        } else {
+            responseBody.append(contentsOf: bytes)
+        }
+        receivedBodyBytes = received
         return length
+    }
+
+    private func decideWhetherBodyStreams() -> Bool {
+        var status = 0
+        if streamedBody != nil, let easy {
+            _ = ccurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+        }
+        let streams = (200..<300).contains(status)
+        streamsBody = streams
+        return streams
     }
 
     private func receiveHeaderLine(_ data: UnsafeMutablePointer<CChar>?, length: Int) -> Int {

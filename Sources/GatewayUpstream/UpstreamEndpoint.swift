@@ -79,6 +79,106 @@ public final class UpstreamEndpoint: Sendable {
     public func execute(_ request: UpstreamRequest, options: UpstreamCallOptions) async throws(UpstreamError)
         -> UpstreamResponse
     {
+        let transport = self.transport
+        return try await call(request, options: options, failure: { AttemptFailure() }) { outbound throws(UpstreamError) in
+            try await transport.execute(outbound)
+        }
+    }
+
+    /// Sends `request` under the same policy as `execute` (pacing, concurrency slot, pauses,
+    /// breaker, deadline), but hands a 2xx body to `consume` chunk by chunk as it arrives instead
+    /// of accumulating it; `consume` runs on a task of its own, one call at a time, and the
+    /// transfer waits (paused, within `bufferLimitBytes`) while it works. The body's limit is
+    /// `request.maxResponseBodyBytes` (`.bodyTooLarge` past it). A call is retried only while no
+    /// body byte has been handed to `consume`. An error thrown by `consume` aborts the transfer and
+    /// is the call's error. Any other status is thrown as from `execute`.
+    public func stream(
+        _ request: UpstreamRequest,
+        options: UpstreamCallOptions,
+        bufferLimitBytes: Int = UpstreamBodyStream.defaultBufferLimitBytes,
+        consume: @escaping @Sendable (_ chunk: [UInt8]) async throws(UpstreamError) -> Void
+    ) async throws(UpstreamError) -> UpstreamStreamedResponse {
+        let started = clock.now()
+        let progress = StreamProgress()
+        let transport = self.transport
+        let failure = { AttemptFailure(mayRetry: !progress.handedOutAnyByte, upstreamAnswered: progress.consumerRefused) }
+        let head = try await call(request, options: options, failure: failure) { outbound throws(UpstreamError) in
+            try await Self.streamAttempt(
+                outbound, transport: transport, bufferLimitBytes: bufferLimitBytes, consume: consume, progress: progress)
+        }
+        return UpstreamStreamedResponse(
+            status: head.status, headers: head.headers, durationNanoseconds: clock.now().subtractingClamped(started),
+            body: progress.lastAttemptStatistics)
+    }
+
+    /// One attempt of a streamed call: the transport fills a bounded stream while a second task
+    /// hands its chunks to `consume`; whichever fails first ends the other.
+    private static func streamAttempt(
+        _ outbound: UpstreamRequest, transport: any UpstreamTransport, bufferLimitBytes: Int,
+        consume: @escaping @Sendable ([UInt8]) async throws(UpstreamError) -> Void, progress: StreamProgress
+    ) async throws(UpstreamError) -> UpstreamResponse {
+        enum Part: Sendable {
+            case transport(Result<UpstreamResponse, UpstreamError>)
+            case consumer(UpstreamError?)
+        }
+        let body = UpstreamBodyStream(bufferLimitBytes: bufferLimitBytes)
+        let (transportResult, consumerError) = await withTaskGroup(of: Part.self) { group in
+            group.addTask {
+                let result: Result<UpstreamResponse, UpstreamError>
+                do throws(UpstreamError) {
+                    result = .success(try await transport.execute(outbound, streamingSuccessBodyInto: body))
+                } catch {
+                    result = .failure(error)
+                }
+                body.end(transferFailed: (try? result.get()) == nil)
+                return .transport(result)
+            }
+            group.addTask {
+                while let chunk = await body.next() {
+                    progress.recordHandedOut()
+                    do throws(UpstreamError) {
+                        try await consume(chunk)
+                    } catch {
+                        body.abandon()
+                        progress.recordConsumerRefusal()
+                        return .consumer(error)
+                    }
+                }
+                return .consumer(nil)
+            }
+            var transportResult: Result<UpstreamResponse, UpstreamError> = .failure(.cancelled)
+            var consumerError: UpstreamError?
+            for await part in group {
+                switch part {
+                case .transport(let result):
+                    transportResult = result
+                case .consumer(let error):
+                    consumerError = error
+                    // The transfer is of no use any more: abort it rather than wait for its end.
+                    if error != nil { group.cancelAll() }
+                }
+            }
+            return (transportResult, consumerError)
+        }
+        progress.recordAttempt(body.statistics)
+        if let consumerError { throw consumerError }
+        return try transportResult.get()
+    }
+
+    /// What a failed attempt means beyond its error.
+    private struct AttemptFailure {
+        /// Whether it may still be repeated.
+        var mayRetry = true
+        /// The upstream answered and the caller refused what it sent (a streamed body its consumer
+        /// cannot read): for the breaker, as when a whole answer cannot be decoded, the upstream is up.
+        var upstreamAnswered = false
+    }
+
+    /// The shared policy of `execute` and `stream` around `attempt`, which sends one attempt.
+    private func call(
+        _ request: UpstreamRequest, options: UpstreamCallOptions, failure: () -> AttemptFailure,
+        attempt: (UpstreamRequest) async throws(UpstreamError) -> UpstreamResponse
+    ) async throws(UpstreamError) -> UpstreamResponse {
         let start = clock.now()
         let timeout = min(request.timeoutNanoseconds ?? policy.timeoutNanoseconds, policy.timeoutNanoseconds)
         let deadline = min(start.addingClamped(timeout), options.deadlineNanoseconds ?? .max)
@@ -103,7 +203,8 @@ public final class UpstreamEndpoint: Sendable {
         defer { limiter.release(client: options.clientID) }
 
         do throws(UpstreamError) {
-            let response = try await performAttempts(request, options: options, deadline: deadline)
+            let response = try await performAttempts(
+                request, options: options, deadline: deadline, failure: failure, attempt: attempt)
             finishCall(with: .success(response))
             return response
         } catch {
@@ -164,9 +265,10 @@ public final class UpstreamEndpoint: Sendable {
 
     // MARK: - Attempts
 
-    private func performAttempts(_ request: UpstreamRequest, options: UpstreamCallOptions, deadline: UInt64)
-        async throws(UpstreamError) -> UpstreamResponse
-    {
+    private func performAttempts(
+        _ request: UpstreamRequest, options: UpstreamCallOptions, deadline: UInt64, failure: () -> AttemptFailure,
+        attempt: (UpstreamRequest) async throws(UpstreamError) -> UpstreamResponse
+    ) async throws(UpstreamError) -> UpstreamResponse {
         var retryNumber = 0
         var lastError: UpstreamError?
         while true {
@@ -196,7 +298,7 @@ public final class UpstreamEndpoint: Sendable {
 
             let error: UpstreamError
             do throws(UpstreamError) {
-                let response = try await transport.execute(outbound)
+                let response = try await attempt(outbound)
                 if (200..<300).contains(response.status) {
                     settleBreaker(.success, isProbe: isProbe)
                     return response
@@ -209,13 +311,14 @@ public final class UpstreamEndpoint: Sendable {
                 error = transportError
             }
 
-            settleBreaker(breakerOutcome(for: error), isProbe: isProbe)
+            let failed = failure()
+            settleBreaker(failed.upstreamAnswered ? .success : breakerOutcome(for: error), isProbe: isProbe)
 
             if case .httpStatus(let status, _, let retryAfter?) = error, status == 429 || status == 503 {
                 if retryAfter > 0 { startPause(credentialKey: options.credentialKey, seconds: retryAfter, status: status) }
                 throw error
             }
-            guard options.isIdempotent, retryNumber < policy.maxRetries, isRetryable(error) else { throw error }
+            guard options.isIdempotent, retryNumber < policy.maxRetries, isRetryable(error), failed.mayRetry else { throw error }
 
             let now = clock.now()
             let delay = backoff(retryNumber: retryNumber)
@@ -345,4 +448,18 @@ public final class UpstreamEndpoint: Sendable {
         }
         state.withLock { $0.statistics.callsByOutcome[outcome, default: 0] += 1 }
     }
+}
+
+/// What the attempts of one streamed call handed to its consumer.
+private final class StreamProgress: Sendable {
+    private let state = Mutex<(handedOut: Bool, consumerRefused: Bool, lastAttempt: UpstreamBodyStream.Statistics)>(
+        (false, false, .init()))
+
+    var handedOutAnyByte: Bool { state.withLock { $0.handedOut } }
+    var consumerRefused: Bool { state.withLock { $0.consumerRefused } }
+    var lastAttemptStatistics: UpstreamBodyStream.Statistics { state.withLock { $0.lastAttempt } }
+
+    func recordHandedOut() { state.withLock { $0.handedOut = true } }
+    func recordConsumerRefusal() { state.withLock { $0.consumerRefused = true } }
+    func recordAttempt(_ statistics: UpstreamBodyStream.Statistics) { state.withLock { $0.lastAttempt = statistics } }
 }

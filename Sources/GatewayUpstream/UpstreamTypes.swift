@@ -130,6 +130,44 @@ public enum UpstreamError: Error, Sendable, Equatable, CustomStringConvertible, 
 /// `CurlHTTPClient` is the real one; tests of resilience policy plug in a scripted one.
 public protocol UpstreamTransport: Sendable {
     func execute(_ request: UpstreamRequest) async throws(UpstreamError) -> UpstreamResponse
+
+    /// Like `execute`, but a 2xx body is offered to `streamedBody` as it arrives, honouring its
+    /// backpressure, and the returned response's body is empty; any other status's body comes back
+    /// whole, as from `execute`. `request.maxResponseBodyBytes` bounds the streamed body; the
+    /// caller ends `streamedBody` once this returns.
+    func execute(_ request: UpstreamRequest, streamingSuccessBodyInto streamedBody: UpstreamBodyStream)
+        async throws(UpstreamError) -> UpstreamResponse
+}
+
+extension UpstreamTransport {
+    /// For transports that cannot stream (scripted ones in tests): the body arrives whole and is
+    /// offered in one piece, which an empty stream always accepts.
+    public func execute(_ request: UpstreamRequest, streamingSuccessBodyInto streamedBody: UpstreamBodyStream)
+        async throws(UpstreamError) -> UpstreamResponse
+    {
+        var response = try await execute(request)
+        guard (200..<300).contains(response.status) else { return response }
+        if streamedBody.offer(response.body) == .closed { throw .cancelled }
+        response.body = []
+        return response
+    }
+}
+
+/// How a streamed call ended: the answer's head and what its body cost on the way.
+public struct UpstreamStreamedResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    /// From handing the request to the transport until the consumer had the last body byte.
+    public var durationNanoseconds: UInt64
+    /// The body's passage through the bounded buffer (bytes handed out, peak buffered, pauses).
+    public var body: UpstreamBodyStream.Statistics
+
+    public init(status: Int, headers: HTTPHeaders, durationNanoseconds: UInt64, body: UpstreamBodyStream.Statistics) {
+        self.status = status
+        self.headers = headers
+        self.durationNanoseconds = durationNanoseconds
+        self.body = body
+    }
 }
 
 /// The URL without user info, query or fragment, safe to log.

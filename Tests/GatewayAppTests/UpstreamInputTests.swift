@@ -3,6 +3,7 @@ import GatewayApp
 import GatewayConfig
 import GatewayHTTP
 import GatewayJSON
+import GatewayTestSupport
 import ProviderSimulator
 import Testing
 
@@ -138,23 +139,11 @@ final class RefusingPort {
     struct SetupFailed: Error {}
 
     init() throws {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw SetupFailed() }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
-            }
-        }
-        guard bound else {
-            close(descriptor)
+        do {
+            (descriptor, port) = try boundLoopbackSocket(listening: false)
+        } catch {
             throw SetupFailed()
         }
-        self.descriptor = descriptor
-        self.port = Int(UInt16(bigEndian: address.sin_port))
     }
 
     deinit { close(descriptor) }

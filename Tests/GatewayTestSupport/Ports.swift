@@ -22,6 +22,28 @@ public func unusedLoopbackPort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
+/// A TCP socket bound to an ephemeral loopback port, listening when `listening`, and that port.
+/// The caller owns (and closes) the descriptor.
+public func boundLoopbackSocket(listening: Bool) throws -> (descriptor: Int32, port: Int) {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { throw PortError.noFreePort }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(descriptor, $0, length) == 0 && (!listening || listen(descriptor, 64) == 0)
+                && getsockname(descriptor, $0, &length) == 0
+        }
+    }
+    guard bound else {
+        close(descriptor)
+        throw PortError.noFreePort
+    }
+    return (descriptor, Int(UInt16(bigEndian: address.sin_port)))
+}
+
 /// Blocks until something accepts connections on the loopback `port`, for up to `seconds` (generous:
 /// a child process starts slowly on a loaded machine). Call it off the cooperative pool.
 public func waitUntilListening(port: Int, seconds: Int = 30) throws {
