@@ -227,18 +227,25 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
         let now = clock.now()
         let refreshedAt = entry.state.withLock { $0.refreshedAt }
         guard let refreshedAt else {
-            try await refreshHead(entry, unlessRefreshedSince: now, call: call)
+            // Any refresh that completes meanwhile (a concurrent page's) will do.
+            try await refreshHead(entry, satisfiedBy: { $0 != nil }, call: call)
             return .miss
         }
         let age = now.subtractingClamped(refreshedAt)
         let servableFor = freshness.refreshAfterNanoseconds.addingClamped(freshness.staleIfErrorNanoseconds)
         if call.bypassCache || age > servableFor {
             do throws(ProviderError) {
-                try await refreshHead(entry, unlessRefreshedSince: now, call: call)
+                if call.bypassCache {
+                    // `no-cache` wants what the upstream holds now: a refresh that began after it arrived.
+                    try await refreshHead(entry, satisfiedBy: { ($0 ?? 0) >= now }, call: call)
+                } else {
+                    try await refreshHead(entry, satisfiedBy: { $0 != refreshedAt }, call: call)
+                }
                 return .miss
             } catch {
-                // The index may still answer within the stale window; `no-cache` learns it is stale.
-                if age > servableFor || error.isCallLimitRefusal { throw error }
+                // Within the stale window the index still answers, marked stale (a client whose
+                // call budget is spent included); `no-cache` learns so.
+                if age > servableFor { throw error }
                 return .stale
             }
         }
@@ -253,11 +260,14 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
     /// another one in the background.
     static var retryAfterFailedRefreshNanoseconds: UInt64 { 1_000_000_000 }
 
-    /// One head refresh, unless one completed since `instant` (a concurrent page already did it).
-    private func refreshHead(_ entry: IndexEntry<Sync>, unlessRefreshedSince instant: UInt64, call: UpstreamCallContext) async throws(ProviderError) {
+    /// One head refresh, unless the one a concurrent page made while this one waited for its turn
+    /// already does (`satisfiedBy` is given when the last refresh began, nil: none yet).
+    private func refreshHead(
+        _ entry: IndexEntry<Sync>, satisfiedBy isSatisfied: (UInt64?) -> Bool, call: UpstreamCallContext
+    ) async throws(ProviderError) {
         try await entry.turns.run { () throws(ProviderError) in
             var (index, memo, refreshedAt) = entry.state.withLock { ($0.index, $0.memo, $0.refreshedAt) }
-            if let refreshedAt, refreshedAt >= instant { return }
+            if isSatisfied(refreshedAt) { return }
             let started = clock.now()
             do throws(ProviderError) {
                 try await synchronizer.refreshHead(&index, memo: &memo, call: call)
@@ -295,13 +305,13 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
         background.deadlineNanoseconds = nil
         background.allowance = nil
         background.bypassCache = false
-        let instant = clock.now()
+        let observed = entry.state.withLock { $0.refreshedAt }
         // Detached: the request's task-locals (its call counter, its page's freshness) must not
         // count work that outlives it.
         Task.detached { [self] in
             defer { entry.state.withLock { $0.backgroundRefreshRunning = false } }
             do throws(ProviderError) {
-                try await refreshHead(entry, unlessRefreshedSince: instant, call: background)
+                try await refreshHead(entry, satisfiedBy: { $0 != observed }, call: background)
             } catch {
                 // Logged by refreshHead; the next page tries again.
             }
