@@ -12,6 +12,8 @@ import Testing
     @Test func concurrentIdenticalRequestsMakeOneUpstreamCallPerProvider() async throws {
         let harness = try await GatewayHarness { configuration in
             configuration.rateLimit.default = RateLimitPolicy(requestsPerSecond: 10_000, burst: 10_000)
+            // Coalescing is the point, not freshness: no refresh may become due on a loaded machine.
+            configuration.cache.listTTLMs = 600_000
         }
         defer { Task { await harness.stop() } }
         let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
