@@ -78,7 +78,7 @@ extension GatewayConfiguration {
             lines.append("    credential: \(redacted)")
             lines.append("    timeoutMs: \(provider.timeoutMs)")
             lines.append("    maxConcurrency: \(provider.maxConcurrency)")
-            lines.append("    requestsPerSecond: \(ConfigurationValidator.format(provider.requestsPerSecond))")
+            lines.append("    requestsPerSecond: \(ConfigFieldReader.format(provider.requestsPerSecond))")
             lines.append("    requestsPerMinute: \(provider.requestsPerMinute)")
             lines.append("    allowInsecureUpstream: \(provider.allowInsecureUpstream)")
             switch provider.type {
@@ -96,7 +96,7 @@ extension GatewayConfiguration {
     }
 
     private static func yamlPolicy(_ policy: RateLimitPolicy, withCallBudget: Bool = true) -> String {
-        "{requestsPerSecond: \(ConfigurationValidator.format(policy.requestsPerSecond)), burst: \(policy.burst)"
+        "{requestsPerSecond: \(ConfigFieldReader.format(policy.requestsPerSecond)), burst: \(policy.burst)"
             + (withCallBudget ? ", upstreamCallsPerMinute: \(policy.upstreamCallsPerMinute)}" : "}")
     }
 
@@ -108,10 +108,10 @@ extension GatewayConfiguration {
     private static func yamlString(_ text: String) -> String {
         let plainSafe = text.unicodeScalars.allSatisfy { $0.isASCIILetter || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0) }
         let looksTyped = ["true", "false", "yes", "no", "on", "off", "null", "~"].contains(text.lowercased())
-            || ConfigurationValidator.parseDecimal(text) != nil
+            || ConfigFieldReader.parseDecimal(text) != nil
         if plainSafe, !text.isEmpty, text.first != "-", text.first != ".", !looksTyped {
             return text
         }
-        return ConfigurationValidator.quoted(text, limit: Int.max)
+        return ConfigFieldReader.quoted(text, limit: Int.max)
     }
 }
