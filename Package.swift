@@ -89,6 +89,8 @@ let package = Package(
         .target(
             name: "GatewayConfig",
             dependencies: [
+                // Runtime modules whose types and defaults the configuration reads (never the reverse).
+                "GatewayHTTP", "GatewayServer", "GatewayUpstream", "GatewayProviders",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
@@ -190,7 +192,7 @@ let package = Package(
         .testTarget(
             name: "GatewayConfigTests",
             dependencies: [
-                "GatewayConfig",
+                "GatewayConfig", "GatewayProviders",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -92,7 +92,7 @@ public final class GatewayRuntime: Service, Sendable {
             do {
                 provider = indexes.indexing(try ProviderFactory.make(
                     name: settings.name,
-                    type: settings.type.rawValue,
+                    type: settings.type,
                     baseURL: settings.baseURL,
                     workflowIDs: settings.workflowIds,
                     organizationID: settings.orgId,
@@ -245,7 +245,7 @@ public final class GatewayRuntime: Service, Sendable {
         }
     }
 
-    static func policyOrStartupError(_ settings: GatewayConfig.RateLimitPolicy) throws(GatewayStartupError) -> GatewayRateLimit.RateLimitPolicy {
+    static func policyOrStartupError(_ settings: ClientRateLimit) throws(GatewayStartupError) -> GatewayRateLimit.RateLimitPolicy {
         do {
             return try policy(settings)
         } catch {
@@ -253,12 +253,12 @@ public final class GatewayRuntime: Service, Sendable {
         }
     }
 
-    static func policy(_ settings: GatewayConfig.RateLimitPolicy) throws -> GatewayRateLimit.RateLimitPolicy {
+    static func policy(_ settings: ClientRateLimit) throws -> GatewayRateLimit.RateLimitPolicy {
         try GatewayRateLimit.RateLimitPolicy(requestsPerSecond: settings.requestsPerSecond, burst: settings.burst)
     }
 
     /// A minute's calls may be spent at once, and come back evenly over the next minute.
-    static func upstreamCallPolicy(_ settings: GatewayConfig.RateLimitPolicy) throws -> GatewayRateLimit.RateLimitPolicy {
+    static func upstreamCallPolicy(_ settings: ClientRateLimit) throws -> GatewayRateLimit.RateLimitPolicy {
         try GatewayRateLimit.RateLimitPolicy(
             requestsPerSecond: Double(settings.upstreamCallsPerMinute) / 60, burst: settings.upstreamCallsPerMinute)
     }

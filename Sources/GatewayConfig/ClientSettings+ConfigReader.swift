@@ -11,7 +11,7 @@ extension ClientSettings {
 
     /// `clients`: optional; ids and key hashes unique, provider names known.
     static func readList(
-        _ root: ConfigFieldReader.Fields, providers: ProviderSettings.ConfigList, defaultRateLimit: RateLimitPolicy,
+        _ root: ConfigFieldReader.Fields, providers: ProviderSettings.ConfigList, defaultRateLimit: ClientRateLimit,
         with reader: inout ConfigFieldReader
     ) -> ConfigList {
         guard let node = root["clients"] else { return ConfigList(settings: []) }
@@ -51,7 +51,7 @@ extension ClientSettings {
         _ node: Node,
         at path: String,
         providers: ProviderSettings.ConfigList,
-        defaultRateLimit: RateLimitPolicy,
+        defaultRateLimit: ClientRateLimit,
         with reader: inout ConfigFieldReader
     ) -> (id: String?, idLine: Int?, keySHA256: String?, keyLine: Int?, settings: ClientSettings?) {
         guard let entries = reader.mappingEntries(node, at: path, line: node.mark?.line, expecting: "a client mapping") else {
@@ -82,7 +82,7 @@ extension ClientSettings {
                        "must be the SHA-256 of the client's key as 64 hexadecimal characters, got \(text.count) characters (value not shown; store the hash, e.g. printf %s \"$KEY\" | sha256sum)")
             }
         }
-        var rateLimit: RateLimitPolicy?
+        var rateLimit: ClientRateLimit?
         if let policyFields = reader.section(fields, "rateLimit", allowed: RateLimitSettings.policyConfigKeys) {
             rateLimit = RateLimitSettings.readPolicy(policyFields, inheriting: defaultRateLimit, with: &reader)
         }

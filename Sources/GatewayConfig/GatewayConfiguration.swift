@@ -1,3 +1,5 @@
+public import GatewayProviders
+
 // The typed gateway configuration. docs/configuration.md lists every key with its default and
 // allowed values; DocumentationTests keeps that page in step with the validator's keys and with
 // the defaults a minimal file really gets.
@@ -36,7 +38,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
     }
 
     /// The client's own limit, else `rateLimit.default`.
-    public func effectiveRateLimit(for client: ClientSettings) -> RateLimitPolicy {
+    public func effectiveRateLimit(for client: ClientSettings) -> ClientRateLimit {
         client.rateLimit ?? rateLimit.default
     }
 
@@ -180,10 +182,11 @@ public struct CacheSettings: Sendable, Equatable {
     }
 }
 
-/// One token bucket: refills at `requestsPerSecond`, holds at most `burst` requests. And a second
-/// one for the upstream calls the client's requests cause: `upstreamCallsPerMinute`, all of which
-/// may be spent at once after a quiet minute.
-public struct RateLimitPolicy: Sendable, Equatable {
+/// A client's limits as configured: one token bucket for its requests (refills at
+/// `requestsPerSecond`, holds at most `burst`), and a second one for the upstream calls its requests
+/// cause: `upstreamCallsPerMinute`, all of which may be spent at once after a quiet minute. The
+/// runtime turns each bucket into a `GatewayRateLimit.ClientRateLimit`.
+public struct ClientRateLimit: Sendable, Equatable {
     public var requestsPerSecond: Double
     public var burst: Int
     public var upstreamCallsPerMinute: Int
@@ -197,16 +200,16 @@ public struct RateLimitPolicy: Sendable, Equatable {
 
 public struct RateLimitSettings: Sendable, Equatable {
     /// Applies to every client without its own `rateLimit`.
-    public var `default`: RateLimitPolicy
+    public var `default`: ClientRateLimit
     /// Per client address, for requests refused before authentication (a missing or unknown key):
     /// whoever has no key cannot spend a client's budget, but is not free either.
-    public var unauthenticated: RateLimitPolicy
+    public var unauthenticated: ClientRateLimit
     /// Upstream calls one request may cause; a filter scan that would pass it stops early.
     public var maxUpstreamCallsPerRequest: Int
 
     public init(
-        default defaultPolicy: RateLimitPolicy = RateLimitPolicy(requestsPerSecond: 20, burst: 40),
-        unauthenticated: RateLimitPolicy = RateLimitPolicy(requestsPerSecond: 10, burst: 20),
+        default defaultPolicy: ClientRateLimit = ClientRateLimit(requestsPerSecond: 20, burst: 40),
+        unauthenticated: ClientRateLimit = ClientRateLimit(requestsPerSecond: 10, burst: 20),
         maxUpstreamCallsPerRequest: Int = 200
     ) {
         self.default = defaultPolicy
@@ -220,7 +223,7 @@ public struct ClientSettings: Sendable, Equatable {
     /// Lowercase hex SHA-256 of the client's API key (64 characters).
     public var keySHA256: String
     /// `nil`: `rateLimit.default` applies.
-    public var rateLimit: RateLimitPolicy?
+    public var rateLimit: ClientRateLimit?
     /// Provider names this client may use; `nil`: all of them.
     public var providers: [String]?
     /// Per-provider upstream credential overrides, keyed by provider name. Secret.
@@ -229,7 +232,7 @@ public struct ClientSettings: Sendable, Equatable {
     public init(
         id: String,
         keySHA256: String,
-        rateLimit: RateLimitPolicy? = nil,
+        rateLimit: ClientRateLimit? = nil,
         providers: [String]? = nil,
         credentials: [String: String] = [:]
     ) {
@@ -243,12 +246,6 @@ public struct ClientSettings: Sendable, Equatable {
     public func mayUse(provider name: String) -> Bool {
         providers?.contains(name) ?? true
     }
-}
-
-public enum ProviderType: String, Sendable, Equatable, CaseIterable {
-    case kaizen
-    case kapso
-    case b3os
 }
 
 public struct ProviderSettings: Sendable, Equatable {

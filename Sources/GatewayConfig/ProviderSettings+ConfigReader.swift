@@ -1,3 +1,4 @@
+import GatewayProviders
 import Yams
 
 // The `providers` section: its keys (some only for one provider type), ranges and rules.
@@ -89,11 +90,11 @@ extension ProviderSettings {
 
         var name: String?
         if let text = reader.requiredString(fields, "name") {
-            if ConfigurationRules.isToken(text, maximumLength: 64) {
+            if ProviderName.isValid(text) {
                 name = text
             } else {
                 reader.report(fields.path("name"), fields.line(of: "name"),
-                       "must be 1 to 64 letters, digits, \".\", \"_\" or \"-\" (it is the prefix of execution ids, \"<name>:<id>\"), got \(reader.shown(text))")
+                       "must be \(ProviderName.rule) (it is the prefix of execution ids, \"<name>:<id>\"), got \(reader.shown(text))")
             }
         }
         var baseURL: String?

@@ -25,9 +25,9 @@ extension RateLimitSettings {
 
     /// Every key is optional; a missing one comes from `inheriting`.
     static func readPolicy(
-        _ fields: ConfigFieldReader.Fields, inheriting base: RateLimitPolicy, with reader: inout ConfigFieldReader
-    ) -> RateLimitPolicy {
-        RateLimitPolicy(
+        _ fields: ConfigFieldReader.Fields, inheriting base: ClientRateLimit, with reader: inout ConfigFieldReader
+    ) -> ClientRateLimit {
+        ClientRateLimit(
             requestsPerSecond: reader.number(fields, "requestsPerSecond", atMost: 1_000_000, default: base.requestsPerSecond),
             burst: reader.integer(fields, "burst", 1...1_000_000, default: base.burst),
             upstreamCallsPerMinute: reader.integer(

@@ -95,7 +95,7 @@ extension GatewayConfiguration {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    private static func yamlPolicy(_ policy: RateLimitPolicy, withCallBudget: Bool = true) -> String {
+    private static func yamlPolicy(_ policy: ClientRateLimit, withCallBudget: Bool = true) -> String {
         "{requestsPerSecond: \(ConfigFieldReader.format(policy.requestsPerSecond)), burst: \(policy.burst)"
             + (withCallBudget ? ", upstreamCallsPerMinute: \(policy.upstreamCallsPerMinute)}" : "}")
     }

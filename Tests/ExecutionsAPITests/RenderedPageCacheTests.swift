@@ -381,7 +381,7 @@ final class ManualClock: Sendable {
         let shared = ResponseCache(store: store)
         func binding(_ name: String, cache: ResponseCache) throws -> ProviderBinding {
             let provider = try ProviderFactory.make(
-                name: name, type: "kaizen", baseURL: "http://127.0.0.1:9", endpoint: endpoint, cache: cache, cachePolicy: policy
+                name: name, type: .kaizen, baseURL: "http://127.0.0.1:9", endpoint: endpoint, cache: cache, cachePolicy: policy
             )
             return ProviderBinding(provider: provider, credential: UpstreamCredential(secret: "c"))
         }

@@ -11,7 +11,7 @@ import Testing
 @Suite(.serialized) struct EndToEndResilienceTests {
     @Test func concurrentIdenticalRequestsMakeOneUpstreamCallPerProvider() async throws {
         let harness = try await GatewayHarness { configuration in
-            configuration.rateLimit.default = RateLimitPolicy(requestsPerSecond: 10_000, burst: 10_000)
+            configuration.rateLimit.default = ClientRateLimit(requestsPerSecond: 10_000, burst: 10_000)
         }
         defer { Task { await harness.stop() } }
         let statuses = try await withThrowingTaskGroup(of: Int.self) { group in

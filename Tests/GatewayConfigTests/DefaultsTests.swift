@@ -40,8 +40,8 @@ struct DefaultsTests {
         #expect(cache.terminalDetailTTLMs == 3_600_000)
         #expect(cache.staleIfErrorMs == 300_000)
 
-        #expect(configuration.rateLimit.default == RateLimitPolicy(requestsPerSecond: 20, burst: 40))
-        #expect(configuration.rateLimit.unauthenticated == RateLimitPolicy(requestsPerSecond: 10, burst: 20))
+        #expect(configuration.rateLimit.default == ClientRateLimit(requestsPerSecond: 20, burst: 40))
+        #expect(configuration.rateLimit.unauthenticated == ClientRateLimit(requestsPerSecond: 10, burst: 20))
         #expect(configuration.clients.isEmpty)
 
         #expect(configuration.providers.count == 1)
@@ -72,7 +72,7 @@ struct DefaultsTests {
         #expect(client.rateLimit == nil)
         #expect(client.providers == nil)
         #expect(client.credentials.isEmpty)
-        #expect(configuration.effectiveRateLimit(for: client) == RateLimitPolicy(requestsPerSecond: 20, burst: 40))
+        #expect(configuration.effectiveRateLimit(for: client) == ClientRateLimit(requestsPerSecond: 20, burst: 40))
         #expect(client.mayUse(provider: "kaizen"))
     }
 
@@ -122,13 +122,13 @@ struct DefaultsTests {
 
         #expect(configuration.clients.map(\.id) == ["web", "reports"])
         let web = try #require(configuration.client(withID: "web"))
-        #expect(web.rateLimit == RateLimitPolicy(requestsPerSecond: 50, burst: 100))
+        #expect(web.rateLimit == ClientRateLimit(requestsPerSecond: 50, burst: 100))
         #expect(web.providers == ["kaizen", "kapso"])
         #expect(web.credentials == ["kaizen": "example-web-kaizen-key-77aa"])
         #expect(web.mayUse(provider: "b3os") == false)
         let reports = try #require(configuration.client(withID: "reports"))
         #expect(reports.providers == nil)
-        #expect(configuration.effectiveRateLimit(for: reports) == RateLimitPolicy(requestsPerSecond: 20, burst: 40))
+        #expect(configuration.effectiveRateLimit(for: reports) == ClientRateLimit(requestsPerSecond: 20, burst: 40))
     }
 
     @Test("config/example.yaml without its variables names each unset one")
@@ -182,7 +182,7 @@ struct DefaultsTests {
         let configuration = try ConfigLoader.load(yaml: yaml, environment: [:])
         #expect(configuration.server.port == 9090)
         #expect(configuration.server.maxConnections == 1000)
-        #expect(configuration.rateLimit.default == RateLimitPolicy(requestsPerSecond: 0.5, burst: 40))
+        #expect(configuration.rateLimit.default == ClientRateLimit(requestsPerSecond: 0.5, burst: 40))
         #expect(configuration.providers[0].baseURL == "HTTPS://api.b3os.test/v1")
         #expect(configuration.providers[0].requestsPerSecond == 2.5)
         #expect(configuration.providers[1].workflowIds == ["wf_1", "0d4c5a54-5f0e-4bd0-a3f6-bf3c5c0a0c11"])
@@ -192,8 +192,8 @@ struct DefaultsTests {
     func unauthenticatedRateLimit() throws {
         let yaml = "rateLimit: {unauthenticated: {burst: 5}}\n" + minimalYAML
         let configuration = try ConfigLoader.load(yaml: yaml, environment: [:])
-        #expect(configuration.rateLimit.unauthenticated == RateLimitPolicy(requestsPerSecond: 10, burst: 5))
-        #expect(configuration.rateLimit.default == RateLimitPolicy(requestsPerSecond: 20, burst: 40))
+        #expect(configuration.rateLimit.unauthenticated == ClientRateLimit(requestsPerSecond: 10, burst: 5))
+        #expect(configuration.rateLimit.default == ClientRateLimit(requestsPerSecond: 20, burst: 40))
     }
 
     @Test("http:// is accepted for loopback hosts, and for another host only with allowInsecureUpstream: true",
@@ -234,7 +234,7 @@ struct DefaultsTests {
                 rateLimit: {burst: 1}
             """ + "\n" + minimalYAML.replacingOccurrences(of: "auth: {mode: none}\n", with: "")
         let configuration = try ConfigLoader.load(yaml: yaml, environment: [:])
-        #expect(configuration.clients[0].rateLimit == RateLimitPolicy(requestsPerSecond: 3, burst: 1))
+        #expect(configuration.clients[0].rateLimit == ClientRateLimit(requestsPerSecond: 3, burst: 1))
     }
 
     @Test("Upstream-call budgets and the request deadline: defaults, a client's override, the ceiling")
@@ -260,9 +260,9 @@ struct DefaultsTests {
         let configuration = try ConfigLoader.load(yaml: yaml, environment: [:])
         #expect(configuration.server.requestTimeoutMs == 20000)
         #expect(configuration.rateLimit.maxUpstreamCallsPerRequest == 50)
-        #expect(configuration.rateLimit.default == RateLimitPolicy(requestsPerSecond: 20, burst: 40, upstreamCallsPerMinute: 300))
+        #expect(configuration.rateLimit.default == ClientRateLimit(requestsPerSecond: 20, burst: 40, upstreamCallsPerMinute: 300))
         #expect(configuration.clients[0].rateLimit?.upstreamCallsPerMinute == 30)
-        #expect(configuration.clients[1].rateLimit == RateLimitPolicy(requestsPerSecond: 20, burst: 5, upstreamCallsPerMinute: 300))
+        #expect(configuration.clients[1].rateLimit == ClientRateLimit(requestsPerSecond: 20, burst: 5, upstreamCallsPerMinute: 300))
 
         for (line, key) in [
             ("server: {requestTimeoutMs: 0}", "server.requestTimeoutMs"),

@@ -1,4 +1,5 @@
 @testable import GatewayConfig
+import GatewayProviders
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

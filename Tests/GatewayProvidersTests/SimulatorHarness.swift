@@ -154,19 +154,19 @@ final class SimulatorHarness: Sendable {
     }
 
     func kaizen(name: String = "kaizen", policy: UpstreamPolicy = SimulatorHarness.policy()) throws -> KaizenProvider {
-        try #require(make(name: name, type: "kaizen", base: baseURL(.kaizen), policy: policy) as? KaizenProvider)
+        try #require(make(name: name, type: .kaizen, base: baseURL(.kaizen), policy: policy) as? KaizenProvider)
     }
 
     func kapso(name: String = "kapso", workflowIDs: [String] = [], policy: UpstreamPolicy = SimulatorHarness.policy()) throws -> KapsoProvider {
-        try #require(make(name: name, type: "kapso", base: baseURL(.kapso), workflowIDs: workflowIDs, policy: policy) as? KapsoProvider)
+        try #require(make(name: name, type: .kapso, base: baseURL(.kapso), workflowIDs: workflowIDs, policy: policy) as? KapsoProvider)
     }
 
     func b3os(name: String = "b3os", organizationID: String? = nil, policy: UpstreamPolicy = SimulatorHarness.policy()) throws -> B3OSProvider {
-        try #require(make(name: name, type: "b3os", base: baseURL(.b3os), organizationID: organizationID, policy: policy) as? B3OSProvider)
+        try #require(make(name: name, type: .b3os, base: baseURL(.b3os), organizationID: organizationID, policy: policy) as? B3OSProvider)
     }
 
     private func make(
-        name: String, type: String, base: String, workflowIDs: [String] = [], organizationID: String? = nil, policy: UpstreamPolicy
+        name: String, type: ProviderType, base: String, workflowIDs: [String] = [], organizationID: String? = nil, policy: UpstreamPolicy
     ) throws -> any UpstreamBackedProvider {
         try ProviderFactory.make(
             name: name, type: type, baseURL: base, workflowIDs: workflowIDs, organizationID: organizationID,
