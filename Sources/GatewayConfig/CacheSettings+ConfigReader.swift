@@ -9,10 +9,10 @@ extension CacheSettings {
         let day = 86_400_000
         return CacheSettings(
             maxBytes: reader.integer(fields, "maxBytes", 0...68_719_476_736, default: defaults.maxBytes),
-            listTTLMs: reader.integer(fields, "listTTLMs", 0...day, default: defaults.listTTLMs),
-            activeDetailTTLMs: reader.integer(fields, "activeDetailTTLMs", 0...day, default: defaults.activeDetailTTLMs),
-            terminalDetailTTLMs: reader.integer(fields, "terminalDetailTTLMs", 0...day, default: defaults.terminalDetailTTLMs),
-            staleIfErrorMs: reader.integer(fields, "staleIfErrorMs", 0...day, default: defaults.staleIfErrorMs),
+            listTTL: reader.duration(fields, "listTTLMs", milliseconds: 0...day, default: defaults.listTTL),
+            activeDetailTTL: reader.duration(fields, "activeDetailTTLMs", milliseconds: 0...day, default: defaults.activeDetailTTL),
+            terminalDetailTTL: reader.duration(fields, "terminalDetailTTLMs", milliseconds: 0...day, default: defaults.terminalDetailTTL),
+            staleIfError: reader.duration(fields, "staleIfErrorMs", milliseconds: 0...day, default: defaults.staleIfError),
             indexMaxBytes: reader.integer(fields, "indexMaxBytes", 1_048_576...68_719_476_736, default: defaults.indexMaxBytes)
         )
     }

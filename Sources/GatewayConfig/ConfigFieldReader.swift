@@ -1,4 +1,5 @@
 import Configuration
+import GatewayEventLoop
 import Yams
 
 /// Reads typed values out of a composed YAML document (Yams nodes keep line numbers and lists of
@@ -177,6 +178,15 @@ struct ConfigFieldReader {
             return defaultValue
         }
         return value
+    }
+
+    /// A `…Ms` key: whole milliseconds within `range`, as a `Duration` (messages speak milliseconds,
+    /// as the file does).
+    mutating func duration(
+        _ fields: Fields, _ key: String, milliseconds range: ClosedRange<Int>, default defaultValue: Duration
+    ) -> Duration {
+        guard fields[key] != nil else { return defaultValue }
+        return .milliseconds(integer(fields, key, range, default: defaultValue.wholeMilliseconds))
     }
 
     mutating func boolean(_ fields: Fields, _ key: String, default defaultValue: Bool) -> Bool {

@@ -117,7 +117,7 @@ extension ProviderSettings {
                 credential = text
             }
         }
-        let timeoutMs = reader.integer(fields, "timeoutMs", 1...600_000, default: ProviderSettings.Defaults.timeoutMs)
+        let timeout = reader.duration(fields, "timeoutMs", milliseconds: 1...600_000, default: Defaults.timeout)
         let maxConcurrency = reader.integer(fields, "maxConcurrency", 1...1024, default: ProviderSettings.Defaults.maxConcurrency)
         let requestsPerSecond = reader.number(
             fields, "requestsPerSecond", atMost: 100_000, default: ProviderSettings.Defaults.requestsPerSecond)
@@ -152,7 +152,7 @@ extension ProviderSettings {
             type: type,
             baseURL: baseURL,
             credential: credential,
-            timeoutMs: timeoutMs,
+            timeout: timeout,
             maxConcurrency: maxConcurrency,
             requestsPerSecond: requestsPerSecond,
             requestsPerMinute: requestsPerMinute,

@@ -26,11 +26,11 @@ extension ServerSettings {
         server.maxHeaderFields = reader.integer(fields, "maxHeaderFields", 1...10_000, default: defaults.maxHeaderFields)
         server.maxBodyBytes = reader.integer(fields, "maxBodyBytes", 0...67_108_864, default: defaults.maxBodyBytes)
         server.maxResponseBytes = reader.integer(fields, "maxResponseBytes", 65_536...1_073_741_824, default: defaults.maxResponseBytes)
-        server.headerTimeoutMs = reader.integer(fields, "headerTimeoutMs", 1...600_000, default: defaults.headerTimeoutMs)
-        server.idleTimeoutMs = reader.integer(fields, "idleTimeoutMs", 1...3_600_000, default: defaults.idleTimeoutMs)
-        server.writeTimeoutMs = reader.integer(fields, "writeTimeoutMs", 1...600_000, default: defaults.writeTimeoutMs)
-        server.requestTimeoutMs = reader.integer(fields, "requestTimeoutMs", 1...3_600_000, default: defaults.requestTimeoutMs)
-        server.shutdownGraceMs = reader.integer(fields, "shutdownGraceMs", 0...600_000, default: defaults.shutdownGraceMs)
+        server.headerTimeout = reader.duration(fields, "headerTimeoutMs", milliseconds: 1...600_000, default: defaults.headerTimeout)
+        server.idleTimeout = reader.duration(fields, "idleTimeoutMs", milliseconds: 1...3_600_000, default: defaults.idleTimeout)
+        server.writeTimeout = reader.duration(fields, "writeTimeoutMs", milliseconds: 1...600_000, default: defaults.writeTimeout)
+        server.requestTimeout = reader.duration(fields, "requestTimeoutMs", milliseconds: 1...3_600_000, default: defaults.requestTimeout)
+        server.shutdownGrace = reader.duration(fields, "shutdownGraceMs", milliseconds: 0...600_000, default: defaults.shutdownGrace)
         if let items = reader.stringList(fields, "trustedProxies") {
             var ranges: [CIDRRange] = []
             for item in items {

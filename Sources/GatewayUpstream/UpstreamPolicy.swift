@@ -30,13 +30,16 @@ public struct UpstreamPolicy: Sendable, Equatable {
     /// Longest pause honoured from a `Retry-After`, so one odd header cannot silence a provider for days.
     public var maxPauseNanoseconds: UInt64
 
+    /// Outbound pacing when nothing else is configured (also `providers[].requestsPerSecond`'s default).
+    public static let defaultRequestsPerSecond: Double = 10
+
     public init(
         timeoutNanoseconds: UInt64 = 10_000_000_000,
         connectTimeoutNanoseconds: UInt64 = 3_000_000_000,
         perAttemptTimeoutNanoseconds: UInt64? = nil,
         maxConcurrency: Int = 16,
         maxWaiting: Int = 1024,
-        requestsPerSecond: Double? = 10,
+        requestsPerSecond: Double? = UpstreamPolicy.defaultRequestsPerSecond,
         burst: Int = 1,
         requestsPerMinute: Int? = nil,
         maxRetries: Int = 2,

@@ -29,8 +29,8 @@ import Testing
 
     @Test func staleDataIsServedWithinItsWindowWhenTheUpstreamFails() async throws {
         let harness = try await GatewayHarness { configuration in
-            configuration.cache.listTTLMs = 50
-            configuration.cache.staleIfErrorMs = 60_000
+            configuration.cache.listTTL = .milliseconds(50)
+            configuration.cache.staleIfError = .milliseconds(60_000)
         }
         defer { Task { await harness.stop() } }
         let fresh = try await harness.get("/executions?provider=kaizen&limit=5")
@@ -46,8 +46,8 @@ import Testing
 
     @Test func staleIsNotServedAfterItsWindow() async throws {
         let harness = try await GatewayHarness { configuration in
-            configuration.cache.listTTLMs = 20
-            configuration.cache.staleIfErrorMs = 30
+            configuration.cache.listTTL = .milliseconds(20)
+            configuration.cache.staleIfError = .milliseconds(30)
         }
         defer { Task { await harness.stop() } }
         _ = try await harness.get("/executions?provider=kaizen&limit=5")
@@ -59,7 +59,7 @@ import Testing
     }
 
     @Test func retryAfterPausesTheProviderForThatCredential() async throws {
-        let harness = try await GatewayHarness { configuration in configuration.cache.listTTLMs = 1 }
+        let harness = try await GatewayHarness { configuration in configuration.cache.listTTL = .milliseconds(1) }
         defer { Task { await harness.stop() } }
         harness.simulator.setFault(SimulatedFault(.rateLimited(retryAfterSeconds: 30), calls: 1...1), provider: .b3os)
         let limited = try await harness.get("/executions?provider=b3os&limit=5&allowPartial=false")
@@ -97,7 +97,7 @@ import Testing
     @Test func aSlowProviderTimesOutWithoutHoldingUpTheOthers() async throws {
         let harness = try await GatewayHarness { configuration in
             if let index = configuration.providers.firstIndex(where: { $0.name == "kapso" }) {
-                configuration.providers[index].timeoutMs = 300
+                configuration.providers[index].timeout = .milliseconds(300)
             }
         }
         defer { Task { await harness.stop() } }

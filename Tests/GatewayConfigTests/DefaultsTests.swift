@@ -22,11 +22,11 @@ struct DefaultsTests {
         #expect(server.maxHeaderFields == 100)
         #expect(server.maxBodyBytes == 65536)
         #expect(server.maxResponseBytes == 8_388_608)
-        #expect(server.headerTimeoutMs == 10000)
+        #expect(server.headerTimeout == .milliseconds(10000))
         // Extension: above nginx's upstream keepalive_timeout (60 s), so the proxy always closes first.
-        #expect(server.idleTimeoutMs == 75000)
-        #expect(server.writeTimeoutMs == 30000)
-        #expect(server.shutdownGraceMs == 10000)
+        #expect(server.idleTimeout == .milliseconds(75000))
+        #expect(server.writeTimeout == .milliseconds(30000))
+        #expect(server.shutdownGrace == .milliseconds(10000))
         #expect(server.trustedProxies.map(\.description) == ["127.0.0.1/32", "::1/128"])
 
         #expect(configuration.auth.mode == .none)
@@ -35,10 +35,10 @@ struct DefaultsTests {
 
         let cache = configuration.cache
         #expect(cache.maxBytes == 67_108_864)
-        #expect(cache.listTTLMs == 5000)
-        #expect(cache.activeDetailTTLMs == 2000)
-        #expect(cache.terminalDetailTTLMs == 3_600_000)
-        #expect(cache.staleIfErrorMs == 300_000)
+        #expect(cache.listTTL == .milliseconds(5000))
+        #expect(cache.activeDetailTTL == .milliseconds(2000))
+        #expect(cache.terminalDetailTTL == .milliseconds(3_600_000))
+        #expect(cache.staleIfError == .milliseconds(300_000))
 
         #expect(configuration.rateLimit.default == ClientRateLimit(requestsPerSecond: 20, burst: 40))
         #expect(configuration.rateLimit.unauthenticated == ClientRateLimit(requestsPerSecond: 10, burst: 20))
@@ -50,7 +50,7 @@ struct DefaultsTests {
         #expect(provider.type == .kaizen)
         #expect(provider.baseURL == "https://api.kaizen.test")
         #expect(provider.credential == "minimal-kaizen-credential")
-        #expect(provider.timeoutMs == 10000)
+        #expect(provider.timeout == .seconds(10))
         #expect(provider.maxConcurrency == 16)
         #expect(provider.requestsPerSecond == 10)
         #expect(provider.workflowIds.isEmpty)
@@ -240,7 +240,7 @@ struct DefaultsTests {
     @Test("Upstream-call budgets and the request deadline: defaults, a client's override, the ceiling")
     func upstreamCallLimitsAndRequestDeadline() throws {
         let defaults = try ConfigLoader.load(yaml: minimalYAML, environment: [:])
-        #expect(defaults.server.requestTimeoutMs == 50000)
+        #expect(defaults.server.requestTimeout == .milliseconds(50000))
         #expect(defaults.rateLimit.default.upstreamCallsPerMinute == 1200)
         #expect(defaults.rateLimit.maxUpstreamCallsPerRequest == 200)
 
@@ -258,7 +258,7 @@ struct DefaultsTests {
                 rateLimit: {burst: 5}
             """ + "\n" + minimalYAML.replacingOccurrences(of: "auth: {mode: none}\n", with: "")
         let configuration = try ConfigLoader.load(yaml: yaml, environment: [:])
-        #expect(configuration.server.requestTimeoutMs == 20000)
+        #expect(configuration.server.requestTimeout == .milliseconds(20000))
         #expect(configuration.rateLimit.maxUpstreamCallsPerRequest == 50)
         #expect(configuration.rateLimit.default == ClientRateLimit(requestsPerSecond: 20, burst: 40, upstreamCallsPerMinute: 300))
         #expect(configuration.clients[0].rateLimit?.upstreamCallsPerMinute == 30)
@@ -283,7 +283,7 @@ struct DefaultsTests {
         changed.clients.append(ClientSettings(id: "new", keySHA256: String(repeating: "d", count: 64)))
         #expect(changed.sectionsRequiringRestart(comparedTo: base).isEmpty)
         changed.server.port = 1
-        changed.providers[0].timeoutMs = 5
+        changed.providers[0].timeout = .milliseconds(5)
         #expect(changed.sectionsRequiringRestart(comparedTo: base) == ["server", "providers"])
     }
 }

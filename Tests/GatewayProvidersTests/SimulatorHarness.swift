@@ -105,10 +105,10 @@ final class SimulatorHarness: Sendable {
         cache = ResponseCache(store: MemoryLRUStore(maxBytes: 16 * 1024 * 1024, now: now), now: now)
         client = try CurlHTTPClient(configuration: CurlHTTPClientConfiguration(), logger: Self.quietLogger("test.curl"))
         cachePolicy = ProviderCachePolicy(
-            listTTLNanoseconds: UInt64(Self.listTTLMilliseconds) * 1_000_000,
-            activeDetailTTLNanoseconds: UInt64(Self.activeDetailTTLMilliseconds) * 1_000_000,
-            terminalDetailTTLNanoseconds: UInt64(Self.terminalDetailTTLMilliseconds) * 1_000_000,
-            staleIfErrorNanoseconds: UInt64(Self.staleIfErrorMilliseconds) * 1_000_000
+            listTTL: .milliseconds(Self.listTTLMilliseconds),
+            activeDetailTTL: .milliseconds(Self.activeDetailTTLMilliseconds),
+            terminalDetailTTL: .milliseconds(Self.terminalDetailTTLMilliseconds),
+            staleIfError: .milliseconds(Self.staleIfErrorMilliseconds)
         )
     }
 
@@ -125,7 +125,7 @@ final class SimulatorHarness: Sendable {
             let server = HTTPServer(
                 configuration: HTTPServerConfiguration(
                     host: "127.0.0.1", port: 0, workers: 1,
-                    shutdownGraceNanoseconds: 50_000_000, lingerNanoseconds: 10_000_000
+                    shutdownGrace: .nanoseconds(50_000_000), linger: .nanoseconds(10_000_000)
                 ),
                 responder: ObservedResponder(inner: simulator.responder(for: provider), log: log),
                 logger: Self.quietLogger("test.server")
