@@ -77,7 +77,7 @@ public final class GatewayRuntime: Service, Sendable {
         var endpoints: [(name: String, endpoint: UpstreamEndpoint)] = []
         for settings in configuration.providers {
             var policy = UpstreamPolicy()
-            policy.timeoutNanoseconds = settings.timeout.saturatingNanoseconds
+            policy.timeout = settings.timeout
             policy.maxConcurrency = settings.maxConcurrency
             policy.requestsPerSecond = settings.requestsPerSecond
             policy.requestsPerMinute = settings.requestsPerMinute > 0 ? settings.requestsPerMinute : nil

@@ -280,7 +280,7 @@ public struct ProviderSettings: Sendable, Equatable {
     /// The default of every optional provider key: the initialiser's and the validator's. Those
     /// the upstream policy also has are its defaults.
     public enum Defaults {
-        public static let timeout = Duration.nanoseconds(UpstreamPolicy().timeoutNanoseconds)
+        public static let timeout = UpstreamPolicy().timeout
         public static let maxConcurrency = UpstreamPolicy().maxConcurrency
         public static let requestsPerSecond = UpstreamPolicy.defaultRequestsPerSecond
         public static let requestsPerMinute = 0

@@ -145,11 +145,11 @@ final class SimulatorHarness: Sendable {
     /// No pacing, no retries (each fault shows as itself), a breaker that stays closed.
     static func policy(timeoutMilliseconds: UInt64 = 5_000, maxRetries: Int = 0, failureThreshold: Int = 1_000) -> UpstreamPolicy {
         UpstreamPolicy(
-            timeoutNanoseconds: timeoutMilliseconds * 1_000_000,
-            connectTimeoutNanoseconds: 2_000_000_000,
+            timeout: .milliseconds(timeoutMilliseconds),
+            connectTimeout: .seconds(2),
             requestsPerSecond: nil,
             maxRetries: maxRetries,
-            circuitBreaker: CircuitBreakerPolicy(failureThreshold: failureThreshold, openDurationNanoseconds: 10_000_000_000)
+            circuitBreaker: CircuitBreakerPolicy(failureThreshold: failureThreshold, openDuration: .seconds(10))
         )
     }
 
