@@ -193,7 +193,7 @@ let package = Package(
         .testTarget(
             name: "GatewayConfigTests",
             dependencies: [
-                "GatewayConfig", "GatewayProviders",
+                "GatewayConfig", "GatewayProviders", "GatewayHTTP", "GatewayServer", "GatewayUpstream",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,4 +1,8 @@
 import GatewayConfig
+import GatewayHTTP
+import GatewayProviders
+import GatewayServer
+import GatewayUpstream
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -56,6 +60,29 @@ struct DefaultsTests {
         #expect(provider.workflowIds.isEmpty)
         #expect(provider.orgId == nil)
         #expect(provider.allowInsecureUpstream == false)
+    }
+
+    @Test("A setting the runtime also has takes the runtime's default")
+    func defaultsAreTheRuntimeTypesOwn() {
+        let server = ServerSettings()
+        let http = HTTPServerConfiguration()
+        let parser = HTTPParserLimits()
+        #expect(server.host == http.host && server.port == http.port && server.workers == http.workers)
+        #expect(server.maxConnections == http.maxConnections)
+        #expect(server.maxHeaderBytes == parser.maxHeaderBytes && server.maxHeaderFields == parser.maxHeaderFields)
+        #expect(server.maxBodyBytes == parser.maxBodyBytes)
+        #expect(server.headerTimeout == http.headerTimeout && server.idleTimeout == http.idleTimeout)
+        #expect(server.writeTimeout == http.writeTimeout && server.shutdownGrace == http.shutdownGrace)
+
+        let cache = CacheSettings()
+        let ttls = ProviderCachePolicy()
+        #expect(cache.listTTL == ttls.listTTL && cache.activeDetailTTL == ttls.activeDetailTTL)
+        #expect(cache.terminalDetailTTL == ttls.terminalDetailTTL && cache.staleIfError == ttls.staleIfError)
+
+        let upstream = UpstreamPolicy()
+        #expect(ProviderSettings.Defaults.timeout == upstream.timeout)
+        #expect(ProviderSettings.Defaults.maxConcurrency == upstream.maxConcurrency)
+        #expect(ProviderSettings.Defaults.requestsPerSecond == upstream.requestsPerSecond)
     }
 
     @Test("auth.mode defaults to apiKey")

@@ -162,6 +162,18 @@ import Testing
         }
     }
 
+    @Test func theFactoryAppliesTheConfigurationsProviderNameRule() throws {
+        // The validator's rule (ProviderName): a token of at most 64 characters, no ":" or space.
+        for name in ["a b", "kapso/eu", String(repeating: "k", count: 65), "kaizén"] {
+            #expect(!ProviderName.isValid(name))
+            #expect(throws: ProviderConfigurationError.invalidName(provider: name)) { try Self.make(name: name, type: .kaizen) }
+        }
+        for name in ["kapso-eu.v2_1", String(repeating: "k", count: 64)] {
+            #expect(ProviderName.isValid(name))
+            #expect(try Self.make(name: name, type: .kaizen).name == name)
+        }
+    }
+
     @Test func upstreamErrorsMapWithoutBodiesOrHeaders() throws {
         let fetcher = try Self.make(type: .kaizen).fetcher
         let secretBody = Array("Bearer sk_live_123".utf8)
