@@ -104,11 +104,6 @@ extension ProviderSettings {
             case .failure(let problem): reader.report(fields.path("baseURL"), fields.line(of: "baseURL"), problem.message)
             }
         }
-        let allowInsecureUpstream = reader.boolean(fields, "allowInsecureUpstream", default: ProviderSettings.Defaults.allowInsecureUpstream)
-        if let baseURL, !allowInsecureUpstream, ConfigurationRules.isCleartextToRemoteHost(baseURL) {
-            reader.report(fields.path("baseURL"), fields.line(of: "baseURL"),
-                   "is http:// to a host that is not loopback: the credential would cross the network in clear; use https://, or set allowInsecureUpstream: true on this provider")
-        }
         var credential: String?
         if let text = reader.requiredString(fields, "credential") {
             if let problem = ConfigurationRules.secretTextProblem(text) {
@@ -117,12 +112,16 @@ extension ProviderSettings {
                 credential = text
             }
         }
-        let timeout = reader.duration(fields, "timeoutMs", milliseconds: 1...600_000, default: Defaults.timeout)
-        let maxConcurrency = reader.integer(fields, "maxConcurrency", 1...1024, default: ProviderSettings.Defaults.maxConcurrency)
-        let requestsPerSecond = reader.number(
-            fields, "requestsPerSecond", atMost: 100_000, default: ProviderSettings.Defaults.requestsPerSecond)
-        let requestsPerMinute = reader.integer(fields, "requestsPerMinute", 0...100_000, default: ProviderSettings.Defaults.requestsPerMinute)
-        var workflowIds: [String] = []
+
+        // Built even when a required key is broken, so that every optional key is still checked;
+        // returned only when all of them are there. Each optional key is one line: a missing key
+        // keeps the initialiser's default (ProviderSettings.Defaults).
+        var settings = ProviderSettings(name: name ?? "", type: type ?? .kaizen, baseURL: baseURL ?? "", credential: credential ?? "")
+        settings.allowInsecureUpstream = reader.boolean(fields, "allowInsecureUpstream", default: settings.allowInsecureUpstream)
+        settings.timeout = reader.duration(fields, "timeoutMs", milliseconds: 1...600_000, default: settings.timeout)
+        settings.maxConcurrency = reader.integer(fields, "maxConcurrency", 1...1024, default: settings.maxConcurrency)
+        settings.requestsPerSecond = reader.number(fields, "requestsPerSecond", atMost: 100_000, default: settings.requestsPerSecond)
+        settings.requestsPerMinute = reader.integer(fields, "requestsPerMinute", 0...100_000, default: settings.requestsPerMinute)
         if let items = reader.stringList(fields, "workflowIds") {
             var seen: Set<String> = []
             for item in items {
@@ -131,35 +130,26 @@ extension ProviderSettings {
                 } else if !seen.insert(item.text).inserted {
                     reader.report(item.path, item.line, "duplicate workflow id \(reader.shown(item.text))")
                 } else {
-                    workflowIds.append(item.text)
+                    settings.workflowIds.append(item.text)
                 }
             }
         }
-        var orgId: String?
         if let text = reader.string(fields, "orgId") {
             if ConfigurationRules.isIdentifier(text) {
-                orgId = text
+                settings.orgId = text
             } else {
                 reader.report(fields.path("orgId"), fields.line(of: "orgId"),
                        "must be 1 to 128 letters, digits, \".\", \"_\", \"~\" or \"-\", got \(reader.shown(text))")
             }
         }
-        guard let name, let type, let baseURL, let credential else {
+
+        if let baseURL, !settings.allowInsecureUpstream, ConfigurationRules.isCleartextToRemoteHost(baseURL) {
+            reader.report(fields.path("baseURL"), fields.line(of: "baseURL"),
+                   "is http:// to a host that is not loopback: the credential would cross the network in clear; use https://, or set allowInsecureUpstream: true on this provider")
+        }
+        guard name != nil, type != nil, baseURL != nil, credential != nil else {
             return (name, fields.line(of: "name"), nil)
         }
-        let settings = ProviderSettings(
-            name: name,
-            type: type,
-            baseURL: baseURL,
-            credential: credential,
-            timeout: timeout,
-            maxConcurrency: maxConcurrency,
-            requestsPerSecond: requestsPerSecond,
-            requestsPerMinute: requestsPerMinute,
-            workflowIds: workflowIds,
-            orgId: orgId,
-            allowInsecureUpstream: allowInsecureUpstream
-        )
         return (name, fields.line(of: "name"), settings)
     }
 }
