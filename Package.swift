@@ -5,10 +5,11 @@ import PackageDescription
 //
 //   ExecutionsGatewayCLI / ProviderSimulatorCLI      command lines
 //   GatewayApp                                       wiring: config -> server + API + middleware
+//   GatewayConfig                                    the YAML file, typed; defaults from the runtime types below
 //   ExecutionsAPI                                    unified API: query, merge, cursor, enrichment
 //   GatewayProviders                                 Kaizen / Kapso / B3OS adapters, unified model
 //   GatewayUpstream                                  async HTTP client on libcurl
-//   GatewayCache, GatewayRateLimit, GatewayConfig    cross-cutting pieces behind small protocols
+//   GatewayCache, GatewayRateLimit                   cross-cutting pieces behind small protocols
 //   ProviderSimulator                                simulated upstreams (demo + tests)
 //   GatewayServer                                    listeners, connections, router, middleware
 //   GatewayHTTP                                      HTTP/1.1 types, strict resumable parser (no I/O)
@@ -89,6 +90,8 @@ let package = Package(
         .target(
             name: "GatewayConfig",
             dependencies: [
+                // Runtime modules whose types and defaults the configuration reads (never the reverse).
+                "GatewayEventLoop", "GatewayHTTP", "GatewayServer", "GatewayUpstream", "GatewayProviders",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
@@ -102,7 +105,7 @@ let package = Package(
         .target(
             name: "GatewayProviders",
             dependencies: [
-                "GatewayJSON", "GatewayHTTP", "GatewayUpstream", "GatewayCache", "GatewayCrypto",
+                "GatewayJSON", "GatewayHTTP", "GatewayEventLoop", "GatewayUpstream", "GatewayCache", "GatewayCrypto",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
@@ -190,7 +193,7 @@ let package = Package(
         .testTarget(
             name: "GatewayConfigTests",
             dependencies: [
-                "GatewayConfig",
+                "GatewayConfig", "GatewayProviders", "GatewayHTTP", "GatewayServer", "GatewayUpstream",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
             ],

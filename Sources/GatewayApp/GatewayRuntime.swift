@@ -65,10 +65,8 @@ public final class GatewayRuntime: Service, Sendable {
         let cacheSettings = configuration.cache
         responseCache = ResponseCache(store: MemoryLRUStore(maxBytes: cacheSettings.maxBytes))
         let ttls = ProviderCachePolicy(
-            listTTLNanoseconds: UInt64(cacheSettings.listTTLMs) * 1_000_000,
-            activeDetailTTLNanoseconds: UInt64(cacheSettings.activeDetailTTLMs) * 1_000_000,
-            terminalDetailTTLNanoseconds: UInt64(cacheSettings.terminalDetailTTLMs) * 1_000_000,
-            staleIfErrorNanoseconds: UInt64(cacheSettings.staleIfErrorMs) * 1_000_000
+            listTTL: cacheSettings.listTTL, activeDetailTTL: cacheSettings.activeDetailTTL,
+            terminalDetailTTL: cacheSettings.terminalDetailTTL, staleIfError: cacheSettings.staleIfError
         )
 
         let indexes = IndexStore(maxBytes: cacheSettings.indexMaxBytes)
@@ -79,7 +77,7 @@ public final class GatewayRuntime: Service, Sendable {
         var endpoints: [(name: String, endpoint: UpstreamEndpoint)] = []
         for settings in configuration.providers {
             var policy = UpstreamPolicy()
-            policy.timeoutNanoseconds = UInt64(settings.timeoutMs) * 1_000_000
+            policy.timeout = settings.timeout
             policy.maxConcurrency = settings.maxConcurrency
             policy.requestsPerSecond = settings.requestsPerSecond
             policy.requestsPerMinute = settings.requestsPerMinute > 0 ? settings.requestsPerMinute : nil
@@ -92,7 +90,7 @@ public final class GatewayRuntime: Service, Sendable {
             do {
                 provider = indexes.indexing(try ProviderFactory.make(
                     name: settings.name,
-                    type: settings.type.rawValue,
+                    type: settings.type,
                     baseURL: settings.baseURL,
                     workflowIDs: settings.workflowIds,
                     organizationID: settings.orgId,
@@ -111,7 +109,7 @@ public final class GatewayRuntime: Service, Sendable {
 
         let service = ExecutionsService(
             providers: bindings, cursorSecret: cursorSecret, now: monotonicNanoseconds,
-            requestTimeoutNanoseconds: UInt64(configuration.server.requestTimeoutMs) * 1_000_000,
+            requestTimeoutNanoseconds: configuration.server.requestTimeout.saturatingNanoseconds,
             logger: logger, maxPageBytes: configuration.server.maxResponseBytes
         )
 
@@ -191,10 +189,10 @@ public final class GatewayRuntime: Service, Sendable {
                 // authentication, rate limiting or reading the body (and so before `100 Continue`).
                 acceptsBodies: false
             ),
-            headerTimeoutNanoseconds: UInt64(settings.headerTimeoutMs) * 1_000_000,
-            idleTimeoutNanoseconds: UInt64(settings.idleTimeoutMs) * 1_000_000,
-            writeTimeoutNanoseconds: UInt64(settings.writeTimeoutMs) * 1_000_000,
-            shutdownGraceNanoseconds: UInt64(settings.shutdownGraceMs) * 1_000_000
+            headerTimeout: settings.headerTimeout,
+            idleTimeout: settings.idleTimeout,
+            writeTimeout: settings.writeTimeout,
+            shutdownGrace: settings.shutdownGrace
         )
     }
 
@@ -246,7 +244,7 @@ public final class GatewayRuntime: Service, Sendable {
         }
     }
 
-    static func policyOrStartupError(_ settings: GatewayConfig.RateLimitPolicy) throws(GatewayStartupError) -> GatewayRateLimit.RateLimitPolicy {
+    static func policyOrStartupError(_ settings: ClientRateLimit) throws(GatewayStartupError) -> GatewayRateLimit.RateLimitPolicy {
         do {
             return try policy(settings)
         } catch {
@@ -254,12 +252,12 @@ public final class GatewayRuntime: Service, Sendable {
         }
     }
 
-    static func policy(_ settings: GatewayConfig.RateLimitPolicy) throws -> GatewayRateLimit.RateLimitPolicy {
+    static func policy(_ settings: ClientRateLimit) throws -> GatewayRateLimit.RateLimitPolicy {
         try GatewayRateLimit.RateLimitPolicy(requestsPerSecond: settings.requestsPerSecond, burst: settings.burst)
     }
 
     /// A minute's calls may be spent at once, and come back evenly over the next minute.
-    static func upstreamCallPolicy(_ settings: GatewayConfig.RateLimitPolicy) throws -> GatewayRateLimit.RateLimitPolicy {
+    static func upstreamCallPolicy(_ settings: ClientRateLimit) throws -> GatewayRateLimit.RateLimitPolicy {
         try GatewayRateLimit.RateLimitPolicy(
             requestsPerSecond: Double(settings.upstreamCallsPerMinute) / 60, burst: settings.upstreamCallsPerMinute)
     }

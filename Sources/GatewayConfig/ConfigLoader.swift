@@ -134,7 +134,7 @@ public enum ConfigLoader {
             }
             return problem(line, "unreadable YAML text: \(description)")
         case .duplicatedKeysInMapping(let duplicates, let context):
-            let keys = duplicates.map { ConfigurationValidator.quoted($0) }.joined(separator: ", ")
+            let keys = duplicates.map { ConfigFieldReader.quoted($0) }.joined(separator: ", ")
             return problem(context.mark.line, "duplicate key \(keys) in one mapping (its first use is on this line); each key may appear only once")
         case .dataCouldNotBeDecoded:
             return problem(nil, "is not valid UTF-8 text")

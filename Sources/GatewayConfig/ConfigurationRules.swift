@@ -1,121 +1,11 @@
-import Yams
-
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
 
-// MARK: - Keys
-
-extension ConfigurationValidator {
-    enum Keys {
-        static let top = ["server", "auth", "cache", "rateLimit", "clients", "providers"]
-        static let server = [
-            "host", "port", "workers", "maxConnections", "maxHeaderBytes", "maxHeaderFields", "maxBodyBytes",
-            "maxResponseBytes", "headerTimeoutMs", "idleTimeoutMs", "writeTimeoutMs", "requestTimeoutMs", "shutdownGraceMs", "trustedProxies",
-        ]
-        static let auth = ["mode", "cursorSecret"]
-        static let cache = ["maxBytes", "listTTLMs", "activeDetailTTLMs", "terminalDetailTTLMs", "staleIfErrorMs", "indexMaxBytes"]
-        static let rateLimit = ["default", "unauthenticated", "maxUpstreamCallsPerRequest"]
-        static let rateLimitPolicy = ["requestsPerSecond", "burst", "upstreamCallsPerMinute"]
-        static let requestRateLimitPolicy = ["requestsPerSecond", "burst"]
-        static let client = ["id", "keySHA256", "rateLimit", "providers", "credentials"]
-        static let providerCommon = [
-            "name", "type", "baseURL", "credential", "timeoutMs", "maxConcurrency", "requestsPerSecond", "requestsPerMinute",
-            "allowInsecureUpstream",
-        ]
-
-        static func providerSpecific(_ type: ProviderType) -> [String] {
-            switch type {
-            case .kaizen: ["maxListAnswerBytes"]
-            case .kapso: ["workflowIds"]
-            case .b3os: ["orgId"]
-            }
-        }
-    }
-}
-
-// MARK: - Text rules
-
-extension ConfigurationValidator {
-    static func isNull(_ node: Node) -> Bool {
-        guard case .scalar(let scalar) = node, scalar.style == .plain || scalar.style == .any else { return false }
-        return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
-    }
-
-    static func kind(_ node: Node) -> String {
-        switch node {
-        case .mapping: "a mapping"
-        case .sequence: "a list"
-        case .scalar: "a single value"
-        case .alias: "an alias"
-        }
-    }
-
-    static func choices<Value: RawRepresentable & CaseIterable>(_ type: Value.Type) -> String where Value.RawValue == String {
-        Value.allCases.map(\.rawValue).joined(separator: ", ")
-    }
-
-    /// A decimal integer; `_` between digits is allowed (`67_108_864`).
-    static func parseInteger(_ text: String) -> Int? {
-        var digits = Substring(text)
-        var sign = ""
-        if let first = digits.first, first == "-" || first == "+" {
-            sign = first == "-" ? "-" : ""
-            digits = digits.dropFirst()
-        }
-        guard let first = digits.first, first.isASCIIDigit, let last = digits.last, last.isASCIIDigit,
-            digits.allSatisfy({ $0.isASCIIDigit || $0 == "_" }), !digits.contains("__")
-        else { return nil }
-        return Int(sign + digits.filter { $0 != "_" })
-    }
-
-    /// A plain decimal number (`10`, `0.5`, `.5`, `1e3`); no hex, infinity or NaN.
-    static func parseDecimal(_ text: String) -> Double? {
-        let allowed = Set("0123456789.eE+-_")
-        guard !text.isEmpty, text.allSatisfy({ allowed.contains($0) }), text.contains(where: \.isASCIIDigit) else {
-            return nil
-        }
-        guard let value = Double(text.filter { $0 != "_" }), value.isFinite else { return nil }
-        return value
-    }
-
-    static func format(_ number: Double) -> String {
-        if number == number.rounded(), abs(number) < 1e15 {
-            return String(Int(number))
-        }
-        return String(number)
-    }
-
-    /// `"text"` with control characters escaped (also valid as a YAML double-quoted scalar), cut at `limit`
-    /// characters.
-    static func quoted(_ text: String, limit: Int = 80) -> String {
-        var output = "\""
-        for scalar in text.unicodeScalars.prefix(limit) {
-            switch scalar {
-            case "\"": output += "\\\""
-            case "\\": output += "\\\\"
-            case "\n": output += "\\n"
-            case "\r": output += "\\r"
-            case "\t": output += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7f {
-                    let hex = String(scalar.value, radix: 16, uppercase: true)
-                    output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    output.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        if text.unicodeScalars.count > limit { output += "…" }
-        return output + "\""
-    }
-
-    static func lineSuffix(_ line: Int?) -> String {
-        line.map { " at line \($0)" } ?? ""
-    }
-
+/// Rules on values that more than one section applies (names, secrets, URLs, hosts).
+enum ConfigurationRules {
     static func isToken(_ text: String, maximumLength: Int) -> Bool {
         (1...maximumLength).contains(text.unicodeScalars.count)
             && text.unicodeScalars.allSatisfy { $0.isASCIILetter || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0) }
@@ -164,7 +54,7 @@ extension ConfigurationValidator {
         guard !known.contains(name) else { return nil }
         var message = "unknown provider \(shown)"
         if let suggestion = KeySuggestion.closest(to: name, among: known) {
-            message += "; did you mean \(quoted(suggestion))?"
+            message += "; did you mean \(ConfigFieldReader.quoted(suggestion))?"
         } else if !known.isEmpty {
             message += "; configured providers: \(known.joined(separator: ", "))"
         }
@@ -203,7 +93,7 @@ extension ConfigurationValidator {
     }
 }
 
-extension ConfigurationValidator {
+extension ConfigurationRules {
     /// Loopback hosts: traffic to them never leaves the machine, so `http://` is no exposure there.
     static let loopbackRanges: [CIDRRange] = [
         CIDRRange(maskingHostBitsOf: [127, 0, 0, 0], prefixLength: 8),

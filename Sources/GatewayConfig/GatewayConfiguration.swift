@@ -1,6 +1,15 @@
+public import GatewayHTTP
+public import GatewayProviders
+public import GatewayServer
+public import GatewayUpstream
+
 // The typed gateway configuration. docs/configuration.md lists every key with its default and
 // allowed values; DocumentationTests keeps that page in step with the validator's keys and with
 // the defaults a minimal file really gets.
+//
+// A setting that a runtime type also has takes that type's default (`HTTPServerConfiguration`,
+// `HTTPParserLimits`, `ProviderCachePolicy`, `UpstreamPolicy`): one default per setting, which the
+// validator reads too. Durations are `Duration`; the file writes them as whole milliseconds (`…Ms`).
 
 /// The whole configuration of one gateway process.
 public struct GatewayConfiguration: Sendable, Equatable {
@@ -36,7 +45,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
     }
 
     /// The client's own limit, else `rateLimit.default`.
-    public func effectiveRateLimit(for client: ClientSettings) -> RateLimitPolicy {
+    public func effectiveRateLimit(for client: ClientSettings) -> ClientRateLimit {
         client.rateLimit ?? rateLimit.default
     }
 
@@ -64,14 +73,15 @@ public struct ServerSettings: Sendable, Equatable {
     /// The cap on a rendered `GET /executions` page; a page that would pass it is refused with a
     /// problem instead (`include=raw,detail` on 100 items can reach many megabytes).
     public var maxResponseBytes: Int
-    public var headerTimeoutMs: Int
-    public var idleTimeoutMs: Int
+    public var headerTimeout: Duration
+    public var idleTimeout: Duration
     /// Extension: a response not written whole within this long closes the connection.
-    public var writeTimeoutMs: Int
+    public var writeTimeout: Duration
     /// Extension: the deadline of a request's upstream work (waiting for a provider's slot included);
-    /// below nginx's default 60 s `proxy_read_timeout`, so the gateway answers first.
-    public var requestTimeoutMs: Int
-    public var shutdownGraceMs: Int
+    /// below nginx's default 60 s `proxy_read_timeout`, so the gateway answers first. The server
+    /// has no such deadline of its own, so this default lives here.
+    public var requestTimeout: Duration
+    public var shutdownGrace: Duration
     /// `X-Forwarded-For` is believed only from peers inside one of these ranges.
     public var trustedProxies: [CIDRRange]
 
@@ -81,19 +91,19 @@ public struct ServerSettings: Sendable, Equatable {
     ]
 
     public init(
-        host: String = "127.0.0.1",
-        port: Int = 8080,
-        workers: Int = 0,
-        maxConnections: Int = 10000,
-        maxHeaderBytes: Int = 16384,
-        maxHeaderFields: Int = 100,
-        maxBodyBytes: Int = 65536,
+        host: String = HTTPServerConfiguration().host,
+        port: Int = HTTPServerConfiguration().port,
+        workers: Int = HTTPServerConfiguration().workers,
+        maxConnections: Int = HTTPServerConfiguration().maxConnections,
+        maxHeaderBytes: Int = HTTPParserLimits().maxHeaderBytes,
+        maxHeaderFields: Int = HTTPParserLimits().maxHeaderFields,
+        maxBodyBytes: Int = HTTPParserLimits().maxBodyBytes,
         maxResponseBytes: Int = 8_388_608,
-        headerTimeoutMs: Int = 10000,
-        idleTimeoutMs: Int = 75000,
-        writeTimeoutMs: Int = 30000,
-        requestTimeoutMs: Int = 50000,
-        shutdownGraceMs: Int = 10000,
+        headerTimeout: Duration = HTTPServerConfiguration().headerTimeout,
+        idleTimeout: Duration = HTTPServerConfiguration().idleTimeout,
+        writeTimeout: Duration = HTTPServerConfiguration().writeTimeout,
+        requestTimeout: Duration = .seconds(50),
+        shutdownGrace: Duration = HTTPServerConfiguration().shutdownGrace,
         trustedProxies: [CIDRRange] = ServerSettings.defaultTrustedProxies
     ) {
         self.host = host
@@ -104,11 +114,11 @@ public struct ServerSettings: Sendable, Equatable {
         self.maxHeaderFields = maxHeaderFields
         self.maxBodyBytes = maxBodyBytes
         self.maxResponseBytes = maxResponseBytes
-        self.headerTimeoutMs = headerTimeoutMs
-        self.idleTimeoutMs = idleTimeoutMs
-        self.writeTimeoutMs = writeTimeoutMs
-        self.requestTimeoutMs = requestTimeoutMs
-        self.shutdownGraceMs = shutdownGraceMs
+        self.headerTimeout = headerTimeout
+        self.idleTimeout = idleTimeout
+        self.writeTimeout = writeTimeout
+        self.requestTimeout = requestTimeout
+        self.shutdownGrace = shutdownGrace
         self.trustedProxies = trustedProxies
     }
 
@@ -155,35 +165,37 @@ public struct AuthSettings: Sendable, Equatable {
 
 public struct CacheSettings: Sendable, Equatable {
     public var maxBytes: Int
-    public var listTTLMs: Int
-    public var activeDetailTTLMs: Int
-    public var terminalDetailTTLMs: Int
-    public var staleIfErrorMs: Int
+    /// The runtime's `ProviderCachePolicy` (what each TTL covers is documented there).
+    public var listTTL: Duration
+    public var activeDetailTTL: Duration
+    public var terminalDetailTTL: Duration
+    public var staleIfError: Duration
     /// The bound of all provider indexes together (estimated bytes); least recently used whole
     /// indexes are dropped past it.
     public var indexMaxBytes: Int
 
     public init(
         maxBytes: Int = 67_108_864,
-        listTTLMs: Int = 5000,
-        activeDetailTTLMs: Int = 2000,
-        terminalDetailTTLMs: Int = 3_600_000,
-        staleIfErrorMs: Int = 300_000,
+        listTTL: Duration = ProviderCachePolicy().listTTL,
+        activeDetailTTL: Duration = ProviderCachePolicy().activeDetailTTL,
+        terminalDetailTTL: Duration = ProviderCachePolicy().terminalDetailTTL,
+        staleIfError: Duration = ProviderCachePolicy().staleIfError,
         indexMaxBytes: Int = 268_435_456
     ) {
         self.maxBytes = maxBytes
-        self.listTTLMs = listTTLMs
-        self.activeDetailTTLMs = activeDetailTTLMs
-        self.terminalDetailTTLMs = terminalDetailTTLMs
-        self.staleIfErrorMs = staleIfErrorMs
+        self.listTTL = listTTL
+        self.activeDetailTTL = activeDetailTTL
+        self.terminalDetailTTL = terminalDetailTTL
+        self.staleIfError = staleIfError
         self.indexMaxBytes = indexMaxBytes
     }
 }
 
-/// One token bucket: refills at `requestsPerSecond`, holds at most `burst` requests. And a second
-/// one for the upstream calls the client's requests cause: `upstreamCallsPerMinute`, all of which
-/// may be spent at once after a quiet minute.
-public struct RateLimitPolicy: Sendable, Equatable {
+/// A client's limits as configured: one token bucket for its requests (refills at
+/// `requestsPerSecond`, holds at most `burst`), and a second one for the upstream calls its requests
+/// cause: `upstreamCallsPerMinute`, all of which may be spent at once after a quiet minute. The
+/// runtime turns each bucket into a `GatewayRateLimit.ClientRateLimit`.
+public struct ClientRateLimit: Sendable, Equatable {
     public var requestsPerSecond: Double
     public var burst: Int
     public var upstreamCallsPerMinute: Int
@@ -197,16 +209,16 @@ public struct RateLimitPolicy: Sendable, Equatable {
 
 public struct RateLimitSettings: Sendable, Equatable {
     /// Applies to every client without its own `rateLimit`.
-    public var `default`: RateLimitPolicy
+    public var `default`: ClientRateLimit
     /// Per client address, for requests refused before authentication (a missing or unknown key):
     /// whoever has no key cannot spend a client's budget, but is not free either.
-    public var unauthenticated: RateLimitPolicy
+    public var unauthenticated: ClientRateLimit
     /// Upstream calls one request may cause; a filter scan that would pass it stops early.
     public var maxUpstreamCallsPerRequest: Int
 
     public init(
-        default defaultPolicy: RateLimitPolicy = RateLimitPolicy(requestsPerSecond: 20, burst: 40),
-        unauthenticated: RateLimitPolicy = RateLimitPolicy(requestsPerSecond: 10, burst: 20),
+        default defaultPolicy: ClientRateLimit = ClientRateLimit(requestsPerSecond: 20, burst: 40),
+        unauthenticated: ClientRateLimit = ClientRateLimit(requestsPerSecond: 10, burst: 20),
         maxUpstreamCallsPerRequest: Int = 200
     ) {
         self.default = defaultPolicy
@@ -220,7 +232,7 @@ public struct ClientSettings: Sendable, Equatable {
     /// Lowercase hex SHA-256 of the client's API key (64 characters).
     public var keySHA256: String
     /// `nil`: `rateLimit.default` applies.
-    public var rateLimit: RateLimitPolicy?
+    public var rateLimit: ClientRateLimit?
     /// Provider names this client may use; `nil`: all of them.
     public var providers: [String]?
     /// Per-provider upstream credential overrides, keyed by provider name. Secret.
@@ -229,7 +241,7 @@ public struct ClientSettings: Sendable, Equatable {
     public init(
         id: String,
         keySHA256: String,
-        rateLimit: RateLimitPolicy? = nil,
+        rateLimit: ClientRateLimit? = nil,
         providers: [String]? = nil,
         credentials: [String: String] = [:]
     ) {
@@ -245,12 +257,6 @@ public struct ClientSettings: Sendable, Equatable {
     }
 }
 
-public enum ProviderType: String, Sendable, Equatable, CaseIterable {
-    case kaizen
-    case kapso
-    case b3os
-}
-
 public struct ProviderSettings: Sendable, Equatable {
     /// What clients see (`<name>:<id>`, `provider=`).
     public var name: String
@@ -259,7 +265,7 @@ public struct ProviderSettings: Sendable, Equatable {
     public var baseURL: String
     /// The upstream credential. Secret.
     public var credential: String
-    public var timeoutMs: Int
+    public var timeout: Duration
     public var maxConcurrency: Int
     public var requestsPerSecond: Double
     /// Calls in any rolling 60 s, as Kapso counts its limit per key; 0 = no per-minute budget.
@@ -274,15 +280,15 @@ public struct ProviderSettings: Sendable, Equatable {
     /// Lets `baseURL` be `http://` on a host other than loopback (credentials then cross the network in clear).
     public var allowInsecureUpstream: Bool
 
-    /// The default of every optional provider key: the initialiser's and the validator's.
+    /// The default of every optional provider key: the initialiser's and the validator's. Those
+    /// the upstream policy also has are its defaults.
     public enum Defaults {
-        public static let timeoutMs = 10000
-        public static let maxConcurrency = 16
-        public static let requestsPerSecond: Double = 10
+        public static let timeout = UpstreamPolicy().timeout
+        public static let maxConcurrency = UpstreamPolicy().maxConcurrency
+        public static let requestsPerSecond = UpstreamPolicy.defaultRequestsPerSecond
         public static let requestsPerMinute = 0
         public static let allowInsecureUpstream = false
-        /// 1 GiB: about 900,000 Kaizen executions at 1.1 KB each.
-        public static let maxListAnswerBytes = 1_073_741_824
+        public static let maxListAnswerBytes = KaizenProvider.defaultMaxListAnswerBytes
     }
 
     public init(
@@ -290,7 +296,7 @@ public struct ProviderSettings: Sendable, Equatable {
         type: ProviderType,
         baseURL: String,
         credential: String,
-        timeoutMs: Int = Defaults.timeoutMs,
+        timeout: Duration = Defaults.timeout,
         maxConcurrency: Int = Defaults.maxConcurrency,
         requestsPerSecond: Double = Defaults.requestsPerSecond,
         requestsPerMinute: Int = Defaults.requestsPerMinute,
@@ -303,7 +309,7 @@ public struct ProviderSettings: Sendable, Equatable {
         self.type = type
         self.baseURL = baseURL
         self.credential = credential
-        self.timeoutMs = timeoutMs
+        self.timeout = timeout
         self.maxConcurrency = maxConcurrency
         self.requestsPerSecond = requestsPerSecond
         self.requestsPerMinute = requestsPerMinute

@@ -1,4 +1,5 @@
 public import Configuration
+import GatewayEventLoop
 
 
 /// A swift-configuration snapshot of one version of the gateway's file, so that `ReloadingFileProvider` can
@@ -60,11 +61,11 @@ public final class GatewayConfigurationSnapshot: Sendable {
         set(["server", "maxHeaderFields"], .int(server.maxHeaderFields))
         set(["server", "maxBodyBytes"], .int(server.maxBodyBytes))
         set(["server", "maxResponseBytes"], .int(server.maxResponseBytes))
-        set(["server", "headerTimeoutMs"], .int(server.headerTimeoutMs))
-        set(["server", "idleTimeoutMs"], .int(server.idleTimeoutMs))
-        set(["server", "writeTimeoutMs"], .int(server.writeTimeoutMs))
-        set(["server", "requestTimeoutMs"], .int(server.requestTimeoutMs))
-        set(["server", "shutdownGraceMs"], .int(server.shutdownGraceMs))
+        set(["server", "headerTimeoutMs"], .int(server.headerTimeout.wholeMilliseconds))
+        set(["server", "idleTimeoutMs"], .int(server.idleTimeout.wholeMilliseconds))
+        set(["server", "writeTimeoutMs"], .int(server.writeTimeout.wholeMilliseconds))
+        set(["server", "requestTimeoutMs"], .int(server.requestTimeout.wholeMilliseconds))
+        set(["server", "shutdownGraceMs"], .int(server.shutdownGrace.wholeMilliseconds))
         set(["server", "trustedProxies"], .stringArray(server.trustedProxies.map(\.description)))
 
         set(["auth", "mode"], .string(configuration.auth.mode.rawValue))
@@ -74,10 +75,10 @@ public final class GatewayConfigurationSnapshot: Sendable {
 
         let cache = configuration.cache
         set(["cache", "maxBytes"], .int(cache.maxBytes))
-        set(["cache", "listTTLMs"], .int(cache.listTTLMs))
-        set(["cache", "activeDetailTTLMs"], .int(cache.activeDetailTTLMs))
-        set(["cache", "terminalDetailTTLMs"], .int(cache.terminalDetailTTLMs))
-        set(["cache", "staleIfErrorMs"], .int(cache.staleIfErrorMs))
+        set(["cache", "listTTLMs"], .int(cache.listTTL.wholeMilliseconds))
+        set(["cache", "activeDetailTTLMs"], .int(cache.activeDetailTTL.wholeMilliseconds))
+        set(["cache", "terminalDetailTTLMs"], .int(cache.terminalDetailTTL.wholeMilliseconds))
+        set(["cache", "staleIfErrorMs"], .int(cache.staleIfError.wholeMilliseconds))
         set(["cache", "indexMaxBytes"], .int(cache.indexMaxBytes))
 
         set(["rateLimit", "default", "requestsPerSecond"], .double(configuration.rateLimit.default.requestsPerSecond))
@@ -94,7 +95,7 @@ public final class GatewayConfigurationSnapshot: Sendable {
             set(prefix + ["type"], .string(provider.type.rawValue))
             set(prefix + ["baseURL"], .string(provider.baseURL))
             set(prefix + ["credential"], .string(provider.credential), secret: true)
-            set(prefix + ["timeoutMs"], .int(provider.timeoutMs))
+            set(prefix + ["timeoutMs"], .int(provider.timeout.wholeMilliseconds))
             set(prefix + ["maxConcurrency"], .int(provider.maxConcurrency))
             set(prefix + ["requestsPerSecond"], .double(provider.requestsPerSecond))
             set(prefix + ["requestsPerMinute"], .int(provider.requestsPerMinute))

@@ -1,3 +1,4 @@
+import GatewayEventLoop
 extension GatewayConfiguration {
     /// The effective configuration (defaults filled in) as YAML, every secret (provider credentials, client
     /// credential overrides, the cursor secret) shown as `<redacted>`. For `check-config` and start-up logs.
@@ -14,11 +15,11 @@ extension GatewayConfiguration {
         lines.append("  maxHeaderFields: \(server.maxHeaderFields)")
         lines.append("  maxBodyBytes: \(server.maxBodyBytes)")
         lines.append("  maxResponseBytes: \(server.maxResponseBytes)")
-        lines.append("  headerTimeoutMs: \(server.headerTimeoutMs)")
-        lines.append("  idleTimeoutMs: \(server.idleTimeoutMs)")
-        lines.append("  writeTimeoutMs: \(server.writeTimeoutMs)")
-        lines.append("  requestTimeoutMs: \(server.requestTimeoutMs)")
-        lines.append("  shutdownGraceMs: \(server.shutdownGraceMs)")
+        lines.append("  headerTimeoutMs: \(server.headerTimeout.wholeMilliseconds)")
+        lines.append("  idleTimeoutMs: \(server.idleTimeout.wholeMilliseconds)")
+        lines.append("  writeTimeoutMs: \(server.writeTimeout.wholeMilliseconds)")
+        lines.append("  requestTimeoutMs: \(server.requestTimeout.wholeMilliseconds)")
+        lines.append("  shutdownGraceMs: \(server.shutdownGrace.wholeMilliseconds)")
         lines.append("  trustedProxies: \(Self.yamlList(server.trustedProxies.map(\.description)))")
 
         lines.append("auth:")
@@ -35,10 +36,10 @@ extension GatewayConfiguration {
 
         lines.append("cache:")
         lines.append("  maxBytes: \(cache.maxBytes)")
-        lines.append("  listTTLMs: \(cache.listTTLMs)")
-        lines.append("  activeDetailTTLMs: \(cache.activeDetailTTLMs)")
-        lines.append("  terminalDetailTTLMs: \(cache.terminalDetailTTLMs)")
-        lines.append("  staleIfErrorMs: \(cache.staleIfErrorMs)")
+        lines.append("  listTTLMs: \(cache.listTTL.wholeMilliseconds)")
+        lines.append("  activeDetailTTLMs: \(cache.activeDetailTTL.wholeMilliseconds)")
+        lines.append("  terminalDetailTTLMs: \(cache.terminalDetailTTL.wholeMilliseconds)")
+        lines.append("  staleIfErrorMs: \(cache.staleIfError.wholeMilliseconds)")
         lines.append("  indexMaxBytes: \(cache.indexMaxBytes)")
 
         lines.append("rateLimit:")
@@ -76,9 +77,9 @@ extension GatewayConfiguration {
             lines.append("    type: \(provider.type.rawValue)")
             lines.append("    baseURL: \(Self.yamlString(provider.baseURL))")
             lines.append("    credential: \(redacted)")
-            lines.append("    timeoutMs: \(provider.timeoutMs)")
+            lines.append("    timeoutMs: \(provider.timeout.wholeMilliseconds)")
             lines.append("    maxConcurrency: \(provider.maxConcurrency)")
-            lines.append("    requestsPerSecond: \(ConfigurationValidator.format(provider.requestsPerSecond))")
+            lines.append("    requestsPerSecond: \(ConfigFieldReader.format(provider.requestsPerSecond))")
             lines.append("    requestsPerMinute: \(provider.requestsPerMinute)")
             lines.append("    allowInsecureUpstream: \(provider.allowInsecureUpstream)")
             switch provider.type {
@@ -95,8 +96,8 @@ extension GatewayConfiguration {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    private static func yamlPolicy(_ policy: RateLimitPolicy, withCallBudget: Bool = true) -> String {
-        "{requestsPerSecond: \(ConfigurationValidator.format(policy.requestsPerSecond)), burst: \(policy.burst)"
+    private static func yamlPolicy(_ policy: ClientRateLimit, withCallBudget: Bool = true) -> String {
+        "{requestsPerSecond: \(ConfigFieldReader.format(policy.requestsPerSecond)), burst: \(policy.burst)"
             + (withCallBudget ? ", upstreamCallsPerMinute: \(policy.upstreamCallsPerMinute)}" : "}")
     }
 
@@ -108,10 +109,10 @@ extension GatewayConfiguration {
     private static func yamlString(_ text: String) -> String {
         let plainSafe = text.unicodeScalars.allSatisfy { $0.isASCIILetter || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0) }
         let looksTyped = ["true", "false", "yes", "no", "on", "off", "null", "~"].contains(text.lowercased())
-            || ConfigurationValidator.parseDecimal(text) != nil
+            || ConfigFieldReader.parseDecimal(text) != nil
         if plainSafe, !text.isEmpty, text.first != "-", text.first != ".", !looksTyped {
             return text
         }
-        return ConfigurationValidator.quoted(text, limit: Int.max)
+        return ConfigFieldReader.quoted(text, limit: Int.max)
     }
 }

@@ -36,22 +36,35 @@ public enum ProviderType: String, Sendable, CaseIterable {
     }
 }
 
+/// What a provider may be called: the name prefixes execution ids (`<name>:<id>`) and appears in
+/// `provider=`, so it is a short token that cannot hold `:`. The configuration validator and the
+/// factory both apply this one rule.
+public enum ProviderName {
+    public static let maximumLength = 64
+    public static let rule = "1 to \(maximumLength) letters, digits, \".\", \"_\" or \"-\""
+
+    public static func isValid(_ name: String) -> Bool {
+        (1...maximumLength).contains(name.unicodeScalars.count)
+            && name.unicodeScalars.allSatisfy { scalar in
+                ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
+                    || "._-".unicodeScalars.contains(scalar)
+            }
+    }
+}
+
 /// Why a provider could not be built from its settings. Messages name the setting and value
 /// (never a credential: none is taken here).
 public enum ProviderConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
-    case unknownType(provider: String, type: String)
     case invalidBaseURL(provider: String, baseURL: String)
     case invalidName(provider: String)
     case settingNotApplicable(provider: String, setting: String, type: String)
 
     public var description: String {
         switch self {
-        case .unknownType(let provider, let type):
-            "provider '\(provider)': unknown type '\(type)' (expected one of \(ProviderType.allCases.map(\.rawValue).joined(separator: ", ")))"
         case .invalidBaseURL(let provider, let baseURL):
             "provider '\(provider)': baseURL '\(baseURL)' is not an absolute http or https URL without user info, query or fragment"
         case .invalidName(let provider):
-            "provider name '\(provider)' must be non-empty and must not contain ':' (it prefixes execution ids)"
+            "provider name '\(provider)' must be \(ProviderName.rule) (it prefixes execution ids)"
         case .settingNotApplicable(let provider, let setting, let type):
             "provider '\(provider)': '\(setting)' does not apply to type '\(type)'"
         }
@@ -62,7 +75,7 @@ public enum ProviderConfigurationError: Error, Sendable, Equatable, CustomString
 public enum ProviderFactory {
     /// - Parameters:
     ///   - name: what clients see (`provider=`, the id prefix).
-    ///   - type: `kaizen`, `kapso` or `b3os`.
+    ///   - type: which adapter.
     ///   - baseURL: e.g. `https://api.kapso.ai/platform/v1`; a trailing slash is ignored.
     ///   - workflowIDs: Kapso only; empty means discover them with `GET /workflows`.
     ///   - organizationID: B3OS only; sent as `X-Org-ID`.
@@ -71,7 +84,7 @@ public enum ProviderFactory {
     ///   - cache: the gateway's shared response cache.
     public static func make(
         name: String,
-        type: String,
+        type providerType: ProviderType,
         baseURL: String,
         workflowIDs: [String] = [],
         organizationID: String? = nil,
@@ -81,17 +94,16 @@ public enum ProviderFactory {
         cachePolicy: ProviderCachePolicy,
         logger: Logger = Logger(label: "gateway.providers")
     ) throws(ProviderConfigurationError) -> any UpstreamBackedProvider {
-        guard !name.isEmpty, !name.contains(":") else { throw .invalidName(provider: name) }
-        guard let providerType = ProviderType(rawValue: type) else { throw .unknownType(provider: name, type: type) }
+        guard ProviderName.isValid(name) else { throw .invalidName(provider: name) }
         guard isAcceptableBaseURL(baseURL) else { throw .invalidBaseURL(provider: name, baseURL: baseURL) }
         if !workflowIDs.isEmpty && providerType != .kapso {
-            throw .settingNotApplicable(provider: name, setting: "workflowIds", type: type)
+            throw .settingNotApplicable(provider: name, setting: "workflowIds", type: providerType.rawValue)
         }
         if organizationID != nil && providerType != .b3os {
-            throw .settingNotApplicable(provider: name, setting: "orgId", type: type)
+            throw .settingNotApplicable(provider: name, setting: "orgId", type: providerType.rawValue)
         }
         if maxListAnswerBytes != nil && providerType != .kaizen {
-            throw .settingNotApplicable(provider: name, setting: "maxListAnswerBytes", type: type)
+            throw .settingNotApplicable(provider: name, setting: "maxListAnswerBytes", type: providerType.rawValue)
         }
         let fetcher = ProviderFetcher(
             providerName: name, baseURL: baseURL, credentialPlacement: providerType.credentialPlacement,

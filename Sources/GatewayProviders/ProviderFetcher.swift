@@ -1,5 +1,6 @@
 public import GatewayCache
 import GatewayCrypto
+import GatewayEventLoop
 import GatewayHTTP
 import GatewayJSON
 public import GatewayUpstream
@@ -8,24 +9,36 @@ import Synchronization
 /// How long upstream answers stay fresh in the shared response cache (docs/configuration.md, cache).
 public struct ProviderCachePolicy: Sendable, Equatable {
     /// List pages (Kaizen's list, a Kapso workflow page, a B3OS window, Kapso's workflow list).
-    public var listTTLNanoseconds: UInt64
+    public var listTTL: Duration { didSet { listTTLNanoseconds = listTTL.saturatingNanoseconds } }
     /// Detail of an execution that may still change (queued, running, waiting, paused, unmapped).
-    public var activeDetailTTLNanoseconds: UInt64
+    public var activeDetailTTL: Duration { didSet { activeDetailTTLNanoseconds = activeDetailTTL.saturatingNanoseconds } }
     /// Detail of a finished execution (succeeded, failed, cancelled).
-    public var terminalDetailTTLNanoseconds: UInt64
+    public var terminalDetailTTL: Duration {
+        didSet { terminalDetailTTLNanoseconds = terminalDetailTTL.saturatingNanoseconds }
+    }
     /// How long after expiry an entry may still be served when the upstream fails or is paused.
-    public var staleIfErrorNanoseconds: UInt64
+    public var staleIfError: Duration { didSet { staleIfErrorNanoseconds = staleIfError.saturatingNanoseconds } }
+
+    // The durations converted once, for the cache's nanosecond clock (saturating, never trapping).
+    public private(set) var listTTLNanoseconds: UInt64
+    public private(set) var activeDetailTTLNanoseconds: UInt64
+    public private(set) var terminalDetailTTLNanoseconds: UInt64
+    public private(set) var staleIfErrorNanoseconds: UInt64
 
     public init(
-        listTTLNanoseconds: UInt64 = 5_000_000_000,
-        activeDetailTTLNanoseconds: UInt64 = 2_000_000_000,
-        terminalDetailTTLNanoseconds: UInt64 = 3_600_000_000_000,
-        staleIfErrorNanoseconds: UInt64 = 300_000_000_000
+        listTTL: Duration = .seconds(5),
+        activeDetailTTL: Duration = .seconds(2),
+        terminalDetailTTL: Duration = .seconds(3600),
+        staleIfError: Duration = .seconds(300)
     ) {
-        self.listTTLNanoseconds = listTTLNanoseconds
-        self.activeDetailTTLNanoseconds = activeDetailTTLNanoseconds
-        self.terminalDetailTTLNanoseconds = terminalDetailTTLNanoseconds
-        self.staleIfErrorNanoseconds = staleIfErrorNanoseconds
+        self.listTTL = listTTL
+        self.activeDetailTTL = activeDetailTTL
+        self.terminalDetailTTL = terminalDetailTTL
+        self.staleIfError = staleIfError
+        listTTLNanoseconds = listTTL.saturatingNanoseconds
+        activeDetailTTLNanoseconds = activeDetailTTL.saturatingNanoseconds
+        terminalDetailTTLNanoseconds = terminalDetailTTL.saturatingNanoseconds
+        staleIfErrorNanoseconds = staleIfError.saturatingNanoseconds
     }
 
     /// The detail TTL for an execution in `status`; an unmapped status counts as active.

@@ -1,6 +1,8 @@
 public import GatewayHTTP
+import GatewayEventLoop
 
-/// Everything the server needs to know; the app fills it from `server.*` in the config file.
+/// Everything the server needs to know; the app fills it from `server.*` in the config file, whose
+/// defaults are these.
 public struct HTTPServerConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -12,19 +14,27 @@ public struct HTTPServerConfiguration: Sendable {
     public var parserLimits: HTTPParserLimits
     /// How long a client may take to send a whole request (head and body) once it has started,
     /// and to send the first request on a new connection (slowloris protection).
-    public var headerTimeoutNanoseconds: UInt64
+    public var headerTimeout: Duration { didSet { headerTimeoutNanoseconds = headerTimeout.saturatingNanoseconds } }
     /// How long a keep-alive connection may sit idle between requests. The default is longer than
     /// nginx's upstream `keepalive_timeout` (60 s): the proxy closes an idle connection first, so it
     /// never reuses one the server is closing at that moment (a 502).
-    public var idleTimeoutNanoseconds: UInt64
+    public var idleTimeout: Duration { didSet { idleTimeoutNanoseconds = idleTimeout.saturatingNanoseconds } }
     /// How long writing one response may take once the socket makes it wait (a slow reader), in
     /// total, however much progress it makes meanwhile.
-    public var writeTimeoutNanoseconds: UInt64
+    public var writeTimeout: Duration { didSet { writeTimeoutNanoseconds = writeTimeout.saturatingNanoseconds } }
     /// How long shutdown waits for in-flight requests before closing what is left.
-    public var shutdownGraceNanoseconds: UInt64
+    public var shutdownGrace: Duration { didSet { shutdownGraceNanoseconds = shutdownGrace.saturatingNanoseconds } }
     /// How long a closing connection keeps draining the peer's unread input, so the kernel sends
     /// FIN rather than RST and the peer can read the last response (nginx's lingering close).
-    public var lingerNanoseconds: UInt64
+    public var linger: Duration { didSet { lingerNanoseconds = linger.saturatingNanoseconds } }
+
+    // The durations above converted once, for the per-connection timers (never trapping: a
+    // duration past `UInt64` nanoseconds saturates).
+    private(set) var headerTimeoutNanoseconds: UInt64
+    private(set) var idleTimeoutNanoseconds: UInt64
+    private(set) var writeTimeoutNanoseconds: UInt64
+    private(set) var shutdownGraceNanoseconds: UInt64
+    private(set) var lingerNanoseconds: UInt64
 
     public init(
         host: String = "127.0.0.1",
@@ -33,11 +43,11 @@ public struct HTTPServerConfiguration: Sendable {
         maxConnections: Int = 10_000,
         backlog: Int32 = 1024,
         parserLimits: HTTPParserLimits = HTTPParserLimits(),
-        headerTimeoutNanoseconds: UInt64 = 10_000_000_000,
-        idleTimeoutNanoseconds: UInt64 = 75_000_000_000,
-        writeTimeoutNanoseconds: UInt64 = 30_000_000_000,
-        shutdownGraceNanoseconds: UInt64 = 10_000_000_000,
-        lingerNanoseconds: UInt64 = 2_000_000_000
+        headerTimeout: Duration = .seconds(10),
+        idleTimeout: Duration = .seconds(75),
+        writeTimeout: Duration = .seconds(30),
+        shutdownGrace: Duration = .seconds(10),
+        linger: Duration = .seconds(2)
     ) {
         self.host = host
         self.port = port
@@ -45,10 +55,15 @@ public struct HTTPServerConfiguration: Sendable {
         self.maxConnections = maxConnections
         self.backlog = backlog
         self.parserLimits = parserLimits
-        self.headerTimeoutNanoseconds = headerTimeoutNanoseconds
-        self.idleTimeoutNanoseconds = idleTimeoutNanoseconds
-        self.writeTimeoutNanoseconds = writeTimeoutNanoseconds
-        self.shutdownGraceNanoseconds = shutdownGraceNanoseconds
-        self.lingerNanoseconds = lingerNanoseconds
+        self.headerTimeout = headerTimeout
+        self.headerTimeoutNanoseconds = headerTimeout.saturatingNanoseconds
+        self.idleTimeout = idleTimeout
+        self.idleTimeoutNanoseconds = idleTimeout.saturatingNanoseconds
+        self.writeTimeout = writeTimeout
+        self.writeTimeoutNanoseconds = writeTimeout.saturatingNanoseconds
+        self.shutdownGrace = shutdownGrace
+        self.shutdownGraceNanoseconds = shutdownGrace.saturatingNanoseconds
+        self.linger = linger
+        self.lingerNanoseconds = linger.saturatingNanoseconds
     }
 }

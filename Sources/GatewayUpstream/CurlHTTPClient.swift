@@ -1,3 +1,4 @@
+import GatewayEventLoop
 public import Logging
 import Synchronization
 
@@ -14,10 +15,15 @@ public struct CurlHTTPClientConfiguration: Sendable {
     public var maxConnectionsPerHost: Int
     /// Open connections in total; 0 = unlimited.
     public var maxTotalConnections: Int
-    /// An idle connection older than this is not reused (CURLOPT_MAXAGE_CONN).
-    public var maxIdleConnectionAgeSeconds: Int
-    public var defaultTimeoutNanoseconds: UInt64
-    public var defaultConnectTimeoutNanoseconds: UInt64
+    /// An idle connection older than this is not reused (CURLOPT_MAXAGE_CONN, whole seconds).
+    public var maxIdleConnectionAge: Duration {
+        didSet { maxIdleConnectionAgeSeconds = Self.wholeSeconds(maxIdleConnectionAge) }
+    }
+    /// For a request that sets no timeout of its own.
+    public var defaultTimeout: Duration { didSet { defaultTimeoutNanoseconds = defaultTimeout.saturatingNanoseconds } }
+    public var defaultConnectTimeout: Duration {
+        didSet { defaultConnectTimeoutNanoseconds = defaultConnectTimeout.saturatingNanoseconds }
+    }
     public var maxResponseBodyBytes: Int
     /// More response header fields than this is a malformed response.
     public var maxResponseHeaderFields: Int
@@ -25,13 +31,18 @@ public struct CurlHTTPClientConfiguration: Sendable {
     /// PEM bundle to verify servers against instead of the system's; verification itself is always on.
     public var caBundlePath: String?
 
+    // The durations above converted once, as the transfers hand them to libcurl (never trapping).
+    private(set) var maxIdleConnectionAgeSeconds: Int
+    private(set) var defaultTimeoutNanoseconds: UInt64
+    private(set) var defaultConnectTimeoutNanoseconds: UInt64
+
     public init(
         maxCachedConnections: Int = 64,
         maxConnectionsPerHost: Int = 0,
         maxTotalConnections: Int = 0,
-        maxIdleConnectionAgeSeconds: Int = 60,
-        defaultTimeoutNanoseconds: UInt64 = 30_000_000_000,
-        defaultConnectTimeoutNanoseconds: UInt64 = 5_000_000_000,
+        maxIdleConnectionAge: Duration = .seconds(60),
+        defaultTimeout: Duration = .seconds(30),
+        defaultConnectTimeout: Duration = .seconds(5),
         maxResponseBodyBytes: Int = 16 * 1024 * 1024,
         maxResponseHeaderFields: Int = 256,
         userAgent: String = "ExecutionsGateway",
@@ -40,13 +51,21 @@ public struct CurlHTTPClientConfiguration: Sendable {
         self.maxCachedConnections = maxCachedConnections
         self.maxConnectionsPerHost = maxConnectionsPerHost
         self.maxTotalConnections = maxTotalConnections
-        self.maxIdleConnectionAgeSeconds = maxIdleConnectionAgeSeconds
-        self.defaultTimeoutNanoseconds = defaultTimeoutNanoseconds
-        self.defaultConnectTimeoutNanoseconds = defaultConnectTimeoutNanoseconds
+        self.maxIdleConnectionAge = maxIdleConnectionAge
+        self.maxIdleConnectionAgeSeconds = Self.wholeSeconds(maxIdleConnectionAge)
+        self.defaultTimeout = defaultTimeout
+        self.defaultTimeoutNanoseconds = defaultTimeout.saturatingNanoseconds
+        self.defaultConnectTimeout = defaultConnectTimeout
+        self.defaultConnectTimeoutNanoseconds = defaultConnectTimeout.saturatingNanoseconds
         self.maxResponseBodyBytes = maxResponseBodyBytes
         self.maxResponseHeaderFields = maxResponseHeaderFields
         self.userAgent = userAgent
         self.caBundlePath = caBundlePath
+    }
+
+    /// Whole seconds, at least 0 and at most `Int.max`.
+    private static func wholeSeconds(_ duration: Duration) -> Int {
+        Int(clamping: max(0, duration.components.seconds))
     }
 }
 

@@ -1,10 +1,12 @@
-/// How one provider is called: limits, pacing, retries, breaker. Durations are nanoseconds.
+import GatewayEventLoop
+
+/// How one provider is called: limits, pacing, retries, breaker.
 public struct UpstreamPolicy: Sendable, Equatable {
     /// Overall deadline of one call, retries and waiting for a pacing slot included.
-    public var timeoutNanoseconds: UInt64
-    public var connectTimeoutNanoseconds: UInt64
+    public var timeout: Duration { didSet { timeoutNanoseconds = timeout.saturatingNanoseconds } }
+    public var connectTimeout: Duration { didSet { connectTimeoutNanoseconds = connectTimeout.saturatingNanoseconds } }
     /// Limit of one attempt, so a hung attempt leaves time to retry; nil = whatever of the deadline remains.
-    public var perAttemptTimeoutNanoseconds: UInt64?
+    public var perAttemptTimeout: Duration? { didSet { perAttemptTimeoutNanoseconds = perAttemptTimeout?.saturatingNanoseconds } }
     /// Calls in flight at once; further calls wait first come first served.
     public var maxConcurrency: Int
     /// Calls allowed to wait for a concurrency slot; more fail at once with `.overloaded`.
@@ -18,39 +20,55 @@ public struct UpstreamPolicy: Sendable, Equatable {
     public var requestsPerMinute: Int?
     /// Extra attempts for idempotent calls after a connection error, timeout, 502, 503 or 504.
     public var maxRetries: Int
-    /// Retries allowed per call made, over `retryBudgetWindowNanoseconds`.
+    /// Retries allowed per call made, over `retryBudgetWindow`.
     public var retryBudgetRatio: Double
     /// Retries always allowed per window, so an endpoint with little traffic can still retry.
     public var retryBudgetMinimumPerWindow: Int
-    public var retryBudgetWindowNanoseconds: UInt64
+    public var retryBudgetWindow: Duration { didSet { retryBudgetWindowNanoseconds = retryBudgetWindow.saturatingNanoseconds } }
     /// Full-jitter exponential backoff: retry n waits a random time in 0...min(max, base * 2^n).
-    public var backoffBaseNanoseconds: UInt64
-    public var backoffMaxNanoseconds: UInt64
+    public var backoffBase: Duration { didSet { backoffBaseNanoseconds = backoffBase.saturatingNanoseconds } }
+    public var backoffMax: Duration { didSet { backoffMaxNanoseconds = backoffMax.saturatingNanoseconds } }
     public var circuitBreaker: CircuitBreakerPolicy
     /// Longest pause honoured from a `Retry-After`, so one odd header cannot silence a provider for days.
-    public var maxPauseNanoseconds: UInt64
+    public var maxPause: Duration { didSet { maxPauseNanoseconds = maxPause.saturatingNanoseconds } }
+
+    /// Outbound pacing when nothing else is configured (also `providers[].requestsPerSecond`'s default).
+    public static let defaultRequestsPerSecond: Double = 10
+
+    // The durations above converted once, for the endpoint's nanosecond clock (saturating, never
+    // trapping on a configured value).
+    public private(set) var timeoutNanoseconds: UInt64
+    public private(set) var connectTimeoutNanoseconds: UInt64
+    public private(set) var perAttemptTimeoutNanoseconds: UInt64?
+    public private(set) var retryBudgetWindowNanoseconds: UInt64
+    public private(set) var backoffBaseNanoseconds: UInt64
+    public private(set) var backoffMaxNanoseconds: UInt64
+    public private(set) var maxPauseNanoseconds: UInt64
 
     public init(
-        timeoutNanoseconds: UInt64 = 10_000_000_000,
-        connectTimeoutNanoseconds: UInt64 = 3_000_000_000,
-        perAttemptTimeoutNanoseconds: UInt64? = nil,
+        timeout: Duration = .seconds(10),
+        connectTimeout: Duration = .seconds(3),
+        perAttemptTimeout: Duration? = nil,
         maxConcurrency: Int = 16,
         maxWaiting: Int = 1024,
-        requestsPerSecond: Double? = 10,
+        requestsPerSecond: Double? = UpstreamPolicy.defaultRequestsPerSecond,
         burst: Int = 1,
         requestsPerMinute: Int? = nil,
         maxRetries: Int = 2,
         retryBudgetRatio: Double = 0.2,
         retryBudgetMinimumPerWindow: Int = 5,
-        retryBudgetWindowNanoseconds: UInt64 = 10_000_000_000,
-        backoffBaseNanoseconds: UInt64 = 50_000_000,
-        backoffMaxNanoseconds: UInt64 = 2_000_000_000,
+        retryBudgetWindow: Duration = .seconds(10),
+        backoffBase: Duration = .milliseconds(50),
+        backoffMax: Duration = .seconds(2),
         circuitBreaker: CircuitBreakerPolicy = CircuitBreakerPolicy(),
-        maxPauseNanoseconds: UInt64 = 3_600_000_000_000
+        maxPause: Duration = .seconds(3600)
     ) {
-        self.timeoutNanoseconds = timeoutNanoseconds
-        self.connectTimeoutNanoseconds = connectTimeoutNanoseconds
-        self.perAttemptTimeoutNanoseconds = perAttemptTimeoutNanoseconds
+        self.timeout = timeout
+        self.timeoutNanoseconds = timeout.saturatingNanoseconds
+        self.connectTimeout = connectTimeout
+        self.connectTimeoutNanoseconds = connectTimeout.saturatingNanoseconds
+        self.perAttemptTimeout = perAttemptTimeout
+        self.perAttemptTimeoutNanoseconds = perAttemptTimeout?.saturatingNanoseconds
         self.maxConcurrency = maxConcurrency
         self.maxWaiting = maxWaiting
         self.requestsPerSecond = requestsPerSecond
@@ -59,11 +77,15 @@ public struct UpstreamPolicy: Sendable, Equatable {
         self.maxRetries = maxRetries
         self.retryBudgetRatio = retryBudgetRatio
         self.retryBudgetMinimumPerWindow = retryBudgetMinimumPerWindow
-        self.retryBudgetWindowNanoseconds = retryBudgetWindowNanoseconds
-        self.backoffBaseNanoseconds = backoffBaseNanoseconds
-        self.backoffMaxNanoseconds = backoffMaxNanoseconds
+        self.retryBudgetWindow = retryBudgetWindow
+        self.retryBudgetWindowNanoseconds = retryBudgetWindow.saturatingNanoseconds
+        self.backoffBase = backoffBase
+        self.backoffBaseNanoseconds = backoffBase.saturatingNanoseconds
+        self.backoffMax = backoffMax
+        self.backoffMaxNanoseconds = backoffMax.saturatingNanoseconds
         self.circuitBreaker = circuitBreaker
-        self.maxPauseNanoseconds = maxPauseNanoseconds
+        self.maxPause = maxPause
+        self.maxPauseNanoseconds = maxPause.saturatingNanoseconds
     }
 }
 
@@ -71,11 +93,14 @@ public struct CircuitBreakerPolicy: Sendable, Equatable {
     /// Consecutive failed attempts (connection, timeout, malformed, 5xx; never 4xx) that open the circuit.
     public var failureThreshold: Int
     /// How long an open circuit refuses calls before letting one probe through.
-    public var openDurationNanoseconds: UInt64
+    public var openDuration: Duration { didSet { openDurationNanoseconds = openDuration.saturatingNanoseconds } }
+    /// `openDuration` converted once.
+    public private(set) var openDurationNanoseconds: UInt64
 
-    public init(failureThreshold: Int = 5, openDurationNanoseconds: UInt64 = 10_000_000_000) {
+    public init(failureThreshold: Int = 5, openDuration: Duration = .seconds(10)) {
         self.failureThreshold = failureThreshold
-        self.openDurationNanoseconds = openDurationNanoseconds
+        self.openDuration = openDuration
+        self.openDurationNanoseconds = openDuration.saturatingNanoseconds
     }
 }
 

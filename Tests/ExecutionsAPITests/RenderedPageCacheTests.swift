@@ -20,8 +20,7 @@ final class ManualClock: Sendable {
     let noCache = RequestFacts(requestID: "req-2", traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", bypassCache: true)
     let clock = ManualClock()
     let policy = ProviderCachePolicy(
-        listTTLNanoseconds: 5_000_000_000, activeDetailTTLNanoseconds: 2_000_000_000,
-        terminalDetailTTLNanoseconds: 3_600_000_000_000, staleIfErrorNanoseconds: 300_000_000_000
+        listTTL: .seconds(5), activeDetailTTL: .seconds(2), terminalDetailTTL: .seconds(3600), staleIfError: .seconds(300)
     )
 
     func service(_ providers: [InMemoryProvider], store: MemoryLRUStore? = nil) -> ExecutionsService {
@@ -381,7 +380,7 @@ final class ManualClock: Sendable {
         let shared = ResponseCache(store: store)
         func binding(_ name: String, cache: ResponseCache) throws -> ProviderBinding {
             let provider = try ProviderFactory.make(
-                name: name, type: "kaizen", baseURL: "http://127.0.0.1:9", endpoint: endpoint, cache: cache, cachePolicy: policy
+                name: name, type: .kaizen, baseURL: "http://127.0.0.1:9", endpoint: endpoint, cache: cache, cachePolicy: policy
             )
             return ProviderBinding(provider: provider, credential: UpstreamCredential(secret: "c"))
         }

@@ -42,11 +42,11 @@ import Testing
     }
 
     @Test func theUnauthenticatedBudgetFollowsReloads() async throws {
-        let harness = try await GatewayHarness { $0.rateLimit.unauthenticated = RateLimitPolicy(requestsPerSecond: 0.001, burst: 100) }
+        let harness = try await GatewayHarness { $0.rateLimit.unauthenticated = ClientRateLimit(requestsPerSecond: 0.001, burst: 100) }
         defer { Task { await harness.stop() } }
         #expect(try await harness.get("/executions", key: nil).status == 401)
         var reloaded = harness.runtime.configuration
-        reloaded.rateLimit.unauthenticated = RateLimitPolicy(requestsPerSecond: 0.001, burst: 1)
+        reloaded.rateLimit.unauthenticated = ClientRateLimit(requestsPerSecond: 0.001, burst: 1)
         harness.runtime.applyReloaded(reloaded, previous: harness.runtime.configuration)
         let refused = try await harness.get("/executions", key: nil)
         #expect(refused.status == 429)

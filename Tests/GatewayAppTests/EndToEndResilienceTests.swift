@@ -11,7 +11,7 @@ import Testing
 @Suite(.serialized) struct EndToEndResilienceTests {
     @Test func concurrentIdenticalRequestsMakeOneUpstreamCallPerProvider() async throws {
         let harness = try await GatewayHarness { configuration in
-            configuration.rateLimit.default = RateLimitPolicy(requestsPerSecond: 10_000, burst: 10_000)
+            configuration.rateLimit.default = ClientRateLimit(requestsPerSecond: 10_000, burst: 10_000)
             // Coalescing is the point, not freshness: no refresh may become due on a loaded machine.
             configuration.cache.listTTLMs = 600_000
         }
@@ -31,8 +31,8 @@ import Testing
 
     @Test func staleDataIsServedWithinItsWindowWhenTheUpstreamFails() async throws {
         let harness = try await GatewayHarness { configuration in
-            configuration.cache.listTTLMs = 50
-            configuration.cache.staleIfErrorMs = 60_000
+            configuration.cache.listTTL = .milliseconds(50)
+            configuration.cache.staleIfError = .milliseconds(60_000)
         }
         defer { Task { await harness.stop() } }
         let fresh = try await harness.get("/executions?provider=kaizen&limit=5")
@@ -48,8 +48,8 @@ import Testing
 
     @Test func staleIsNotServedAfterItsWindow() async throws {
         let harness = try await GatewayHarness { configuration in
-            configuration.cache.listTTLMs = 20
-            configuration.cache.staleIfErrorMs = 30
+            configuration.cache.listTTL = .milliseconds(20)
+            configuration.cache.staleIfError = .milliseconds(30)
         }
         defer { Task { await harness.stop() } }
         _ = try await harness.get("/executions?provider=kaizen&limit=5")
@@ -61,7 +61,7 @@ import Testing
     }
 
     @Test func retryAfterPausesTheProviderForThatCredential() async throws {
-        let harness = try await GatewayHarness { configuration in configuration.cache.listTTLMs = 1 }
+        let harness = try await GatewayHarness { configuration in configuration.cache.listTTL = .milliseconds(1) }
         defer { Task { await harness.stop() } }
         harness.simulator.setFault(SimulatedFault(.rateLimited(retryAfterSeconds: 30), calls: 1...1), provider: .b3os)
         let limited = try await harness.get("/executions?provider=b3os&limit=5&allowPartial=false")
@@ -99,7 +99,7 @@ import Testing
     @Test func aSlowProviderTimesOutWithoutHoldingUpTheOthers() async throws {
         let harness = try await GatewayHarness { configuration in
             if let index = configuration.providers.firstIndex(where: { $0.name == "kapso" }) {
-                configuration.providers[index].timeoutMs = 300
+                configuration.providers[index].timeout = .milliseconds(300)
             }
         }
         defer { Task { await harness.stop() } }

@@ -53,7 +53,7 @@ final class GatewayHarness: Sendable {
             auth: AuthSettings(mode: .apiKey, cursorSecret: "test-cursor-secret-0123456789"),
             clients: [
                 ClientSettings(id: "web", keySHA256: SHA256.hexDigest(of: Self.webKey), providers: ["kaizen", "kapso", "b3os"]),
-                ClientSettings(id: "batch", keySHA256: SHA256.hexDigest(of: Self.batchKey), rateLimit: RateLimitPolicy(requestsPerSecond: 1, burst: 2), providers: ["kaizen"]),
+                ClientSettings(id: "batch", keySHA256: SHA256.hexDigest(of: Self.batchKey), rateLimit: ClientRateLimit(requestsPerSecond: 1, burst: 2), providers: ["kaizen"]),
                 ClientSettings(id: "kaizen-only", keySHA256: SHA256.hexDigest(of: Self.kaizenOnlyKey), providers: ["kaizen"]),
                 ClientSettings(id: "tenant-b", keySHA256: SHA256.hexDigest(of: Self.otherTenantKey),
                                credentials: ["kaizen": DemoCredential.kaizenSecondOrganization, "kapso": DemoCredential.kapsoSecondOrganization, "b3os": DemoCredential.b3osSecondOrganization]),

@@ -271,7 +271,7 @@ import Testing
         var reloaded = previous
         reloaded.clients.removeAll { $0.id == "batch" }
         reloaded.clients.append(ClientSettings(id: "newcomer", keySHA256: SHA256.hexDigest(of: "newcomer-key-0001"),
-                                               rateLimit: RateLimitPolicy(requestsPerSecond: 0.01, burst: 1)))
+                                               rateLimit: ClientRateLimit(requestsPerSecond: 0.01, burst: 1)))
         harness.runtime.applyReloaded(reloaded, previous: previous)
         #expect(try await harness.get("/executions?limit=1", key: GatewayHarness.batchKey).status == 401)
         let newcomer = try await harness.get("/executions?limit=1", key: "newcomer-key-0001")

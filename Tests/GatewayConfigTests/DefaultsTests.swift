@@ -1,4 +1,8 @@
 import GatewayConfig
+import GatewayHTTP
+import GatewayProviders
+import GatewayServer
+import GatewayUpstream
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -22,11 +26,11 @@ struct DefaultsTests {
         #expect(server.maxHeaderFields == 100)
         #expect(server.maxBodyBytes == 65536)
         #expect(server.maxResponseBytes == 8_388_608)
-        #expect(server.headerTimeoutMs == 10000)
+        #expect(server.headerTimeout == .milliseconds(10000))
         // Extension: above nginx's upstream keepalive_timeout (60 s), so the proxy always closes first.
-        #expect(server.idleTimeoutMs == 75000)
-        #expect(server.writeTimeoutMs == 30000)
-        #expect(server.shutdownGraceMs == 10000)
+        #expect(server.idleTimeout == .milliseconds(75000))
+        #expect(server.writeTimeout == .milliseconds(30000))
+        #expect(server.shutdownGrace == .milliseconds(10000))
         #expect(server.trustedProxies.map(\.description) == ["127.0.0.1/32", "::1/128"])
 
         #expect(configuration.auth.mode == .none)
@@ -35,13 +39,13 @@ struct DefaultsTests {
 
         let cache = configuration.cache
         #expect(cache.maxBytes == 67_108_864)
-        #expect(cache.listTTLMs == 5000)
-        #expect(cache.activeDetailTTLMs == 2000)
-        #expect(cache.terminalDetailTTLMs == 3_600_000)
-        #expect(cache.staleIfErrorMs == 300_000)
+        #expect(cache.listTTL == .milliseconds(5000))
+        #expect(cache.activeDetailTTL == .milliseconds(2000))
+        #expect(cache.terminalDetailTTL == .milliseconds(3_600_000))
+        #expect(cache.staleIfError == .milliseconds(300_000))
 
-        #expect(configuration.rateLimit.default == RateLimitPolicy(requestsPerSecond: 20, burst: 40))
-        #expect(configuration.rateLimit.unauthenticated == RateLimitPolicy(requestsPerSecond: 10, burst: 20))
+        #expect(configuration.rateLimit.default == ClientRateLimit(requestsPerSecond: 20, burst: 40))
+        #expect(configuration.rateLimit.unauthenticated == ClientRateLimit(requestsPerSecond: 10, burst: 20))
         #expect(configuration.clients.isEmpty)
 
         #expect(configuration.providers.count == 1)
@@ -50,12 +54,35 @@ struct DefaultsTests {
         #expect(provider.type == .kaizen)
         #expect(provider.baseURL == "https://api.kaizen.test")
         #expect(provider.credential == "minimal-kaizen-credential")
-        #expect(provider.timeoutMs == 10000)
+        #expect(provider.timeout == .seconds(10))
         #expect(provider.maxConcurrency == 16)
         #expect(provider.requestsPerSecond == 10)
         #expect(provider.workflowIds.isEmpty)
         #expect(provider.orgId == nil)
         #expect(provider.allowInsecureUpstream == false)
+    }
+
+    @Test("A setting the runtime also has takes the runtime's default")
+    func defaultsAreTheRuntimeTypesOwn() {
+        let server = ServerSettings()
+        let http = HTTPServerConfiguration()
+        let parser = HTTPParserLimits()
+        #expect(server.host == http.host && server.port == http.port && server.workers == http.workers)
+        #expect(server.maxConnections == http.maxConnections)
+        #expect(server.maxHeaderBytes == parser.maxHeaderBytes && server.maxHeaderFields == parser.maxHeaderFields)
+        #expect(server.maxBodyBytes == parser.maxBodyBytes)
+        #expect(server.headerTimeout == http.headerTimeout && server.idleTimeout == http.idleTimeout)
+        #expect(server.writeTimeout == http.writeTimeout && server.shutdownGrace == http.shutdownGrace)
+
+        let cache = CacheSettings()
+        let ttls = ProviderCachePolicy()
+        #expect(cache.listTTL == ttls.listTTL && cache.activeDetailTTL == ttls.activeDetailTTL)
+        #expect(cache.terminalDetailTTL == ttls.terminalDetailTTL && cache.staleIfError == ttls.staleIfError)
+
+        let upstream = UpstreamPolicy()
+        #expect(ProviderSettings.Defaults.timeout == upstream.timeout)
+        #expect(ProviderSettings.Defaults.maxConcurrency == upstream.maxConcurrency)
+        #expect(ProviderSettings.Defaults.requestsPerSecond == upstream.requestsPerSecond)
     }
 
     @Test("auth.mode defaults to apiKey")
@@ -72,7 +99,7 @@ struct DefaultsTests {
         #expect(client.rateLimit == nil)
         #expect(client.providers == nil)
         #expect(client.credentials.isEmpty)
-        #expect(configuration.effectiveRateLimit(for: client) == RateLimitPolicy(requestsPerSecond: 20, burst: 40))
+        #expect(configuration.effectiveRateLimit(for: client) == ClientRateLimit(requestsPerSecond: 20, burst: 40))
         #expect(client.mayUse(provider: "kaizen"))
     }
 
@@ -122,13 +149,13 @@ struct DefaultsTests {
 
         #expect(configuration.clients.map(\.id) == ["web", "reports"])
         let web = try #require(configuration.client(withID: "web"))
-        #expect(web.rateLimit == RateLimitPolicy(requestsPerSecond: 50, burst: 100))
+        #expect(web.rateLimit == ClientRateLimit(requestsPerSecond: 50, burst: 100))
         #expect(web.providers == ["kaizen", "kapso"])
         #expect(web.credentials == ["kaizen": "example-web-kaizen-key-77aa"])
         #expect(web.mayUse(provider: "b3os") == false)
         let reports = try #require(configuration.client(withID: "reports"))
         #expect(reports.providers == nil)
-        #expect(configuration.effectiveRateLimit(for: reports) == RateLimitPolicy(requestsPerSecond: 20, burst: 40))
+        #expect(configuration.effectiveRateLimit(for: reports) == ClientRateLimit(requestsPerSecond: 20, burst: 40))
     }
 
     @Test("config/example.yaml without its variables names each unset one")
@@ -182,7 +209,7 @@ struct DefaultsTests {
         let configuration = try ConfigLoader.load(yaml: yaml, environment: [:])
         #expect(configuration.server.port == 9090)
         #expect(configuration.server.maxConnections == 1000)
-        #expect(configuration.rateLimit.default == RateLimitPolicy(requestsPerSecond: 0.5, burst: 40))
+        #expect(configuration.rateLimit.default == ClientRateLimit(requestsPerSecond: 0.5, burst: 40))
         #expect(configuration.providers[0].baseURL == "HTTPS://api.b3os.test/v1")
         #expect(configuration.providers[0].requestsPerSecond == 2.5)
         #expect(configuration.providers[1].workflowIds == ["wf_1", "0d4c5a54-5f0e-4bd0-a3f6-bf3c5c0a0c11"])
@@ -192,8 +219,8 @@ struct DefaultsTests {
     func unauthenticatedRateLimit() throws {
         let yaml = "rateLimit: {unauthenticated: {burst: 5}}\n" + minimalYAML
         let configuration = try ConfigLoader.load(yaml: yaml, environment: [:])
-        #expect(configuration.rateLimit.unauthenticated == RateLimitPolicy(requestsPerSecond: 10, burst: 5))
-        #expect(configuration.rateLimit.default == RateLimitPolicy(requestsPerSecond: 20, burst: 40))
+        #expect(configuration.rateLimit.unauthenticated == ClientRateLimit(requestsPerSecond: 10, burst: 5))
+        #expect(configuration.rateLimit.default == ClientRateLimit(requestsPerSecond: 20, burst: 40))
     }
 
     @Test("http:// is accepted for loopback hosts, and for another host only with allowInsecureUpstream: true",
@@ -234,13 +261,13 @@ struct DefaultsTests {
                 rateLimit: {burst: 1}
             """ + "\n" + minimalYAML.replacingOccurrences(of: "auth: {mode: none}\n", with: "")
         let configuration = try ConfigLoader.load(yaml: yaml, environment: [:])
-        #expect(configuration.clients[0].rateLimit == RateLimitPolicy(requestsPerSecond: 3, burst: 1))
+        #expect(configuration.clients[0].rateLimit == ClientRateLimit(requestsPerSecond: 3, burst: 1))
     }
 
     @Test("Upstream-call budgets and the request deadline: defaults, a client's override, the ceiling")
     func upstreamCallLimitsAndRequestDeadline() throws {
         let defaults = try ConfigLoader.load(yaml: minimalYAML, environment: [:])
-        #expect(defaults.server.requestTimeoutMs == 50000)
+        #expect(defaults.server.requestTimeout == .milliseconds(50000))
         #expect(defaults.rateLimit.default.upstreamCallsPerMinute == 1200)
         #expect(defaults.rateLimit.maxUpstreamCallsPerRequest == 200)
 
@@ -258,11 +285,11 @@ struct DefaultsTests {
                 rateLimit: {burst: 5}
             """ + "\n" + minimalYAML.replacingOccurrences(of: "auth: {mode: none}\n", with: "")
         let configuration = try ConfigLoader.load(yaml: yaml, environment: [:])
-        #expect(configuration.server.requestTimeoutMs == 20000)
+        #expect(configuration.server.requestTimeout == .milliseconds(20000))
         #expect(configuration.rateLimit.maxUpstreamCallsPerRequest == 50)
-        #expect(configuration.rateLimit.default == RateLimitPolicy(requestsPerSecond: 20, burst: 40, upstreamCallsPerMinute: 300))
+        #expect(configuration.rateLimit.default == ClientRateLimit(requestsPerSecond: 20, burst: 40, upstreamCallsPerMinute: 300))
         #expect(configuration.clients[0].rateLimit?.upstreamCallsPerMinute == 30)
-        #expect(configuration.clients[1].rateLimit == RateLimitPolicy(requestsPerSecond: 20, burst: 5, upstreamCallsPerMinute: 300))
+        #expect(configuration.clients[1].rateLimit == ClientRateLimit(requestsPerSecond: 20, burst: 5, upstreamCallsPerMinute: 300))
 
         for (line, key) in [
             ("server: {requestTimeoutMs: 0}", "server.requestTimeoutMs"),
@@ -283,7 +310,7 @@ struct DefaultsTests {
         changed.clients.append(ClientSettings(id: "new", keySHA256: String(repeating: "d", count: 64)))
         #expect(changed.sectionsRequiringRestart(comparedTo: base).isEmpty)
         changed.server.port = 1
-        changed.providers[0].timeoutMs = 5
+        changed.providers[0].timeout = .milliseconds(5)
         #expect(changed.sectionsRequiringRestart(comparedTo: base) == ["server", "providers"])
     }
 }

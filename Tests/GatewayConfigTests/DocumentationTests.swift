@@ -1,4 +1,5 @@
 @testable import GatewayConfig
+import GatewayProviders
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -25,18 +26,19 @@ struct DocumentationTests {
 
     /// Every key a file may contain, as the reference names it.
     static var accepted: Set<String> {
-        typealias Keys = ConfigurationValidator.Keys
         var keys: Set<String> = []
-        for key in Keys.server { keys.insert("server.\(key)") }
-        for key in Keys.auth { keys.insert("auth.\(key)") }
-        for key in Keys.cache { keys.insert("cache.\(key)") }
-        for key in Keys.rateLimit where key != "default" && key != "unauthenticated" { keys.insert("rateLimit.\(key)") }
-        for key in Keys.rateLimitPolicy { keys.insert("rateLimit.default.\(key)") }
-        for key in Keys.requestRateLimitPolicy { keys.insert("rateLimit.unauthenticated.\(key)") }
-        for key in Keys.client { keys.insert("clients[].\(key)") }
-        for key in Keys.providerCommon { keys.insert("providers[].\(key)") }
+        for key in ServerSettings.configKeys { keys.insert("server.\(key)") }
+        for key in AuthSettings.configKeys { keys.insert("auth.\(key)") }
+        for key in CacheSettings.configKeys { keys.insert("cache.\(key)") }
+        for key in RateLimitSettings.configKeys where key != "default" && key != "unauthenticated" {
+            keys.insert("rateLimit.\(key)")
+        }
+        for key in RateLimitSettings.policyConfigKeys { keys.insert("rateLimit.default.\(key)") }
+        for key in RateLimitSettings.requestPolicyConfigKeys { keys.insert("rateLimit.unauthenticated.\(key)") }
+        for key in ClientSettings.configKeys { keys.insert("clients[].\(key)") }
+        for key in ProviderSettings.commonConfigKeys { keys.insert("providers[].\(key)") }
         for type in ProviderType.allCases {
-            for key in Keys.providerSpecific(type) { keys.insert("providers[].\(key)") }
+            for key in ProviderSettings.configKeys(specificTo: type) { keys.insert("providers[].\(key)") }
         }
         return keys
     }
@@ -106,7 +108,7 @@ struct DocumentationTests {
         /// The reference has a heading for every top-level section.
         static var topLevelSectionsAreDocumented: Bool {
             let text = (try? String(contentsOfFile: SourceTree.packageRoot + "/docs/configuration.md", encoding: .utf8)) ?? ""
-            return ConfigurationValidator.Keys.top.allSatisfy { text.contains("## `\($0)") }
+            return ConfigurationValidator.sections.allSatisfy { text.contains("## `\($0)") }
         }
     }
 }

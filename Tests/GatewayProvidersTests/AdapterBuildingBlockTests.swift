@@ -129,7 +129,7 @@ import Testing
         UpstreamEndpoint(name: "t", policy: UpstreamPolicy(), transport: try #require(client))
     }
 
-    static func make(name: String = "p", type: String, baseURL: String = "https://api.example.com/v1/", workflowIDs: [String] = [], organizationID: String? = nil) throws -> any UpstreamBackedProvider {
+    static func make(name: String = "p", type: ProviderType, baseURL: String = "https://api.example.com/v1/", workflowIDs: [String] = [], organizationID: String? = nil) throws -> any UpstreamBackedProvider {
         try ProviderFactory.make(
             name: name, type: type, baseURL: baseURL, workflowIDs: workflowIDs, organizationID: organizationID,
             endpoint: try endpoint(), cache: ResponseCache(store: MemoryLRUStore(maxBytes: 1024)), cachePolicy: ProviderCachePolicy()
@@ -137,35 +137,45 @@ import Testing
     }
 
     @Test func theFactoryBuildsEachTypeWithItsCredentialPlacement() throws {
-        let kaizen = try Self.make(type: "kaizen")
+        let kaizen = try Self.make(type: .kaizen)
         #expect(kaizen is KaizenProvider && kaizen.type == "kaizen" && kaizen.fetcher.credentialPlacement == .bearer)
         #expect(kaizen.fetcher.baseURL == "https://api.example.com/v1")
-        let kapso = try Self.make(name: "kapso-eu", type: "kapso", workflowIDs: ["wf_1"])
+        let kapso = try Self.make(name: "kapso-eu", type: .kapso, workflowIDs: ["wf_1"])
         #expect((kapso as? KapsoProvider)?.configuredWorkflowIDs == ["wf_1"])
         #expect(kapso.fetcher.credentialPlacement == .header(name: "X-API-Key"))
         #expect(kapso.name == "kapso-eu")
-        let b3os = try Self.make(type: "b3os", organizationID: "org_1")
+        let b3os = try Self.make(type: .b3os, organizationID: "org_1")
         #expect(b3os.fetcher.organizationID == "org_1" && b3os.fetcher.credentialPlacement == .bearer)
     }
 
     @Test func theFactoryRefusesSettingsItCannotUse() {
-        #expect(throws: ProviderConfigurationError.unknownType(provider: "p", type: "zapier")) { try Self.make(type: "zapier") }
         for url in ["ftp://api.example.com", "api.example.com", "https://user:pw@api.example.com", "https://api.example.com/?x=1", "https://", "https://api.example.com/a b", "https://api.example.com/#f"] {
-            #expect(throws: ProviderConfigurationError.invalidBaseURL(provider: "p", baseURL: url)) { try Self.make(type: "kaizen", baseURL: url) }
+            #expect(throws: ProviderConfigurationError.invalidBaseURL(provider: "p", baseURL: url)) { try Self.make(type: .kaizen, baseURL: url) }
         }
-        #expect(throws: ProviderConfigurationError.invalidName(provider: "a:b")) { try Self.make(name: "a:b", type: "kaizen") }
-        #expect(throws: ProviderConfigurationError.invalidName(provider: "")) { try Self.make(name: "", type: "kaizen") }
+        #expect(throws: ProviderConfigurationError.invalidName(provider: "a:b")) { try Self.make(name: "a:b", type: .kaizen) }
+        #expect(throws: ProviderConfigurationError.invalidName(provider: "")) { try Self.make(name: "", type: .kaizen) }
         #expect(throws: ProviderConfigurationError.settingNotApplicable(provider: "p", setting: "workflowIds", type: "b3os")) {
-            try Self.make(type: "b3os", workflowIDs: ["wf"])
+            try Self.make(type: .b3os, workflowIDs: ["wf"])
         }
         #expect(throws: ProviderConfigurationError.settingNotApplicable(provider: "p", setting: "orgId", type: "kapso")) {
-            try Self.make(type: "kapso", organizationID: "org")
+            try Self.make(type: .kapso, organizationID: "org")
         }
-        #expect(ProviderConfigurationError.unknownType(provider: "p", type: "zapier").description.contains("kaizen, kapso, b3os"))
+    }
+
+    @Test func theFactoryAppliesTheConfigurationsProviderNameRule() throws {
+        // The validator's rule (ProviderName): a token of at most 64 characters, no ":" or space.
+        for name in ["a b", "kapso/eu", String(repeating: "k", count: 65), "kaizén"] {
+            #expect(!ProviderName.isValid(name))
+            #expect(throws: ProviderConfigurationError.invalidName(provider: name)) { try Self.make(name: name, type: .kaizen) }
+        }
+        for name in ["kapso-eu.v2_1", String(repeating: "k", count: 64)] {
+            #expect(ProviderName.isValid(name))
+            #expect(try Self.make(name: name, type: .kaizen).name == name)
+        }
     }
 
     @Test func upstreamErrorsMapWithoutBodiesOrHeaders() throws {
-        let fetcher = try Self.make(type: "kaizen").fetcher
+        let fetcher = try Self.make(type: .kaizen).fetcher
         let secretBody = Array("Bearer sk_live_123".utf8)
         #expect(fetcher.mapError(.httpStatus(status: 500, body: secretBody, retryAfterSeconds: nil), purpose: .list) == .upstreamStatus(status: 500, detail: "Internal Server Error"))
         #expect(fetcher.mapError(.httpStatus(status: 404, body: secretBody, retryAfterSeconds: nil), purpose: .detail) == .notFound)

@@ -105,10 +105,10 @@ final class SimulatorHarness: Sendable {
         cache = ResponseCache(store: MemoryLRUStore(maxBytes: 16 * 1024 * 1024, now: now), now: now)
         client = try CurlHTTPClient(configuration: CurlHTTPClientConfiguration(), logger: Self.quietLogger("test.curl"))
         cachePolicy = ProviderCachePolicy(
-            listTTLNanoseconds: UInt64(Self.listTTLMilliseconds) * 1_000_000,
-            activeDetailTTLNanoseconds: UInt64(Self.activeDetailTTLMilliseconds) * 1_000_000,
-            terminalDetailTTLNanoseconds: UInt64(Self.terminalDetailTTLMilliseconds) * 1_000_000,
-            staleIfErrorNanoseconds: UInt64(Self.staleIfErrorMilliseconds) * 1_000_000
+            listTTL: .milliseconds(Self.listTTLMilliseconds),
+            activeDetailTTL: .milliseconds(Self.activeDetailTTLMilliseconds),
+            terminalDetailTTL: .milliseconds(Self.terminalDetailTTLMilliseconds),
+            staleIfError: .milliseconds(Self.staleIfErrorMilliseconds)
         )
     }
 
@@ -125,7 +125,7 @@ final class SimulatorHarness: Sendable {
             let server = HTTPServer(
                 configuration: HTTPServerConfiguration(
                     host: "127.0.0.1", port: 0, workers: 1,
-                    shutdownGraceNanoseconds: 50_000_000, lingerNanoseconds: 10_000_000
+                    shutdownGrace: .nanoseconds(50_000_000), linger: .nanoseconds(10_000_000)
                 ),
                 responder: ObservedResponder(inner: simulator.responder(for: provider), log: log),
                 logger: Self.quietLogger("test.server")
@@ -145,28 +145,28 @@ final class SimulatorHarness: Sendable {
     /// No pacing, no retries (each fault shows as itself), a breaker that stays closed.
     static func policy(timeoutMilliseconds: UInt64 = 5_000, maxRetries: Int = 0, failureThreshold: Int = 1_000) -> UpstreamPolicy {
         UpstreamPolicy(
-            timeoutNanoseconds: timeoutMilliseconds * 1_000_000,
-            connectTimeoutNanoseconds: 2_000_000_000,
+            timeout: .milliseconds(timeoutMilliseconds),
+            connectTimeout: .seconds(2),
             requestsPerSecond: nil,
             maxRetries: maxRetries,
-            circuitBreaker: CircuitBreakerPolicy(failureThreshold: failureThreshold, openDurationNanoseconds: 10_000_000_000)
+            circuitBreaker: CircuitBreakerPolicy(failureThreshold: failureThreshold, openDuration: .seconds(10))
         )
     }
 
     func kaizen(name: String = "kaizen", policy: UpstreamPolicy = SimulatorHarness.policy()) throws -> KaizenProvider {
-        try #require(make(name: name, type: "kaizen", base: baseURL(.kaizen), policy: policy) as? KaizenProvider)
+        try #require(make(name: name, type: .kaizen, base: baseURL(.kaizen), policy: policy) as? KaizenProvider)
     }
 
     func kapso(name: String = "kapso", workflowIDs: [String] = [], policy: UpstreamPolicy = SimulatorHarness.policy()) throws -> KapsoProvider {
-        try #require(make(name: name, type: "kapso", base: baseURL(.kapso), workflowIDs: workflowIDs, policy: policy) as? KapsoProvider)
+        try #require(make(name: name, type: .kapso, base: baseURL(.kapso), workflowIDs: workflowIDs, policy: policy) as? KapsoProvider)
     }
 
     func b3os(name: String = "b3os", organizationID: String? = nil, policy: UpstreamPolicy = SimulatorHarness.policy()) throws -> B3OSProvider {
-        try #require(make(name: name, type: "b3os", base: baseURL(.b3os), organizationID: organizationID, policy: policy) as? B3OSProvider)
+        try #require(make(name: name, type: .b3os, base: baseURL(.b3os), organizationID: organizationID, policy: policy) as? B3OSProvider)
     }
 
     private func make(
-        name: String, type: String, base: String, workflowIDs: [String] = [], organizationID: String? = nil, policy: UpstreamPolicy
+        name: String, type: ProviderType, base: String, workflowIDs: [String] = [], organizationID: String? = nil, policy: UpstreamPolicy
     ) throws -> any UpstreamBackedProvider {
         try ProviderFactory.make(
             name: name, type: type, baseURL: base, workflowIDs: workflowIDs, organizationID: organizationID,

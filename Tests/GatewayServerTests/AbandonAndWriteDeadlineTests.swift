@@ -53,7 +53,7 @@ import Glibc
     /// long before the 1 s deadline: only a deadline over the whole response cuts it off.
     @Test func theWriteDeadlineBoundsTheWholeResponseNotEachPartialWrite() async throws {
         var configuration = HTTPServerConfiguration.forTests()
-        configuration.writeTimeoutNanoseconds = 1_000_000_000
+        configuration.writeTimeout = .nanoseconds(1_000_000_000)
         let bodyBytes = 20_000_000
         try await withServer(configuration) { server in
             let client = try RawClient(port: server.localPort)

@@ -9,10 +9,10 @@ import Testing
     static func quickTimeouts() -> HTTPServerConfiguration {
         var configuration = HTTPServerConfiguration.forTests(workers: 1)
         // Long enough that a loaded CI machine serves the well-behaved clients in time.
-        configuration.headerTimeoutNanoseconds = 2_000_000_000
-        configuration.idleTimeoutNanoseconds = 2_000_000_000
-        configuration.writeTimeoutNanoseconds = 300_000_000
-        configuration.lingerNanoseconds = 200_000_000
+        configuration.headerTimeout = .nanoseconds(2_000_000_000)
+        configuration.idleTimeout = .nanoseconds(2_000_000_000)
+        configuration.writeTimeout = .nanoseconds(300_000_000)
+        configuration.linger = .nanoseconds(200_000_000)
         return configuration
     }
 
@@ -108,8 +108,8 @@ import Testing
 
     @Test func aBodyOwedAfter100ContinueIsUnderTheRequestTimeout() async throws {
         var configuration = Self.quickTimeouts()
-        configuration.headerTimeoutNanoseconds = 300_000_000
-        configuration.idleTimeoutNanoseconds = 60_000_000_000
+        configuration.headerTimeout = .nanoseconds(300_000_000)
+        configuration.idleTimeout = .nanoseconds(60_000_000_000)
         try await withServer(configuration) { server in
             let client = try RawClient(port: server.localPort)
             try await client.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
@@ -125,7 +125,7 @@ import Testing
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         var configuration = HTTPServerConfiguration.forTests(workers: 2)
-        configuration.shutdownGraceNanoseconds = 20_000_000_000
+        configuration.shutdownGrace = .nanoseconds(20_000_000_000)
         let held = HeldRequest()
         let server = HTTPServer(configuration: configuration, responder: held.router(), logger: logger)
         try server.start()
@@ -154,7 +154,7 @@ import Testing
         #expect(answered.text == "released")
         #expect(answered.header("Connection") == "close")
         // The server then closes its side; once the client closes too, the lingering close ends
-        // at once instead of after `lingerNanoseconds`.
+        // at once instead of after `linger`.
         #expect(await busy.readUntilClose().end == .closed)
         busy.shutdownWrite()
         await shutdown.value
@@ -212,7 +212,7 @@ import Testing
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         var configuration = HTTPServerConfiguration.forTests(workers: 1)
-        configuration.shutdownGraceNanoseconds = 200_000_000
+        configuration.shutdownGrace = .nanoseconds(200_000_000)
         let held = HeldRequest()
         let server = HTTPServer(configuration: configuration, responder: held.router(), logger: logger)
         try server.start()

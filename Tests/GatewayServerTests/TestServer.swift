@@ -30,7 +30,7 @@ func withServer<T>(
 extension HTTPServerConfiguration {
     /// 127.0.0.1, an ephemeral port, and a request timeout of a minute (see `withServer`).
     static func forTests(workers: Int = 1) -> HTTPServerConfiguration {
-        HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: workers, headerTimeoutNanoseconds: 60_000_000_000)
+        HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: workers, headerTimeout: .nanoseconds(60_000_000_000))
     }
 }
 

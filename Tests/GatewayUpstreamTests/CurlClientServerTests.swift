@@ -283,7 +283,7 @@ import Testing
             }
             calls.withLock { $0 = 0 }
             let endpoint = UpstreamEndpoint(
-                name: "kaizen", policy: UpstreamPolicy(requestsPerSecond: nil, backoffBaseNanoseconds: 1 * millisecond),
+                name: "kaizen", policy: UpstreamPolicy(requestsPerSecond: nil, backoffBase: .nanoseconds(1 * millisecond)),
                 transport: client)
             let response = try await endpoint.execute(UpstreamRequest(url: "\(base)/flaky"), options: makeOptions())
             #expect(response.body == Array("0123456789".utf8))

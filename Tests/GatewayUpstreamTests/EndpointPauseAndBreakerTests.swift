@@ -76,7 +76,7 @@ import Testing
     @Test func anUnreasonablyLongRetryAfterIsCapped() async {
         let clock = TestClock()
         var policy = fastPolicy()
-        policy.maxPauseNanoseconds = 600 * second
+        policy.maxPause = .nanoseconds(600 * second)
         let transport = ScriptedTransport(steps: [response(429, headers: ["Retry-After": "99999999999999999999"])])
         let endpoint = endpoint(transport, clock: clock, policy: policy)
         await #expect(throws: UpstreamError.self) {

@@ -29,7 +29,7 @@ import Testing
         let clock = TestClock()
         let ceilings = Mutex<[UInt64]>([])
         var policy = fastPolicy(maxRetries: 4)
-        policy.backoffMaxNanoseconds = 150 * millisecond
+        policy.backoffMax = .nanoseconds(150 * millisecond)
         let transport = ScriptedTransport(steps: [.failure(.connection(reason: "refused"))])
         let endpoint = UpstreamEndpoint(
             name: "kaizen", policy: policy, transport: transport, clock: clock,
@@ -109,7 +109,7 @@ import Testing
     @Test func timedOutAttemptsAreRetriedOnlyWithinTheOverallDeadline() async {
         let clock = TestClock()
         var policy = fastPolicy(maxRetries: 2, timeout: 1 * second)
-        policy.perAttemptTimeoutNanoseconds = 300 * millisecond
+        policy.perAttemptTimeout = .nanoseconds(300 * millisecond)
         let transport = ScriptedTransport { request, _ throws(UpstreamError) in
             // The attempt hangs until its own timeout.
             clock.advance(by: request.timeoutNanoseconds ?? 0)

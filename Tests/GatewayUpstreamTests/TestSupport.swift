@@ -169,7 +169,7 @@ func fastPolicy(
     timeout: UInt64 = 10_000_000_000
 ) -> UpstreamPolicy {
     UpstreamPolicy(
-        timeoutNanoseconds: timeout, requestsPerSecond: requestsPerSecond, maxRetries: maxRetries,
+        timeout: .nanoseconds(timeout), requestsPerSecond: requestsPerSecond, maxRetries: maxRetries,
         retryBudgetRatio: 0.2, retryBudgetMinimumPerWindow: 100)
 }
 
