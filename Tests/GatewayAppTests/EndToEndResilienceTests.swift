@@ -13,7 +13,7 @@ import Testing
         let harness = try await GatewayHarness { configuration in
             configuration.rateLimit.default = ClientRateLimit(requestsPerSecond: 10_000, burst: 10_000)
             // Coalescing is the point, not freshness: no refresh may become due on a loaded machine.
-            configuration.cache.listTTLMs = 600_000
+            configuration.cache.listTTL = .seconds(600)
         }
         defer { Task { await harness.stop() } }
         let statuses = try await withThrowingTaskGroup(of: Int.self) { group in

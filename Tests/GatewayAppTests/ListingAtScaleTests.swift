@@ -12,7 +12,7 @@ import Testing
         simulatorConfiguration.executionsPerOrganization[.kaizen] = 20_000
         // One read for the walk is the point: no refresh may become due while a debug build on a
         // loaded machine reads 23 MB.
-        let harness = try await GatewayHarness(simulatorConfiguration: simulatorConfiguration) { $0.cache.listTTLMs = 600_000 }
+        let harness = try await GatewayHarness(simulatorConfiguration: simulatorConfiguration) { $0.cache.listTTL = .seconds(600) }
         defer { Task { await harness.stop() } }
 
         let first = try await harness.get("/executions?provider=kaizen&limit=100")
@@ -39,7 +39,7 @@ import Testing
     @Test func aKapsoOrganisationIsReadOnceAcrossAWalkNotOncePerPage() async throws {
         var simulatorConfiguration = SimulatorConfiguration(seed: 6, executionsPerOrganization: 20, workflowsPerOrganization: 60)
         simulatorConfiguration.executionsPerOrganization[.kapso] = 1_800
-        let harness = try await GatewayHarness(simulatorConfiguration: simulatorConfiguration) { $0.cache.listTTLMs = 600_000 }
+        let harness = try await GatewayHarness(simulatorConfiguration: simulatorConfiguration) { $0.cache.listTTL = .seconds(600) }
         defer { Task { await harness.stop() } }
 
         let ids = try await harness.walk("/executions?provider=kapso&limit=100")

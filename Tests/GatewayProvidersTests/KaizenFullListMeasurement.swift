@@ -16,10 +16,10 @@ extension KaizenFullListTests {
         let client = try CurlHTTPClient(logger: SimulatorHarness.quietLogger("bench.curl"))
         defer { client.shutdown() }
         let endpoint = UpstreamEndpoint(
-            name: "kz", policy: UpstreamPolicy(timeoutNanoseconds: 600_000_000_000, requestsPerSecond: nil), transport: client,
+            name: "kz", policy: UpstreamPolicy(timeout: .seconds(600), requestsPerSecond: nil), transport: client,
             logger: SimulatorHarness.quietLogger("bench.endpoint"))
         let provider = try #require(try ProviderFactory.make(
-            name: "kz", type: "kaizen", baseURL: base, endpoint: endpoint,
+            name: "kz", type: .kaizen, baseURL: base, endpoint: endpoint,
             cache: ResponseCache(store: MemoryLRUStore(maxBytes: 1024)), cachePolicy: ProviderCachePolicy(),
             logger: SimulatorHarness.quietLogger("bench.providers")) as? KaizenProvider)
         let call = UpstreamCallContext(

@@ -76,7 +76,7 @@ import Testing
         _ harness: SimulatorHarness, base: String, maxListAnswerBytes: Int? = nil, timeoutMilliseconds: UInt64 = 120_000
     ) throws -> KaizenProvider {
         let provider = try ProviderFactory.make(
-            name: "kz", type: "kaizen", baseURL: base, maxListAnswerBytes: maxListAnswerBytes,
+            name: "kz", type: .kaizen, baseURL: base, maxListAnswerBytes: maxListAnswerBytes,
             endpoint: harness.endpoint("kz", policy: SimulatorHarness.policy(timeoutMilliseconds: timeoutMilliseconds)),
             cache: harness.cache, cachePolicy: harness.cachePolicy, logger: SimulatorHarness.quietLogger("test.providers"))
         return try #require(provider as? KaizenProvider)
@@ -250,7 +250,7 @@ import Testing
         try withSimulatorHarness { harness in
             #expect(throws: ProviderConfigurationError.settingNotApplicable(provider: "b", setting: "maxListAnswerBytes", type: "b3os")) {
                 try ProviderFactory.make(
-                    name: "b", type: "b3os", baseURL: "http://127.0.0.1:1", maxListAnswerBytes: 1_000,
+                    name: "b", type: .b3os, baseURL: "http://127.0.0.1:1", maxListAnswerBytes: 1_000,
                     endpoint: harness.endpoint("b"), cache: harness.cache, cachePolicy: harness.cachePolicy)
             }
             let kaizen = try kaizen(harness, base: "http://127.0.0.1:1", maxListAnswerBytes: 12_345)

@@ -228,7 +228,7 @@ import Testing
     @Test func anAnswerItsConsumerCannotReadDoesNotCountAgainstTheBreaker() async throws {
         try await withServer({ _ in Self.patternAnswer(total: 100_000) }) { server, client in
             var policy = fastPolicy(maxRetries: 0, timeout: 120 * second)
-            policy.circuitBreaker = CircuitBreakerPolicy(failureThreshold: 2, openDurationNanoseconds: 60 * second)
+            policy.circuitBreaker = CircuitBreakerPolicy(failureThreshold: 2, openDuration: .seconds(60))
             let endpoint = UpstreamEndpoint(name: "unreadable", policy: policy, transport: client)
             for _ in 0..<3 {
                 await #expect(throws: UpstreamError.malformedResponse(reason: "unreadable")) {
