@@ -165,6 +165,12 @@ final class CurlTransfer: @unchecked Sendable {
         let connectTimeout = min(
             request.connectTimeoutNanoseconds ?? configuration.defaultConnectTimeoutNanoseconds, timeout)
         check(ccurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, milliseconds(timeout)), "timeout")
+        if let stall = request.stallTimeoutNanoseconds {
+            // Under 1 byte/s for that many seconds; libcurl does not count a paused transfer.
+            let seconds = max(1, (stall + 999_999_999) / 1_000_000_000)
+            check(ccurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, 1), "low speed limit")
+            check(ccurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, Int(min(seconds, UInt64(Int32.max)))), "low speed time")
+        }
         check(ccurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, milliseconds(connectTimeout)), "connect timeout")
         // Lets libcurl refuse early when Content-Length already exceeds the limit.
         check(ccurl_easy_setopt_off_t(easy, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(bodyLimit)), "max size")

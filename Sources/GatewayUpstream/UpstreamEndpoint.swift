@@ -102,7 +102,14 @@ public final class UpstreamEndpoint: Sendable {
         let progress = StreamProgress()
         let transport = self.transport
         let failure = { AttemptFailure(mayRetry: !progress.handedOutAnyByte, upstreamAnswered: progress.consumerRefused) }
-        let head = try await call(request, options: options, failure: failure) { outbound throws(UpstreamError) in
+        // The policy's timeout bounds a stall here, not the whole answer (see `stallTimeoutNanoseconds`);
+        // the whole call is bounded by the request's deadline, or by `maximumStreamedCallNanoseconds`.
+        var streamed = request
+        streamed.stallTimeoutNanoseconds = policy.timeoutNanoseconds
+        streamed.timeoutNanoseconds = Self.maximumStreamedCallNanoseconds
+        let head = try await call(
+            streamed, options: options, wholeCallTimeout: Self.maximumStreamedCallNanoseconds, failure: failure
+        ) { outbound throws(UpstreamError) in
             try await Self.streamAttempt(
                 outbound, transport: transport, bufferLimitBytes: bufferLimitBytes, consume: consume, progress: progress)
         }
@@ -174,13 +181,20 @@ public final class UpstreamEndpoint: Sendable {
         var upstreamAnswered = false
     }
 
+    /// The longest a streamed call may take without a request deadline (a background index
+    /// refresh): 10 minutes, a 1 GiB answer at under 2 MB/s.
+    public static let maximumStreamedCallNanoseconds: UInt64 = 600_000_000_000
+
     /// The shared policy of `execute` and `stream` around `attempt`, which sends one attempt.
+    /// - Parameter wholeCallTimeout: what bounds the call besides the request's deadline (the
+    ///   policy's timeout, unless the call streams).
     private func call(
-        _ request: UpstreamRequest, options: UpstreamCallOptions, failure: () -> AttemptFailure,
+        _ request: UpstreamRequest, options: UpstreamCallOptions, wholeCallTimeout: UInt64? = nil, failure: () -> AttemptFailure,
         attempt: (UpstreamRequest) async throws(UpstreamError) -> UpstreamResponse
     ) async throws(UpstreamError) -> UpstreamResponse {
         let start = clock.now()
-        let timeout = min(request.timeoutNanoseconds ?? policy.timeoutNanoseconds, policy.timeoutNanoseconds)
+        let callTimeout = wholeCallTimeout ?? policy.timeoutNanoseconds
+        let timeout = min(request.timeoutNanoseconds ?? callTimeout, callTimeout)
         let deadline = min(start.addingClamped(timeout), options.deadlineNanoseconds ?? .max)
 
         let earlyRejection: UpstreamError? = state.withLock { state in

@@ -14,6 +14,12 @@ public struct UpstreamRequest: Sendable, CustomStringConvertible, CustomDebugStr
     public var connectTimeoutNanoseconds: UInt64?
     /// Largest response body accepted; nil means the client's default.
     public var maxResponseBodyBytes: Int?
+    /// When set, the transfer fails as a timeout once no byte arrived for this long, whatever
+    /// its total: a streamed answer of hundreds of megabytes may take longer than a call's
+    /// timeout, but must not stall for longer. libcurl measures the speed over its last few
+    /// seconds, so a stall is noticed up to about 5 s late; a transfer paused because its reader
+    /// is behind is not stalled.
+    public var stallTimeoutNanoseconds: UInt64?
 
     public init(
         method: HTTPMethod = .get,

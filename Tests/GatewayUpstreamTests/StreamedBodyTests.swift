@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import GatewayHTTP
 import GatewayTestSupport
 @testable import GatewayUpstream
@@ -293,4 +296,38 @@ import Testing
         #expect(clock.sleepDeadlines.count == 2)
         #expect(endpoint.statistics().inFlight == 0)
     }
+
+    /// A streamed answer may take longer than the call's timeout as long as bytes keep coming
+    /// (a 100 MB list is slower than a page), and fails once they stop for that long.
+    @Test func theCallTimeoutBoundsAStallNotAFlowingAnswer() async throws {
+        let total = 12 * 1024
+        try await withServer({ request in
+            let stalls = request.head.contains("/stalls ")
+            return ScriptedSocketServer.Answer(headers: [], framing: .contentLength(total)) { writer in
+                for piece in 0..<12 {
+                    guard writer.write(Self.pattern(from: piece * 1024, count: 1024)) else { return }
+                    // Flowing: 12 pieces 300 ms apart, 3.3 s in all. Stalling: 15 s after the first.
+                    usleep(stalls ? (piece == 0 ? 15_000_000 : 0) : 300_000)
+                }
+            }
+        }) { server, client in
+            let endpoint = UpstreamEndpoint(name: "slow", policy: fastPolicy(maxRetries: 0, timeout: 2 * second), transport: client)
+            let check = PatternCheck()
+            let flowing = try await endpoint.stream(
+                UpstreamRequest(url: server.baseURL + "/flows", maxResponseBodyBytes: total), options: makeOptions()
+            ) { chunk throws(UpstreamError) in check.check(chunk) }
+            #expect(flowing.status == 200)
+            #expect(check.received == total && check.mismatches == 0)
+
+            let started = ContinuousClock.now
+            await #expect(throws: UpstreamError.timeout) {
+                try await endpoint.stream(
+                    UpstreamRequest(url: server.baseURL + "/stalls", maxResponseBodyBytes: total), options: makeOptions()
+                ) { _ throws(UpstreamError) in }
+            }
+            // libcurl measures the speed over its last few seconds, so a stall shows a few seconds late.
+            #expect(ContinuousClock.now - started < .seconds(11), "failed once stalled for about the timeout")
+        }
+    }
+
 }
