@@ -131,6 +131,27 @@ struct RedisClientTests {
         await server.kill()
     }
 
+    @Test func aCancelledCommandEndsAtOnceAndItsLateReplyReachesNoOneElse() async throws {
+        let server = try await RedisServer.start()
+        let harness = try RedisHarness.make(url: server.url())
+        let other = try RedisHarness.make(url: server.url())
+        let client = harness.client
+        #expect(try await client.send(["PING"]) == .status("PONG"))
+
+        #expect(try await other.client.send(["CLIENT", "PAUSE", "1000", "ALL"]) == .status("OK"))
+        let cancelled = Task { try await client.send(["ECHO", "cancelled"]) }
+        let following = Task { try await client.send(["ECHO", "following"]) }
+        cancelled.cancel()
+        await #expect(throws: RedisError.cancelled) { try await cancelled.value }
+        // Once Redis resumes, both replies come in order on the same connection: the first is
+        // dropped, the second reaches its own caller.
+        #expect(try await following.value == .bulk(Array("following".utf8)))
+        #expect(client.mode == .connected)
+        await other.shutdown()
+        await harness.shutdown()
+        await server.kill()
+    }
+
     @Test func logsInWithThePasswordAndTypesAWrongOne() async throws {
         let server = try await RedisServer.start(password: "test-secret")
 
