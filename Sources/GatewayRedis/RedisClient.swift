@@ -71,7 +71,7 @@ public final class RedisClient: @unchecked Sendable {
     private var pending: [UInt64: PendingCommand] = [:]
     private var queued: [UInt64] = []
     private var consecutiveFailures = 0
-    private var lastFailure: RedisError = .connectionFailed(reason: "not connected yet")
+    private var latestFailure: RedisError = .connectionFailed(reason: "not connected yet")
 
     /// A command a new connection runs before it serves anyone (after `AUTH` and `SELECT`).
     struct SetupStep: Sendable {
@@ -128,7 +128,7 @@ public final class RedisClient: @unchecked Sendable {
     public var mode: RedisMode { published.withLock { $0.mode } }
 
     /// Why the last connection attempt, connection or command failed; nil before any failure.
-    public var lastFailureDescription: RedisError? { published.withLock { $0.lastFailure } }
+    public var lastFailure: RedisError? { published.withLock { $0.lastFailure } }
 
     /// True while commands are refused at once because Redis failed `breakerThreshold` times in a row.
     public var isBreakerOpen: Bool { published.withLock { $0.breakerOpen } }
@@ -191,7 +191,7 @@ public final class RedisClient: @unchecked Sendable {
             }
         case .idle, .connecting, .waiting:
             guard !breakerOpen else {
-                complete(.failure(.unavailable(lastFailure: lastFailure.description)))
+                complete(.failure(.unavailable(lastFailure: latestFailure.description)))
                 return
             }
             var command = PendingCommand(queuedArguments: arguments, complete: complete)
@@ -374,7 +374,7 @@ public final class RedisClient: @unchecked Sendable {
 
     private func recordFailure(_ failure: RedisError) {
         consecutiveFailures = consecutiveFailures == Int.max ? Int.max : consecutiveFailures + 1
-        lastFailure = failure
+        latestFailure = failure
         published.withLock { $0.lastFailure = failure }
         publishBreaker()
     }
@@ -383,7 +383,7 @@ public final class RedisClient: @unchecked Sendable {
         if breakerOpen {
             let waiting = queued
             queued = []
-            for id in waiting { finish(id, .failure(.unavailable(lastFailure: lastFailure.description))) }
+            for id in waiting { finish(id, .failure(.unavailable(lastFailure: latestFailure.description))) }
         }
         let delay = configuration.reconnectBackoff.delayNanoseconds(afterFailures: consecutiveFailures, random: random)
         let timer = loop.scheduleTimer(at: monotonicNanoseconds().addingClampedNanoseconds(delay)) { self.connect() }
@@ -419,7 +419,7 @@ public final class RedisClient: @unchecked Sendable {
     }
 
     private func publish(mode: RedisMode) {
-        let failure = mode == .connected ? nil : lastFailure
+        let failure = mode == .connected ? nil : latestFailure
         let observers = published.withLock { published -> [@Sendable (RedisMode, RedisError?) -> Void] in
             guard published.mode != mode else { return [] }
             published.mode = mode

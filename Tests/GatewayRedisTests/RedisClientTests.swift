@@ -111,7 +111,11 @@ struct RedisClientTests {
         let other = try RedisHarness.make(url: server.url())
         let client = harness.client
         let modes = Mutex<[RedisMode]>([])
-        client.onModeChange { mode, _ in modes.withLock { $0.append(mode) } }
+        let causes = Mutex<[RedisError]>([])
+        client.onModeChange { mode, cause in
+            modes.withLock { $0.append(mode) }
+            if let cause { causes.withLock { $0.append(cause) } }
+        }
         #expect(try await client.send(["PING"]) == .status("PONG"))
 
         // Every command Redis receives from now on waits 1.5 s.
@@ -126,6 +130,8 @@ struct RedisClientTests {
         #expect(try await eventually { try await client.send(["PING"], timeout: .seconds(5)) } == .status("PONG"))
         #expect(client.mode == .connected)
         #expect(Array(modes.withLock { $0 }.suffix(2)) == [.disconnected, .connected])
+        // The change is reported with its cause, for the log line.
+        #expect(causes.withLock { $0 }.first == .timeout)
         await other.shutdown()
         await harness.shutdown()
         await server.kill()
@@ -210,6 +216,7 @@ struct RedisClientTests {
         if case .unavailable = refusal {} else { Issue.record("expected unavailable, got \(String(describing: refusal))") }
         #expect(ContinuousClock.now - refusedAt < .seconds(1))
         #expect(client.mode == .disconnected)
+        #expect(client.lastFailure != nil)
 
         try await server.start()
         #expect(try await eventually { try await client.send(["GET", "before"]) } == .null)
