@@ -9,13 +9,14 @@ import PackageDescription
 //   ExecutionsAPI                                    unified API: query, merge, cursor, enrichment
 //   GatewayProviders                                 Kaizen / Kapso / B3OS adapters, unified model
 //   GatewayUpstream                                  async HTTP client on libcurl
+//   GatewayRedis                                     Redis client on hiredis, driven by the event loop
 //   GatewayCache, GatewayRateLimit                   cross-cutting pieces behind small protocols
 //   ProviderSimulator                                simulated upstreams (demo + tests)
 //   GatewayServer                                    listeners, connections, router, middleware
 //   GatewayHTTP                                      HTTP/1.1 types, strict resumable parser (no I/O)
 //   GatewayEventLoop                                 sockets, epoll, eventfd, timerfd, executor, random ids
 //   GatewayCrypto                                    SHA-256, HMAC, random bytes (libssl)
-//   CGatewaySystem, CCurl, COpenSSL                  C shims
+//   CGatewaySystem, CCurl, COpenSSL, CHiredis        C shims
 
 let strictSwift: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
@@ -53,6 +54,7 @@ let package = Package(
         .target(name: "CGatewaySystem"),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
 
         // MARK: Core: sockets, HTTP, server (knows nothing of executions)
         .target(
@@ -86,6 +88,7 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+        .target(name: "GatewayRedis", dependencies: ["CHiredis", "GatewayEventLoop"], swiftSettings: strictSwift),
 
         .target(
             name: "GatewayConfig",
@@ -190,6 +193,7 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+        .testTarget(name: "GatewayRedisTests", dependencies: ["GatewayRedis", "GatewayEventLoop", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(
             name: "GatewayConfigTests",
             dependencies: [

@@ -1,0 +1,71 @@
+/// How a `RedisClient` connects, how long it waits, and how it backs off.
+public struct RedisClientConfiguration: Sendable {
+    public static let defaultCommandTimeout: Duration = .milliseconds(5)
+
+    public var endpoint: RedisEndpoint
+    /// Each command's deadline unless the call gives its own; measured by the event loop's timers.
+    public var commandTimeout: Duration
+    /// TCP connect plus the connection's set-up (`AUTH`, `SELECT`, ...).
+    public var connectTimeout: Duration
+    public var reconnectBackoff: RedisBackoff
+    /// Failures in a row (connect failures, lost connections, timed-out commands) after which the
+    /// breaker opens: commands are refused at once (`RedisError.unavailable`) until Redis answers
+    /// again, instead of each waiting for its deadline. A success closes it.
+    public var breakerThreshold: Int
+
+    public init(
+        endpoint: RedisEndpoint,
+        commandTimeout: Duration = Self.defaultCommandTimeout,
+        connectTimeout: Duration = .seconds(1),
+        reconnectBackoff: RedisBackoff = RedisBackoff(),
+        breakerThreshold: Int = 3
+    ) {
+        self.endpoint = endpoint
+        self.commandTimeout = commandTimeout
+        self.connectTimeout = connectTimeout
+        self.reconnectBackoff = reconnectBackoff
+        self.breakerThreshold = max(1, breakerThreshold)
+    }
+}
+
+/// Jittered exponential backoff between reconnect attempts.
+///
+/// The first attempt after a failure is immediate (one lost connection or one timed-out command is
+/// usually a blip, and commands wait for that reconnect); from the second failure in a row on,
+/// attempt n waits a random time in `[c/2, c]` with `c = min(maximum, base × 2^(n-2))` ("equal
+/// jitter": never zero, so replicas that lost Redis together do not reconnect in lockstep).
+public struct RedisBackoff: Sendable, Equatable {
+    public var base: Duration
+    public var maximum: Duration
+
+    public init(base: Duration = .milliseconds(10), maximum: Duration = .seconds(2)) {
+        self.base = base
+        self.maximum = maximum
+    }
+
+    /// The wait before the next attempt after `failures` failures in a row; `random(upperBound)`
+    /// returns a uniformly random value in `0...upperBound` (injectable for tests).
+    public func delayNanoseconds(afterFailures failures: Int, random: (UInt64) -> UInt64) -> UInt64 {
+        guard failures >= 2 else { return 0 }
+        let baseNanoseconds = base.nanosecondsClamped
+        let maximumNanoseconds = max(maximum.nanosecondsClamped, 1)
+        let shift = UInt64(min(failures - 2, 40))
+        let (scaled, overflow) = baseNanoseconds.multipliedReportingOverflow(by: 1 << shift)
+        let ceiling = min(overflow ? .max : scaled, maximumNanoseconds)
+        let half = ceiling / 2
+        return half + min(random(ceiling - half), ceiling - half)
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, 0 for negative durations and `UInt64.max` beyond it.
+    var nanosecondsClamped: UInt64 {
+        let (seconds, attoseconds) = components
+        guard seconds >= 0, attoseconds >= 0 else { return 0 }
+        let (whole, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        guard !overflow else { return .max }
+        let fraction = UInt64(attoseconds / 1_000_000_000)
+        let (sum, sumOverflow) = whole.addingReportingOverflow(fraction)
+        return sumOverflow ? .max : sum
+    }
+}
