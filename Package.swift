@@ -7,6 +7,7 @@ import PackageDescription
 //   GatewayApp                                       wiring: config -> server + API + middleware
 //   GatewayConfig                                    the YAML file, typed; defaults from the runtime types below
 //   ExecutionsAPI                                    unified API: query, merge, cursor, enrichment
+//   GatewayIndex                                     provider indexes kept in sync with the upstreams
 //   GatewayProviders                                 Kaizen / Kapso / B3OS adapters, unified model
 //   GatewayUpstream                                  async HTTP client on libcurl
 //   GatewayRedis                                     Redis client on hiredis, driven by the event loop
