@@ -2,6 +2,7 @@ import ExecutionsAPI
 import GatewayApp
 import GatewayConfig
 import GatewayCrypto
+import GatewayEventLoop
 import GatewayHTTP
 import GatewayJSON
 import GatewayServer
@@ -90,26 +91,30 @@ final class GatewayHarness: Sendable {
         var nextCursor: String? { json["page"]?["nextCursor"]?.stringValue }
     }
 
-    func get(_ target: String, key: String? = GatewayHarness.webKey, headers: HTTPHeaders = [:]) async throws -> Answer {
+    /// - Parameter timeout: how long the test waits for the gateway's answer (nil: the HTTP client's default).
+    func get(_ target: String, key: String? = GatewayHarness.webKey, headers: HTTPHeaders = [:], timeout: Duration? = nil) async throws -> Answer {
         var headers = headers
         if let key { headers.add(name: "Authorization", value: "Bearer \(key)") }
         let response = try await client.execute(UpstreamRequest(
-            method: .get, url: "http://127.0.0.1:\(runtime.port)\(target)", headers: headers
+            method: .get, url: "http://127.0.0.1:\(runtime.port)\(target)", headers: headers,
+            timeoutNanoseconds: timeout?.saturatingNanoseconds
         ))
         return Answer(status: response.status, headers: response.headers, body: response.body)
     }
 
     /// Every page of a walk, following `nextCursor`.
-    func walk(_ target: String, key: String? = GatewayHarness.webKey, between: () async throws -> Void = {}) async throws -> [String] {
+    func walk(
+        _ target: String, key: String? = GatewayHarness.webKey, timeout: Duration? = nil, between: () async throws -> Void = {}
+    ) async throws -> [String] {
         var ids: [String] = []
-        var page = try await get(target, key: key)
+        var page = try await get(target, key: key, timeout: timeout)
         var pages = 0
         while true {
             guard page.status == 200 else { throw WalkError.status(page.status, String(decoding: page.body, as: UTF8.self)) }
             ids += page.ids
             guard let cursor = page.nextCursor, pages < 400 else { break }
             try await between()
-            page = try await get("/executions?cursor=\(percentEncode(cursor))", key: key)
+            page = try await get("/executions?cursor=\(percentEncode(cursor))", key: key, timeout: timeout)
             pages += 1
         }
         return ids
