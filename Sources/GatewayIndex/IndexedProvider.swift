@@ -270,7 +270,7 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
             if isSatisfied(refreshedAt) { return }
             let started = clock.now()
             do throws(ProviderError) {
-                try await synchronizer.refreshHead(&index, memo: &memo, call: call)
+                try await synchronizer.refreshHead(&index, memo: &memo, call: Self.indexRead(call))
             } catch {
                 let failedAt = clock.now()
                 entry.state.withLock { $0.refreshFailedAt = failedAt }
@@ -318,6 +318,13 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
         }
     }
 
+    /// A call of the index's own: the index is the cache of what it reads.
+    private static func indexRead(_ call: UpstreamCallContext) -> UpstreamCallContext {
+        var read = call
+        read.bypassesResponseCache = true
+        return read
+    }
+
     // MARK: - Deeper reads
 
     /// The sources to read deeper for a page, a few at a time, those whose unread part could hold
@@ -360,7 +367,7 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
             let (index, memo) = entry.state.withLock { ($0.index, $0.memo) }
             let stillNeeded = zip(sources, expected).filter { index.coverage[$0.0] == $0.1 }.map(\.0)
             guard !stillNeeded.isEmpty else { return }
-            let results = await readConcurrently(stillNeeded, index: index, memo: memo, call: call)
+            let results = await readConcurrently(stillNeeded, index: index, memo: memo, call: Self.indexRead(call))
             // What was read is kept even when another source failed: those calls were spent.
             var firstFailure: ProviderError?
             entry.state.withLock { state in

@@ -34,6 +34,10 @@ public struct UpstreamCallContext: Sendable {
     public var allowance: UpstreamCallAllowance?
     /// The page shows records as the provider sent them (`include=raw`), which an index does not keep.
     public var needsRawRecords = false
+    /// The read is an index's, which keeps what it needs itself: it is neither answered from nor
+    /// stored in the response cache (a cached answer could be as old as the list TTL, which would
+    /// delay what a refresh brings in by as much again).
+    public var bypassesResponseCache = false
 
     public init(
         credential: String, credentialIdentity: String, requestID: String, traceparent: String, bypassCache: Bool,

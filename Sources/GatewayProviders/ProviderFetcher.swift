@@ -261,7 +261,7 @@ public final class ProviderFetcher: Sendable {
         let key = cacheKey(method: request.method, url: url, body: body, credentialIdentity: call.credentialIdentity)
 
         if let pausedUntil = endpoint.pausedUntil(credentialKey: call.credentialIdentity) {
-            if !call.bypassCache, let cached = try await storedCopy(key: key, decode: decode) {
+            if !call.bypassCache, !call.bypassesResponseCache, let cached = try await storedCopy(key: key, decode: decode) {
                 return cached
             }
             throw refusalWhilePaused(until: pausedUntil)
@@ -269,6 +269,15 @@ public final class ProviderFetcher: Sendable {
 
         let outbound = upstreamRequest(request, url: url, body: body, call: call)
         let options = callOptions(call)
+        if call.bypassesResponseCache {
+            try await chargeAllowance(call)
+            let response = try await send(purpose: purpose) { () async throws(UpstreamError) in
+                try await self.endpoint.execute(outbound, options: options)
+            }
+            let value = try await decodedAnswer(response.body, decode: decode)
+            count(.success)
+            return Fetched(value: value, cache: .miss)
+        }
         let decodedHere = DecodedBox<Value>()
         let refusedHere = DecodedBox<Bool>()
         let result: CacheResult
@@ -286,21 +295,7 @@ public final class ProviderFetcher: Sendable {
                 let response = try await self.send(purpose: purpose) { () async throws(UpstreamError) in
                     try await self.endpoint.execute(outbound, options: options)
                 }
-                let value = try await BulkWork.perform(inputBytes: response.body.count) { () throws(ProviderError) -> Value in
-                    let json: JSONValue
-                    do throws(JSONParseError) {
-                        json = try JSONParser.parse(response.body)
-                    } catch {
-                        self.count(.malformedResponse)
-                        throw .malformedResponse(reason: "the answer is not JSON (\(error.reason) at byte \(error.offset))")
-                    }
-                    do throws(ProviderError) {
-                        return try decode(json)
-                    } catch {
-                        self.count(error.callOutcome)
-                        throw error
-                    }
-                }
+                let value = try await self.decodedAnswer(response.body, decode: decode)
                 self.count(.success)
                 decodedHere.store(value)
                 return CacheLoad(value: response.body, ttlNanoseconds: ttl(value))
@@ -339,6 +334,28 @@ public final class ProviderFetcher: Sendable {
             return Fetched(value: value, cache: disposition)
         }
         return Fetched(value: try await decodeCached(result.value, decode: decode), cache: disposition)
+    }
+
+    /// An answer just received, parsed and decoded (off the loops when large); an answer that
+    /// cannot be read counts as the call's outcome.
+    private func decodedAnswer<Value>(
+        _ body: [UInt8], decode: (JSONValue) throws(ProviderError) -> Value
+    ) async throws(ProviderError) -> Value {
+        try await BulkWork.perform(inputBytes: body.count) { () throws(ProviderError) -> Value in
+            let json: JSONValue
+            do throws(JSONParseError) {
+                json = try JSONParser.parse(body)
+            } catch {
+                count(.malformedResponse)
+                throw .malformedResponse(reason: "the answer is not JSON (\(error.reason) at byte \(error.offset))")
+            }
+            do throws(ProviderError) {
+                return try decode(json)
+            } catch {
+                count(error.callOutcome)
+                throw error
+            }
+        }
     }
 
     /// The stored answer for `key` without a call, fresh (`hit`) or within its stale window (`stale`).
