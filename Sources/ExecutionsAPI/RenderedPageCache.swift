@@ -205,8 +205,10 @@ struct RenderedPageCache: Sendable {
     /// Never past the list TTL counted from `requestStarted` (everything fetched for the request
     /// was stored no earlier), nor past the detail TTL of an active execution joined onto it, nor
     /// past `partsFreshUntil`: the earliest end of freshness of every upstream answer the page was
-    /// built from, fetched or cached (recorded by the fetchers through `PartFreshness`). Parts
-    /// served stale, and cached parts whose freshness nobody recorded, make a page unstorable.
+    /// built from, fetched or cached (recorded by the fetchers through `PartFreshness`). Cached or
+    /// stale parts whose freshness nobody recorded make a page unstorable; a part served stale
+    /// records a freshness already past (stale-if-error), or a moment (an index answering while
+    /// its refresh runs), so such a page is not kept, or kept only that moment.
     func freshUntil(
         requestStarted: UInt64,
         complete: Bool,
@@ -221,8 +223,7 @@ struct RenderedPageCache: Sendable {
             switch report.cache {
             case nil: continue   // not called: exhausted before this page
             case .miss?: continue
-            case .hit?: readCachedParts = true
-            case .stale?: return nil
+            case .hit?, .stale?: readCachedParts = true
             }
         }
         for item in joined {

@@ -211,8 +211,13 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
         let (refreshedAt, unixSeconds) = entry.state.withLock { ($0.refreshedAt, $0.refreshedAtUnixSeconds) }
         var page = ProviderPage(executions: executions, exhausted: exhausted, cache: cache)
         page.dataAsOf = unixSeconds.flatMap { Timestamp(unixSeconds: $0) }
-        // A page rendered from the index may be kept as long as the index is fresh, and no longer.
-        if cache != .stale, let refreshedAt {
+        // A page rendered from the index may be kept as long as the index is fresh, and no longer;
+        // one rendered from a stale index (its refresh under way, or failing) only a moment, so
+        // that pages asked for meanwhile are not each built again, one after another.
+        if cache == .stale {
+            let moment = min(Self.staleIndexPageNanoseconds, freshness.refreshAfterNanoseconds)
+            ProviderFetcher.partFreshness?.record(freshUntil: clock.now().addingClamped(moment))
+        } else if let refreshedAt {
             ProviderFetcher.partFreshness?.record(freshUntil: refreshedAt.addingClamped(freshness.refreshAfterNanoseconds))
         }
         return page
@@ -255,6 +260,10 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
         }
         return .hit
     }
+
+    /// How long a page answered from a stale index may be kept: what a refresh brings in shows
+    /// at most this much later.
+    static var staleIndexPageNanoseconds: UInt64 { 1_000_000_000 }
 
     /// After a failed refresh, pages wait this long (or the list TTL, if shorter) before starting
     /// another one in the background.
