@@ -71,6 +71,13 @@ public struct JSONArrayStream: Sendable {
 
     /// Reads `chunk` and returns the array elements it completed, in order.
     public mutating func feed(_ chunk: some Collection<UInt8>) throws(JSONStreamError) -> [JSONValue] {
+        try feed(Array(chunk))
+    }
+
+    /// `feed` for the bytes as they come from the HTTP client. Not generic: called from another
+    /// module, a generic one walks the bytes through unspecialised witness calls, a quarter of
+    /// the time spent reading a large answer.
+    public mutating func feed(_ chunk: [UInt8]) throws(JSONStreamError) -> [JSONValue] {
         var elements: [JSONValue] = []
         var iterator = chunk.makeIterator()
         var pending = iterator.next()
