@@ -4,10 +4,8 @@ public import GatewayProviders
 /// head refresh reads windows from offset 0 until it reaches executions the index already holds,
 /// and far enough to re-read the active executions near the head (their status changes). Pages
 /// that reach past what was read read the next window from where the coverage ends.
-public struct B3OSIndexSync: IndexSynchronizer {
+public struct B3OSIndexSync: OrganisationListingSynchronizer {
     public let provider: B3OSProvider
-    /// B3OS's one listing.
-    static let source = "organisation"
     /// Windows (of 100) a head refresh reads at most. Active executions among the newest
     /// `maximumHeadWindows × 100` get their status refreshed by every head refresh; when more
     /// than that arrived since the last one, the coverage restarts at what was read and pages
@@ -20,11 +18,6 @@ public struct B3OSIndexSync: IndexSynchronizer {
         self.provider = provider
     }
 
-    public func emptyIndex() -> (ExecutionIndex, Void) {
-        var index = ExecutionIndex()
-        index.setCoverage(.nothing, of: Self.source)
-        return (index, ())
-    }
 
     public func refreshHead(_ index: inout ExecutionIndex, memo: inout Void, call: UpstreamCallContext) async throws(ProviderError) {
         // Nothing read yet: the first page reads the head as it deepens.
@@ -91,6 +84,4 @@ public struct B3OSIndexSync: IndexSynchronizer {
         }
         throw .malformedResponse(reason: "the listing did not move past \(boundary?.description ?? "its head")")
     }
-
-    public func sources(for filter: ExecutionFilter, in index: ExecutionIndex) -> Set<String>? { nil }
 }

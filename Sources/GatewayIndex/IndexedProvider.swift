@@ -30,6 +30,23 @@ public protocol IndexSynchronizer: Sendable {
     func sources(for filter: ExecutionFilter, in index: ExecutionIndex) -> Set<String>?
 }
 
+/// A provider that lists the whole organisation as one sequence (Kaizen, B3OS): its index has
+/// one source, of which nothing is known at first.
+public protocol OrganisationListingSynchronizer: IndexSynchronizer where Memo == Void {}
+
+extension OrganisationListingSynchronizer {
+    /// The one source's name.
+    static var source: String { "organisation" }
+
+    public func emptyIndex() -> (ExecutionIndex, Void) {
+        var index = ExecutionIndex()
+        index.setCoverage(.nothing, of: Self.source)
+        return (index, ())
+    }
+
+    public func sources(for filter: ExecutionFilter, in index: ExecutionIndex) -> Set<String>? { nil }
+}
+
 /// What one deeper read of a source found.
 public struct SourceRead<Memo>: Sendable {
     public var source: String

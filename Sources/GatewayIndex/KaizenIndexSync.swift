@@ -3,20 +3,13 @@ public import GatewayProviders
 /// Kaizen lists the whole organisation in one answer and has no paging: a head refresh reads it
 /// all (as a stream) and replaces the index whole, so the index always covers everything and
 /// status changes are caught by every refresh.
-public struct KaizenIndexSync: IndexSynchronizer {
+public struct KaizenIndexSync: OrganisationListingSynchronizer {
     public let provider: KaizenProvider
-    /// Kaizen's one listing.
-    static let source = "organisation"
 
     public init(provider: KaizenProvider) {
         self.provider = provider
     }
 
-    public func emptyIndex() -> (ExecutionIndex, Void) {
-        var index = ExecutionIndex()
-        index.setCoverage(.nothing, of: Self.source)
-        return (index, ())
-    }
 
     public func refreshHead(_ index: inout ExecutionIndex, memo: inout Void, call: UpstreamCallContext) async throws(ProviderError) {
         let list = try await provider.fullList(call: call)
@@ -31,6 +24,4 @@ public struct KaizenIndexSync: IndexSynchronizer {
         let list = try await provider.fullList(call: call)
         return SourceRead(source: source, executions: list.executions, coverage: .everything)
     }
-
-    public func sources(for filter: ExecutionFilter, in index: ExecutionIndex) -> Set<String>? { nil }
 }
