@@ -78,8 +78,8 @@ let package = Package(
 
         // MARK: Cross-cutting pieces behind small protocols
         .target(name: "GatewayCrypto", dependencies: ["COpenSSL"], swiftSettings: strictSwift),
-        .target(name: "GatewayCache", swiftSettings: strictSwift),
-        .target(name: "GatewayRateLimit", swiftSettings: strictSwift),
+        .target(name: "GatewayCache", dependencies: ["GatewayEventLoop"], swiftSettings: strictSwift),
+        .target(name: "GatewayRateLimit", dependencies: ["GatewayEventLoop"], swiftSettings: strictSwift),
         .target(
             name: "GatewayUpstream",
             dependencies: [
@@ -117,7 +117,7 @@ let package = Package(
         .target(
             name: "GatewayIndex",
             dependencies: [
-                "GatewayProviders", "GatewayUpstream",
+                "GatewayProviders", "GatewayUpstream", "GatewayEventLoop",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -126,7 +126,7 @@ let package = Package(
         .target(
             name: "ExecutionsAPI",
             dependencies: [
-                "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto", "GatewayCache",
+                "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayCrypto", "GatewayCache", "GatewayEventLoop",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,3 +1,4 @@
+import GatewayEventLoop
 import Synchronization
 import GatewayCache
 import GatewayCrypto
@@ -431,7 +432,7 @@ public struct ExecutionsService: Sendable {
     /// The deadline and call allowance of a request that starts now.
     private func upstreamCallScope(startedAt: UInt64, facts: RequestFacts) -> UpstreamCallScope {
         UpstreamCallScope(
-            deadlineNanoseconds: requestTimeoutNanoseconds.map { startedAt.addingSaturating($0) },
+            deadlineNanoseconds: requestTimeoutNanoseconds.map { startedAt.addingClamped($0) },
             allowance: facts.upstreamCallBudget.map(UpstreamCallAllowance.init)
         )
     }

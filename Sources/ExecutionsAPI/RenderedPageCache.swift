@@ -1,3 +1,4 @@
+import GatewayEventLoop
 public import GatewayCache
 import GatewayCrypto
 import GatewayJSON
@@ -239,7 +240,7 @@ struct RenderedPageCache: Sendable {
                 return nil
             }
         }
-        let byTTL = requestStarted.addingSaturating(ttl)
+        let byTTL = requestStarted.addingClamped(ttl)
         if let partsFreshUntil { return min(byTTL, partsFreshUntil) }
         return readCachedParts ? nil : byTTL
     }

@@ -61,11 +61,3 @@ extension CacheStore {
     public func lookupImmediately(_ key: String, freshAt now: UInt64) -> CachedEntry? { nil }
 }
 
-/// Monotonic nanoseconds (CLOCK_MONOTONIC): the default clock of this module.
-@usableFromInline
-@Sendable
-func monotonicNanoseconds() -> UInt64 {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
-}

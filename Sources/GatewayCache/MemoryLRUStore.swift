@@ -1,3 +1,4 @@
+public import GatewayEventLoop
 import Synchronization
 
 /// An in-process least-recently-used store bounded by bytes, with O(1) lookup, store, remove and eviction.

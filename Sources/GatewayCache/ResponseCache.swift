@@ -1,3 +1,4 @@
+public import GatewayEventLoop
 import Synchronization
 
 /// What a loader hands back: the value and how long it stays fresh (the loader can read the body to
@@ -238,10 +239,10 @@ public final class ResponseCache: Sendable {
         do {
             let loaded = try await load()
             let storedAt = now()
-            let freshUntil = storedAt.addingSaturating(loaded.ttlNanoseconds)
+            let freshUntil = storedAt.addingClamped(loaded.ttlNanoseconds)
             let entry = CachedEntry(
                 value: loaded.value, storedAt: storedAt, freshUntil: freshUntil,
-                staleUntil: freshUntil.addingSaturating(staleIfErrorNanoseconds))
+                staleUntil: freshUntil.addingClamped(staleIfErrorNanoseconds))
             // Stored before the waiters are released, so a caller arriving after this load finished
             // finds the entry instead of starting another load. An abandoned load stores nothing: a
             // newer load may already have stored a later answer.
@@ -278,10 +279,3 @@ private enum LoadDelivery: Sendable {
     case failed(any Error, staleEntry: CachedEntry?)
 }
 
-extension UInt64 {
-    /// The sum, or `.max` where it would overflow: instants plus durations that must never trap.
-    public func addingSaturating(_ other: UInt64) -> UInt64 {
-        let (sum, overflow) = addingReportingOverflow(other)
-        return overflow ? .max : sum
-    }
-}

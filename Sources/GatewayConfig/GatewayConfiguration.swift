@@ -1,7 +1,7 @@
 public import GatewayHTTP
 public import GatewayProviders
 public import GatewayServer
-public import GatewayUpstream
+import GatewayUpstream
 
 // The typed gateway configuration. docs/configuration.md lists every key with its default and
 // allowed values; DocumentationTests keeps that page in step with the validator's keys and with

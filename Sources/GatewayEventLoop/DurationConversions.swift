@@ -21,3 +21,15 @@ extension Duration {
         return Int(clamping: total)
     }
 }
+
+extension UInt64 {
+    /// Addition that stops at `UInt64.max` instead of trapping: instants plus configured or
+    /// upstream-given durations.
+    public func addingClamped(_ other: UInt64) -> UInt64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? .max : sum
+    }
+
+    /// Subtraction that stops at 0 instead of trapping: how long until an instant already past.
+    public func subtractingClamped(_ other: UInt64) -> UInt64 { self > other ? self - other : 0 }
+}

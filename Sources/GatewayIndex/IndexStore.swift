@@ -1,5 +1,5 @@
 import DequeModule
-public import GatewayProviders
+import GatewayProviders
 import Synchronization
 
 /// What the indexes hold and have done since start, for `/metrics`.

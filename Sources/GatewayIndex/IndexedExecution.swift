@@ -1,4 +1,4 @@
-public import GatewayProviders
+import GatewayProviders
 
 /// One execution as an index keeps it: what pages and filters need and nothing else, in few
 /// bytes. Instants are plain nanoseconds with a sentinel for "none" (an optional would add

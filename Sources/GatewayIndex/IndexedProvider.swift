@@ -1,4 +1,5 @@
 import DequeModule
+import GatewayEventLoop
 public import GatewayProviders
 public import GatewayUpstream
 public import Logging

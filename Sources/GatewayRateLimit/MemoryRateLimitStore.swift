@@ -1,3 +1,4 @@
+public import GatewayEventLoop
 import Synchronization
 
 /// Token buckets in process memory, computed with GCRA (the generic cell rate algorithm).

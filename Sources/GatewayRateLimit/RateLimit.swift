@@ -106,11 +106,3 @@ extension RateLimitStore {
     }
 }
 
-/// Monotonic nanoseconds (CLOCK_MONOTONIC): the default clock of this module.
-@usableFromInline
-@Sendable
-func monotonicNanoseconds() -> UInt64 {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
-}

@@ -146,7 +146,7 @@ public final class RedisClient: @unchecked Sendable {
         guard Int32(exactly: arguments.count) != nil else { throw .invalidCommand(reason: "too many arguments") }
         if Task.isCancelled { throw .cancelled }
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
-        let timeoutNanoseconds = (timeout ?? configuration.commandTimeout).nanosecondsClamped
+        let timeoutNanoseconds = (timeout ?? configuration.commandTimeout).saturatingNanoseconds
         let result: Result<RedisReply, RedisError> = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 loop.execute {
@@ -202,7 +202,7 @@ public final class RedisClient: @unchecked Sendable {
     }
 
     private func scheduleDeadline(_ id: UInt64, _ timeoutNanoseconds: UInt64) -> TimerID {
-        loop.scheduleTimer(at: monotonicNanoseconds().addingClampedNanoseconds(timeoutNanoseconds)) { self.commandExpired(id) }
+        loop.scheduleTimer(at: monotonicNanoseconds().addingClamped(timeoutNanoseconds)) { self.commandExpired(id) }
     }
 
     private func finish(_ id: UInt64, _ result: Result<RedisReply, RedisError>) {
@@ -270,7 +270,7 @@ public final class RedisClient: @unchecked Sendable {
             return
         }
         let identity = ObjectIdentifier(connection)
-        let deadline = loop.scheduleTimer(at: monotonicNanoseconds().addingClampedNanoseconds(configuration.connectTimeout.nanosecondsClamped)) {
+        let deadline = loop.scheduleTimer(at: monotonicNanoseconds().addingClamped(configuration.connectTimeout.saturatingNanoseconds)) {
             self.attemptFailed(identity, .connectionFailed(reason: "no connection within \(self.configuration.connectTimeout)"))
         }
         state = .connecting(connection, deadline: deadline)
@@ -386,7 +386,7 @@ public final class RedisClient: @unchecked Sendable {
             for id in waiting { finish(id, .failure(.unavailable(lastFailure: latestFailure.description))) }
         }
         let delay = configuration.reconnectBackoff.delayNanoseconds(afterFailures: consecutiveFailures, random: random)
-        let timer = loop.scheduleTimer(at: monotonicNanoseconds().addingClampedNanoseconds(delay)) { self.connect() }
+        let timer = loop.scheduleTimer(at: monotonicNanoseconds().addingClamped(delay)) { self.connect() }
         state = .waiting(timer)
     }
 
@@ -429,10 +429,3 @@ public final class RedisClient: @unchecked Sendable {
     }
 }
 
-extension UInt64 {
-    /// Addition that stops at `UInt64.max`, for deadlines built from configured durations.
-    func addingClampedNanoseconds(_ other: UInt64) -> UInt64 {
-        let (sum, overflow) = addingReportingOverflow(other)
-        return overflow ? .max : sum
-    }
-}

@@ -47,25 +47,12 @@ public struct RedisBackoff: Sendable, Equatable {
     /// returns a uniformly random value in `0...upperBound` (injectable for tests).
     public func delayNanoseconds(afterFailures failures: Int, random: (UInt64) -> UInt64) -> UInt64 {
         guard failures >= 2 else { return 0 }
-        let baseNanoseconds = base.nanosecondsClamped
-        let maximumNanoseconds = max(maximum.nanosecondsClamped, 1)
+        let baseNanoseconds = base.saturatingNanoseconds
+        let maximumNanoseconds = max(maximum.saturatingNanoseconds, 1)
         let shift = UInt64(min(failures - 2, 40))
         let (scaled, overflow) = baseNanoseconds.multipliedReportingOverflow(by: 1 << shift)
         let ceiling = min(overflow ? .max : scaled, maximumNanoseconds)
         let half = ceiling / 2
         return half + min(random(ceiling - half), ceiling - half)
-    }
-}
-
-extension Duration {
-    /// Whole nanoseconds, 0 for negative durations and `UInt64.max` beyond it.
-    var nanosecondsClamped: UInt64 {
-        let (seconds, attoseconds) = components
-        guard seconds >= 0, attoseconds >= 0 else { return 0 }
-        let (whole, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
-        guard !overflow else { return .max }
-        let fraction = UInt64(attoseconds / 1_000_000_000)
-        let (sum, sumOverflow) = whole.addingReportingOverflow(fraction)
-        return sumOverflow ? .max : sum
     }
 }

@@ -1,3 +1,4 @@
+import GatewayEventLoop
 import CCurl
 import GatewayHTTP
 import Logging

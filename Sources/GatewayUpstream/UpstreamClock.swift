@@ -1,3 +1,4 @@
+import GatewayEventLoop
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -41,18 +42,3 @@ public struct SystemUpstreamClock: UpstreamClock {
     }
 }
 
-func monotonicNanoseconds() -> UInt64 {
-    var spec = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &spec)
-    return UInt64(spec.tv_sec) &* 1_000_000_000 &+ UInt64(spec.tv_nsec)
-}
-
-extension UInt64 {
-    /// Addition that stops at `UInt64.max` instead of trapping, for deadlines built from configured durations.
-    public func addingClamped(_ other: UInt64) -> UInt64 {
-        let (sum, overflow) = addingReportingOverflow(other)
-        return overflow ? .max : sum
-    }
-
-    public func subtractingClamped(_ other: UInt64) -> UInt64 { self > other ? self - other : 0 }
-}
