@@ -134,13 +134,6 @@ public struct UpstreamCallOptions: Sendable {
         self.deadlineNanoseconds = deadlineNanoseconds
     }
 
-    public init(
-        credentialKey: String, isIdempotent: Bool, trace: TraceContext, clientID: String = "", deadlineNanoseconds: UInt64? = nil
-    ) {
-        self.init(
-            credentialKey: credentialKey, isIdempotent: isIdempotent, requestId: trace.requestId,
-            traceparent: trace.traceparent, clientID: clientID, deadlineNanoseconds: deadlineNanoseconds)
-    }
 }
 
 /// How a call to an endpoint ended; the label set for metrics.

@@ -294,11 +294,9 @@ import Testing
     @Test func theEndpointSendsTraceHeadersAndHonoursRetryAfter() async throws {
         try await withUpstream { client, base, _ in
             let endpoint = UpstreamEndpoint(name: "kapso", policy: UpstreamPolicy(), transport: client)
-            let trace = try #require(
-                TraceContext(
-                    requestId: "req-77", traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7",
-                    sampled: false))
-            let options = UpstreamCallOptions(credentialKey: "k1", isIdempotent: true, trace: trace)
+            let options = UpstreamCallOptions(
+                credentialKey: "k1", isIdempotent: true, requestId: "req-77",
+                traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
             let response = try await endpoint.execute(UpstreamRequest(url: "\(base)/json"), options: options)
             #expect(
                 String(decoding: response.body, as: UTF8.self)

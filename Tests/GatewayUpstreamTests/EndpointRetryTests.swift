@@ -150,15 +150,13 @@ import Testing
 
     @Test func everyAttemptCarriesRequestIdAndTraceparentAndKeepsTheCredentialHeader() async throws {
         let transport = ScriptedTransport(steps: [.failure(.connection(reason: "reset")), response(200)])
-        let trace = try #require(
-            TraceContext(
-                requestId: "req-42", traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7",
-                sampled: true))
         var headers: HTTPHeaders = ["Authorization": "Bearer secret", "X-Request-Id": "spoofed"]
         headers.add(name: "Accept", value: "application/json")
         _ = try await endpoint(transport, clock: TestClock()).execute(
             UpstreamRequest(url: "http://kaizen.test/x", headers: headers),
-            options: UpstreamCallOptions(credentialKey: "k", isIdempotent: true, trace: trace))
+            options: UpstreamCallOptions(
+                credentialKey: "k", isIdempotent: true, requestId: "req-42",
+                traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
         #expect(transport.callCount == 2)
         for request in transport.requests {
             #expect(request.headers.values(for: "X-Request-Id") == ["req-42"])

@@ -42,58 +42,6 @@ import Testing
     }
 }
 
-@Suite struct TraceContextTests {
-    @Test func traceparentHasTheW3CShape() {
-        let trace = TraceContext(requestId: "abc")
-        let parts = trace.traceparent.split(separator: "-")
-        #expect(parts.count == 4)
-        #expect(parts[0] == "00")
-        #expect(parts[1].count == 32 && parts[2].count == 16)
-        #expect(parts[3] == "00")
-        #expect(TraceContext.parseTraceparent(trace.traceparent)?.traceId == trace.traceId)
-        #expect(TraceContext(requestId: "abc").traceId != trace.traceId)  // random when the id is not hex
-    }
-
-    @Test func aHexOrUUIDRequestIdBecomesTheTraceId() {
-        #expect(TraceContext(requestId: "4BF92F3577B34DA6A3CE929D0E0E4736").traceId == "4bf92f3577b34da6a3ce929d0e0e4736")
-        #expect(
-            TraceContext(requestId: "123e4567-e89b-12d3-a456-426614174000").traceId == "123e4567e89b12d3a456426614174000")
-        #expect(TraceContext(requestId: String(repeating: "0", count: 32)).traceId != String(repeating: "0", count: 32))
-    }
-
-    @Test func continuesAValidIncomingTrace() {
-        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-        let trace = TraceContext(requestId: "r1", incomingTraceparent: incoming)
-        #expect(trace.traceId == "4bf92f3577b34da6a3ce929d0e0e4736")
-        #expect(trace.spanId != "00f067aa0ba902b7")
-        #expect(trace.sampled)
-        #expect(trace.requestId == "r1")
-    }
-
-    @Test(arguments: [
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",  // missing flags
-        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  // zero trace id
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  // zero parent id
-        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  // uppercase
-        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  // forbidden version
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",  // v00 has four fields
-        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",  // short
-        "zz-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-    ])
-    func rejectsInvalidTraceparents(value: String) {
-        #expect(TraceContext.parseTraceparent(value) == nil)
-        #expect(TraceContext(requestId: "r", incomingTraceparent: value).traceId != "4bf92f3577b34da6a3ce929d0e0e4736")
-    }
-
-    @Test func laterVersionsMayAppendFields() {
-        #expect(TraceContext.parseTraceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-x")?.sampled == false)
-    }
-
-    @Test func explicitIdsAreValidated() {
-        #expect(TraceContext(requestId: "r", traceId: "xyz", spanId: "00f067aa0ba902b7", sampled: false) == nil)
-        #expect(TraceContext(requestId: "r", traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "0", sampled: false) == nil)
-    }
-}
 
 @Suite struct DescriptionTests {
     @Test func requestDescriptionShowsNeitherHeaderValuesNorQuery() {

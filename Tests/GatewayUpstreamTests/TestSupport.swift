@@ -160,7 +160,9 @@ struct CapturingLogHandler: LogHandler {
 }
 
 func makeOptions(credentialKey: String = "cred-a", idempotent: Bool = true, requestId: String = "req-1") -> UpstreamCallOptions {
-    UpstreamCallOptions(credentialKey: credentialKey, isIdempotent: idempotent, trace: TraceContext(requestId: requestId))
+    UpstreamCallOptions(
+        credentialKey: credentialKey, isIdempotent: idempotent, requestId: requestId,
+        traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 }
 
 func fastPolicy(
