@@ -24,14 +24,7 @@ public struct B3OSIndexSync: OrganisationListingSynchronizer {
         guard let coverage = index.coverage[Self.source], coverage != .nothing, !index.isEmpty else { return }
         // How deep the refresh reads: to the newest indexed execution, and on to the oldest
         // active one within reach.
-        var reachBack: Timestamp?
-        var examined = 0
-        let reach = Self.maximumHeadWindows * B3OSProvider.windowSize
-        index.forEachNewestFirst { execution in
-            if reachBack == nil || execution.status?.isTerminal != true { reachBack = execution.createdAt }
-            examined += 1
-            return examined < reach
-        }
+        let reachBack = Self.headRefreshStart(of: index, reach: Self.maximumHeadWindows * B3OSProvider.windowSize)
 
         var listing = B3OSListingSource(provider: provider, boundaryInstant: nil, offsetHint: nil, stopBefore: nil, call: call)
         var read: [UnifiedExecution] = []

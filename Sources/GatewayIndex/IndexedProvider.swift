@@ -33,19 +33,40 @@ public protocol IndexSynchronizer: Sendable {
 
 /// A provider that lists the whole organisation as one sequence (Kaizen, B3OS): its index has
 /// one source, of which nothing is known at first.
-public protocol OrganisationListingSynchronizer: IndexSynchronizer where Memo == Void {}
+public protocol OrganisationListingSynchronizer: IndexSynchronizer {
+    /// The memo of a credential nothing was read for yet.
+    var emptyMemo: Memo { get }
+}
 
 extension OrganisationListingSynchronizer {
     /// The one source's name.
     static var source: String { "organisation" }
 
-    public func emptyIndex() -> (ExecutionIndex, Void) {
+    public func emptyIndex() -> (ExecutionIndex, Memo) {
         var index = ExecutionIndex()
         index.setCoverage(.nothing, of: Self.source)
-        return (index, ())
+        return (index, emptyMemo)
     }
 
     public func sources(for filter: ExecutionFilter, in index: ExecutionIndex) -> Set<String>? { nil }
+
+    /// Where a refresh that reads only the head must start: at the oldest active execution among
+    /// the newest `reach` (their status may have changed), else at the newest indexed one; nil
+    /// when nothing is indexed.
+    static func headRefreshStart(of index: ExecutionIndex, reach: Int) -> Timestamp? {
+        var start: Timestamp?
+        var examined = 0
+        index.forEachNewestFirst { execution in
+            if start == nil || execution.status?.isTerminal != true { start = execution.createdAt }
+            examined += 1
+            return examined < reach
+        }
+        return start
+    }
+}
+
+extension OrganisationListingSynchronizer where Memo == Void {
+    public var emptyMemo: Void { () }
 }
 
 /// What one deeper read of a source found.

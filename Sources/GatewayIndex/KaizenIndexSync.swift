@@ -1,27 +1,52 @@
 public import GatewayProviders
 
-/// Kaizen lists the whole organisation in one answer and has no paging: a head refresh reads it
-/// all (as a stream) and replaces the index whole, so the index always covers everything and
-/// status changes are caught by every refresh.
+/// Kaizen lists the whole organisation in one answer, without paging but with a `fromTs` filter.
+/// A full refresh reads it all (as a stream) and replaces the index whole; the refreshes between
+/// two full ones read only what started since the oldest active execution among the newest
+/// 1,000 (or since the newest indexed one), which brings new executions and recent status changes
+/// in at the cost of a small answer. Every `fullRefreshEvery`-th refresh is a full one, which also
+/// catches executions deleted upstream and status changes of older active ones.
 public struct KaizenIndexSync: OrganisationListingSynchronizer {
+    public struct Memo: Sendable {
+        /// Refreshes since the last full one; nil before the first.
+        var refreshesSinceFull: Int?
+    }
+
     public let provider: KaizenProvider
+    public var emptyMemo: Memo { Memo() }
+
+    /// A full refresh after this many head refreshes: with refreshes at most one list TTL apart,
+    /// at most every 12 × `cache.listTTLMs` (1 minute by default) while pages keep asking.
+    public static let fullRefreshEvery = 12
+    /// The newest executions whose status a head refresh re-reads.
+    static let statusReach = 1_000
 
     public init(provider: KaizenProvider) {
         self.provider = provider
     }
 
-
-    public func refreshHead(_ index: inout ExecutionIndex, memo: inout Void, call: UpstreamCallContext) async throws(ProviderError) {
+    public func refreshHead(_ index: inout ExecutionIndex, memo: inout Memo, call: UpstreamCallContext) async throws(ProviderError) {
+        if let done = memo.refreshesSinceFull, done + 1 < Self.fullRefreshEvery, index.coverage[Self.source] == .everything,
+           let start = Self.headRefreshStart(of: index, reach: Self.statusReach) {
+            // A second early: `fromTs` is inclusive, but whether Kaizen compares below the second is its own.
+            let (earlier, overflow) = start.nanosecondsSinceEpoch.subtractingReportingOverflow(1_000_000_000)
+            let since = overflow ? start : Timestamp(nanosecondsSinceEpoch: earlier)
+            let list = try await provider.fullList(since: since, call: call)
+            index.upsert(list.executions)
+            memo.refreshesSinceFull = done + 1
+            return
+        }
         let list = try await provider.fullList(call: call)
         var fresh = ExecutionIndex()
         fresh.upsert(list.executions)
         fresh.setCoverage(.everything, of: Self.source)
         index = fresh
+        memo.refreshesSinceFull = 0
     }
 
     /// Only reached before a first refresh completed: the whole list is the one stretch.
-    public func deepen(_ source: String, in index: ExecutionIndex, memo: Void, call: UpstreamCallContext) async throws(ProviderError) -> SourceRead<Void> {
+    public func deepen(_ source: String, in index: ExecutionIndex, memo: Memo, call: UpstreamCallContext) async throws(ProviderError) -> SourceRead<Memo> {
         let list = try await provider.fullList(call: call)
-        return SourceRead(source: source, executions: list.executions, coverage: .everything)
+        return SourceRead(source: source, executions: list.executions, coverage: .everything) { $0.refreshesSinceFull = 0 }
     }
 }

@@ -104,8 +104,12 @@ public struct KaizenProvider: UpstreamBackedProvider {
     /// and is never held whole nor cached; each record is mapped as it completes and only its
     /// list-level fields are kept (`raw` is `.null`). Unreadable records are skipped and logged,
     /// as in a page; a truncated, malformed or oversize answer is an error.
-    public func fullList(call: UpstreamCallContext) async throws(ProviderError) -> KaizenFullList {
-        let request = ProviderRequest(method: .post, path: "/executions/list", jsonBody: .object(JSONObject()))
+    /// - Parameter since: only executions started at or after this instant (Kaizen's `fromTs`):
+    ///   what a refresh between two full ones reads.
+    public func fullList(since: Timestamp? = nil, call: UpstreamCallContext) async throws(ProviderError) -> KaizenFullList {
+        var body = JSONObject()
+        if let since { body["fromTs"] = .string(since.rfc3339) }
+        let request = ProviderRequest(method: .post, path: "/executions/list", jsonBody: .object(body))
         let skipped = SkippedRecordLog(logger: logger, provider: name, requestID: call.requestID)
         let listing = try await fetcher.streamListing(
             request, call: call, arrayAt: .member("executions"), maxAnswerBytes: maxListAnswerBytes,

@@ -174,6 +174,30 @@ import Testing
         }
     }
 
+    /// Between two full reads of Kaizen's list, a refresh asks only for what started since the
+    /// head (`fromTs`): new executions come in at the cost of a small answer.
+    @Test func kaizenRefreshesReadOnlyTheHeadBetweenFullReads() async throws {
+        try await withSimulator(executions: 300, workflows: 4) { harness in
+            let indexed = try Self.indexed(.kaizen, harness)
+            let call = harness.call(DemoCredential.kaizen)
+            _ = try await indexed.executions(matching: ExecutionFilter(), after: nil, limit: 5, call: call)
+            var bodies: [String] = []
+            for refresh in 1...KaizenIndexSync.fullRefreshEvery {
+                harness.clocks.advance(milliseconds: 1_000)
+                let inserted = try harness.simulator.insertExecutions(provider: .kaizen, organizationID: "org_kz_acme")
+                let page = try await indexed.executions(
+                    matching: ExecutionFilter(), after: nil, limit: 5, call: harness.call(DemoCredential.kaizen, bypassCache: true))
+                #expect(page.executions.first?.providerExecutionID == inserted.first?.id, "refresh \(refresh)")
+                let lists = harness.log.all.filter { $0.target.hasSuffix("/executions/list") }
+                bodies.append(String(decoding: lists.last?.body ?? [], as: UTF8.self))
+            }
+            #expect(bodies.dropLast().allSatisfy { $0.contains("fromTs") }, "\(bodies)")
+            #expect(bodies.last == "{}", "every \(KaizenIndexSync.fullRefreshEvery)th refresh reads the whole list")
+            let all = try await indexed.walk(limit: 100, call: call)
+            #expect(all.count == 300 + KaizenIndexSync.fullRefreshEvery)
+        }
+    }
+
     @Test func aColdKapsoPageReadsOnlyTheWorkflowsThatCanHoldItsExecutions() async throws {
         try await withSimulator(executions: 600, workflows: 30) { harness in
             let all = try await Self.truth(.kapso, harness)
