@@ -207,11 +207,17 @@ import Testing
             configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1),
             responder: Self.upstreamRouter(), logger: logger)
         try server.start()
-        let port = server.localPort
+        var port = server.localPort
         await server.shutdown()
         // Tests running in parallel bind ephemeral ports too: hold the freed port (bound, not
         // listening, so connecting is refused) so that no other server can take it meanwhile.
-        let holder = try #require(Self.bindWithoutListening(port: port), "port \(port) was taken by another test")
+        // When one already has, a fresh port bound the same way refuses connections just alike.
+        let holder: Int32
+        if let held = Self.bindWithoutListening(port: port) {
+            holder = held
+        } else {
+            (holder, port) = try boundLoopbackSocket(listening: false)
+        }
         defer { close(holder) }
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
