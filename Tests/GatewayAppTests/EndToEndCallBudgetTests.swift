@@ -17,6 +17,7 @@ import Testing
         }
         defer { Task { await harness.stop() } }
         let noCache: HTTPHeaders = ["Cache-Control": "no-cache"]
+        let started = ContinuousClock.now
         let first = try await harness.get("/executions?provider=kaizen&limit=3", headers: noCache)
         let second = try await harness.get("/executions?provider=kaizen&limit=3", headers: noCache)
         #expect(first.status == 200 && second.status == 200)
@@ -29,6 +30,12 @@ import Testing
 
         let id = try #require(first.ids.first)
         let refused = try await harness.get("/executions/\(id)")
+        // The budget gives one call back every 30 s: a machine so loaded that the test took that
+        // long has legitimately refilled it (the third page above proved it empty then).
+        if ContinuousClock.now - started > .seconds(28) {
+            #expect(refused.status == 200 || refused.status == 429)
+            return
+        }
         #expect(refused.status == 429)
         #expect(refused.json["type"]?.stringValue == "https://executions-gateway.dev/problems/rate-limited")
         #expect(refused.json["detail"]?.stringValue?.contains("upstreamCallsPerMinute") == true)
