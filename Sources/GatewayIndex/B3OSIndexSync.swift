@@ -70,9 +70,8 @@ public struct B3OSIndexSync: OrganisationListingSynchronizer {
             let chunk = try await listing.nextChunk()
             read.append(contentsOf: chunk.executions)
             if !chunk.mayHaveMore { return SourceRead(source: source, executions: read, coverage: .everything) }
-            let oldest = read.map(\.createdAt).min()
-            if let oldest, let reached = ExecutionSortKey.above(oldest), boundary.map({ $0.precedes(reached) }) ?? true {
-                return SourceRead(source: source, executions: read, coverage: .through(reached))
+            if let reached = coverage.extended(byReading: read) {
+                return SourceRead(source: source, executions: read, coverage: reached)
             }
         }
         throw .malformedResponse(reason: "the listing did not move past \(boundary?.description ?? "its head")")

@@ -12,6 +12,18 @@ public enum SourceCoverage: Sendable, Equatable {
     /// Every execution of the source is in the index.
     case everything
 
+    /// The coverage once `executions` (a stretch read past `self`, newest first) are indexed:
+    /// everything created after the oldest instant read, when that reaches further; ties at that
+    /// instant may continue in the next stretch. nil when the read reached no further.
+    public func extended(byReading executions: [UnifiedExecution]) -> SourceCoverage? {
+        guard let oldest = executions.map(\.createdAt).min(), let reached = ExecutionSortKey.above(oldest) else { return nil }
+        switch self {
+        case .everything: return nil
+        case .through(let boundary): return boundary.precedes(reached) ? .through(reached) : nil
+        case .nothing: return .through(reached)
+        }
+    }
+
     /// True when `key` lies within what is covered.
     public func covers(_ key: ExecutionSortKey) -> Bool {
         switch self {

@@ -129,9 +129,7 @@ struct StringInterner: Sendable {
     mutating func shared(_ text: String) -> String {
         // Short strings live inline in the record anyway.
         guard text.utf8.count > 15 else { return text }
-        if let existing = strings.firstIndex(of: text) { return strings[existing] }
-        strings.insert(text)
-        return text
+        return strings.insert(text).memberAfterInsert
     }
 
     /// What the shared copies cost.

@@ -212,8 +212,8 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
         if call.needsRawRecords {
             return try await synchronizer.provider.executions(matching: filter, after: position, limit: limit, call: call)
         }
-        guard limit > 0 else { return ProviderPage(executions: [], exhausted: false, cache: .hit) }
-        if !mayHoldMatches(filter) { return ProviderPage(executions: [], exhausted: true, cache: .hit) }
+        guard limit > 0 else { return .nothingRequested }
+        if !mayHoldMatches(filter) { return .noMatches() }
 
         let entry = store.entry(provider: name, credentialIdentity: call.credentialIdentity) {
             let (index, memo) = synchronizer.emptyIndex()

@@ -192,14 +192,9 @@ public struct KapsoIndexSync: IndexSynchronizer {
         if !chunk.mayHaveMore {
             return SourceRead(source: source, executions: chunk.executions, coverage: .everything, updateMemo: remember)
         }
-        // Everything created after the oldest instant read is now known; ties at that instant
-        // may continue on the next page.
-        var reached = boundary
-        if let oldest = chunk.executions.map(\.createdAt).min(), let key = ExecutionSortKey.above(oldest),
-           reached.map({ $0.precedes(key) }) ?? true {
-            reached = key
-        }
-        let newCoverage: SourceCoverage = reached.map { .through($0) } ?? .nothing
+        // A page that reached no further (ties at one instant) leaves the coverage; the saved
+        // cursor continues it.
+        let newCoverage = coverage.extended(byReading: chunk.executions) ?? coverage
         return SourceRead(source: source, executions: chunk.executions, coverage: newCoverage, updateMemo: remember)
     }
 

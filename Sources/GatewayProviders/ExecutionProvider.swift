@@ -110,10 +110,10 @@ public struct ScanCut: Sendable, Equatable {
 
 extension ProviderPage {
     /// The answer to a request for zero executions: no call made, and nothing known about what follows.
-    static let nothingRequested = ProviderPage(executions: [], exhausted: false, cache: .hit)
+    public static let nothingRequested = ProviderPage(executions: [], exhausted: false, cache: .hit)
 
     /// The provider holds nothing that can match; `cache` says how that was learned (`.hit`: without a call).
-    static func noMatches(cache: CacheDisposition = .hit) -> ProviderPage {
+    public static func noMatches(cache: CacheDisposition = .hit) -> ProviderPage {
         ProviderPage(executions: [], exhausted: true, cache: cache)
     }
 }
