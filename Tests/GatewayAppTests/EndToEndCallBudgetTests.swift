@@ -17,7 +17,10 @@ import Testing
         }
         defer { Task { await harness.stop() } }
         let noCache: HTTPHeaders = ["Cache-Control": "no-cache"]
+        // The budget gives one call back every 30 s: a run so slowed by a loaded machine that it
+        // took that long has legitimately had a call returned, and proves nothing more from there.
         let started = ContinuousClock.now
+        func budgetMayHaveRefilled() -> Bool { ContinuousClock.now - started > .seconds(28) }
         let first = try await harness.get("/executions?provider=kaizen&limit=3", headers: noCache)
         let second = try await harness.get("/executions?provider=kaizen&limit=3", headers: noCache)
         #expect(first.status == 200 && second.status == 200)
@@ -26,16 +29,12 @@ import Testing
         let third = try await harness.get("/executions?provider=kaizen&limit=3", headers: noCache)
         #expect(third.status == 200)
         #expect(third.ids == first.ids)
+        if budgetMayHaveRefilled() { return }
         #expect(harness.simulator.counters(provider: .kaizen).count(.list) == 2)
 
         let id = try #require(first.ids.first)
         let refused = try await harness.get("/executions/\(id)")
-        // The budget gives one call back every 30 s: a machine so loaded that the test took that
-        // long has legitimately refilled it (the third page above proved it empty then).
-        if ContinuousClock.now - started > .seconds(28) {
-            #expect(refused.status == 200 || refused.status == 429)
-            return
-        }
+        if budgetMayHaveRefilled() { return }
         #expect(refused.status == 429)
         #expect(refused.json["type"]?.stringValue == "https://executions-gateway.dev/problems/rate-limited")
         #expect(refused.json["detail"]?.stringValue?.contains("upstreamCallsPerMinute") == true)
