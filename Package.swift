@@ -95,7 +95,7 @@ let package = Package(
             name: "GatewayConfig",
             dependencies: [
                 // Runtime modules whose types and defaults the configuration reads (never the reverse).
-                "GatewayEventLoop", "GatewayHTTP", "GatewayServer", "GatewayUpstream", "GatewayProviders",
+                "GatewayEventLoop", "GatewayHTTP", "GatewayServer", "GatewayUpstream", "GatewayProviders", "GatewayRedis",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),

@@ -7,7 +7,7 @@ import Yams
 /// checked here.
 struct ConfigurationValidator {
     /// The top-level sections, in the order the reference documents them.
-    static let sections = ["server", "auth", "cache", "rateLimit", "clients", "providers"]
+    static let sections = ["server", "auth", "cache", "rateLimit", "clients", "providers", "redis"]
 
     private(set) var reader: ConfigFieldReader
 
@@ -32,6 +32,7 @@ struct ConfigurationValidator {
         let rateLimit = RateLimitSettings.read(
             reader.section(rootFields, "rateLimit", allowed: RateLimitSettings.configKeys), with: &reader)
         let providers = ProviderSettings.readList(rootFields, with: &reader)
+        let redis = RedisSettings.read(reader.section(rootFields, "redis", allowed: RedisSettings.configKeys), with: &reader)
         let clients = ClientSettings.readList(
             rootFields, providers: providers, defaultRateLimit: rateLimit.default, with: &reader)
         // A mistyped auth.mode is reported on its own; it may well have meant `none`.
@@ -53,7 +54,8 @@ struct ConfigurationValidator {
             cache: cache,
             rateLimit: rateLimit,
             clients: clientSettings,
-            providers: providerSettings
+            providers: providerSettings,
+            redis: redis
         )
     }
 }

@@ -1,6 +1,7 @@
 public import GatewayHTTP
 public import GatewayProviders
 public import GatewayServer
+public import GatewayRedis
 import GatewayUpstream
 
 // The typed gateway configuration. docs/configuration.md lists every key with its default and
@@ -19,6 +20,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var rateLimit: RateLimitSettings
     public var clients: [ClientSettings]
     public var providers: [ProviderSettings]
+    /// Shared state across replicas; nil runs the gateway as a single node with everything in process.
+    public var redis: RedisSettings?
 
     public init(
         server: ServerSettings = ServerSettings(),
@@ -26,7 +29,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
         cache: CacheSettings = CacheSettings(),
         rateLimit: RateLimitSettings = RateLimitSettings(),
         clients: [ClientSettings] = [],
-        providers: [ProviderSettings]
+        providers: [ProviderSettings],
+        redis: RedisSettings? = nil
     ) {
         self.server = server
         self.auth = auth
@@ -34,6 +38,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         self.rateLimit = rateLimit
         self.clients = clients
         self.providers = providers
+        self.redis = redis
     }
 
     public func provider(named name: String) -> ProviderSettings? {
@@ -57,6 +62,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         if auth != previous.auth { sections.append("auth") }
         if cache != previous.cache { sections.append("cache") }
         if providers != previous.providers { sections.append("providers") }
+        if redis != previous.redis { sections.append("redis") }
         return sections
     }
 }
@@ -160,6 +166,24 @@ public struct AuthSettings: Sendable, Equatable {
         self.mode = mode
         self.cursorSecret = cursorSecret
         self.cursorSecretSource = cursorSecretSource ?? (cursorSecret == nil ? .perProcessRandom : .configuration)
+    }
+}
+
+/// Where replicas keep what they share (client limits, upstream budgets, index syncs, the L2 cache).
+public struct RedisSettings: Sendable, Equatable {
+    /// Parsed from `redis://[[user]:password@]host[:port][/db]`; its password is a secret.
+    public var endpoint: RedisEndpoint
+    /// Each Redis command's deadline.
+    public var timeout: Duration
+    /// Put before every key, so several gateways (or other users) can share one Redis.
+    public var keyPrefix: String
+
+    public static let defaultKeyPrefix = "eg:"
+
+    public init(endpoint: RedisEndpoint, timeout: Duration = RedisClientConfiguration.defaultCommandTimeout, keyPrefix: String = Self.defaultKeyPrefix) {
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.keyPrefix = keyPrefix
     }
 }
 

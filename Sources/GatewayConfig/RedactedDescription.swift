@@ -93,6 +93,14 @@ extension GatewayConfiguration {
                 lines.append("    maxListAnswerBytes: \(provider.maxListAnswerBytes)")
             }
         }
+        if let redis {
+            lines.append("redis:")
+            lines.append("  url: \(Self.yamlString(redis.endpoint.description))")
+            lines.append("  timeoutMs: \(redis.timeout.wholeMilliseconds)")
+            lines.append("  keyPrefix: \(Self.yamlString(redis.keyPrefix))")
+        } else {
+            lines.append("# redis: not set; a single node (limits, budgets, indexes and cache in this process)")
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 

@@ -40,6 +40,7 @@ struct DocumentationTests {
         for type in ProviderType.allCases {
             for key in ProviderSettings.configKeys(specificTo: type) { keys.insert("providers[].\(key)") }
         }
+        for key in RedisSettings.configKeys { keys.insert("redis.\(key)") }
         return keys
     }
 
@@ -60,6 +61,7 @@ struct DocumentationTests {
               - {name: kaizen, type: kaizen, baseURL: "https://kaizen.example", credential: secret-1}
               - {name: kapso, type: kapso, baseURL: "https://kapso.example", credential: secret-2}
               - {name: b3os, type: b3os, baseURL: "https://b3os.example", credential: secret-3}
+            redis: {url: "redis://127.0.0.1"}
             """, environment: [:])
         let effective = Self.flatten(configuration.redactedDescription())
         var compared = 0

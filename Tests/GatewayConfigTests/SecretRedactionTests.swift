@@ -115,6 +115,22 @@ struct SecretRedactionTests {
         #expect(description.contains("maxUpstreamCallsPerRequest: 200"))
     }
 
+    @Test("The Redis password is redacted in problems and in the effective configuration")
+    func redisPasswordIsRedacted() throws {
+        let password = "redis-pass-word-7c7c"
+        let environment = ["REDIS_URL": "redis://:\(password)@10.0.0.7:6380/2"]
+        let configuration = try ConfigLoader.load(yaml: minimalYAML + "\nredis: {url: \"${REDIS_URL}\", keyPrefix: \"gw1:\"}\n", environment: environment)
+        #expect(configuration.redis?.endpoint.password == password)
+        let description = configuration.redactedDescription()
+        #expect(!description.contains(password))
+        #expect(description.contains("url: \"redis://:<redacted>@10.0.0.7:6380/2\""), "\(description)")
+        #expect(description.contains("keyPrefix: \"gw1:\""))
+
+        let broken = problems(in: minimalYAML + "\nredis: {url: \"redis://:\(password)@10.0.0.7:99999\"}\n")
+        #expect(broken.map(\.key) == ["redis.url"])
+        #expect(broken.first?.description.contains(password) == false, "\(broken)")
+    }
+
     @Test("redactedDescription is YAML that loads back to the same configuration, secrets aside")
     func redactedDescriptionRoundTrips() throws {
         let original = try ConfigLoader.load(
