@@ -10,6 +10,7 @@ import PackageDescription
 //   GatewayIndex                                     provider indexes kept in sync with the upstreams
 //   GatewayProviders                                 Kaizen / Kapso / B3OS adapters, unified model
 //   GatewayUpstream                                  async HTTP client on libcurl
+//   GatewayReplicas                                  what replicas share through Redis (limits, budgets)
 //   GatewayRedis                                     Redis client on hiredis, driven by the event loop
 //   GatewayCache, GatewayRateLimit                   cross-cutting pieces behind small protocols
 //   ProviderSimulator                                simulated upstreams (demo + tests)
@@ -90,6 +91,15 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .target(name: "GatewayRedis", dependencies: ["CHiredis", "GatewayEventLoop"], swiftSettings: strictSwift),
+        // What replicas share through Redis: client limits, upstream budgets, the replica count.
+        .target(
+            name: "GatewayReplicas",
+            dependencies: [
+                "GatewayRedis", "GatewayRateLimit", "GatewayUpstream", "GatewayEventLoop",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
 
         .target(
             name: "GatewayConfig",
@@ -137,7 +147,7 @@ let package = Package(
             dependencies: [
                 "ExecutionsAPI", "GatewayServer", "GatewayHTTP", "GatewayJSON", "GatewayCrypto", "GatewayRateLimit",
                 "GatewayEventLoop", "GatewayConfig", "GatewayProviders", "GatewayUpstream", "GatewayCache",
-                "GatewayIndex", "GatewayOpenAPI", "ProviderSimulator",
+                "GatewayIndex", "GatewayOpenAPI", "GatewayRedis", "GatewayReplicas", "ProviderSimulator",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
