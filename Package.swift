@@ -204,7 +204,15 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
-        .testTarget(name: "GatewayRedisTests", dependencies: ["GatewayRedis", "GatewayEventLoop", "GatewayTestSupport"], swiftSettings: strictSwift),
+        // The Redis client and what replicas share through it, against real redis-server processes.
+        .testTarget(
+            name: "GatewayRedisTests",
+            dependencies: [
+                "GatewayRedis", "GatewayReplicas", "GatewayRateLimit", "GatewayUpstream", "GatewayHTTP", "GatewayEventLoop",
+                "GatewayTestSupport",
+            ],
+            swiftSettings: strictSwift
+        ),
         .testTarget(
             name: "GatewayConfigTests",
             dependencies: [

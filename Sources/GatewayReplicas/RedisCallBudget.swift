@@ -87,7 +87,6 @@ public final class RedisCallBudget: SharedCallBudget {
     public func reserve(
         endpoint: String, credentialKey: String, pacing: SharedPacing, maxWaitNanoseconds: UInt64
     ) async -> SharedCallReservation? {
-        guard !client.isBreakerOpen else { return nil }
         let base = keyPrefix + endpoint + ":"
         let reply: RedisReply
         do {

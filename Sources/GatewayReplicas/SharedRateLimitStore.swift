@@ -50,28 +50,28 @@ public final class SharedRateLimitStore: RateLimitStore {
     }
 
     public func acquire(key: String, policy: RateLimitPolicy, cost: Int) async -> RateLimitDecision {
-        // A breaker that is open answers at once; asking would only wait for the refusal.
-        if !client.isBreakerOpen {
-            do {
-                let reply = try await Self.script.run(
-                    on: client, keys: [Array((keyPrefix + key).utf8)],
-                    arguments: [
-                        RedisInstants.microsecondsArgument(policy.emissionIntervalNanoseconds),
-                        RedisInstants.microsecondsArgument(policy.burstToleranceNanoseconds),
-                        Array(String(cost).utf8), Array(String(policy.burst).utf8),
-                    ])
-                if let decision = Self.decision(from: reply, policy: policy, cost: cost) { return decision }
-            } catch {
-                // Falls back below.
-            }
+        // With the breaker open and no connection, the client refuses at once: no wait here.
+        do {
+            let reply = try await Self.script.run(
+                on: client, keys: [Array((keyPrefix + key).utf8)],
+                arguments: [
+                    RedisInstants.microsecondsArgument(policy.emissionIntervalNanoseconds),
+                    RedisInstants.microsecondsArgument(policy.burstToleranceNanoseconds),
+                    Array(String(cost).utf8), Array(String(policy.burst).utf8),
+                ])
+            if let decision = Self.decision(from: reply, policy: policy, cost: cost) { return decision }
+        } catch {
+            // Falls back below.
         }
         onFallback()
         return fallback.acquire(key: key, policy: Self.share(of: policy, replicas: registry.replicaCount), cost: cost)
     }
 
-    /// While Redis is known to be away, decide locally without suspending.
+    /// While Redis is known to be away (the breaker open and no connection), decide locally
+    /// without suspending. Once a connection is back, decisions go to Redis again, whose first
+    /// answer closes the breaker.
     public func acquireImmediately(key: String, policy: RateLimitPolicy, cost: Int) -> RateLimitDecision? {
-        guard client.isBreakerOpen else { return nil }
+        guard client.isBreakerOpen, client.mode == .disconnected else { return nil }
         onFallback()
         return fallback.acquire(key: key, policy: Self.share(of: policy, replicas: registry.replicaCount), cost: cost)
     }
