@@ -82,6 +82,7 @@ import Testing
         return try #require(provider as? KaizenProvider)
     }
 
+    @discardableResult
     func withScriptedKaizen<T>(
         maxListAnswerBytes: Int? = nil,
         _ handler: @escaping @Sendable (ScriptedSocketServer.Request) -> ScriptedSocketServer.Answer,
@@ -172,7 +173,7 @@ import Testing
 
     @Test func aTruncatedAnswerIsAnErrorNeverAShorterList() async throws {
         // The transfer itself is cut.
-        _ = try await withScriptedKaizen({ _ in Self.listAnswer(count: 3_000, terminated: false, cutAfterRecords: 2_000) }) {
+        try await withScriptedKaizen({ _ in Self.listAnswer(count: 3_000, terminated: false, cutAfterRecords: 2_000) }) {
             provider, _, harness in
             await #expect {
                 try await provider.fullList(call: harness.call(Self.key))
@@ -203,7 +204,7 @@ import Testing
         #"{"executions":[]}garbage"#,
     ])
     func aMalformedAnswerIsAnError(answer: String) async throws {
-        _ = try await withScriptedKaizen({ _ in .whole(answer) }) { provider, _, harness in
+        try await withScriptedKaizen({ _ in .whole(answer) }) { provider, _, harness in
             await #expect {
                 try await provider.fullList(call: harness.call(Self.key))
             } throws: { error in
@@ -214,13 +215,13 @@ import Testing
     }
 
     @Test func anOversizeAnswerOrRecordIsAnErrorNamingTheLimit() async throws {
-        _ = try await withScriptedKaizen(maxListAnswerBytes: 20_000, { _ in Self.listAnswer(count: 100) }) { provider, _, harness in
+        try await withScriptedKaizen(maxListAnswerBytes: 20_000, { _ in Self.listAnswer(count: 100) }) { provider, _, harness in
             await #expect(throws: ProviderError.malformedResponse(reason: "the answer is larger than 20000 bytes")) {
                 try await provider.fullList(call: harness.call(Self.key))
             }
         }
         let hugeRecord = Self.record(1, size: KaizenProvider.maxListRecordBytes + 10)
-        _ = try await withScriptedKaizen({ _ in .whole(#"{"executions":[\#(Self.record(0)),\#(hugeRecord)]}"#) }) { provider, _, harness in
+        try await withScriptedKaizen({ _ in .whole(#"{"executions":[\#(Self.record(0)),\#(hugeRecord)]}"#) }) { provider, _, harness in
             await #expect {
                 try await provider.fullList(call: harness.call(Self.key))
             } throws: { error in
