@@ -10,7 +10,7 @@ import PackageDescription
 //   GatewayIndex                                     provider indexes kept in sync with the upstreams
 //   GatewayProviders                                 Kaizen / Kapso / B3OS adapters, unified model
 //   GatewayUpstream                                  async HTTP client on libcurl
-//   GatewayReplicas                                  what replicas share through Redis (limits, budgets)
+//   GatewayReplicas                                  what replicas share through Redis (limits, budgets, indexes)
 //   GatewayRedis                                     Redis client on hiredis, driven by the event loop
 //   GatewayCache, GatewayRateLimit                   cross-cutting pieces behind small protocols
 //   ProviderSimulator                                simulated upstreams (demo + tests)
@@ -95,7 +95,7 @@ let package = Package(
         .target(
             name: "GatewayReplicas",
             dependencies: [
-                "GatewayRedis", "GatewayRateLimit", "GatewayUpstream", "GatewayEventLoop",
+                "GatewayRedis", "GatewayRateLimit", "GatewayUpstream", "GatewayIndex", "GatewayCrypto", "GatewayEventLoop",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift

@@ -68,7 +68,9 @@ public final class GatewayRuntime: Service, Sendable {
         let replicas: SharedReplicaState?
         if let redis = configuration.redis {
             do {
-                replicas = try SharedReplicaState(settings: redis, metrics: metrics, logger: logger)
+                replicas = try SharedReplicaState(
+                    settings: redis, indexRetention: configuration.cache.listTTL + configuration.cache.staleIfError,
+                    metrics: metrics, logger: logger)
             } catch {
                 throw .configuration("redis: cannot start its event loop: \(error)")
             }
@@ -84,7 +86,7 @@ public final class GatewayRuntime: Service, Sendable {
             terminalDetailTTL: cacheSettings.terminalDetailTTL, staleIfError: cacheSettings.staleIfError
         )
 
-        let indexes = IndexStore(maxBytes: cacheSettings.indexMaxBytes)
+        let indexes = IndexStore(maxBytes: cacheSettings.indexMaxBytes, sharing: replicas?.indexSharing)
         let indexFreshness = IndexFreshness(
             refreshAfterNanoseconds: ttls.listTTLNanoseconds, staleIfErrorNanoseconds: ttls.staleIfErrorNanoseconds
         )
@@ -368,6 +370,7 @@ public final class GatewayRuntime: Service, Sendable {
         exportTotal("gateway_index_evictions_total", [], indexes.evictions)
         exportTotal("gateway_index_syncs_total", [("outcome", "success")], indexes.syncs - indexes.syncFailures)
         exportTotal("gateway_index_syncs_total", [("outcome", "failure")], indexes.syncFailures)
+        exportTotal("gateway_index_adoptions_total", [], indexes.adoptions)
         for (name, endpoint) in endpoints {
             let upstream = endpoint.statistics()
             exportTotal("gateway_upstream_retries_total", [("provider", name)], upstream.retries)

@@ -5,16 +5,19 @@ import GatewayReplicas
 import Logging
 
 /// What this replica shares with the others through Redis (the `redis` section): one Redis
-/// connection on an event loop of its own, the heartbeat that counts replicas, client limits and
-/// provider budgets. The mode (shared or local fallback) is logged at each change and exported as
+/// connection on an event loop of its own, the heartbeat that counts replicas, client limits,
+/// provider budgets and index syncs. The mode (shared or local fallback) is logged at each change and exported as
 /// `gateway_redis_connected`.
 final class SharedReplicaState: Sendable {
     let client: RedisClient
     let registry: ReplicaRegistry
     let rateLimits: SharedRateLimitStore
     let callBudget: RedisCallBudget
+    let indexSharing: RedisIndexSharing
 
-    init(settings: RedisSettings, metrics: GatewayMetrics, logger: Logger) throws(SystemError) {
+    /// - Parameter indexRetention: how long a published index is kept (`cache.listTTLMs` plus
+    ///   `cache.staleIfErrorMs`: no replica serves an older one).
+    init(settings: RedisSettings, indexRetention: Duration, metrics: GatewayMetrics, logger: Logger) throws(SystemError) {
         let loop = try EventLoop(name: "redis")
         try loop.start()
         let client = RedisClient(
@@ -26,6 +29,7 @@ final class SharedReplicaState: Sendable {
             client: client, keyPrefix: settings.keyPrefix, registry: registry,
             onFallback: { metrics.increment("gateway_rate_limit_local_fallback_total") })
         callBudget = RedisCallBudget(client: client, keyPrefix: settings.keyPrefix, registry: registry)
+        indexSharing = RedisIndexSharing(client: client, keyPrefix: settings.keyPrefix, retention: indexRetention)
 
         metrics.setGauge("gateway_redis_connected", 0)
         let endpoint = settings.endpoint.description
