@@ -208,8 +208,8 @@ let package = Package(
         .testTarget(
             name: "GatewayRedisTests",
             dependencies: [
-                "GatewayRedis", "GatewayReplicas", "GatewayRateLimit", "GatewayUpstream", "GatewayHTTP", "GatewayEventLoop",
-                "GatewayTestSupport",
+                "GatewayRedis", "GatewayReplicas", "GatewayRateLimit", "GatewayUpstream", "GatewayIndex", "GatewayHTTP",
+                "GatewayEventLoop", "GatewayTestSupport",
             ],
             swiftSettings: strictSwift
         ),

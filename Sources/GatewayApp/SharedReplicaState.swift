@@ -36,6 +36,8 @@ final class SharedReplicaState: Sendable {
         client.onModeChange { mode, failure in
             metrics.setGauge("gateway_redis_connected", mode == .connected ? 1 : 0)
             metrics.increment("gateway_redis_mode_changes_total", [("mode", mode.rawValue)])
+            // The first report, before the first connection is made, is no news.
+            guard mode == .connected || failure != nil else { return }
             if mode == .connected {
                 logger.notice("redis connected: limits, budgets and cache are shared with the other replicas",
                               metadata: ["redis": "\(endpoint)", "replicas": "\(registry.replicaCount)"])

@@ -366,38 +366,29 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
         _ step: @escaping () async throws(ProviderError) -> Void
     ) async throws(ProviderError) {
         try await entry.turns.run { () throws(ProviderError) in
-            if isDone() { return }
-            guard let sharing = store.sharing else { return try await step() }
-            if await adoptLatest(entry, from: sharing), isDone() { return }
-            switch await sharing.acquireLease(entry.sharingKey) {
-            case .unavailable:
-                try await step()
-            case .acquired(let lease):
-                let renewal = Task { [clock] in
-                    // Renewed at a third of its length: two renewals may fail before it lapses.
-                    while !Task.isCancelled {
-                        do { try await clock.sleep(until: clock.now().addingClamped(sharing.leaseNanoseconds / 3)) } catch { return }
-                        guard await sharing.renewLease(lease) else { return }
-                    }
+            guard let sharing = store.sharing else {
+                if !isDone() { try await step() }
+                return
+            }
+            // While another replica holds the lease, wait for its publication, within the lease's
+            // length and the request's deadline; a holder that gives up (or dies, once its lease
+            // lapses) leaves the lease to whoever asks next.
+            var giveUp = clock.now().addingClamped(sharing.leaseNanoseconds)
+            if let deadline = call.deadlineNanoseconds { giveUp = min(giveUp, deadline) }
+            while true {
+                if isDone() { return }
+                if await adoptLatest(entry, from: sharing), isDone() { return }
+                switch await sharing.acquireLease(entry.sharingKey) {
+                case .unavailable:
+                    return try await step()
+                case .acquired(let lease):
+                    return try await stepHolding(lease, entry: entry, sharing: sharing, isDone: isDone, step)
+                case .heldByAnother:
+                    let now = clock.now()
+                    // The page is served stale meanwhile (or fails, past the stale window).
+                    guard now < giveUp else { throw .timeout }
+                    do { try await clock.sleep(until: min(giveUp, now.addingClamped(Self.publicationPollNanoseconds))) } catch { throw .timeout }
                 }
-                do throws(ProviderError) {
-                    // The previous holder may have published between our look and our lease.
-                    if await adoptLatest(entry, from: sharing), isDone() {
-                        renewal.cancel()
-                        await sharing.releaseLease(lease)
-                        return
-                    }
-                    try await step()
-                } catch {
-                    renewal.cancel()
-                    await sharing.releaseLease(lease)
-                    throw error
-                }
-                renewal.cancel()
-                await publish(entry, to: sharing, lease: lease)
-                await sharing.releaseLease(lease)
-            case .heldByAnother:
-                try await awaitPublication(entry, from: sharing, isDone: isDone, call: call)
             }
         }
     }
@@ -405,21 +396,34 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
     /// How often a replica waiting for another's publication looks for it.
     static var publicationPollNanoseconds: UInt64 { 20_000_000 }
 
-    /// Waits, within the lease's length and the request's deadline, until another replica
-    /// publishes a version that does what this step needed.
-    private func awaitPublication(
-        _ entry: IndexEntry<Sync>, from sharing: any IndexSharing, isDone: () -> Bool, call: UpstreamCallContext
+    /// Runs `step` under `lease`, renewed while it runs, and publishes what it produced.
+    private func stepHolding(
+        _ lease: IndexLease, entry: IndexEntry<Sync>, sharing: any IndexSharing, isDone: () -> Bool,
+        _ step: () async throws(ProviderError) -> Void
     ) async throws(ProviderError) {
-        let start = clock.now()
-        var giveUp = start.addingClamped(sharing.leaseNanoseconds)
-        if let deadline = call.deadlineNanoseconds { giveUp = min(giveUp, deadline) }
-        while clock.now() < giveUp {
-            do { try await clock.sleep(until: min(giveUp, clock.now().addingClamped(Self.publicationPollNanoseconds))) } catch { throw .timeout }
-            if await adoptLatest(entry, from: sharing), isDone() { return }
+        let renewal = Task { [clock] in
+            // Renewed at a third of its length: two renewals may fail before it lapses.
+            while !Task.isCancelled {
+                do { try await clock.sleep(until: clock.now().addingClamped(sharing.leaseNanoseconds / 3)) } catch { return }
+                guard await sharing.renewLease(lease) else { return }
+            }
         }
-        // The holder is slow, or died with the lease: the page is served stale meanwhile, and the
-        // lease lapses for whoever asks next.
-        throw .timeout
+        do throws(ProviderError) {
+            // The previous holder may have published between our look and our lease.
+            if await adoptLatest(entry, from: sharing), isDone() {
+                renewal.cancel()
+                await sharing.releaseLease(lease)
+                return
+            }
+            try await step()
+        } catch {
+            renewal.cancel()
+            await sharing.releaseLease(lease)
+            throw error
+        }
+        renewal.cancel()
+        await publish(entry, to: sharing, lease: lease)
+        await sharing.releaseLease(lease)
     }
 
     /// Adopts the newest version another replica published, when there is a newer one than this

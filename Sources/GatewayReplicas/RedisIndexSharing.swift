@@ -10,7 +10,8 @@ import Synchronization
 /// - `lease`: the holder's fencing token, `SET NX PX`-style (a script takes the next token from
 ///   `fence` and sets it only while no lease exists), renewed by the holder, lapsing when it dies;
 /// - `fence`: the last token handed out (tokens only grow);
-/// - `meta`: the published version (a hash: `version`, `published` (Redis time, µs), `age` (µs),
+/// - `meta`: the published version (a hash: `version` (at least Redis's clock in µs, so that it
+///   grows across a Redis restart that lost it), `published` (Redis time, µs), `age` (µs),
 ///   `unix`, `header`, `segments` (their SHA-256 digests, concatenated));
 /// - `seg:<digest>`: one segment of records, content-addressed, so that a publication writes
 ///   only the segments that changed (new executions change the newest ones).
@@ -52,9 +53,10 @@ public final class RedisIndexSharing: IndexSharing {
           if redis.call('PEXPIRE', keys[position], args[2]) == 0 then return -1 end
         end
         \(RedisInstants.luaNow)
-        local version = redis.call('HINCRBY', keys[2], 'version', 1)
-        redis.call('HSET', keys[2], 'published', string.format('%.0f', now), 'age', args[3], 'unix', args[4],
-          'header', args[5], 'segments', args[6])
+        -- Versions grow with Redis's clock, so they keep growing after a restart that lost them.
+        local version = math.max((tonumber(redis.call('HGET', keys[2], 'version')) or 0) + 1, math.floor(now))
+        redis.call('HSET', keys[2], 'version', string.format('%.0f', version), 'published', string.format('%.0f', now),
+          'age', args[3], 'unix', args[4], 'header', args[5], 'segments', args[6])
         redis.call('PEXPIRE', keys[2], args[2])
         return version
         """)

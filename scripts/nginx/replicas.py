@@ -16,6 +16,13 @@ What it asserts:
    bucket is admitted 30 times (each replica alone at 1/3 of it). After Redis comes back (a new
    process without the data or the Functions), every replica reports `gateway_redis_connected 1`
    and a new client is again admitted exactly 30 times.
+4. Shared indexes: B3OS pages arrive at all three replicas for 12 s with a 2 s list TTL. One
+   replica at a time refreshes the index (under a Redis lease) and the others adopt its published
+   version, so the replicas together make about as many B3OS calls as one replica would (at most
+   one per TTL, plus one), not three times as many.
+5. Takeover: the replica holding an index's lease is killed (SIGKILL) while its refresh waits on a
+   slow upstream. Another replica takes the lease over once it lapses (the fencing token grows),
+   and its `Cache-Control: no-cache` page is then fresh (`cache: miss`, a newer `asOf`).
 """
 import hashlib
 import json
@@ -36,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from behind_nginx import BIN_DIR, NGINX, ROOT, Process, TestFailure, check, free_port, request, wait_ready  # noqa: E402
 
 REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
+LIST_TTL_MS = 2000
+LEASE_SECONDS = 10  # RedisIndexSharing's default lease
 KAPSO_PER_MINUTE = 30
 BUCKET = 30
 CLIENTS = ("shared-limit", "fallback", "recovered", "pages")
@@ -107,6 +116,7 @@ class Cluster:
         config = self.tmp / f"replica-{index}.yaml"
         config.write_text(
             "server: {host: 127.0.0.1, port: 0, workers: 1}\n"
+            f"cache: {{listTTLMs: {LIST_TTL_MS}}}\n"
             f"auth: {{mode: apiKey, cursorSecret: {self.cursor_secret}}}\n"
             # A debug build on a loaded 2-core machine: a generous deadline, so that only a
             # Redis that is really gone sends decisions to the local fallback.
@@ -157,6 +167,58 @@ def metric(replica, name, labels=""):
     return total
 
 
+def redis_command(port, *arguments):
+    """One command over RESP2; the reply (bytes, int, list or None)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        payload = f"*{len(arguments)}\r\n".encode() + b"".join(
+            f"${len(str(argument).encode())}\r\n{argument}\r\n".encode() for argument in arguments)
+        connection.sendall(payload)
+        reader = connection.makefile("rb")
+
+        def read():
+            line = reader.readline().rstrip(b"\r\n")
+            kind, rest = line[:1], line[1:]
+            if kind in (b"+", b"-"):
+                return rest
+            if kind == b":":
+                return int(rest)
+            if kind == b"$":
+                return None if int(rest) < 0 else reader.read(int(rest) + 2)[:-2]
+            if kind == b"*":
+                return None if int(rest) < 0 else [read() for _ in range(int(rest))]
+            raise TestFailure(f"unexpected Redis reply {line!r}")
+
+        return read()
+
+
+def simulator_calls(cluster, provider):
+    status, _, body = request(int(cluster.upstreams[provider].rsplit(":", 1)[1].split("/")[0]), "/__sim/counters")
+    check(status == 200, f"the simulator's counters answered {status}")
+    return json.loads(body)["total"]
+
+
+def simulator_control(cluster, provider, method, path, body=None):
+    import http.client
+    port = int(cluster.upstreams[provider].rsplit(":", 1)[1].split("/")[0])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, body=json.dumps(body) if body is not None else None,
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        check(response.status < 300, f"{method} {path} answered {response.status}")
+    finally:
+        connection.close()
+
+
+def status_of(port, path, headers):
+    """The status of one GET; 0 when it failed or timed out (the client waits 10 s)."""
+    try:
+        return request(port, path, headers=headers)[0]
+    except OSError:
+        return 0
+
+
 def burst_of_requests(port, client_headers, count, path="/executions?limit=1&provider=b3os"):
     """`count` GETs in parallel; their (status, headers) in completion order."""
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -190,7 +252,7 @@ def test_shared_provider_budget(cluster, replicas, nginx):
     def load():
         headers = {**cluster.auth("pages"), "Cache-Control": "no-cache"}
         while time.monotonic() < stop:
-            status, _, _ = request(nginx.port, "/executions?provider=kapso&limit=20", headers=headers)
+            status = status_of(nginx.port, "/executions?provider=kapso&limit=20", headers)
             with lock:
                 statuses.append(status)
 
@@ -203,7 +265,8 @@ def test_shared_provider_budget(cluster, replicas, nginx):
     rejected = [metric(replica, "gateway_upstream_requests_total", 'provider="kapso",outcome="http_4xx"') for replica in replicas]
     check(sum(rejected) == 0, f"Kapso answered 4xx (429) to the replicas: {rejected}")
     check(sum(calls) <= KAPSO_PER_MINUTE, f"the replicas made {sum(calls)} Kapso calls, over the budget of {KAPSO_PER_MINUTE}: {calls}")
-    check(all(status in (200, 503) for status in statuses), f"unexpected statuses: {sorted(set(statuses))}")
+    # 503: the part of a page the spent budget could not refresh; never a hang (0) or another failure.
+    check(all(status in (200, 503) for status in statuses), f"unexpected statuses (0: no answer in 10 s): {sorted(set(statuses))}")
     log(f"2. shared provider budget: {len(statuses)} no-cache pages, {sum(calls):.0f} Kapso calls "
         f"(per replica {calls}), 0 x 429")
 
@@ -218,7 +281,7 @@ def test_redis_down_and_back(cluster, replicas, nginx):
 
     def load():
         while not stop.is_set():
-            status, _, _ = request(nginx.port, "/executions?limit=5", headers=cluster.auth("pages"))
+            status = status_of(nginx.port, "/executions?limit=5", cluster.auth("pages"))
             with lock:
                 statuses.append(status)
 
@@ -252,9 +315,83 @@ def test_redis_down_and_back(cluster, replicas, nginx):
         stop.set()
         for thread in threads:
             thread.join()
-    failures = [status for status in statuses if status >= 500]
+    failures = [status for status in statuses if status >= 500 or status == 0]
     check(not failures and len(statuses) > 50, f"{len(failures)} 5xx of {len(statuses)} pages while Redis went away and came back")
     log(f"3. Redis killed and restarted under load: {len(statuses)} pages, no 5xx; fallback admitted {BUCKET}, shared mode back")
+
+
+# MARK: - 4. Shared indexes
+
+
+def test_shared_index_syncs(cluster, replicas, nginx):
+    before = simulator_calls(cluster, "b3os")
+    adoptions_before = sum(metric(replica, "gateway_index_adoptions_total") for replica in replicas)
+    duration = 12
+    stop = time.monotonic() + duration
+    statuses = []
+    lock = threading.Lock()
+
+    def load():
+        while time.monotonic() < stop:
+            status = status_of(nginx.port, "/executions?provider=b3os&limit=10", cluster.auth("pages"))
+            with lock:
+                statuses.append(status)
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    calls = simulator_calls(cluster, "b3os") - before
+    syncs = [metric(replica, "gateway_index_syncs_total") for replica in replicas]
+    adoptions = sum(metric(replica, "gateway_index_adoptions_total") for replica in replicas) - adoptions_before
+    one_replica = duration * 1000 // LIST_TTL_MS + 1
+    check(all(status == 200 for status in statuses), f"unexpected statuses (0: no answer in 10 s): {sorted(set(statuses))}")
+    check(calls <= one_replica + 1, f"{calls} B3OS calls in {duration} s from 3 replicas; one replica alone makes about {one_replica}"
+                                    f" (index syncs per replica since start: {syncs})")
+    check(adoptions >= 2, f"the replicas adopted only {adoptions} published versions")
+    log(f"4. shared indexes: {len(statuses)} pages over {duration} s, {calls} B3OS calls from 3 replicas "
+        f"(one replica alone: about {one_replica}), {adoptions:.0f} published versions adopted")
+
+
+def test_index_lease_takeover(cluster, replicas):
+    fence_keys = redis_command(cluster.redis_port, "KEYS", "replicas-test:ix:b3os:*:fence")
+    check(isinstance(fence_keys, list) and len(fence_keys) == 1, f"expected one B3OS index fence, got {fence_keys}")
+    fence_key = fence_keys[0].decode()
+    token_before = int(redis_command(cluster.redis_port, "GET", fence_key))
+
+    simulator_control(cluster, "b3os", "POST", "/__sim/faults", {"kind": "latency", "latencyMs": 4000, "endpoint": "list"})
+    holder, survivor = replicas[0], replicas[1]
+    # Its answer never comes: the replica is killed while it waits for the slow upstream.
+    stuck = threading.Thread(target=lambda: status_of(holder.port, "/executions?provider=b3os&limit=5",
+                                                      {**cluster.auth("pages"), "Cache-Control": "no-cache"}))
+    stuck.daemon = True
+    stuck.start()
+    deadline = time.monotonic() + 10
+    while int(redis_command(cluster.redis_port, "GET", fence_key)) == token_before:
+        check(time.monotonic() < deadline, "the first replica did not take the lease")
+        time.sleep(0.02)
+    held_token = int(redis_command(cluster.redis_port, "GET", fence_key))
+    killed_at = time.time()
+    holder.kill()
+    simulator_control(cluster, "b3os", "DELETE", "/__sim/faults")
+
+    deadline = time.monotonic() + LEASE_SECONDS + 15
+    while True:
+        status, _, body = request(survivor.port, "/executions?provider=b3os&limit=5",
+                                  headers={**cluster.auth("pages"), "Cache-Control": "no-cache"})
+        check(status == 200, f"a no-cache page on the surviving replica answered {status}")
+        report = json.loads(body)["providers"][0]
+        if report.get("cache") == "miss":
+            break
+        check(time.monotonic() < deadline, f"no fresh page {LEASE_SECONDS + 15} s after the lease holder died: {report}")
+        time.sleep(0.2)
+    token_after = int(redis_command(cluster.redis_port, "GET", fence_key))
+    check(token_after > held_token, f"the lease was not taken over (fence {held_token} -> {token_after})")
+    waited = time.time() - killed_at
+    log(f"5. takeover: the lease holder was killed mid-refresh; another replica held the lease (token {held_token} -> "
+        f"{token_after}) and served a fresh no-cache page {waited:.1f} s later")
 
 
 def main():
@@ -277,7 +414,9 @@ def main():
         test_shared_client_limit(cluster, replicas, nginx)
         test_shared_provider_budget(cluster, replicas, nginx)
         test_redis_down_and_back(cluster, replicas, nginx)
-        for replica in replicas:
+        test_shared_index_syncs(cluster, replicas, nginx)
+        test_index_lease_takeover(cluster, replicas)
+        for replica in replicas[1:]:
             status, _ = replica.terminate()
             check(status == 0, f"{replica.name} exited with {status} after SIGTERM")
     except TestFailure as failure:
