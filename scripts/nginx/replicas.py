@@ -44,6 +44,7 @@ from behind_nginx import BIN_DIR, NGINX, ROOT, Process, TestFailure, check, free
 
 REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
 LIST_TTL_MS = 2000
+REDIS_TIMEOUT_MS = int(os.environ.get("REDIS_TIMEOUT_MS", "500"))
 LEASE_SECONDS = 10  # RedisIndexSharing's default lease
 KAPSO_PER_MINUTE = 30
 BUCKET = 30
@@ -55,11 +56,22 @@ def log(message):
 
 
 class Cluster:
-    def __init__(self, tmp):
+    """Redis, the simulator, gateway replicas and nginx, all on loopback, for tests and benchmarks.
+
+    `limits` maps each client to its rateLimit (YAML flow mapping); `with_redis` False runs the
+    replicas without a `redis` section (each a single node)."""
+
+    def __init__(self, tmp, limits=None, with_redis=True, kapso_per_minute=KAPSO_PER_MINUTE, list_ttl_ms=LIST_TTL_MS):
         self.tmp = Path(tmp)
         self.processes = []
-        self.keys = {client: secrets.token_hex(32) for client in CLIENTS}
+        default_limit = f"{{requestsPerSecond: 0.01, burst: {BUCKET}}}"
+        self.limits = limits or {client: ("{requestsPerSecond: 100000, burst: 100000, upstreamCallsPerMinute: 100000}"
+                                          if client == "pages" else default_limit) for client in CLIENTS}
+        self.keys = {client: secrets.token_hex(32) for client in self.limits}
         self.cursor_secret = secrets.token_urlsafe(32)
+        self.with_redis = with_redis
+        self.kapso_per_minute = kapso_per_minute
+        self.list_ttl_ms = list_ttl_ms
 
     def auth(self, client):
         return {"Authorization": f"Bearer {self.keys[client]}"}
@@ -100,7 +112,7 @@ class Cluster:
     def start_simulator(self):
         simulator = self.start("provider-simulator", [
             str(BIN_DIR / "provider-simulator"), "--kaizen-port", "0", "--kapso-port", "0", "--b3os-port", "0",
-            "--kapso-rate-limit", str(KAPSO_PER_MINUTE),
+            "--kapso-rate-limit", str(self.kapso_per_minute),
         ])
         self.upstreams = {name: simulator.wait_for(rf"(?m)^{name}: (http://\S+)") for name in ("kaizen", "kapso", "b3os")}
         return simulator
@@ -109,23 +121,24 @@ class Cluster:
         clients = "".join(
             f"  - id: {client}\n"
             f"    keySHA256: \"{hashlib.sha256(key.encode()).hexdigest()}\"\n"
-            + ("    rateLimit: {requestsPerSecond: 100000, burst: 100000, upstreamCallsPerMinute: 100000}\n" if client == "pages"
-               else f"    rateLimit: {{requestsPerSecond: 0.01, burst: {BUCKET}}}\n")
+            f"    rateLimit: {self.limits[client]}\n"
             for client, key in self.keys.items()
         )
         config = self.tmp / f"replica-{index}.yaml"
+        # A debug build on a loaded 2-core machine: a generous Redis deadline, so that only a Redis
+        # that is really gone sends decisions to the local fallback (REDIS_TIMEOUT_MS).
+        redis = (f"redis: {{url: \"redis://127.0.0.1:{self.redis_port}\", timeoutMs: {REDIS_TIMEOUT_MS},"
+                 f" keyPrefix: \"replicas-test:\"}}\n") if self.with_redis else ""
         config.write_text(
             "server: {host: 127.0.0.1, port: 0, workers: 1}\n"
-            f"cache: {{listTTLMs: {LIST_TTL_MS}}}\n"
+            f"cache: {{listTTLMs: {self.list_ttl_ms}}}\n"
             f"auth: {{mode: apiKey, cursorSecret: {self.cursor_secret}}}\n"
-            # A debug build on a loaded 2-core machine: a generous deadline, so that only a
-            # Redis that is really gone sends decisions to the local fallback.
-            f"redis: {{url: \"redis://127.0.0.1:{self.redis_port}\", timeoutMs: 500, keyPrefix: \"replicas-test:\"}}\n"
-            "clients:\n" + clients +
-            "providers:\n"
+            + redis
+            + "clients:\n" + clients
+            + "providers:\n"
             f"  - {{name: kaizen, type: kaizen, baseURL: \"{self.upstreams['kaizen']}\", credential: demo-kaizen-key}}\n"
             f"  - {{name: kapso, type: kapso, baseURL: \"{self.upstreams['kapso']}\", credential: demo-kapso-key,"
-            f" requestsPerMinute: {KAPSO_PER_MINUTE}}}\n"
+            f" requestsPerMinute: {self.kapso_per_minute}}}\n"
             f"  - {{name: b3os, type: b3os, baseURL: \"{self.upstreams['b3os']}\", credential: b3sk_demo_acme_7f3c9a}}\n",
             encoding="utf-8",
         )
