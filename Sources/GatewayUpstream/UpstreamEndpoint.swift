@@ -417,10 +417,12 @@ public final class UpstreamEndpoint: Sendable {
             switch reservation {
             case .slot(let delay, let callsLeft)?:
                 if let callsLeft { state.sharedCallsLeft = (callsLeft, judged) }
-                return .success((isProbe, now.addingClamped(delay)))
+                // Counted from the reply, not from the question: a slot is never used early
+                // by the time the reply took, at worst late by it.
+                return .success((isProbe, judged.addingClamped(delay)))
             case .beyondDeadline(let delay, let minuteBudget)?:
                 _ = state.breaker.record(.neutral, isProbe: isProbe, now: judged)
-                let refusal: UpstreamError = minuteBudget ? .minuteBudgetSpent(retryAtNanoseconds: now.addingClamped(delay)) : .timeout
+                let refusal: UpstreamError = minuteBudget ? .minuteBudgetSpent(retryAtNanoseconds: judged.addingClamped(delay)) : .timeout
                 return .failure(lastError ?? refusal)
             case .paused(let remaining)?:
                 let until = judged.addingClamped(remaining)

@@ -106,8 +106,32 @@ struct SharedLimitsTests {
             return decision
         }
         #expect(decision.allowed && decision.remaining == 29)
-        let functions = try await replicas.harnesses[1].client.send(["FUNCTION", "LIST", "LIBRARYNAME", "eg_gcra_v1"])
+        // The other client reconnects on its own schedule (it may be backing off).
+        let functions = try await eventually { try await replicas.harnesses[1].client.send(["FUNCTION", "LIST", "LIBRARYNAME", "eg_gcra_v1"]) }
         #expect(functions != .array([]), "the function was loaded again after the restart")
+        await replicas.shutdown()
+    }
+
+    @Test("A Redis slower than the deadline costs a request at most that deadline: it is decided by the local fallback")
+    func slowRedisFallsBackWithinTheDeadline() async throws {
+        let server = try await RedisServer.start()
+        let replicas = try await ReplicaSet.make(count: 2, url: server.url(), prefix: "t:", commandTimeout: .milliseconds(150))
+        let fallbacks = Atomic<Int>(0)
+        let store = SharedRateLimitStore(
+            client: replicas.harnesses[0].client, keyPrefix: "t:", registry: replicas.registries[0],
+            onFallback: { fallbacks.add(1, ordering: .relaxed) })
+        let policy = try RateLimitPolicy(requestsPerSecond: 1.0 / 60, burst: 30)
+        #expect(await store.acquire(key: "slow", policy: policy).allowed)
+        // Every command from now on waits 20 s in Redis.
+        #expect(try await replicas.harnesses[1].client.send(["CLIENT", "PAUSE", "20000", "ALL"]) == .status("OK"))
+        let started = ContinuousClock.now
+        let decision = await store.acquire(key: "slow", policy: policy)
+        let elapsed = ContinuousClock.now - started
+        // This replica's share of the bucket: 30 over the 2 replicas its heartbeats counted.
+        #expect(decision.allowed && decision.limit == 15)
+        #expect(fallbacks.load(ordering: .relaxed) == 1)
+        #expect(elapsed >= .milliseconds(140) && elapsed < .seconds(10), "\(elapsed)")
+        _ = try? await replicas.harnesses[1].client.send(["CLIENT", "UNPAUSE"])
         await replicas.shutdown()
     }
 }
