@@ -6,11 +6,11 @@ import PackageDescription
 //   ExecutionsGatewayCLI / ProviderSimulatorCLI      command lines
 //   GatewayApp                                       wiring: config -> server + API + middleware
 //   GatewayConfig                                    the YAML file, typed; defaults from the runtime types below
+//   GatewayReplicas                                  what replicas share through Redis (limits, budgets, indexes)
 //   ExecutionsAPI                                    unified API: query, merge, cursor, enrichment
 //   GatewayIndex                                     provider indexes kept in sync with the upstreams
 //   GatewayProviders                                 Kaizen / Kapso / B3OS adapters, unified model
 //   GatewayUpstream                                  async HTTP client on libcurl
-//   GatewayReplicas                                  what replicas share through Redis (limits, budgets, indexes)
 //   GatewayRedis                                     Redis client on hiredis, driven by the event loop
 //   GatewayCache, GatewayRateLimit                   cross-cutting pieces behind small protocols
 //   ProviderSimulator                                simulated upstreams (demo + tests)
