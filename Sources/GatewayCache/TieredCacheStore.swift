@@ -180,6 +180,8 @@ public final class TieredCacheStore: CacheStore {
                 Array("SET".utf8), entryKey(key), envelope, Array("PX".utf8), Self.milliseconds(entry.staleUntil - instant),
             ])
             succeeded = reply == .status("OK")
+            // An error reply (out of memory, a read-only replica): as failed as a lost connection.
+            if !succeeded { counters.l2Errors.add(1, ordering: .relaxed) }
         } catch {
             succeeded = false
             counters.failed(error)
@@ -206,7 +208,8 @@ public final class TieredCacheStore: CacheStore {
 
     public func beginLoad(_ key: String) async -> LoadPermit {
         let lockKey = lockPrefix + Array(key.utf8)
-        let waitUntil = now().addingClamped(settings.maximumLockWait.saturatingNanoseconds)
+        // Waiting is measured in real time whatever clock judges freshness (tests drive that one).
+        let waitUntil = monotonicNanoseconds().addingClamped(settings.maximumLockWait.saturatingNanoseconds)
         var pollNanoseconds: UInt64 = 2_000_000
         var waited = false
         while !Task.isCancelled {
@@ -241,7 +244,7 @@ public final class TieredCacheStore: CacheStore {
                     counters.coalesced.add(1, ordering: .relaxed)
                     return .loadedElsewhere(entry)
                 }
-                let instant = now()
+                let instant = monotonicNanoseconds()
                 guard instant < waitUntil else { return .load(lock: nil) }
                 await tracker.waitForChange(of: key, atMost: min(pollNanoseconds, waitUntil - instant))
                 pollNanoseconds = min(pollNanoseconds * 2, 64_000_000)

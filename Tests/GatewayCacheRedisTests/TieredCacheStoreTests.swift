@@ -20,6 +20,7 @@ struct Replica {
         keyPrefix: String = "t:",
         commandTimeout: Duration = .seconds(10),
         lockTTL: Duration = SharedCacheSettings.defaultLockTTL,
+        maximumLockWait: Duration = SharedCacheSettings.defaultLockTTL,
         now: @escaping @Sendable () -> UInt64 = monotonicNanoseconds
     ) throws -> Replica {
         let loop = try EventLoop(name: "cache-replica")
@@ -30,7 +31,7 @@ struct Replica {
         let client = RedisClient(configuration: configuration, loop: loop)
         let store = TieredCacheStore(
             l1: MemoryLRUStore(maxBytes: 1 << 20, now: now), redis: client,
-            settings: SharedCacheSettings(keyPrefix: keyPrefix, lockTTL: lockTTL), now: now)
+            settings: SharedCacheSettings(keyPrefix: keyPrefix, lockTTL: lockTTL, maximumLockWait: maximumLockWait), now: now)
         return Replica(loop: loop, client: client, store: store, cache: ResponseCache(store: store, now: now))
     }
 
@@ -261,6 +262,41 @@ struct TieredCacheStoreTests {
         #expect(replica.shared.lockWaits == 1)
         // Released once the callers have their answer.
         #expect(await eventually { (try? await replica.client.send(["GET", "t:l:k"])) == .null })
+        await replica.shutdown()
+        await server.kill()
+    }
+
+    /// A lock that outlives the longest wait: the replica stops waiting and loads itself.
+    @Test func aWaitLongerThanTheMaximumEndsInALocalLoad() async throws {
+        let server = try await RedisServer.start()
+        let replica = try Replica.make(server, maximumLockWait: .milliseconds(200))
+        #expect(try await replica.client.send(["SET", "t:l:k", "slow-holder", "NX", "PX", "60000"]) == .status("OK"))
+        let result = try await replica.cache.fetch(key: "k", staleIfErrorNanoseconds: 0) {
+            CacheLoad(value: bytes("loaded after waiting"), ttlNanoseconds: 60_000_000_000)
+        }
+        #expect(result.value == bytes("loaded after waiting"))
+        #expect(replica.shared.lockWaits == 1 && replica.shared.loadsCoalescedAcrossReplicas == 0)
+        // Not its lock: left to its holder.
+        #expect(try await replica.client.send(["GET", "t:l:k"]) == .bulk(bytes("slow-holder")))
+        await replica.shutdown()
+        await server.kill()
+    }
+
+    /// Reports may have been missed while the listener's connection was down: all of L1 goes when
+    /// it is lost and again when it is back.
+    @Test func losingTheInvalidationConnectionDropsL1() async throws {
+        let server = try await RedisServer.start()
+        let replica = try Replica.make(server)
+        #expect(await replica.waitUntilTracking())
+        let flushesBefore = replica.shared.l1Flushes
+        await replica.store.store("k", entry: entry("v"))
+        #expect(replica.store.lookupImmediately("k", freshAt: monotonicNanoseconds()) != nil)
+        #expect(try await replica.client.send(["CLIENT", "KILL", "TYPE", "pubsub"]) == .integer(1))
+        #expect(await waitUntil { replica.shared.l1Flushes >= flushesBefore + 2 && replica.shared.invalidationConnected })
+        #expect(replica.store.lookupImmediately("k", freshAt: monotonicNanoseconds()) == nil)
+        // Still in L2, and kept in L1 again once read.
+        #expect(await replica.store.lookup("k")?.value == bytes("v"))
+        #expect(replica.store.lookupImmediately("k", freshAt: monotonicNanoseconds())?.value == bytes("v"))
         await replica.shutdown()
         await server.kill()
     }
