@@ -81,7 +81,7 @@ public struct CacheStatistics: Sendable, Hashable {
 ///   later starts a load of its own.
 /// - Before loading, the store may coordinate with other processes sharing it (`beginLoad`): a
 ///   shared store lets one process load while the others wait for its entry, which their callers
-///   get as `.coalesced`.
+///   get as `.coalesced`. A load started by a bypassing caller does not coordinate.
 ///
 /// Keys must separate everything that may not be shared, notably the upstream credential.
 public final class ResponseCache: Sendable {
@@ -189,7 +189,8 @@ public final class ResponseCache: Sendable {
                     // Unstructured so that cancelling the starter does not cancel the others' load;
                     // it still inherits task-local values (request ids for logs).
                     let task = Task {
-                        await self.runLoad(key: key, loadID: loadID, staleIfErrorNanoseconds: staleIfErrorNanoseconds, load: load)
+                        await self.runLoad(
+                            key: key, loadID: loadID, staleIfErrorNanoseconds: staleIfErrorNanoseconds, coordinate: !bypassCache, load: load)
                     }
                     let abandoned = loads.withLock { loads -> Bool in
                         guard loads[key]?.id == loadID else { return false }  // finished already
@@ -236,12 +237,14 @@ public final class ResponseCache: Sendable {
         }
     }
 
+    /// - Parameter coordinate: ask the store first; not for a caller that bypasses the cache, to
+    ///   whom another process's entry, possibly stored before its request, is not an answer.
     private func runLoad(
-        key: String, loadID: UInt64, staleIfErrorNanoseconds: UInt64, load: @Sendable () async throws -> CacheLoad
+        key: String, loadID: UInt64, staleIfErrorNanoseconds: UInt64, coordinate: Bool, load: @Sendable () async throws -> CacheLoad
     ) async {
         let delivery: LoadDelivery
         var sharedLock: SharedLoadLock?
-        switch await store.beginLoad(key) {
+        switch coordinate ? await store.beginLoad(key) : .load(lock: nil) {
         case .loadedElsewhere(let entry):
             // Another process loaded it while this one waited: no load started here after all, and
             // the caller that would have started it joined that other load.

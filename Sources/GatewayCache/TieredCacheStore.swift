@@ -231,7 +231,7 @@ public final class TieredCacheStore: CacheStore {
                 // replica's lookup missed.
                 if let entry = await readShared(key), now() < entry.freshUntil {
                     await endLoad(key, lock: lock)
-                    if waited { counters.coalesced.add(1, ordering: .relaxed) }
+                    counters.coalesced.add(1, ordering: .relaxed)
                     return .loadedElsewhere(entry)
                 }
                 return .load(lock: lock)

@@ -42,6 +42,16 @@ private final class CoordinatingStore: CacheStore {
         #expect(store.ended.withLock { $0.isEmpty })
     }
 
+    @Test func aBypassingCallerLoadsWithoutAskingOtherProcesses() async throws {
+        let elsewhere = CachedEntry(value: Array("stored before the request".utf8), storedAt: 900, freshUntil: 5_000, staleUntil: 9_000)
+        let store = CoordinatingStore(memory: MemoryLRUStore(maxBytes: 1 << 20, now: clock.now), permit: .loadedElsewhere(elsewhere))
+        let cache = ResponseCache(store: store, now: clock.now)
+        let result = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, bypassCache: true) {
+            CacheLoad(value: Array("fresh from upstream".utf8), ttlNanoseconds: 10)
+        }
+        #expect(result.outcome == .miss && result.value == Array("fresh from upstream".utf8))
+    }
+
     @Test func theLockIsReleasedAfterTheLoadStoredItsEntryOrFailed() async throws {
         let lock = SharedLoadLock(token: Array("token".utf8))
         let store = CoordinatingStore(memory: MemoryLRUStore(maxBytes: 1 << 20, now: clock.now), permit: .load(lock: lock))
