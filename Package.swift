@@ -10,6 +10,7 @@ import PackageDescription
 //   GatewayIndex                                     provider indexes kept in sync with the upstreams
 //   GatewayProviders                                 Kaizen / Kapso / B3OS adapters, unified model
 //   GatewayUpstream                                  async HTTP client on libcurl
+//   GatewayReplicas                                  what replicas share through Redis (limits, budgets, indexes)
 //   GatewayCache, GatewayRateLimit                   cross-cutting pieces behind small protocols
 //   GatewayRedis                                     Redis client on hiredis, driven by the event loop
 //   ProviderSimulator                                simulated upstreams (demo + tests)
@@ -91,6 +92,15 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .target(name: "GatewayRedis", dependencies: ["CHiredis", "GatewayEventLoop"], swiftSettings: strictSwift),
+        // What replicas share through Redis: client limits, upstream budgets, the replica count.
+        .target(
+            name: "GatewayReplicas",
+            dependencies: [
+                "GatewayRedis", "GatewayRateLimit", "GatewayUpstream", "GatewayIndex", "GatewayCrypto", "GatewayEventLoop",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
 
         .target(
             name: "GatewayConfig",
@@ -138,7 +148,7 @@ let package = Package(
             dependencies: [
                 "ExecutionsAPI", "GatewayServer", "GatewayHTTP", "GatewayJSON", "GatewayCrypto", "GatewayRateLimit",
                 "GatewayEventLoop", "GatewayConfig", "GatewayProviders", "GatewayUpstream", "GatewayCache",
-                "GatewayIndex", "GatewayOpenAPI", "ProviderSimulator",
+                "GatewayIndex", "GatewayOpenAPI", "GatewayRedis", "GatewayReplicas", "ProviderSimulator",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -200,7 +210,15 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
-        .testTarget(name: "GatewayRedisTests", dependencies: ["GatewayRedis", "GatewayEventLoop", "GatewayTestSupport"], swiftSettings: strictSwift),
+        // The Redis client and what replicas share through it, against real redis-server processes.
+        .testTarget(
+            name: "GatewayRedisTests",
+            dependencies: [
+                "GatewayRedis", "GatewayReplicas", "GatewayRateLimit", "GatewayUpstream", "GatewayIndex", "GatewayHTTP",
+                "GatewayEventLoop", "GatewayTestSupport",
+            ],
+            swiftSettings: strictSwift
+        ),
         .testTarget(
             name: "GatewayConfigTests",
             dependencies: [

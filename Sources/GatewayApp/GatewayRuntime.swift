@@ -8,6 +8,8 @@ import GatewayOpenAPI
 import GatewayIndex
 import GatewayProviders
 import GatewayRateLimit
+import GatewayRedis
+import GatewayReplicas
 public import GatewayServer
 import GatewayUpstream
 public import Logging
@@ -41,6 +43,7 @@ public final class GatewayRuntime: Service, Sendable {
     private let exported = LockedValue<[String: Int]>([:])
     private let clients: ClientDirectory
     private let unauthenticatedLimiter: UnauthenticatedLimiter
+    private let replicas: SharedReplicaState?
     private let logger: Logger
 
     public init(configuration: GatewayConfiguration, logger: Logger, accessLogger: Logger? = nil) throws(GatewayStartupError) {
@@ -62,6 +65,20 @@ public final class GatewayRuntime: Service, Sendable {
         } catch {
             throw .upstreamClient("\(error)")
         }
+        let replicas: SharedReplicaState?
+        if let redis = configuration.redis {
+            do {
+                replicas = try SharedReplicaState(
+                    settings: redis, indexRetention: configuration.cache.listTTL + configuration.cache.staleIfError,
+                    metrics: metrics, logger: logger)
+            } catch {
+                throw .configuration("redis: cannot start its event loop: \(error)")
+            }
+        } else {
+            replicas = nil
+        }
+        self.replicas = replicas
+
         let cacheSettings = configuration.cache
         responseCache = ResponseCache(store: MemoryLRUStore(maxBytes: cacheSettings.maxBytes))
         let ttls = ProviderCachePolicy(
@@ -69,7 +86,7 @@ public final class GatewayRuntime: Service, Sendable {
             terminalDetailTTL: cacheSettings.terminalDetailTTL, staleIfError: cacheSettings.staleIfError
         )
 
-        let indexes = IndexStore(maxBytes: cacheSettings.indexMaxBytes)
+        let indexes = IndexStore(maxBytes: cacheSettings.indexMaxBytes, sharing: replicas?.indexSharing)
         let indexFreshness = IndexFreshness(
             refreshAfterNanoseconds: ttls.listTTLNanoseconds, staleIfErrorNanoseconds: ttls.staleIfErrorNanoseconds
         )
@@ -84,7 +101,8 @@ public final class GatewayRuntime: Service, Sendable {
             // A page's detail calls go out together; pacing still holds the long-run rate.
             policy.burst = max(1, settings.maxConcurrency)
             let transport = MeteredTransport(inner: httpClient, provider: settings.name, metrics: metrics)
-            let endpoint = UpstreamEndpoint(name: settings.name, policy: policy, transport: transport, logger: logger)
+            let endpoint = UpstreamEndpoint(
+                name: settings.name, policy: policy, transport: transport, logger: logger, sharedBudget: replicas?.callBudget)
             endpoints.append((settings.name, endpoint))
             let provider: any ExecutionProvider
             do {
@@ -164,7 +182,7 @@ public final class GatewayRuntime: Service, Sendable {
                 directory: directory, publicPaths: OperationalEndpoints.paths, unauthenticatedLimiter: unauthenticatedLimiter
             ),
             RateLimitMiddleware(
-                store: MemoryRateLimitStore(), directory: directory,
+                store: replicas?.rateLimits ?? MemoryRateLimitStore(), directory: directory,
                 onLimited: { client in metrics.increment("gateway_rate_limited_total", [("client", client)]) },
                 onCallBudgetSpent: { client in
                     metrics.increment("gateway_upstream_call_budget_refused_total", [("client", client)])
@@ -277,6 +295,7 @@ public final class GatewayRuntime: Service, Sendable {
     public func shutdown() async {
         await server.shutdown()
         httpClient.shutdown()
+        await replicas?.shutdown()
     }
 
     /// `Service`: serves until the service group's graceful shutdown (SIGTERM/SIGINT), then drains.
@@ -285,10 +304,12 @@ public final class GatewayRuntime: Service, Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.server.run() }
             group.addTask { await Self.trimHeapPeriodically() }
+            if let replicas { group.addTask { await replicas.registry.run() } }
             defer { group.cancelAll() }
             try await group.next()
         }
         httpClient.shutdown()
+        await replicas?.shutdown()
     }
 
     /// Long enough that the trim's walk over the arenas (about a millisecond per 100 MiB) costs
@@ -349,6 +370,7 @@ public final class GatewayRuntime: Service, Sendable {
         exportTotal("gateway_index_evictions_total", [], indexes.evictions)
         exportTotal("gateway_index_syncs_total", [("outcome", "success")], indexes.syncs - indexes.syncFailures)
         exportTotal("gateway_index_syncs_total", [("outcome", "failure")], indexes.syncFailures)
+        exportTotal("gateway_index_adoptions_total", [], indexes.adoptions)
         for (name, endpoint) in endpoints {
             let upstream = endpoint.statistics()
             exportTotal("gateway_upstream_retries_total", [("provider", name)], upstream.retries)

@@ -128,11 +128,10 @@ public final class TieredCacheStore: CacheStore {
         ) { invalidation in
             tracker.handle(invalidation)
         }
+        // Also told the mode at registration, in case the listener connected before.
         listener.onModeChange { mode, _ in
             if mode == .connected { tracker.listenerConnected() }
         }
-        // Connected before the observer was registered: that change was not seen.
-        if listener.mode == .connected { tracker.listenerConnected() }
     }
 
     /// Stops the invalidation listener (the data client belongs to the caller).

@@ -230,6 +230,11 @@ public struct ExecutionIndex: Sendable {
         for execution in ascending.reversed() where !body(execution) { return }
     }
 
+    /// Every execution in the unified shape, oldest first, one at a time (for a snapshot).
+    func forEachOldestFirst(_ body: (UnifiedExecution) -> Void) {
+        for execution in ascending { body(execution.unified) }
+    }
+
     // MARK: - Positions
 
     /// The array index of the indexed execution with this instant and provider id.

@@ -14,6 +14,8 @@ public struct IndexStatistics: Sendable, Equatable {
     /// Head refreshes and deeper reads that went upstream, by outcome.
     public var syncs = 0
     public var syncFailures = 0
+    /// Versions another replica published that this one adopted instead of syncing (`redis`).
+    public var adoptions = 0
 
     public init() {}
 }
@@ -27,6 +29,8 @@ public struct IndexStatistics: Sendable, Equatable {
 /// dropped for it, so a single index larger than the budget still serves, alone.
 public final class IndexStore: Sendable {
     public let maxBytes: Int
+    /// Replicas' shared indexes; nil: this process syncs every index itself.
+    public let sharing: (any IndexSharing)?
     private let state = Mutex(State())
 
     private struct State {
@@ -36,8 +40,9 @@ public final class IndexStore: Sendable {
         var statistics = IndexStatistics()
     }
 
-    public init(maxBytes: Int) {
+    public init(maxBytes: Int, sharing: (any IndexSharing)? = nil) {
         self.maxBytes = maxBytes
+        self.sharing = sharing
     }
 
     /// The index of `provider` for `credentialIdentity`, made with `make` when there is none.
@@ -82,6 +87,10 @@ public final class IndexStore: Sendable {
             return dropped
         }
         _ = dropped  // released outside the lock
+    }
+
+    func recordAdoption() {
+        state.withLock { $0.statistics.adoptions += 1 }
     }
 
     func recordSync(failed: Bool) {

@@ -29,6 +29,15 @@ public protocol IndexSynchronizer: Sendable {
 
     /// The sources that can hold an execution matching `filter`; nil: every source.
     func sources(for filter: ExecutionFilter, in index: ExecutionIndex) -> Set<String>?
+
+    /// The memo as bytes, for replicas that share the index (`IndexSharing`), and back.
+    func encodeMemo(_ memo: Memo, into writer: inout SnapshotWriter)
+    func decodeMemo(from reader: inout SnapshotReader) throws(SnapshotError) -> Memo
+}
+
+extension IndexSynchronizer where Memo == Void {
+    public func encodeMemo(_ memo: Void, into writer: inout SnapshotWriter) {}
+    public func decodeMemo(from reader: inout SnapshotReader) throws(SnapshotError) {}
 }
 
 /// A provider that lists the whole organisation as one sequence (Kaizen, B3OS): its index has
@@ -114,13 +123,18 @@ final class IndexEntry<Sync: IndexSynchronizer>: AnyIndexEntry {
         /// When the last head refresh failed, so that pages do not start one after another
         /// against a failing upstream.
         var refreshFailedAt: UInt64?
+        /// The version of the shared index this one is (0: none adopted or published yet).
+        var sharedVersion: UInt64 = 0
     }
 
     let state: Mutex<State>
     let turns = SerialTurns()
+    /// The index's name among replicas: provider and upstream credential identity.
+    let sharingKey: String
 
-    init(index: ExecutionIndex, memo: Sync.Memo) {
+    init(index: ExecutionIndex, memo: Sync.Memo, sharingKey: String) {
         state = Mutex(State(index: index, memo: memo))
+        self.sharingKey = sharingKey
     }
 
     var footprint: (executions: Int, bytes: Int) {
@@ -217,7 +231,7 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
 
         let entry = store.entry(provider: name, credentialIdentity: call.credentialIdentity) {
             let (index, memo) = synchronizer.emptyIndex()
-            return IndexEntry<Sync>(index: index, memo: memo)
+            return IndexEntry<Sync>(index: index, memo: memo, sharingKey: name + ":" + call.credentialIdentity)
         }
         var cache = try await freshen(entry, call: call)
         let boundary = filter.effectiveBoundary(after: position)
@@ -311,11 +325,10 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
     /// One head refresh, unless the one a concurrent page made while this one waited for its turn
     /// already does (`satisfiedBy` is given when the last refresh began, nil: none yet).
     private func refreshHead(
-        _ entry: IndexEntry<Sync>, satisfiedBy isSatisfied: (UInt64?) -> Bool, call: UpstreamCallContext
+        _ entry: IndexEntry<Sync>, satisfiedBy isSatisfied: @escaping (UInt64?) -> Bool, call: UpstreamCallContext
     ) async throws(ProviderError) {
-        try await entry.turns.run { () throws(ProviderError) in
-            var (index, memo, refreshedAt) = entry.state.withLock { ($0.index, $0.memo, $0.refreshedAt) }
-            if isSatisfied(refreshedAt) { return }
+        try await syncStep(entry, call: call, isDone: { isSatisfied(entry.state.withLock { $0.refreshedAt }) }) { () throws(ProviderError) in
+            var (index, memo) = entry.state.withLock { ($0.index, $0.memo) }
             let started = clock.now()
             do throws(ProviderError) {
                 try await synchronizer.refreshHead(&index, memo: &memo, call: Self.indexRead(call))
@@ -335,6 +348,130 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
             }
             store.recordSync(failed: false)
             store.didChange(keep: entry)
+        }
+    }
+
+    // MARK: - Sync steps, alone or shared between replicas
+
+    /// Runs one sync step of `entry` (a head refresh, a deeper read) in the index's turn, unless
+    /// `isDone` says a step another page made meanwhile already did what was needed.
+    ///
+    /// With replicas sharing indexes (`IndexStore.sharing`), a newer version another replica
+    /// published is adopted first; when that does not do, the step runs under the index's lease
+    /// and its result is published. While another replica holds the lease, this one waits for its
+    /// publication instead of calling the upstream too. A store that cannot be reached leaves the
+    /// replica to sync alone.
+    private func syncStep(
+        _ entry: IndexEntry<Sync>, call: UpstreamCallContext, isDone: @escaping () -> Bool,
+        _ step: @escaping () async throws(ProviderError) -> Void
+    ) async throws(ProviderError) {
+        try await entry.turns.run { () throws(ProviderError) in
+            guard let sharing = store.sharing else {
+                if !isDone() { try await step() }
+                return
+            }
+            // While another replica holds the lease, wait for its publication, within the lease's
+            // length and the request's deadline; a holder that gives up (or dies, once its lease
+            // lapses) leaves the lease to whoever asks next.
+            var giveUp = clock.now().addingClamped(sharing.leaseNanoseconds)
+            if let deadline = call.deadlineNanoseconds { giveUp = min(giveUp, deadline) }
+            while true {
+                if isDone() { return }
+                if await adoptLatest(entry, from: sharing), isDone() { return }
+                switch await sharing.acquireLease(entry.sharingKey) {
+                case .unavailable:
+                    return try await step()
+                case .acquired(let lease):
+                    return try await stepHolding(lease, entry: entry, sharing: sharing, isDone: isDone, step)
+                case .heldByAnother:
+                    let now = clock.now()
+                    // The page is served stale meanwhile (or fails, past the stale window).
+                    guard now < giveUp else { throw .timeout }
+                    do { try await clock.sleep(until: min(giveUp, now.addingClamped(Self.publicationPollNanoseconds))) } catch { throw .timeout }
+                }
+            }
+        }
+    }
+
+    /// How often a replica waiting for another's publication looks for it.
+    static var publicationPollNanoseconds: UInt64 { 20_000_000 }
+
+    /// Runs `step` under `lease`, renewed while it runs, and publishes what it produced.
+    private func stepHolding(
+        _ lease: IndexLease, entry: IndexEntry<Sync>, sharing: any IndexSharing, isDone: () -> Bool,
+        _ step: () async throws(ProviderError) -> Void
+    ) async throws(ProviderError) {
+        let renewal = Task { [clock] in
+            // Renewed at a third of its length: two renewals may fail before it lapses.
+            while !Task.isCancelled {
+                do { try await clock.sleep(until: clock.now().addingClamped(sharing.leaseNanoseconds / 3)) } catch { return }
+                guard await sharing.renewLease(lease) else { return }
+            }
+        }
+        do throws(ProviderError) {
+            // The previous holder may have published between our look and our lease.
+            if await adoptLatest(entry, from: sharing), isDone() {
+                renewal.cancel()
+                await sharing.releaseLease(lease)
+                return
+            }
+            try await step()
+        } catch {
+            renewal.cancel()
+            await sharing.releaseLease(lease)
+            throw error
+        }
+        renewal.cancel()
+        await publish(entry, to: sharing, lease: lease)
+        await sharing.releaseLease(lease)
+    }
+
+    /// Adopts the newest version another replica published, when there is a newer one than this
+    /// replica holds; true when it did.
+    private func adoptLatest(_ entry: IndexEntry<Sync>, from sharing: any IndexSharing) async -> Bool {
+        let held = entry.state.withLock { $0.sharedVersion }
+        guard let publication = await sharing.latest(entry.sharingKey, newerThan: held) else { return false }
+        let adopted: (ExecutionIndex, Sync.Memo)
+        do throws(SnapshotError) {
+            let (index, memoBytes) = try IndexSnapshot.index(provider: name, header: publication.header, segments: publication.segments)
+            var reader = SnapshotReader(memoBytes)
+            let memo = try synchronizer.decodeMemo(from: &reader)
+            guard reader.isAtEnd else { throw SnapshotError("bytes after the memo") }
+            adopted = (index, memo)
+        } catch {
+            logger.warning("a shared index version could not be read; syncing alone", metadata: [
+                "provider": "\(name)", "version": "\(publication.version)", "error": "\(error)",
+            ])
+            return false
+        }
+        let refreshedAt = clock.now().subtractingClamped(publication.ageNanoseconds)
+        entry.state.withLock { state in
+            state.index = adopted.0
+            state.memo = adopted.1
+            state.refreshedAt = refreshedAt
+            state.refreshedAtUnixSeconds = publication.refreshedAtUnixSeconds
+            state.sharedVersion = publication.version
+        }
+        store.recordAdoption()
+        store.didChange(keep: entry)
+        return true
+    }
+
+    private func publish(_ entry: IndexEntry<Sync>, to sharing: any IndexSharing, lease: IndexLease) async {
+        let (index, memo, refreshedAt, unixSeconds) = entry.state.withLock {
+            ($0.index, $0.memo, $0.refreshedAt, $0.refreshedAtUnixSeconds)
+        }
+        guard let refreshedAt, let unixSeconds else { return }
+        var memoWriter = SnapshotWriter()
+        synchronizer.encodeMemo(memo, into: &memoWriter)
+        let publication = IndexPublication(
+            version: 0, header: IndexSnapshot.header(coverage: index.coverage, memo: memoWriter.bytes),
+            segments: IndexSnapshot.segments(of: index), ageNanoseconds: clock.now().subtractingClamped(refreshedAt),
+            refreshedAtUnixSeconds: unixSeconds)
+        if let version = await sharing.publish(entry.sharingKey, publication, lease: lease) {
+            entry.state.withLock { $0.sharedVersion = max($0.sharedVersion, version) }
+        } else {
+            logger.warning("the shared index was not published (lease lost or store unreachable)", metadata: ["provider": "\(name)"])
         }
     }
 
@@ -408,14 +545,16 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
     }
 
     /// Reads each source one stretch deeper, together, and adds what they hold. A source another
-    /// page deepened meanwhile is not read again.
+    /// page (or replica) deepened meanwhile is not read again.
     private func deepen(_ entry: IndexEntry<Sync>, sources: [String], call: UpstreamCallContext) async throws(ProviderError) {
         let expected = entry.state.withLock { state in sources.map { state.index.coverage[$0] } }
-        try await entry.turns.run { () throws(ProviderError) in
+        let stillNeeded = { () -> [String] in
+            let coverage = entry.state.withLock { $0.index.coverage }
+            return zip(sources, expected).filter { coverage[$0.0] == $0.1 }.map(\.0)
+        }
+        try await syncStep(entry, call: call, isDone: { stillNeeded().isEmpty }) { () throws(ProviderError) in
             let (index, memo) = entry.state.withLock { ($0.index, $0.memo) }
-            let stillNeeded = zip(sources, expected).filter { index.coverage[$0.0] == $0.1 }.map(\.0)
-            guard !stillNeeded.isEmpty else { return }
-            let results = await readConcurrently(stillNeeded, index: index, memo: memo, call: Self.indexRead(call))
+            let results = await readConcurrently(stillNeeded(), index: index, memo: memo, call: Self.indexRead(call))
             // What was read is kept even when another source failed: those calls were spent.
             var firstFailure: ProviderError?
             entry.state.withLock { state in

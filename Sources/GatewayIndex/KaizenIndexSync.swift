@@ -44,6 +44,16 @@ public struct KaizenIndexSync: OrganisationListingSynchronizer {
         memo.refreshesSinceFull = 0
     }
 
+    public func encodeMemo(_ memo: Memo, into writer: inout SnapshotWriter) {
+        writer.signed(Int64(memo.refreshesSinceFull ?? -1))
+    }
+
+    public func decodeMemo(from reader: inout SnapshotReader) throws(SnapshotError) -> Memo {
+        let done = try reader.signed()
+        guard done >= -1, done <= Int64(Self.fullRefreshEvery) else { throw SnapshotError("Kaizen's refresh count is out of range") }
+        return Memo(refreshesSinceFull: done < 0 ? nil : Int(done))
+    }
+
     /// Only reached before a first refresh completed: the whole list is the one stretch.
     public func deepen(_ source: String, in index: ExecutionIndex, memo: Memo, call: UpstreamCallContext) async throws(ProviderError) -> SourceRead<Memo> {
         let list = try await provider.fullList(call: call)

@@ -43,6 +43,37 @@ public struct KapsoIndexSync: IndexSynchronizer {
 
     public func emptyIndex() -> (ExecutionIndex, Memo) { (ExecutionIndex(), Memo()) }
 
+    public func encodeMemo(_ memo: Memo, into writer: inout SnapshotWriter) {
+        writer.signed(Int64(memo.refreshes))
+        writer.count(memo.workflows.count)
+        for (id, workflow) in memo.workflows.sorted(by: { $0.key < $1.key }) {
+            writer.string(id)
+            writer.byte((workflow.lastExecutedAt == nil ? 0 : 1) | (workflow.deeperBefore == nil ? 0 : 2))
+            if let lastExecutedAt = workflow.lastExecutedAt { writer.signed(lastExecutedAt.nanosecondsSinceEpoch) }
+            if let deeperBefore = workflow.deeperBefore { writer.signed(deeperBefore.nanosecondsSinceEpoch) }
+            writer.optionalString(workflow.deeperCursor)
+            writer.signed(Int64(workflow.statusRefreshedAt))
+        }
+    }
+
+    public func decodeMemo(from reader: inout SnapshotReader) throws(SnapshotError) -> Memo {
+        var memo = Memo()
+        memo.refreshes = Int(truncatingIfNeeded: try reader.signed())
+        let count = try reader.count(atMost: 10_000_000)
+        for _ in 0..<count {
+            let id = try reader.string()
+            let present = try reader.byte()
+            guard present < 4 else { throw SnapshotError("unknown fields in a Kapso workflow memo") }
+            var workflow = WorkflowMemo()
+            if present & 1 != 0 { workflow.lastExecutedAt = Timestamp(nanosecondsSinceEpoch: try reader.signed()) }
+            if present & 2 != 0 { workflow.deeperBefore = Timestamp(nanosecondsSinceEpoch: try reader.signed()) }
+            workflow.deeperCursor = try reader.optionalString()
+            workflow.statusRefreshedAt = Int(truncatingIfNeeded: try reader.signed())
+            memo.workflows[id] = workflow
+        }
+        return memo
+    }
+
     public func sources(for filter: ExecutionFilter, in index: ExecutionIndex) -> Set<String>? {
         filter.workflowID.map { [$0] }
     }

@@ -56,19 +56,8 @@ public final class MemoryRateLimitStore: RateLimitStore {
             return (false, base, base)
         }
 
-        let backlog = after - instant
-        let remaining = backlog >= tolerance ? 0 : Int((tolerance - backlog) / interval)
-        var retryAfter: Int? = nil
-        if !allowed {
-            let wait = fitsBurst ? (base + increment - tolerance) - instant : base - instant
-            retryAfter = max(1, Self.wholeSecondsRoundedUp(wait))
-        }
         return RateLimitDecision(
-            allowed: allowed,
-            limit: policy.burst,
-            remaining: remaining,
-            resetSeconds: Self.wholeSecondsRoundedUp(backlog),
-            retryAfterSeconds: retryAfter)
+            policy: policy, cost: cost, allowed: allowed, baseOffsetNanoseconds: base - instant, afterOffsetNanoseconds: after - instant)
     }
 
     /// The table is in memory: every decision is immediate.
@@ -79,9 +68,6 @@ public final class MemoryRateLimitStore: RateLimitStore {
     /// Keys currently held (tests check the sweep through this).
     var trackedKeyCount: Int { state.withLock { $0.arrivals.count } }
 
-    static func wholeSecondsRoundedUp(_ nanoseconds: UInt64) -> Int {
-        Int(nanoseconds / 1_000_000_000 + (nanoseconds % 1_000_000_000 == 0 ? 0 : 1))
-    }
 }
 
 struct BucketTable: ~Copyable {

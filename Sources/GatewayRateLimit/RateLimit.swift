@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import GatewayEventLoop
 
 /// A token bucket: a sustained rate and how many requests may arrive at once.
 ///
@@ -74,6 +75,34 @@ public struct RateLimitDecision: Sendable, Hashable {
         self.remaining = remaining
         self.resetSeconds = resetSeconds
         self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    /// The decision GCRA reached (see `MemoryRateLimitStore` for the steps), from the bucket's
+    /// state relative to the instant it was judged: `base − now` and `after − now`. Every store
+    /// (in memory, or in Redis with Redis's clock) turns its verdict into headers here.
+    public init(policy: RateLimitPolicy, cost: Int, allowed: Bool, baseOffsetNanoseconds: UInt64, afterOffsetNanoseconds: UInt64) {
+        let interval = policy.emissionIntervalNanoseconds
+        let tolerance = policy.burstToleranceNanoseconds
+        let backlog = afterOffsetNanoseconds
+        let remaining = backlog >= tolerance ? 0 : Int((tolerance - backlog) / interval)
+        var retryAfter: Int? = nil
+        if !allowed {
+            let wait: UInt64
+            if cost <= policy.burst {
+                let increment = UInt64(max(cost, 0)) * interval
+                wait = baseOffsetNanoseconds.addingClamped(increment).subtractingClamped(tolerance)
+            } else {
+                wait = baseOffsetNanoseconds
+            }
+            retryAfter = max(1, Self.wholeSecondsRoundedUp(wait))
+        }
+        self.init(
+            allowed: allowed, limit: policy.burst, remaining: remaining,
+            resetSeconds: Self.wholeSecondsRoundedUp(backlog), retryAfterSeconds: retryAfter)
+    }
+
+    static func wholeSecondsRoundedUp(_ nanoseconds: UInt64) -> Int {
+        Int(nanoseconds / 1_000_000_000 + (nanoseconds % 1_000_000_000 == 0 ? 0 : 1))
     }
 
     /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`, and `Retry-After` when denied.

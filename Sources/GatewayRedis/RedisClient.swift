@@ -133,10 +133,18 @@ public final class RedisClient: @unchecked Sendable {
     /// True while commands are refused at once because Redis failed `breakerThreshold` times in a row.
     public var isBreakerOpen: Bool { published.withLock { $0.breakerOpen } }
 
-    /// Calls `observer` on the loop thread at each change of `mode`, with the failure that caused a
-    /// disconnect. For logging and metrics; keep it short.
+    /// Calls `observer` on the loop thread with the mode as it is now (a client connects as soon as
+    /// it is made, possibly before anyone registers), then at each change of `mode`, with the
+    /// failure that caused a disconnect. For logging and metrics; keep it short.
     public func onModeChange(_ observer: @escaping @Sendable (RedisMode, RedisError?) -> Void) {
-        published.withLock { $0.observers.append(observer) }
+        loop.execute {
+            // On the loop thread, where modes change: no change can slip between the two steps.
+            let (mode, failure) = self.published.withLock { published in
+                published.observers.append(observer)
+                return (published.mode, published.mode == .connected ? nil : published.lastFailure)
+            }
+            observer(mode, failure)
+        }
     }
 
     /// Sends one command (binary-safe arguments) and returns its reply; Redis's own error replies

@@ -9,12 +9,12 @@ struct OutboundPacer {
     static let minute: UInt64 = 60_000_000_000
 
     /// Nanoseconds between slots; 0 disables pacing.
-    let interval: UInt64
-    private let tolerance: UInt64
+    private(set) var interval: UInt64
+    private var tolerance: UInt64
     /// GCRA's theoretical arrival time of the next request.
     private var theoreticalArrival: UInt64 = 0
     /// Requests allowed in any rolling minute; 0 = no such budget.
-    let perMinute: Int
+    private(set) var perMinute: Int
     /// The slots of the last `perMinute` requests, oldest first (all of them, when fewer).
     private var recentSlots = Deque<UInt64>()
 
@@ -35,6 +35,23 @@ struct OutboundPacer {
         let (product, overflow) = interval.multipliedReportingOverflow(by: UInt64(max(0, burst - 1)))
         tolerance = overflow ? .max : product
         perMinute = max(0, requestsPerMinute ?? 0)
+    }
+
+    /// The budgets as a shared store applies them.
+    var sharedPacing: SharedPacing {
+        SharedPacing(intervalNanoseconds: interval, toleranceNanoseconds: tolerance, perMinute: perMinute)
+    }
+
+    /// One of `replicas` replicas' part of these budgets, for pacing alone while the shared ones
+    /// cannot be reached.
+    func share(amongReplicas replicas: Int) -> OutboundPacer {
+        var share = self
+        guard replicas > 1 else { return share }
+        let count = UInt64(replicas)
+        share.interval = interval.multipliedReportingOverflow(by: count).overflow ? .max : interval * count
+        share.tolerance = tolerance / count
+        share.perMinute = perMinute > 0 ? max(1, perMinute / replicas) : 0
+        return share
     }
 
     /// Calls the per-minute budget still allows in the rolling minute ending at `now`; nil when

@@ -16,6 +16,7 @@ public final class UpstreamEndpoint: Sendable {
     private let jitter: @Sendable (UInt64) -> UInt64
     private let logger: Logger
     private let limiter: ConcurrencyLimiter
+    private let sharedBudget: (any SharedCallBudget)?
     private let state: Mutex<State>
 
     private struct State {
@@ -24,6 +25,11 @@ public final class UpstreamEndpoint: Sendable {
         var budget: RetryBudget
         var pausedUntil: [String: UInt64] = [:]
         var statistics = UpstreamEndpointStatistics()
+        /// With a shared budget: this replica's part of the pacer, used while the shared one
+        /// cannot be reached, and the replica count it was cut for.
+        var fallbackPacer: (pacer: OutboundPacer, replicas: Int)?
+        /// With a shared budget: what the shared per-minute budget had left at the last slot.
+        var sharedCallsLeft: (calls: Int, at: UInt64)?
 
         /// What a call with this credential gets without reaching the upstream: a Retry-After
         /// pause, or an open circuit; nil when it would be attempted.
@@ -43,15 +49,18 @@ public final class UpstreamEndpoint: Sendable {
 
     /// - Parameters:
     ///   - jitter: returns a uniformly random value in `0...upperBound`; injectable for tests.
+    ///   - sharedBudget: budgets and pauses kept with other replicas; nil paces this process alone.
     public init(
         name: String,
         policy: UpstreamPolicy,
         transport: any UpstreamTransport,
         clock: any UpstreamClock = SystemUpstreamClock(),
         jitter: @escaping @Sendable (_ upperBound: UInt64) -> UInt64 = { UInt64.random(in: 0...$0) },
-        logger: Logger = Logger(label: "gateway.upstream")
+        logger: Logger = Logger(label: "gateway.upstream"),
+        sharedBudget: (any SharedCallBudget)? = nil
     ) {
         self.name = name
+        self.sharedBudget = sharedBudget
         self.policy = policy
         self.transport = transport
         self.clock = clock
@@ -238,7 +247,12 @@ public final class UpstreamEndpoint: Sendable {
     /// Calls `requestsPerMinute` still allows in the current rolling minute; nil without that budget.
     public func callsLeftThisMinute() -> Int? {
         let now = clock.now()
-        return state.withLock { $0.pacer.callsLeftThisMinute(now: now) }
+        return state.withLock { state in
+            guard sharedBudget != nil else { return state.pacer.callsLeftThisMinute(now: now) }
+            // The shared budget's own count, as of the last slot (it only grows back since).
+            if let shared = state.sharedCallsLeft, now.subtractingClamped(shared.at) < OutboundPacer.minute { return shared.calls }
+            return (state.fallbackPacer?.pacer ?? state.pacer).callsLeftThisMinute(now: now)
+        }
     }
 
     /// The configured `requestsPerMinute`; nil without that budget.
@@ -286,7 +300,7 @@ public final class UpstreamEndpoint: Sendable {
         var retryNumber = 0
         var lastError: UpstreamError?
         while true {
-            let (isProbe, slot) = try admitAttempt(options: options, deadline: deadline, lastError: lastError)
+            let (isProbe, slot) = try await admitAttempt(options: options, deadline: deadline, lastError: lastError)
             if slot > clock.now() {
                 do {
                     try await clock.sleep(until: slot)
@@ -329,7 +343,7 @@ public final class UpstreamEndpoint: Sendable {
             settleBreaker(failed.upstreamAnswered ? .success : breakerOutcome(for: error), isProbe: isProbe)
 
             if case .httpStatus(let status, _, let retryAfter?) = error, status == 429 || status == 503 {
-                if retryAfter > 0 { startPause(credentialKey: options.credentialKey, seconds: retryAfter, status: status) }
+                if retryAfter > 0 { await startPause(credentialKey: options.credentialKey, seconds: retryAfter, status: status) }
                 throw error
             }
             guard options.isIdempotent, retryNumber < policy.maxRetries, isRetryable(error), failed.mayRetry else { throw error }
@@ -364,12 +378,14 @@ public final class UpstreamEndpoint: Sendable {
         }
     }
 
-    /// Checks pause, deadline and breaker for one attempt and reserves its pacing slot.
-    /// A retry that is refused reports the error that made it a retry, which says more.
+    /// Checks pause, deadline and breaker for one attempt and reserves its pacing slot (in the
+    /// shared budget when there is one). A retry that is refused reports the error that made it a
+    /// retry, which says more.
     private func admitAttempt(options: UpstreamCallOptions, deadline: UInt64, lastError: UpstreamError?)
-        throws(UpstreamError) -> (isProbe: Bool, slot: UInt64)
+        async throws(UpstreamError) -> (isProbe: Bool, slot: UInt64)
     {
         let now = clock.now()
+        let pacesLocally = sharedBudget == nil
         let (admission, transition) = state.withLock {
             state -> (Result<(isProbe: Bool, slot: UInt64), UpstreamError>, CircuitState?) in
             guard now < deadline else { return (.failure(lastError ?? .timeout), nil) }
@@ -382,20 +398,63 @@ public final class UpstreamEndpoint: Sendable {
             case .probe: isProbe = true
             case .admitted: isProbe = false
             }
-            switch state.pacer.reserve(now: now, deadline: deadline) {
-            case .slot(let slot):
-                return (.success((isProbe, slot)), isProbe ? .halfOpen : nil)
-            case .beyondDeadline(let earliest, let minuteBudget):
-                _ = state.breaker.record(.neutral, isProbe: isProbe, now: now)
-                // Waiting for the per-minute budget is not the upstream being slow: say so, with when.
-                let refusal: UpstreamError = minuteBudget ? .minuteBudgetSpent(retryAtNanoseconds: earliest) : .timeout
-                return (.failure(lastError ?? refusal), nil)
-            }
+            guard pacesLocally else { return (.success((isProbe, now)), isProbe ? .halfOpen : nil) }
+            let reservation = state.pacer.reserve(now: now, deadline: deadline)
+            return (Self.admission(reservation, breaker: &state.breaker, now: now, isProbe: isProbe, lastError: lastError),
+                    isProbe ? .halfOpen : nil)
         }
         if transition == .halfOpen {
             logger.info("circuit half-open: sending one probe", metadata: ["requestId": "\(options.requestId)"])
         }
-        return try admission.get()
+        let (isProbe, _) = try admission.get()
+        guard let sharedBudget else { return try admission.get() }
+
+        let reservation = await sharedBudget.reserve(
+            endpoint: name, credentialKey: options.credentialKey, pacing: state.withLock { $0.pacer.sharedPacing },
+            maxWaitNanoseconds: deadline.subtractingClamped(now))
+        let judged = clock.now()
+        let shared: Result<(isProbe: Bool, slot: UInt64), UpstreamError> = state.withLock { state in
+            switch reservation {
+            case .slot(let delay, let callsLeft)?:
+                if let callsLeft { state.sharedCallsLeft = (callsLeft, judged) }
+                return .success((isProbe, now.addingClamped(delay)))
+            case .beyondDeadline(let delay, let minuteBudget)?:
+                _ = state.breaker.record(.neutral, isProbe: isProbe, now: judged)
+                let refusal: UpstreamError = minuteBudget ? .minuteBudgetSpent(retryAtNanoseconds: now.addingClamped(delay)) : .timeout
+                return .failure(lastError ?? refusal)
+            case .paused(let remaining)?:
+                let until = judged.addingClamped(remaining)
+                state.pausedUntil[options.credentialKey] = max(state.pausedUntil[options.credentialKey] ?? 0, until)
+                _ = state.breaker.record(.neutral, isProbe: isProbe, now: judged)
+                return .failure(lastError ?? .paused(untilNanoseconds: until))
+            case nil:
+                // The shared budget is out of reach: this replica paces alone, at its share.
+                let replicas = sharedBudget.replicaCount
+                if state.fallbackPacer?.replicas != replicas {
+                    state.fallbackPacer = (state.pacer.share(amongReplicas: replicas), replicas)
+                }
+                var fallback = state.fallbackPacer?.pacer ?? state.pacer.share(amongReplicas: replicas)
+                let reservation = fallback.reserve(now: judged, deadline: deadline)
+                state.fallbackPacer = (fallback, replicas)
+                return Self.admission(reservation, breaker: &state.breaker, now: judged, isProbe: isProbe, lastError: lastError)
+            }
+        }
+        return try shared.get()
+    }
+
+    /// The slot a pacer gave, or the refusal when none comes before the deadline (settling the probe).
+    private static func admission(
+        _ reservation: OutboundPacer.Reservation, breaker: inout CircuitBreaker, now: UInt64, isProbe: Bool, lastError: UpstreamError?
+    ) -> Result<(isProbe: Bool, slot: UInt64), UpstreamError> {
+        switch reservation {
+        case .slot(let slot):
+            return .success((isProbe, slot))
+        case .beyondDeadline(let earliest, let minuteBudget):
+            _ = breaker.record(.neutral, isProbe: isProbe, now: now)
+            // Waiting for the per-minute budget is not the upstream being slow: say so, with when.
+            let refusal: UpstreamError = minuteBudget ? .minuteBudgetSpent(retryAtNanoseconds: earliest) : .timeout
+            return .failure(lastError ?? refusal)
+        }
     }
 
     private func breakerOutcome(for error: UpstreamError) -> CircuitBreaker.Outcome {
@@ -439,7 +498,7 @@ public final class UpstreamEndpoint: Sendable {
         return min(jitter(ceiling), ceiling)
     }
 
-    private func startPause(credentialKey: String, seconds: Int, status: Int) {
+    private func startPause(credentialKey: String, seconds: Int, status: Int) async {
         let now = clock.now()
         let (requested, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
         let duration = min(overflow ? .max : requested, policy.maxPauseNanoseconds)
@@ -452,6 +511,8 @@ public final class UpstreamEndpoint: Sendable {
         logger.warning(
             "upstream asked to pause calls with this credential",
             metadata: ["status": "\(status)", "retryAfterSeconds": "\(seconds)", "pauseMs": "\(duration / 1_000_000)"])
+        // Every replica calls with this credential: all of them pause.
+        await sharedBudget?.pause(endpoint: name, credentialKey: credentialKey, nanoseconds: duration)
     }
 
     private func finishCall(with result: Result<UpstreamResponse, UpstreamError>) {

@@ -82,6 +82,7 @@ import Testing
         return try #require(provider as? KaizenProvider)
     }
 
+    @discardableResult
     func withScriptedKaizen<T>(
         maxListAnswerBytes: Int? = nil,
         _ handler: @escaping @Sendable (ScriptedSocketServer.Request) -> ScriptedSocketServer.Answer,

@@ -141,10 +141,10 @@ let t0: UInt64 = 5 * second
         clock.set(t0 + 1_500_000_000 - 1)
         let almost = store.acquire(key: "c", policy: policy, cost: 1)
         #expect(!almost.allowed && almost.retryAfterSeconds == 1 && almost.resetSeconds == 1)
-        #expect(MemoryRateLimitStore.wholeSecondsRoundedUp(0) == 0)
-        #expect(MemoryRateLimitStore.wholeSecondsRoundedUp(1) == 1)
-        #expect(MemoryRateLimitStore.wholeSecondsRoundedUp(second) == 1)
-        #expect(MemoryRateLimitStore.wholeSecondsRoundedUp(second + 1) == 2)
+        #expect(RateLimitDecision.wholeSecondsRoundedUp(0) == 0)
+        #expect(RateLimitDecision.wholeSecondsRoundedUp(1) == 1)
+        #expect(RateLimitDecision.wholeSecondsRoundedUp(second) == 1)
+        #expect(RateLimitDecision.wholeSecondsRoundedUp(second + 1) == 2)
     }
 
     /// A `429`'s `Retry-After` is the whole seconds until the next request is admitted and its

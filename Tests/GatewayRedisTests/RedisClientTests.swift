@@ -105,6 +105,20 @@ struct RedisClientTests {
         await server.kill()
     }
 
+    @Test("An observer registered after the client connected learns the mode at once, and only once")
+    func lateObserverLearnsTheCurrentMode() async throws {
+        let server = try await RedisServer.start()
+        let harness = try RedisHarness.make(url: server.url())
+        #expect(try await harness.client.send(["PING"]) == .status("PONG"))
+        let modes = Mutex<[RedisMode]>([])
+        harness.client.onModeChange { mode, _ in modes.withLock { $0.append(mode) } }
+        // A round trip through the loop: the registration ran before this reply was handled.
+        #expect(try await harness.client.send(["PING"]) == .status("PONG"))
+        #expect(modes.withLock { $0 } == [.connected])
+        await harness.shutdown()
+        await server.kill()
+    }
+
     @Test func aCommandPastItsDeadlineFailsWithTimeoutAndTheClientReconnects() async throws {
         let server = try await RedisServer.start()
         let harness = try RedisHarness.make(url: server.url())

@@ -1,0 +1,237 @@
+import GatewayEventLoop
+import GatewayHTTP
+import GatewayRateLimit
+import GatewayRedis
+import GatewayReplicas
+import GatewayTestSupport
+import GatewayUpstream
+import Synchronization
+import Testing
+
+/// Three "replicas" (each its own client, loop and registry) against one redis-server.
+struct ReplicaSet {
+    let harnesses: [RedisHarness]
+    let registries: [ReplicaRegistry]
+
+    static func make(count: Int, url: String, prefix: String, commandTimeout: Duration = .seconds(10)) async throws -> ReplicaSet {
+        var harnesses: [RedisHarness] = []
+        var registries: [ReplicaRegistry] = []
+        for index in 0..<count {
+            let harness = try RedisHarness.make(url: url, commandTimeout: commandTimeout)
+            harnesses.append(harness)
+            registries.append(ReplicaRegistry(client: harness.client, keyPrefix: prefix, replicaID: "replica-\(index)"))
+        }
+        for registry in registries { _ = await registry.beat() }
+        for registry in registries { _ = await registry.beat() }
+        return ReplicaSet(harnesses: harnesses, registries: registries)
+    }
+
+    func shutdown() async {
+        for harness in harnesses { await harness.shutdown() }
+    }
+}
+
+@Suite(.enabled(if: RedisServer.shouldRun, Comment(rawValue: RedisServer.skipMessage)))
+struct SharedLimitsTests {
+    @Test("Replicas count each other through their heartbeats")
+    func heartbeatsCountReplicas() async throws {
+        let server = try await RedisServer.start()
+        let replicas = try await ReplicaSet.make(count: 3, url: server.url(), prefix: "t:")
+        #expect(replicas.registries.map(\.replicaCount) == [3, 3, 3])
+        await replicas.shutdown()
+    }
+
+    @Test("A bucket shared by three replicas admits exactly its burst, whichever replica is asked, and a refusal takes nothing")
+    func sharedBucketIsExact() async throws {
+        let server = try await RedisServer.start()
+        let replicas = try await ReplicaSet.make(count: 3, url: server.url(), prefix: "t:")
+        let stores = zip(replicas.harnesses, replicas.registries).map { harness, registry in
+            SharedRateLimitStore(client: harness.client, keyPrefix: "t:", registry: registry)
+        }
+        // 1 request a minute refills too slowly to matter within the test.
+        let policy = try RateLimitPolicy(requestsPerSecond: 1.0 / 60, burst: 30)
+        let decisions = await withTaskGroup(of: RateLimitDecision.self) { group in
+            for attempt in 0..<90 {
+                let store = stores[attempt % 3]
+                group.addTask { await store.acquire(key: "client:web", policy: policy) }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(decisions.filter(\.allowed).count == 30)
+        let refused = decisions.filter { !$0.allowed }
+        #expect(refused.allSatisfy { $0.remaining == 0 && $0.retryAfterSeconds.map { $0 >= 59 && $0 <= 60 } == true })
+        // A cost above what is left is refused and leaves the bucket as it was: a cost-1 request
+        // after it still sees the same state.
+        let other = try RateLimitPolicy(requestsPerSecond: 1.0 / 60, burst: 5)
+        for _ in 0..<3 { #expect(await stores[0].acquire(key: "client:api", policy: other).allowed) }
+        let tooBig = await stores[1].acquire(key: "client:api", policy: other, cost: 3)
+        #expect(!tooBig.allowed && tooBig.remaining == 2)
+        let fits = await stores[2].acquire(key: "client:api", policy: other, cost: 2)
+        #expect(fits.allowed && fits.remaining == 0)
+        // Headers agree across replicas (same shared state, Redis's clock).
+        let a = await stores[0].acquire(key: "client:api", policy: other)
+        let b = await stores[1].acquire(key: "client:api", policy: other)
+        #expect(a.limit == b.limit && a.remaining == b.remaining && a.retryAfterSeconds == b.retryAfterSeconds)
+        await replicas.shutdown()
+    }
+
+    @Test("With Redis gone, each replica limits alone at 1/N; after a restart that lost the functions, the shared bucket is back")
+    func fallbackAndRecovery() async throws {
+        let server = try await RedisServer.start()
+        let replicas = try await ReplicaSet.make(count: 3, url: server.url(), prefix: "t:", commandTimeout: .milliseconds(200))
+        let fallbacks = Atomic<Int>(0)
+        let store = SharedRateLimitStore(
+            client: replicas.harnesses[0].client, keyPrefix: "t:", registry: replicas.registries[0],
+            onFallback: { fallbacks.add(1, ordering: .relaxed) })
+        let policy = try RateLimitPolicy(requestsPerSecond: 1.0 / 60, burst: 30)
+        #expect(await store.acquire(key: "k", policy: policy).allowed)
+        #expect(fallbacks.load(ordering: .relaxed) == 0)
+
+        await server.kill()
+        var admitted = 0
+        for _ in 0..<30 where await store.acquire(key: "k", policy: policy).allowed { admitted += 1 }
+        // 30 / 3 replicas = 10 on this one alone (its own bucket, starting full).
+        #expect(admitted == 10)
+        #expect(fallbacks.load(ordering: .relaxed) == 30)
+
+        try await server.start()
+        // Each try while the client reconnects is decided locally (a fallback); the first one
+        // Redis answers is the shared bucket, fresh after the restart.
+        var attempt = 0
+        let decision = try await eventually { () async throws -> RateLimitDecision in
+            attempt += 1
+            let before = fallbacks.load(ordering: .relaxed)
+            let decision = await store.acquire(key: "fresh-\(attempt)", policy: policy)
+            guard fallbacks.load(ordering: .relaxed) == before else { throw RedisError.timeout }
+            return decision
+        }
+        #expect(decision.allowed && decision.remaining == 29)
+        let functions = try await replicas.harnesses[1].client.send(["FUNCTION", "LIST", "LIBRARYNAME", "eg_gcra_v1"])
+        #expect(functions != .array([]), "the function was loaded again after the restart")
+        await replicas.shutdown()
+    }
+}
+
+/// Counts what reaches "the provider"; answers 200, or 429 with Retry-After when told.
+final class CountingTransport: UpstreamTransport {
+    let calls = Atomic<Int>(0)
+    let retryAfterSeconds = Atomic<Int>(0)
+
+    func execute(_ request: UpstreamRequest) async throws(UpstreamError) -> UpstreamResponse {
+        calls.add(1, ordering: .relaxed)
+        let retryAfter = retryAfterSeconds.load(ordering: .relaxed)
+        if retryAfter > 0 {
+            var headers = HTTPHeaders()
+            headers.add(name: "Retry-After", value: String(retryAfter))
+            return UpstreamResponse(status: 429, headers: headers)
+        }
+        return UpstreamResponse(status: 200, body: Array("{}".utf8))
+    }
+}
+
+@Suite(.enabled(if: RedisServer.shouldRun, Comment(rawValue: RedisServer.skipMessage)))
+struct SharedCallBudgetTests {
+    static func endpoints(_ replicas: ReplicaSet, transport: CountingTransport, policy: UpstreamPolicy) -> [UpstreamEndpoint] {
+        zip(replicas.harnesses, replicas.registries).map { harness, registry in
+            UpstreamEndpoint(
+                name: "kapso", policy: policy, transport: transport,
+                sharedBudget: RedisCallBudget(client: harness.client, keyPrefix: "t:", registry: registry))
+        }
+    }
+
+    static func call(_ endpoint: UpstreamEndpoint, deadlineAfter wait: Duration) async -> Result<UpstreamResponse, UpstreamError> {
+        let options = UpstreamCallOptions(
+            credentialKey: "key-1", isIdempotent: true, requestId: "r", traceparent: "00-0-0-00",
+            deadlineNanoseconds: monotonicNanoseconds().addingClamped(wait.saturatingNanoseconds))
+        do throws(UpstreamError) {
+            return .success(try await endpoint.execute(UpstreamRequest(url: "http://127.0.0.1:1/x"), options: options))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    @Test("Three replicas together send a provider no more than its per-minute budget")
+    func minuteBudgetIsGlobal() async throws {
+        let server = try await RedisServer.start()
+        let replicas = try await ReplicaSet.make(count: 3, url: server.url(), prefix: "t:")
+        let transport = CountingTransport()
+        let policy = UpstreamPolicy(requestsPerSecond: 1000, burst: 100, requestsPerMinute: 10)
+        let endpoints = Self.endpoints(replicas, transport: transport, policy: policy)
+        let results = await withTaskGroup(of: Result<UpstreamResponse, UpstreamError>.self) { group in
+            for attempt in 0..<30 {
+                let endpoint = endpoints[attempt % 3]
+                group.addTask { await Self.call(endpoint, deadlineAfter: .seconds(2)) }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(transport.calls.load(ordering: .relaxed) == 10)
+        let refusals = results.compactMap { result -> UpstreamError? in if case .failure(let error) = result { error } else { nil } }
+        #expect(refusals.count == 20)
+        #expect(refusals.allSatisfy { if case .minuteBudgetSpent = $0 { true } else { false } }, "\(refusals)")
+        // What is left this minute, as the shared budget counts it, reaches every replica that calls.
+        #expect(endpoints.contains { $0.callsLeftThisMinute() == 0 })
+        await replicas.shutdown()
+    }
+
+    @Test("The per-second budget spaces calls across replicas")
+    func perSecondPacingIsGlobal() async throws {
+        let server = try await RedisServer.start()
+        let replicas = try await ReplicaSet.make(count: 3, url: server.url(), prefix: "t:")
+        let transport = CountingTransport()
+        // 20 a second, no burst beyond one: 12 calls need at least 11 intervals = 550 ms.
+        let endpoints = Self.endpoints(replicas, transport: transport, policy: UpstreamPolicy(requestsPerSecond: 20, burst: 1))
+        let start = ContinuousClock.now
+        await withTaskGroup(of: Void.self) { group in
+            for attempt in 0..<12 {
+                let endpoint = endpoints[attempt % 3]
+                group.addTask { _ = await Self.call(endpoint, deadlineAfter: .seconds(10)) }
+            }
+        }
+        let elapsed = ContinuousClock.now - start
+        #expect(transport.calls.load(ordering: .relaxed) == 12)
+        #expect(elapsed >= .milliseconds(540), "\(elapsed)")
+        await replicas.shutdown()
+    }
+
+    @Test("One replica's upstream Retry-After pauses the credential on every replica")
+    func pauseIsShared() async throws {
+        let server = try await RedisServer.start()
+        let replicas = try await ReplicaSet.make(count: 3, url: server.url(), prefix: "t:")
+        let transport = CountingTransport()
+        let endpoints = Self.endpoints(replicas, transport: transport, policy: UpstreamPolicy(requestsPerSecond: 1000, burst: 10))
+        transport.retryAfterSeconds.store(60, ordering: .relaxed)
+        let first = await Self.call(endpoints[0], deadlineAfter: .seconds(5))
+        guard case .failure(.httpStatus(429, _, 60)) = first else {
+            Issue.record("expected the upstream's 429, got \(first)")
+            await replicas.shutdown()
+            return
+        }
+        transport.retryAfterSeconds.store(0, ordering: .relaxed)
+        for endpoint in endpoints[1...] {
+            let result = await Self.call(endpoint, deadlineAfter: .seconds(5))
+            guard case .failure(.paused) = result else {
+                Issue.record("expected a pause on the other replica, got \(result)")
+                continue
+            }
+            #expect(endpoint.pausedUntil(credentialKey: "key-1") != nil)
+        }
+        #expect(transport.calls.load(ordering: .relaxed) == 1)
+        await replicas.shutdown()
+    }
+
+    @Test("Without Redis, each replica paces alone at its share of the per-minute budget")
+    func fallbackPacesAtShare() async throws {
+        let server = try await RedisServer.start()
+        let replicas = try await ReplicaSet.make(count: 3, url: server.url(), prefix: "t:", commandTimeout: .milliseconds(200))
+        let transport = CountingTransport()
+        let endpoints = Self.endpoints(
+            replicas, transport: transport, policy: UpstreamPolicy(requestsPerSecond: 1000, burst: 100, requestsPerMinute: 30))
+        await server.kill()
+        var sent = 0
+        for _ in 0..<20 {
+            if case .success = await Self.call(endpoints[0], deadlineAfter: .seconds(1)) { sent += 1 }
+        }
+        #expect(sent == 10, "30 a minute over 3 replicas")
+        await replicas.shutdown()
+    }
+}
