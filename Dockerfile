@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # ExecutionsGateway: build with the Swift 6.3 toolchain, run on a slim Debian with only the runtime
-# libraries the binary links (libcurl, libssl/libcrypto) and Swift's runtime, as a non-root user.
+# libraries the binary links (libcurl, libssl/libcrypto, hiredis, zlib) and Swift's runtime, as a
+# non-root user.
 #
 #   docker build -t executions-gateway .
 #   docker run --rm -p 8080:8080 -v "$PWD/config:/etc/executions-gateway:ro" \
@@ -8,7 +9,7 @@
 
 FROM swift:6.3-bookworm AS build
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libcurl4-openssl-dev libssl-dev pkg-config \
+    && apt-get install -y --no-install-recommends libcurl4-openssl-dev libssl-dev libhiredis-dev zlib1g-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Resolve dependencies first so they are cached across source changes.
@@ -22,7 +23,7 @@ RUN swift build -c release --static-swift-stdlib --product executions-gateway \
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libcurl4 libssl3 ca-certificates curl \
+    && apt-get install -y --no-install-recommends libcurl4 libssl3 libhiredis0.14 zlib1g ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin gateway
 COPY --from=build /out/executions-gateway /usr/local/bin/executions-gateway

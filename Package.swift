@@ -11,14 +11,14 @@ import PackageDescription
 //   GatewayIndex                                     provider indexes kept in sync with the upstreams
 //   GatewayProviders                                 Kaizen / Kapso / B3OS adapters, unified model
 //   GatewayUpstream                                  async HTTP client on libcurl
-//   GatewayRedis                                     Redis client on hiredis, driven by the event loop
 //   GatewayCache, GatewayRateLimit                   cross-cutting pieces behind small protocols
+//   GatewayRedis                                     Redis client on hiredis, driven by the event loop
 //   ProviderSimulator                                simulated upstreams (demo + tests)
 //   GatewayServer                                    listeners, connections, router, middleware
 //   GatewayHTTP                                      HTTP/1.1 types, strict resumable parser (no I/O)
 //   GatewayEventLoop                                 sockets, epoll, eventfd, timerfd, executor, random ids
 //   GatewayCrypto                                    SHA-256, HMAC, random bytes (libssl)
-//   CGatewaySystem, CCurl, COpenSSL, CHiredis        C shims
+//   CGatewaySystem, CCurl, COpenSSL, CHiredis, CZlib C shims
 
 let strictSwift: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
@@ -57,6 +57,7 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // MARK: Core: sockets, HTTP, server (knows nothing of executions)
         .target(
@@ -79,7 +80,7 @@ let package = Package(
 
         // MARK: Cross-cutting pieces behind small protocols
         .target(name: "GatewayCrypto", dependencies: ["COpenSSL"], swiftSettings: strictSwift),
-        .target(name: "GatewayCache", dependencies: ["GatewayEventLoop"], swiftSettings: strictSwift),
+        .target(name: "GatewayCache", dependencies: ["GatewayEventLoop", "GatewayRedis", "CZlib"], swiftSettings: strictSwift),
         .target(name: "GatewayRateLimit", dependencies: ["GatewayEventLoop"], swiftSettings: strictSwift),
         .target(
             name: "GatewayUpstream",
@@ -196,6 +197,11 @@ let package = Package(
         ),
         .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayCacheTests", dependencies: ["GatewayCache", "GatewayTestSupport"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "GatewayCacheRedisTests",
+            dependencies: ["GatewayCache", "GatewayRedis", "GatewayEventLoop", "GatewayTestSupport"],
+            swiftSettings: strictSwift
+        ),
         .testTarget(name: "GatewayRateLimitTests", dependencies: ["GatewayRateLimit"], swiftSettings: strictSwift),
         .testTarget(
             name: "GatewayUpstreamTests",

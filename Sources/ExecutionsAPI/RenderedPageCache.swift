@@ -77,7 +77,7 @@ struct RenderedPageCache: Sendable {
         self.store = store
         self.policy = policy
         // Only a store that answers at once has immediate hits to prepare.
-        let storeBytes = (store as? MemoryLRUStore)?.maxBytes ?? 0
+        let storeBytes = (store as? MemoryLRUStore)?.maxBytes ?? (store as? TieredCacheStore)?.l1.maxBytes ?? 0
         preparedHits = PreparedHits(budgetBytes: min(Self.preparedHitsMaxBytes, storeBytes / Self.preparedHitsShare))
         namespace = Hex.encode(HMACSHA256.authenticationCode(key: Array(cursorSecret.utf8), message: Array("page-cache".utf8)).prefix(8))
     }

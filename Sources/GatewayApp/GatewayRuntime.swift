@@ -65,11 +65,12 @@ public final class GatewayRuntime: Service, Sendable {
         } catch {
             throw .upstreamClient("\(error)")
         }
+        let memoryStore = MemoryLRUStore(maxBytes: configuration.cache.maxBytes)
         let replicas: SharedReplicaState?
         if let redis = configuration.redis {
             do {
                 replicas = try SharedReplicaState(
-                    settings: redis, indexRetention: configuration.cache.listTTL + configuration.cache.staleIfError,
+                    settings: redis, cacheL1: memoryStore, indexRetention: configuration.cache.listTTL + configuration.cache.staleIfError,
                     metrics: metrics, logger: logger)
             } catch {
                 throw .configuration("redis: cannot start its event loop: \(error)")
@@ -80,7 +81,7 @@ public final class GatewayRuntime: Service, Sendable {
         self.replicas = replicas
 
         let cacheSettings = configuration.cache
-        responseCache = ResponseCache(store: MemoryLRUStore(maxBytes: cacheSettings.maxBytes))
+        responseCache = ResponseCache(store: replicas?.sharedCache ?? memoryStore)
         let ttls = ProviderCachePolicy(
             listTTL: cacheSettings.listTTL, activeDetailTTL: cacheSettings.activeDetailTTL,
             terminalDetailTTL: cacheSettings.terminalDetailTTL, staleIfError: cacheSettings.staleIfError
@@ -356,6 +357,19 @@ public final class GatewayRuntime: Service, Sendable {
         exportTotal("gateway_cache_coalesced_waiters_total", [], statistics.coalescedWaiters)
         exportTotal("gateway_cache_evictions_total", [], statistics.evictions)
         metrics.setGauge("gateway_cache_bytes", Double(statistics.bytesInUse))
+        if let shared = (cache.store as? TieredCacheStore)?.sharedStatistics() {
+            exportTotal("gateway_cache_l2_hits_total", [], shared.l2Hits)
+            exportTotal("gateway_cache_l2_misses_total", [], shared.l2Misses)
+            exportTotal("gateway_cache_l2_corrupt_total", [], shared.l2Corrupt)
+            exportTotal("gateway_cache_l2_errors_total", [], shared.l2Errors)
+            exportTotal("gateway_cache_l2_stores_total", [], shared.l2Stores)
+            exportTotal("gateway_cache_lock_waits_total", [], shared.lockWaits)
+            exportTotal("gateway_cache_coalesced_across_replicas_total", [], shared.loadsCoalescedAcrossReplicas)
+            exportTotal("gateway_cache_invalidations_total", [("source", "other")], shared.invalidationReports)
+            exportTotal("gateway_cache_invalidations_total", [("source", "own")], shared.ownWriteReports)
+            exportTotal("gateway_cache_l1_flushes_total", [], shared.l1Flushes)
+            metrics.setGauge("gateway_cache_invalidation_connected", shared.invalidationConnected ? 1 : 0)
+        }
         metrics.setGauge("gateway_cache_entries", Double(statistics.entries))
         if let pages {
             exportTotal("gateway_page_cache_hits_total", [], pages.hits)

@@ -1,3 +1,4 @@
+import GatewayCache
 import GatewayConfig
 import GatewayEventLoop
 import GatewayRedis
@@ -6,7 +7,7 @@ import Logging
 
 /// What this replica shares with the others through Redis (the `redis` section): one Redis
 /// connection on an event loop of its own, the heartbeat that counts replicas, client limits,
-/// provider budgets and index syncs. The mode (shared or local fallback) is logged at each change and exported as
+/// provider budgets, index syncs and the response cache's L2. The mode (shared or local fallback) is logged at each change and exported as
 /// `gateway_redis_connected`.
 final class SharedReplicaState: Sendable {
     let client: RedisClient
@@ -14,10 +15,14 @@ final class SharedReplicaState: Sendable {
     let rateLimits: SharedRateLimitStore
     let callBudget: RedisCallBudget
     let indexSharing: RedisIndexSharing
+    /// The response cache's store: `cacheL1` under Redis.
+    let sharedCache: TieredCacheStore
 
     /// - Parameter indexRetention: how long a published index is kept (`cache.listTTLMs` plus
     ///   `cache.staleIfErrorMs`: no replica serves an older one).
-    init(settings: RedisSettings, indexRetention: Duration, metrics: GatewayMetrics, logger: Logger) throws(SystemError) {
+    init(
+        settings: RedisSettings, cacheL1: MemoryLRUStore, indexRetention: Duration, metrics: GatewayMetrics, logger: Logger
+    ) throws(SystemError) {
         let loop = try EventLoop(name: "redis")
         try loop.start()
         let client = RedisClient(
@@ -30,6 +35,7 @@ final class SharedReplicaState: Sendable {
             onFallback: { metrics.increment("gateway_rate_limit_local_fallback_total") })
         callBudget = RedisCallBudget(client: client, keyPrefix: settings.keyPrefix, registry: registry)
         indexSharing = RedisIndexSharing(client: client, keyPrefix: settings.keyPrefix, retention: indexRetention)
+        sharedCache = TieredCacheStore(l1: cacheL1, redis: client, settings: SharedCacheSettings(keyPrefix: settings.keyPrefix))
 
         metrics.setGauge("gateway_redis_connected", 0)
         let endpoint = settings.endpoint.description
@@ -50,6 +56,8 @@ final class SharedReplicaState: Sendable {
     }
 
     func shutdown() async {
+        // Its listener's own connection first, then the one every other command uses.
+        await sharedCache.shutdown()
         await client.shutdown()
     }
 }

@@ -54,10 +54,41 @@ public protocol CacheStore: Sendable {
     /// `now` (`now < freshUntil`); else nil, leaving the entry and the statistics alone, so that a
     /// `lookup` that follows counts the request once. The fast path of cache hits.
     func lookupImmediately(_ key: String, freshAt now: UInt64) -> CachedEntry?
+
+    /// Called by `ResponseCache` right before it loads `key` (after its own coalescing, so once per
+    /// process and key at a time). A store shared by several processes may have another process load
+    /// it and hand back that process's fresh entry. Never fails: when it cannot coordinate, it answers
+    /// `.load(lock: nil)`.
+    func beginLoad(_ key: String) async -> LoadPermit
+
+    /// Called after a load that `beginLoad` allowed with a lock, once its entry is stored (or the
+    /// load failed), so other processes stop waiting for it.
+    func endLoad(_ key: String, lock: SharedLoadLock) async
+}
+
+/// What `CacheStore.beginLoad` decides.
+public enum LoadPermit: Sendable, Equatable {
+    /// Load here. With a lock, other processes wait for this load; pass it to `endLoad`.
+    case load(lock: SharedLoadLock?)
+    /// Another process loaded the key meanwhile: this entry is fresh, do not load.
+    case loadedElsewhere(CachedEntry)
+}
+
+/// Proof of holding a shared store's load lock on one key (its token, so that only the holder
+/// releases it).
+public struct SharedLoadLock: Sendable, Hashable {
+    public let token: [UInt8]
+
+    public init(token: [UInt8]) { self.token = token }
 }
 
 extension CacheStore {
     /// A store that has to wait for its answers (one shared over the network) has no immediate hits.
     public func lookupImmediately(_ key: String, freshAt now: UInt64) -> CachedEntry? { nil }
+
+    /// A store of one process has no one to coordinate with.
+    public func beginLoad(_ key: String) async -> LoadPermit { .load(lock: nil) }
+
+    public func endLoad(_ key: String, lock: SharedLoadLock) async {}
 }
 

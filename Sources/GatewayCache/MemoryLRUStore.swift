@@ -105,6 +105,15 @@ public final class MemoryLRUStore: CacheStore {
         }
     }
 
+    /// Drops every entry (a shared store's L1 when it can no longer trust what it holds).
+    public func removeAll() {
+        state.withLock { list in
+            let statistics = list.statistics
+            list = LRUList()
+            list.statistics = statistics
+        }
+    }
+
     public func statistics() -> CacheStoreStatistics {
         state.withLock { list in
             var snapshot = list.statistics

@@ -25,7 +25,8 @@ public enum CacheOutcome: Sendable, Hashable {
     case hit
     /// This caller's request started the load and got its result.
     case miss
-    /// This caller joined a load another caller had started and got its result.
+    /// This caller joined a load another caller (of this process, or of another process sharing
+    /// the store) had started and got its result.
     case coalesced
     /// Served from an expired entry still inside its stale window.
     case stale(StaleReason)
@@ -78,6 +79,9 @@ public struct CacheStatistics: Sendable, Hashable {
 ///   and still fills the cache. When the last caller waiting for a load leaves, the load itself is
 ///   cancelled (its upstream transfer stops): nobody is left to pay for it, and a caller arriving
 ///   later starts a load of its own.
+/// - Before loading, the store may coordinate with other processes sharing it (`beginLoad`): a
+///   shared store lets one process load while the others wait for its entry, which their callers
+///   get as `.coalesced`. A load started by a bypassing caller does not coordinate.
 ///
 /// Keys must separate everything that may not be shared, notably the upstream credential.
 public final class ResponseCache: Sendable {
@@ -185,7 +189,8 @@ public final class ResponseCache: Sendable {
                     // Unstructured so that cancelling the starter does not cancel the others' load;
                     // it still inherits task-local values (request ids for logs).
                     let task = Task {
-                        await self.runLoad(key: key, loadID: loadID, staleIfErrorNanoseconds: staleIfErrorNanoseconds, load: load)
+                        await self.runLoad(
+                            key: key, loadID: loadID, staleIfErrorNanoseconds: staleIfErrorNanoseconds, coordinate: !bypassCache, load: load)
                     }
                     let abandoned = loads.withLock { loads -> Bool in
                         guard loads[key]?.id == loadID else { return false }  // finished already
@@ -215,8 +220,8 @@ public final class ResponseCache: Sendable {
         switch delivery {
         case nil:
             throw CancellationError()
-        case .loaded(let value, let storedAt, let freshUntil)?:
-            let outcome: CacheOutcome = if case .starter = role { .miss } else { .coalesced }
+        case .loaded(let value, let storedAt, let freshUntil, let loadedElsewhere)?:
+            let outcome: CacheOutcome = if case .starter = role, !loadedElsewhere { .miss } else { .coalesced }
             return CacheResult(value: value, outcome: outcome, ageNanoseconds: age(since: storedAt, at: now()), freshUntil: freshUntil)
         case .failed(let error, let staleEntry)?:
             if !bypassCache, let entry = staleEntry {
@@ -232,10 +237,24 @@ public final class ResponseCache: Sendable {
         }
     }
 
+    /// - Parameter coordinate: ask the store first; not for a caller that bypasses the cache, to
+    ///   whom another process's entry, possibly stored before its request, is not an answer.
     private func runLoad(
-        key: String, loadID: UInt64, staleIfErrorNanoseconds: UInt64, load: @Sendable () async throws -> CacheLoad
+        key: String, loadID: UInt64, staleIfErrorNanoseconds: UInt64, coordinate: Bool, load: @Sendable () async throws -> CacheLoad
     ) async {
         let delivery: LoadDelivery
+        var sharedLock: SharedLoadLock?
+        switch coordinate ? await store.beginLoad(key) : .load(lock: nil) {
+        case .loadedElsewhere(let entry):
+            // Another process loaded it while this one waited: no load started here after all, and
+            // the caller that would have started it joined that other load.
+            misses.subtract(1, ordering: .relaxed)
+            coalescedWaiters.add(1, ordering: .relaxed)
+            deliver(.loaded(value: entry.value, storedAt: entry.storedAt, freshUntil: entry.freshUntil, loadedElsewhere: true), key: key, loadID: loadID)
+            return
+        case .load(let lock):
+            sharedLock = lock
+        }
         do {
             let loaded = try await load()
             let storedAt = now()
@@ -247,10 +266,17 @@ public final class ResponseCache: Sendable {
             // finds the entry instead of starting another load. An abandoned load stores nothing: a
             // newer load may already have stored a later answer.
             if loads.withLock({ $0[key]?.id == loadID }) { await store.store(key, entry: entry) }
-            delivery = .loaded(value: loaded.value, storedAt: storedAt, freshUntil: freshUntil)
+            delivery = .loaded(value: loaded.value, storedAt: storedAt, freshUntil: freshUntil, loadedElsewhere: false)
         } catch {
             delivery = .failed(error, staleEntry: await store.lookup(key))
         }
+        deliver(delivery, key: key, loadID: loadID)
+        // After the callers have their answer: other processes learn of the stored entry without the
+        // lock (the store tells them), and release only spares them the wait after a failed load.
+        if let sharedLock { await store.endLoad(key, lock: sharedLock) }
+    }
+
+    private func deliver(_ delivery: LoadDelivery, key: String, loadID: UInt64) {
         // An abandoned load's entry is gone, or belongs to a newer load by now: it has no one to tell.
         let waiters = loads.withLock { loads -> [UInt64: CheckedContinuation<LoadDelivery?, Never>] in
             guard loads[key]?.id == loadID else { return [:] }
@@ -275,7 +301,7 @@ private struct InFlightLoad {
 }
 
 private enum LoadDelivery: Sendable {
-    case loaded(value: [UInt8], storedAt: UInt64, freshUntil: UInt64)
+    case loaded(value: [UInt8], storedAt: UInt64, freshUntil: UInt64, loadedElsewhere: Bool)
     case failed(any Error, staleEntry: CachedEntry?)
 }
 

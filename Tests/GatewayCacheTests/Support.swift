@@ -1,25 +1,6 @@
 import Synchronization
 @testable import GatewayCache
 
-/// A clock that moves only when a test moves it.
-final class ManualClock: Sendable {
-    private let nanoseconds: Atomic<UInt64>
-
-    init(_ start: UInt64 = 1_000) { nanoseconds = Atomic(start) }
-
-    var now: @Sendable () -> UInt64 { { self.nanoseconds.load(ordering: .relaxed) } }
-    var current: UInt64 { nanoseconds.load(ordering: .relaxed) }
-    func set(_ value: UInt64) { nanoseconds.store(value, ordering: .relaxed) }
-    func advance(by delta: UInt64) { nanoseconds.add(delta, ordering: .relaxed) }
-}
-
-/// Counts calls across tasks.
-final class Counter: Sendable {
-    private let value = Atomic<Int>(0)
-    @discardableResult func increment() -> Int { value.add(1, ordering: .relaxed).newValue }
-    var count: Int { value.load(ordering: .relaxed) }
-}
-
 struct LoadFailure: Error, Equatable {
     let tag: Int
 }

@@ -37,6 +37,16 @@ public final class Flag: Sendable {
     public var isSet: Bool { state.load(ordering: .relaxed) }
 }
 
+/// Counts calls across tasks.
+public final class Counter: Sendable {
+    private let value = Atomic<Int>(0)
+
+    public init() {}
+
+    @discardableResult public func increment() -> Int { value.add(1, ordering: .relaxed).newValue }
+    public var count: Int { value.load(ordering: .relaxed) }
+}
+
 /// Polls `condition` every millisecond for up to `seconds`; true as soon as it holds. For letting
 /// concurrent tasks reach a known point, never for measuring time: the bound only keeps a broken
 /// test from hanging, so it is generous.
