@@ -115,10 +115,10 @@ class Cluster:
 
     # MARK: Upstreams, replicas, nginx
 
-    def start_simulator(self):
+    def start_simulator(self, *extra_arguments):
         simulator = self.start("provider-simulator", [
             str(BIN_DIR / "provider-simulator"), "--kaizen-port", "0", "--kapso-port", "0", "--b3os-port", "0",
-            "--kapso-rate-limit", str(self.kapso_per_minute),
+            "--kapso-rate-limit", str(self.kapso_per_minute), *extra_arguments,
         ])
         self.upstreams = {name: simulator.wait_for(rf"(?m)^{name}: (http://\S+)") for name in ("kaizen", "kapso", "b3os")}
         return simulator
@@ -224,8 +224,9 @@ def simulator_control(cluster, provider, method, path, body=None):
         connection.request(method, path, body=json.dumps(body) if body is not None else None,
                            headers={"Content-Type": "application/json"})
         response = connection.getresponse()
-        response.read()
+        body = response.read()
         check(response.status < 300, f"{method} {path} answered {response.status}")
+        return json.loads(body) if body else None
     finally:
         connection.close()
 
@@ -343,6 +344,7 @@ def test_redis_down_and_back(cluster, replicas, nginx):
 
 
 def detail_calls(cluster, provider):
+    """Detail calls the simulated provider answered since it started."""
     port = int(cluster.upstreams[provider].rsplit(":", 1)[1].split("/")[0])
     status, _, body = request(port, "/__sim/counters")
     check(status == 200, f"the simulator's counters answered {status}")
