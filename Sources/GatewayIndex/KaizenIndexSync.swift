@@ -1,4 +1,5 @@
 public import GatewayProviders
+import Synchronization
 
 /// Kaizen lists the whole organisation in one answer, without paging but with a `fromTs` filter.
 /// A full refresh reads it all (as a stream) and replaces the index whole; the refreshes between
@@ -36,9 +37,10 @@ public struct KaizenIndexSync: OrganisationListingSynchronizer {
             memo.refreshesSinceFull = done + 1
             return
         }
-        let list = try await provider.fullList(call: call)
-        var fresh = ExecutionIndex()
-        fresh.upsert(list.executions)
+        // The new index is built as the answer streams in, beside the one pages are served from.
+        let builder = StreamedIndexBuilder()
+        try await provider.fullList(call: call, receive: builder.add)
+        var fresh = builder.finish()
         fresh.setCoverage(.everything, of: Self.source)
         index = fresh
         memo.refreshesSinceFull = 0
@@ -48,5 +50,35 @@ public struct KaizenIndexSync: OrganisationListingSynchronizer {
     public func deepen(_ source: String, in index: ExecutionIndex, memo: Memo, call: UpstreamCallContext) async throws(ProviderError) -> SourceRead<Memo> {
         let list = try await provider.fullList(call: call)
         return SourceRead(source: source, executions: list.executions, coverage: .everything) { $0.refreshesSinceFull = 0 }
+    }
+}
+
+/// An index built from executions handed over one at a time by a streamed read. They are added a
+/// batch at a time: a batch's records are sorted and placed together, and only one batch of
+/// unified records is ever held beside the index.
+final class StreamedIndexBuilder: Sendable {
+    static let batchSize = 1_024
+    private let state = Mutex<(index: ExecutionIndex, pending: [UnifiedExecution])>((ExecutionIndex(), []))
+
+    @Sendable func add(_ execution: UnifiedExecution) {
+        state.withLock { state in
+            state.pending.append(execution)
+            if state.pending.count >= Self.batchSize {
+                state.index.upsert(state.pending)
+                state.pending.removeAll(keepingCapacity: true)
+            }
+        }
+    }
+
+    /// The index of everything added.
+    func finish() -> ExecutionIndex {
+        state.withLock { state in
+            state.index.upsert(state.pending)
+            state.pending = []
+            // Moved out, so that the index handed over is the only reference to its storage.
+            let built = state.index
+            state.index = ExecutionIndex()
+            return built
+        }
     }
 }
