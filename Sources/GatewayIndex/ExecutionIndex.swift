@@ -82,6 +82,41 @@ public struct ExecutionIndex: Sendable {
 
     public init() {}
 
+    /// Executions gathered for a new index, in any order, before it is built: their text already
+    /// in its pool, their records in a list.
+    struct Staged: Sendable {
+        fileprivate var records: [IndexedExecution] = []
+        fileprivate var pool = ExecutionTextPool()
+        fileprivate var interner = StringInterner()
+        fileprivate var provider = ""
+
+        mutating func append(_ execution: UnifiedExecution) {
+            if provider.isEmpty { provider = execution.provider }
+            let block = pool.append(
+                instant: execution.createdAt.nanosecondsSinceEpoch, id: execution.providerExecutionID, name: execution.name,
+                searchableValues: execution.searchableValues
+            )
+            records.append(IndexedExecution(execution, text: block, interner: &interner))
+        }
+    }
+
+    /// The index of `staged`, where a later reading of an execution replaces an earlier one.
+    init(_ staged: consuming Staged) {
+        // Taken out of `staged`, so that each buffer has one owner and is written in place.
+        var pool = staged.pool
+        var records = staged.records
+        interner = staged.interner
+        provider = staged.provider
+        staged = Staged()
+        for record in records { pool.register(record.text) }
+        // A record whose id maps to another block was read again later.
+        records.removeAll { !pool.isCurrent($0.text) }
+        pool.bytes.withUnsafeBufferPointer { bytes in records.sort { $1.precedes($0, in: bytes) } }
+        ascending = Deque(records)
+        self.pool = pool
+        compactIfWasteful()
+    }
+
     public var count: Int { ascending.count }
 
     public var isEmpty: Bool { ascending.isEmpty }

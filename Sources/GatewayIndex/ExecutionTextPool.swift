@@ -136,19 +136,24 @@ struct ExecutionTextPool: Sendable {
 
     /// The block of the execution with this id, if the map holds it.
     func block(forID id: String) -> Int? {
-        guard !slots.isEmpty else { return nil }
         var id = id
-        return id.withUTF8 { wanted in
-            bytes.withUnsafeBufferPointer { buffer in
-                slots.withUnsafeBufferPointer { slots in
-                    var slot = Self.firstSlot(for: wanted, slotCount: slots.count)
-                    while true {
-                        let occupant = slots[slot]
-                        if occupant == 0 { return nil }
-                        if Self.idBytes(of: occupant - 1, in: buffer).elementsEqual(wanted) { return occupant - 1 }
-                        slot = (slot + 1) & (slots.count - 1)
-                    }
-                }
+        return id.withUTF8 { wanted in bytes.withUnsafeBufferPointer { block(forID: wanted, in: $0) } }
+    }
+
+    /// True when `block` is the one its id maps to (not one a later reading replaced).
+    func isCurrent(_ block: Int) -> Bool {
+        bytes.withUnsafeBufferPointer { self.block(forID: Self.idBytes(of: block, in: $0), in: $0) == block }
+    }
+
+    private func block(forID wanted: UnsafeBufferPointer<UInt8>, in buffer: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard !slots.isEmpty else { return nil }
+        return slots.withUnsafeBufferPointer { slots in
+            var slot = Self.firstSlot(for: wanted, slotCount: slots.count)
+            while true {
+                let occupant = slots[slot]
+                if occupant == 0 { return nil }
+                if Self.idBytes(of: occupant - 1, in: buffer).elementsEqual(wanted) { return occupant - 1 }
+                slot = (slot + 1) & (slots.count - 1)
             }
         }
     }

@@ -53,32 +53,25 @@ public struct KaizenIndexSync: OrganisationListingSynchronizer {
     }
 }
 
-/// An index built from executions handed over one at a time by a streamed read. They are added a
-/// batch at a time: a batch's records are sorted and placed together, and only one batch of
-/// unified records is ever held beside the index.
+/// An index built from executions handed over one at a time by a streamed read. While the answer
+/// streams in, each execution is only appended (its text to a pool, its record to a list): the
+/// read is paced by how fast elements are taken, and a slow taker would stall the transfer.
+/// Ordering and the id map come once the answer is complete (`finish`).
 final class StreamedIndexBuilder: Sendable {
-    static let batchSize = 1_024
-    private let state = Mutex<(index: ExecutionIndex, pending: [UnifiedExecution])>((ExecutionIndex(), []))
+    private let state = Mutex(ExecutionIndex.Staged())
 
     @Sendable func add(_ execution: UnifiedExecution) {
-        state.withLock { state in
-            state.pending.append(execution)
-            if state.pending.count >= Self.batchSize {
-                state.index.upsert(state.pending)
-                state.pending.removeAll(keepingCapacity: true)
-            }
-        }
+        state.withLock { $0.append(execution) }
     }
 
     /// The index of everything added.
     func finish() -> ExecutionIndex {
-        state.withLock { state in
-            state.index.upsert(state.pending)
-            state.pending = []
-            // Moved out, so that the index handed over is the only reference to its storage.
-            let built = state.index
-            state.index = ExecutionIndex()
-            return built
+        // Moved out, so that the index built holds the only reference to the staged storage.
+        let staged = state.withLock { state in
+            let staged = state
+            state = ExecutionIndex.Staged()
+            return staged
         }
+        return ExecutionIndex(staged)
     }
 }

@@ -151,4 +151,29 @@ import Testing
             }
         }
     }
+
+    /// A streamed read builds the index one upsert of everything builds.
+    @Test func anIndexBuiltAsTheAnswerStreamsInIsTheIndexOfTheWholeAnswer() {
+        var random = SplitMix64(seed: 12)
+        let count = 3_000
+        // Mostly newest first, as Kaizen answers, with stretches out of order and a few repeated readings.
+        var executions = (0..<count).map { ExecutionIndexTests.random(&random, id: $0) }
+        executions.sort { $0.sortKey.precedes($1.sortKey) }
+        executions.swapAt(5, count - 5)
+        executions += executions.prefix(40).map { reading in
+            var later = reading
+            later.status = .failed
+            return later
+        }
+        let builder = StreamedIndexBuilder()
+        executions.forEach(builder.add)
+        var built = builder.finish()
+        var whole = ExecutionIndex()
+        whole.upsert(executions)
+        built.setCoverage(.everything, of: "all")
+        whole.setCoverage(.everything, of: "all")
+        let builtPage = built.page(matching: ExecutionFilter(), after: nil, limit: count + 100)
+        #expect(built.count == count && builtPage.executions == whole.page(matching: ExecutionFilter(), after: nil, limit: count + 100).executions)
+        #expect(builtPage.executions.filter { $0.status == .failed }.count >= 40)
+    }
 }
