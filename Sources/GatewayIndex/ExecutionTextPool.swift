@@ -314,8 +314,6 @@ struct PooledTextSearch {
         idPrefix = prefix.allSatisfy { $0 < 0x80 && $0 != 0x0D } ? prefix : nil
     }
 
-    var isEmpty: Bool { terms.isEmpty }
-
     /// True when one of the terms is found (always when there are none).
     func matches(_ execution: IndexedExecutionView) -> Bool {
         guard !terms.isEmpty else { return true }

@@ -176,4 +176,20 @@ import Testing
         #expect(built.count == count && builtPage.executions == whole.page(matching: ExecutionFilter(), after: nil, limit: count + 100).executions)
         #expect(builtPage.executions.filter { $0.status == .failed }.count >= 40)
     }
+
+    /// What `gateway_index_bytes` reports: records, text pool and id map as allocated, and no
+    /// per-execution heap block hiding outside it.
+    @Test func theEstimateCountsRecordsTextAndIdMap() {
+        #expect(MemoryLayout<IndexedExecution>.stride == 64, "a record is numbers only")
+        var random = SplitMix64(seed: 13)
+        let executions = (0..<10_000).map { ExecutionIndexTests.random(&random, id: $0, workflow: "workflow-\($0 % 20)-of-the-organisation") }
+        var index = ExecutionIndex()
+        index.upsert(executions)
+        let records = executions.count * MemoryLayout<IndexedExecution>.stride
+        // Each block: the instant, the id with its length, no name, no values.
+        let text = executions.reduce(0) { $0 + 8 + 1 + $1.providerExecutionID.utf8.count + 1 + 1 }
+        let idMap = executions.count * 4 / 3 * MemoryLayout<Int>.stride
+        #expect(index.estimatedBytes >= records + text + idMap)
+        #expect(index.estimatedBytes <= 2 * (records + text + idMap) + 64 * 1024)
+    }
 }
