@@ -73,77 +73,132 @@ public struct ExecutionIndex: Sendable {
     /// Executions in ascending sort order (oldest first). New executions arrive at the head of the
     /// listing and deeper reads add older ones: both ends take a batch without moving the rest.
     private var ascending = Deque<IndexedExecution>()
-    /// Each indexed execution's creation instant by provider execution id, to find it again.
-    private var instantsByID: [String: Int64] = [:]
+    /// The records' text, and the map from provider execution id to it.
+    private var pool = ExecutionTextPool()
     private var interner = StringInterner()
+    /// The provider every execution of the index comes from (empty until the first arrives).
+    private var provider = ""
     public private(set) var coverage: [String: SourceCoverage] = [:]
-    /// The records' estimated bytes, without the strings they share.
-    private var recordBytes = 0
 
     public init() {}
+
+    /// Executions gathered for a new index, in any order, before it is built: their text already
+    /// in its pool, their records in a list.
+    struct Staged: Sendable {
+        fileprivate var records: [IndexedExecution] = []
+        fileprivate var pool = ExecutionTextPool()
+        fileprivate var interner = StringInterner()
+        fileprivate var provider = ""
+
+        mutating func append(_ execution: UnifiedExecution) {
+            if provider.isEmpty { provider = execution.provider }
+            let block = pool.append(
+                instant: execution.createdAt.nanosecondsSinceEpoch, id: execution.providerExecutionID, name: execution.name,
+                searchableValues: execution.searchableValues
+            )
+            records.append(IndexedExecution(execution, text: block, interner: &interner))
+        }
+    }
+
+    /// The index of `staged`, where a later reading of an execution replaces an earlier one.
+    init(_ staged: consuming Staged) {
+        // Taken out of `staged`, so that each buffer has one owner and is written in place.
+        var pool = staged.pool
+        var records = staged.records
+        interner = staged.interner
+        provider = staged.provider
+        staged = Staged()
+        for record in records { pool.register(record.text) }
+        // A record whose id maps to another block was read again later.
+        records.removeAll { !pool.isCurrent($0.text) }
+        pool.bytes.withUnsafeBufferPointer { bytes in records.sort { $1.precedes($0, in: bytes) } }
+        ascending = Deque(records)
+        self.pool = pool
+        compactIfWasteful()
+    }
 
     public var count: Int { ascending.count }
 
     public var isEmpty: Bool { ascending.isEmpty }
 
-    /// An estimate of the memory the index holds, for the indexes' shared byte budget.
-    public var estimatedBytes: Int { recordBytes + interner.estimatedBytes }
+    /// An estimate of the memory the index holds, for the indexes' shared byte budget: the
+    /// records, the text pool and its id map as allocated, and the shared strings.
+    public var estimatedBytes: Int {
+        ascending.count * MemoryLayout<IndexedExecution>.stride + pool.estimatedBytes + interner.estimatedBytes
+    }
 
     /// Adds executions or replaces the indexed ones with the same provider execution id (a status
     /// change keeps its place; a changed creation instant moves it). The raw provider record is
     /// not kept: an index holds what pages and filters need. Every execution of one index comes
     /// from one provider.
     public mutating func upsert(_ executions: some Sequence<UnifiedExecution>) {
+        defer { compactIfWasteful() }
         var batch: [IndexedExecution] = []
-        var seenInBatch: [String: Int] = [:]
+        // Where each execution of this batch is in `batch`, by its text block.
+        var batchPositions: [Int: Int] = [:]
         for execution in executions {
-            let stored = IndexedExecution(execution, interner: &interner)
-            if let earlier = seenInBatch[stored.providerExecutionID] {
+            if provider.isEmpty { provider = execution.provider }
+            let instant = execution.createdAt.nanosecondsSinceEpoch
+            let previous = pool.block(forID: execution.providerExecutionID)
+            let previousInstant = previous.map(pool.instant(of:))
+            // A new reading whose text did not change (a status change) keeps its block.
+            let block: Int
+            if let previous, pool.holds(
+                id: execution.providerExecutionID, name: execution.name, searchableValues: execution.searchableValues, at: previous
+            ) {
+                block = previous
+            } else {
+                block = pool.append(
+                    instant: instant, id: execution.providerExecutionID, name: execution.name, searchableValues: execution.searchableValues
+                )
+                pool.register(block)
+            }
+            pool.setInstant(instant, of: block)
+            let stored = IndexedExecution(execution, text: block, interner: &interner)
+            if let previous, let earlier = batchPositions.removeValue(forKey: previous) {
                 batch[earlier] = stored  // the later reading of the same execution wins
+                batchPositions[block] = earlier
                 continue
             }
-            if let instant = instantsByID[stored.providerExecutionID],
-               let index = position(createdAtNanoseconds: instant, providerExecutionID: stored.providerExecutionID) {
-                recordBytes -= ascending[index].estimatedBytes
-                if instant == stored.createdAtNanoseconds {
-                    recordBytes += stored.estimatedBytes
+            if let previous, let previousInstant, let index = position(createdAtNanoseconds: previousInstant, block: previous) {
+                if previousInstant == instant {
                     ascending[index] = stored
                     continue
                 }
                 ascending.remove(at: index)
-                instantsByID[stored.providerExecutionID] = nil
             }
-            seenInBatch[stored.providerExecutionID] = batch.count
+            batchPositions[block] = batch.count
             batch.append(stored)
         }
         guard !batch.isEmpty else { return }
-        batch.sort { $1.precedes($0) }
-        for execution in batch {
-            instantsByID[execution.providerExecutionID] = execution.createdAtNanoseconds
-            recordBytes += execution.estimatedBytes
-        }
-        guard let oldestInBatch = batch.first, let newestInBatch = batch.last,
-              let oldest = ascending.first, let newest = ascending.last
-        else {
-            ascending.append(contentsOf: batch)
-            return
-        }
-        if oldestInBatch.precedes(newest) {
-            ascending.append(contentsOf: batch)  // all newer: arrivals at the head
-        } else if oldest.precedes(newestInBatch) {
-            ascending.prepend(contentsOf: batch)  // all older: a deeper read
-        } else {
-            ascending = Self.merged(ascending, batch)
+        let bytes = pool.bytes
+        bytes.withUnsafeBufferPointer { pool in
+            batch.sort { $1.precedes($0, in: pool) }
+            guard let oldestInBatch = batch.first, let newestInBatch = batch.last,
+                  let oldest = ascending.first, let newest = ascending.last
+            else {
+                ascending.append(contentsOf: batch)
+                return
+            }
+            if oldestInBatch.precedes(newest, in: pool) {
+                ascending.append(contentsOf: batch)  // all newer: arrivals at the head
+            } else if oldest.precedes(newestInBatch, in: pool) {
+                ascending.prepend(contentsOf: batch)  // all older: a deeper read
+            } else {
+                ascending = Self.merged(ascending, batch, in: pool)
+            }
         }
     }
 
     /// Two ascending sequences as one (neither holds an id the other holds).
-    private static func merged(_ left: Deque<IndexedExecution>, _ right: [IndexedExecution]) -> Deque<IndexedExecution> {
+    private static func merged(
+        _ left: Deque<IndexedExecution>, _ right: [IndexedExecution], in pool: UnsafeBufferPointer<UInt8>
+    ) -> Deque<IndexedExecution> {
         var result = Deque<IndexedExecution>(minimumCapacity: left.count + right.count)
         var leftIndex = left.startIndex
         var rightIndex = right.startIndex
         while leftIndex < left.endIndex, rightIndex < right.endIndex {
-            if left[leftIndex].precedes(right[rightIndex]) {
+            if left[leftIndex].precedes(right[rightIndex], in: pool) {
                 result.append(right[rightIndex])
                 rightIndex += 1
             } else {
@@ -156,12 +211,26 @@ public struct ExecutionIndex: Sendable {
         return result
     }
 
+    /// Copies the live blocks into a new pool once abandoned ones (texts that changed) take
+    /// more than half of it, so that an index kept up to date for long does not grow without
+    /// its executions growing.
+    private mutating func compactIfWasteful() {
+        guard pool.abandonedBytes > 64 * 1024, pool.abandonedBytes * 2 > pool.bytes.count else { return }
+        var compacted = ExecutionTextPool(reservingBytes: pool.bytes.count - pool.abandonedBytes, ids: ascending.count)
+        for index in ascending.indices {
+            let block = compacted.append(block: ascending[index].text, of: pool)
+            compacted.register(block)
+            ascending[index].text = block
+        }
+        pool = compacted
+    }
+
     /// Records what is known of a source's completeness (see `SourceCoverage`).
     public mutating func setCoverage(_ coverage: SourceCoverage, of source: String) {
         self.coverage[source] = coverage
     }
 
-    public func contains(providerExecutionID id: String) -> Bool { instantsByID[id] != nil }
+    public func contains(providerExecutionID id: String) -> Bool { pool.block(forID: id) != nil }
 
     /// Up to `limit` executions matching `filter` strictly after `position` (from the newest when
     /// nil), stopping where the coverage of a source in `sources` ends (every source the index
@@ -192,17 +261,24 @@ public struct ExecutionIndex: Sendable {
         // The listing order runs from the end of `ascending` towards its start.
         var index = position.map { insertionIndex(for: $0) } ?? ascending.count
         var executions: [UnifiedExecution] = []
+        // `q` is evaluated on the pooled text; the rest of the filter on the record.
+        let search = PooledTextSearch(terms: filter.searchTerms, provider: provider)
+        var recordFilter = filter
+        recordFilter.searchTerms = []
         while index > 0, executions.count < limit {
             index -= 1
-            let execution = ascending[index]
-            if blocked || frontier.map({ execution.compare(to: $0) > 0 }) == true {
+            let execution = view(ascending[index])
+            let beyondFrontier = frontier.map { frontier in
+                pool.bytes.withUnsafeBufferPointer { execution.record.compare(to: frontier, provider: provider, in: $0) > 0 }
+            }
+            if blocked || beyondFrontier == true {
                 let key = execution.sortKey
                 return IndexPage(
                     executions: executions, exhausted: false, sourcesToDeepen: sourcesNotCovering(key),
                     coveredThrough: blocked ? nil : frontier, stoppedAt: key
                 )
             }
-            if filter.matches(execution) { executions.append(execution.unified) }
+            if recordFilter.matches(execution), search.matches(execution) { executions.append(execution.unified) }
         }
         if executions.count >= limit {
             return IndexPage(executions: executions, exhausted: false, sourcesToDeepen: [], coveredThrough: nil, stoppedAt: nil)
@@ -226,8 +302,12 @@ public struct ExecutionIndex: Sendable {
     }
 
     /// Calls `body` with each execution, newest first, until it returns false.
-    func forEachNewestFirst(_ body: (IndexedExecution) -> Bool) {
-        for execution in ascending.reversed() where !body(execution) { return }
+    func forEachNewestFirst(_ body: (IndexedExecutionView) -> Bool) {
+        for execution in ascending.reversed() where !body(view(execution)) { return }
+    }
+
+    private func view(_ record: IndexedExecution) -> IndexedExecutionView {
+        IndexedExecutionView(record: record, provider: provider, pool: pool, interner: interner)
     }
 
     /// Every execution in the unified shape, oldest first, one at a time (for a snapshot).
@@ -237,34 +317,40 @@ public struct ExecutionIndex: Sendable {
 
     // MARK: - Positions
 
-    /// The array index of the indexed execution with this instant and provider id.
-    private func position(createdAtNanoseconds instant: Int64, providerExecutionID id: String) -> Int? {
-        // The first record that does not come after (instant, id) in ascending order.
-        var low = 0
-        var high = ascending.count
-        while low < high {
-            let middle = low + (high - low) / 2
-            let record = ascending[middle]
-            let isBelow = record.createdAtNanoseconds != instant
-                ? record.createdAtNanoseconds < instant : record.providerExecutionID.utf8.lexicographicallyPrecedes(id.utf8)
-            if isBelow { low = middle + 1 } else { high = middle }
+    /// The array index of the indexed execution with this instant and the id of `block`.
+    private func position(createdAtNanoseconds instant: Int64, block: Int) -> Int? {
+        pool.bytes.withUnsafeBufferPointer { pool in
+            let id = ExecutionTextPool.idBytes(of: block, in: pool)
+            // The first record that does not come after (instant, id) in ascending order.
+            var low = 0
+            var high = ascending.count
+            while low < high {
+                let middle = low + (high - low) / 2
+                let record = ascending[middle]
+                let isBelow = record.createdAtNanoseconds != instant
+                    ? record.createdAtNanoseconds < instant
+                    : ExecutionTextPool.idBytes(of: record.text, in: pool).lexicographicallyPrecedes(id)
+                if isBelow { low = middle + 1 } else { high = middle }
+            }
+            guard low < ascending.count, ascending[low].createdAtNanoseconds == instant,
+                  ExecutionTextPool.idBytes(of: ascending[low].text, in: pool).elementsEqual(id)
+            else { return nil }
+            return low
         }
-        guard low < ascending.count, ascending[low].createdAtNanoseconds == instant, ascending[low].providerExecutionID == id else {
-            return nil
-        }
-        return low
     }
 
     /// The first array index whose execution does not come before `key` in ascending order
     /// (lower bound).
     private func insertionIndex(for key: ExecutionSortKey) -> Int {
-        var low = 0
-        var high = ascending.count
-        while low < high {
-            let middle = low + (high - low) / 2
-            // Ascending order is the listing order reversed: a record is below `key` when `key` precedes it.
-            if ascending[middle].compare(to: key) > 0 { low = middle + 1 } else { high = middle }
+        pool.bytes.withUnsafeBufferPointer { pool in
+            var low = 0
+            var high = ascending.count
+            while low < high {
+                let middle = low + (high - low) / 2
+                // Ascending order is the listing order reversed: a record is below `key` when `key` precedes it.
+                if ascending[middle].compare(to: key, provider: provider, in: pool) > 0 { low = middle + 1 } else { high = middle }
+            }
+            return low
         }
-        return low
     }
 }

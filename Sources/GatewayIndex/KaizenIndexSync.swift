@@ -1,4 +1,5 @@
 public import GatewayProviders
+import Synchronization
 
 /// Kaizen lists the whole organisation in one answer, without paging but with a `fromTs` filter.
 /// A full refresh reads it all (as a stream) and replaces the index whole; the refreshes between
@@ -36,9 +37,10 @@ public struct KaizenIndexSync: OrganisationListingSynchronizer {
             memo.refreshesSinceFull = done + 1
             return
         }
-        let list = try await provider.fullList(call: call)
-        var fresh = ExecutionIndex()
-        fresh.upsert(list.executions)
+        // The new index is built as the answer streams in, beside the one pages are served from.
+        let builder = StreamedIndexBuilder()
+        try await provider.fullList(call: call, receive: builder.add)
+        var fresh = builder.finish()
         fresh.setCoverage(.everything, of: Self.source)
         index = fresh
         memo.refreshesSinceFull = 0
@@ -58,5 +60,28 @@ public struct KaizenIndexSync: OrganisationListingSynchronizer {
     public func deepen(_ source: String, in index: ExecutionIndex, memo: Memo, call: UpstreamCallContext) async throws(ProviderError) -> SourceRead<Memo> {
         let list = try await provider.fullList(call: call)
         return SourceRead(source: source, executions: list.executions, coverage: .everything) { $0.refreshesSinceFull = 0 }
+    }
+}
+
+/// An index built from executions handed over one at a time by a streamed read. While the answer
+/// streams in, each execution is only appended (its text to a pool, its record to a list): the
+/// read is paced by how fast elements are taken, and a slow taker would stall the transfer.
+/// Ordering and the id map come once the answer is complete (`finish`).
+final class StreamedIndexBuilder: Sendable {
+    private let state = Mutex(ExecutionIndex.Staged())
+
+    @Sendable func add(_ execution: UnifiedExecution) {
+        state.withLock { $0.append(execution) }
+    }
+
+    /// The index of everything added.
+    func finish() -> ExecutionIndex {
+        // Moved out, so that the index built holds the only reference to the staged storage.
+        let staged = state.withLock { state in
+            let staged = state
+            state = ExecutionIndex.Staged()
+            return staged
+        }
+        return ExecutionIndex(staged)
     }
 }

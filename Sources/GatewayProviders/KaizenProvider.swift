@@ -107,23 +107,41 @@ public struct KaizenProvider: UpstreamBackedProvider {
     /// - Parameter since: only executions started at or after this instant (Kaizen's `fromTs`):
     ///   what a refresh between two full ones reads.
     public func fullList(since: Timestamp? = nil, call: UpstreamCallContext) async throws(ProviderError) -> KaizenFullList {
+        let listing = try await streamFullList(since: since, call: call) { $0 }
+        return KaizenFullList(
+            executions: listing.elements, skippedRecords: listing.elementsRead - listing.elements.count,
+            answerBytes: listing.answerBytes, peakBufferedBytes: listing.peakBufferedBytes)
+    }
+
+    /// `fullList` handing each execution to `receive` as soon as it is read, in answer order,
+    /// and keeping none: for a reader that stores them its own way (an index), so that the
+    /// organisation is never held a second time as unified records. When the read fails, what
+    /// was received is not the whole list and must be dropped. Returns the executions received.
+    @discardableResult
+    public func fullList(
+        since: Timestamp? = nil, call: UpstreamCallContext, receive: @escaping @Sendable (UnifiedExecution) -> Void
+    ) async throws(ProviderError) -> Int {
+        // Each kept element is `Void` (a byte): only the count remains.
+        try await streamFullList(since: since, call: call) { receive($0) }.elements.count
+    }
+
+    private func streamFullList<Element: Sendable>(
+        since: Timestamp?, call: UpstreamCallContext, keep: @escaping @Sendable (UnifiedExecution) -> Element
+    ) async throws(ProviderError) -> StreamedListing<Element> {
         var body = JSONObject()
         if let since { body["fromTs"] = .string(since.rfc3339) }
         let request = ProviderRequest(method: .post, path: "/executions/list", jsonBody: .object(body))
         let skipped = SkippedRecordLog(logger: logger, provider: name, requestID: call.requestID)
-        let listing = try await fetcher.streamListing(
+        return try await fetcher.streamListing(
             request, call: call, arrayAt: .member("executions"), maxAnswerBytes: maxListAnswerBytes,
             maxElementBytes: Self.maxListRecordBytes
-        ) { item -> UnifiedExecution? in
+        ) { item -> Element? in
             guard var execution = skipped.readable(item, { item throws(ProviderError) in try Self.execution(from: item, provider: skipped.provider) })
             else { return nil }
             execution.raw = .null
             execution.sourceOffset = nil
-            return execution
+            return keep(execution)
         }
-        return KaizenFullList(
-            executions: listing.elements, skippedRecords: listing.elementsRead - listing.elements.count,
-            answerBytes: listing.answerBytes, peakBufferedBytes: listing.peakBufferedBytes)
     }
 
     // MARK: - Detail

@@ -129,7 +129,10 @@ import Testing
             #expect(provider.fetcher.statistics().upstreamCalls[.success] == 1)
             #expect(harness.log.all.filter { $0.target == "/executions/list" }.count == 1)
             #expect(harness.log.last.map { String(decoding: $0.body, as: UTF8.self) } == "{}")
-            _ = try await provider.fullList(call: harness.call(Self.key))
+            // Handed over one at a time instead (what an index builds from): the same records, in order.
+            let received = Mutex<[UnifiedExecution]>([])
+            let count = try await provider.fullList(call: harness.call(Self.key)) { execution in received.withLock { $0.append(execution) } }
+            #expect(count == 1_000 && received.withLock { $0 } == list.executions)
             #expect(harness.log.all.filter { $0.target == "/executions/list" }.count == 2)
         }
     }
