@@ -312,7 +312,7 @@ public struct ExecutionIndex: Sendable {
 
     /// Every execution in the unified shape, oldest first, one at a time (for a snapshot).
     func forEachOldestFirst(_ body: (UnifiedExecution) -> Void) {
-        for execution in ascending { body(execution.unified) }
+        for execution in ascending { body(view(execution).unified) }
     }
 
     // MARK: - Positions
