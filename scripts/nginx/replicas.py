@@ -9,9 +9,9 @@ What it asserts:
 1. Exact shared client limits: a client whose bucket holds 30 requests (refilling at 1 per 100 s)
    sends 60 requests through nginx, spread over the three replicas: exactly 30 are admitted, and
    their `RateLimit-Remaining` values are 29 down to 0, each once, whichever replica answered.
-2. One provider key's budget serves all replicas: Kapso's simulator allows 30 requests a minute
-   per key, `providers[].requestsPerMinute` is 30, and `Cache-Control: no-cache` pages arrive at
-   all three replicas for 15 s. The replicas together make at most 30 Kapso calls and get no 429.
+2. One provider key's budget serves all replicas: Kapso's simulator allows 100 requests a minute
+   per key (a free key), `providers[].requestsPerMinute` is 100, and `Cache-Control: no-cache` pages arrive at
+   all three replicas for 15 s. The replicas together make at most 100 Kapso calls and get no 429.
 3. Redis killed under load: no 5xx at any time. While it is down, a client with a 30-request
    bucket is admitted 30 times (each replica alone at 1/3 of it). After Redis comes back (a new
    process without the data or the Functions), every replica reports `gateway_redis_connected 1`
@@ -52,7 +52,7 @@ REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
 LIST_TTL_MS = 2000
 REDIS_TIMEOUT_MS = int(os.environ.get("REDIS_TIMEOUT_MS", "500"))
 LEASE_SECONDS = 10  # RedisIndexSharing's default lease
-KAPSO_PER_MINUTE = 30
+KAPSO_PER_MINUTE = 100  # a free Kapso key
 BUCKET = 30
 CLIENTS = ("shared-limit", "fallback", "recovered", "pages")
 
