@@ -21,8 +21,12 @@ struct ReplicaSet {
             harnesses.append(harness)
             registries.append(ReplicaRegistry(client: harness.client, keyPrefix: prefix, replicaID: "replica-\(index)"))
         }
-        for registry in registries { _ = await registry.beat() }
-        for registry in registries { _ = await registry.beat() }
+        // Until every replica has counted all of them (a beat on a loaded machine may fail).
+        _ = try await eventually { () async throws -> Bool in
+            for registry in registries { _ = await registry.beat() }
+            guard registries.allSatisfy({ $0.replicaCount == count }) else { throw RedisError.timeout }
+            return true
+        }
         return ReplicaSet(harnesses: harnesses, registries: registries)
     }
 
