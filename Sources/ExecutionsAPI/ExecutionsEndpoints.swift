@@ -15,25 +15,14 @@ public struct ExecutionsEndpoints: Sendable {
     }
 
     public func register(on router: inout Router) {
-        router.get("/executions", immediate: { request, context in self.listImmediately(request, context: context) }) { request, context in
-            await self.list(request, context: context)
-        }
+        router.get("/executions") { request, context in await self.list(request, context: context) }
         router.get("/executions/{id}") { request, context in await self.detail(request, context: context) }
     }
 
-    public func list(_ request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+    public nonisolated(nonsending) func list(_ request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
         let facts = Self.facts(for: request, context: context)
         let client = context[GatewayClientKey.self] ?? .anonymous
-        return listResponse(await service.list(request.queryItems, client: client, facts: facts), to: request, facts: facts)
-    }
-
-    /// `list` for what needs no waiting: pages fresh in cache, and invalid requests.
-    public func listImmediately(_ request: HTTPRequest, context: RequestContext) -> HTTPResponse? {
-        let facts = Self.facts(for: request, context: context)
-        let client = context[GatewayClientKey.self] ?? .anonymous
-        guard let outcome = service.listImmediately(
-            request.queryItems, rawQuery: request.query ?? "", client: client, facts: facts
-        ) else { return nil }
+        let outcome = await service.list(request.queryItems, rawQuery: request.query ?? "", client: client, facts: facts)
         return listResponse(outcome, to: request, facts: facts)
     }
 
@@ -58,7 +47,7 @@ public struct ExecutionsEndpoints: Sendable {
         return response
     }
 
-    public func detail(_ request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+    public nonisolated(nonsending) func detail(_ request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
         let facts = Self.facts(for: request, context: context)
         let client = context[GatewayClientKey.self] ?? .anonymous
         if let query = request.query, !query.isEmpty {

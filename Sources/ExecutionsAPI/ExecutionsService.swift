@@ -173,18 +173,18 @@ public struct ExecutionsService: Sendable {
         return .success(ListPlan(parsed: parsed, query: query, states: states, pageKey: pageKey))
     }
 
-    /// `list` when it needs no waiting: invalid requests, and pages stored fresh in a cache that
-    /// answers at once. Nil when the page has to be built (or looked up in a shared store).
+    /// The page a list request asks for: from the page cache when it holds it fresh (an
+    /// in-process cache answers without suspending), else built from the providers.
     ///
     /// - Parameter rawQuery: the request's query string as received, when `items` came from it:
     ///   the plan of a query string this client sent recently is reused rather than worked out
     ///   again (validation, the cursor's signature, the page key).
-    public func listImmediately(
+    public nonisolated(nonsending) func list(
         _ items: @autoclosure () -> [(name: String, value: String)],
         rawQuery: String? = nil,
         client: GatewayClient,
         facts: RequestFacts
-    ) -> Result<ExecutionsAnswer, Problem>? {
+    ) async -> Result<ExecutionsAnswer, Problem> {
         let plan: ListPlan
         if let rawQuery, let remembered = planMemo.plan(for: rawQuery, client: client) {
             plan = remembered
@@ -195,39 +195,22 @@ public struct ExecutionsService: Sendable {
             }
             if let rawQuery { planMemo.remember(plan, for: rawQuery, client: client) }
         }
-        guard let pageCache, let pageKey = plan.pageKey, !facts.bypassCache,
-              let answer = pageCache.answerImmediately(pageKey, now: now)
-        else { return nil }
-        return .success(answer)
-    }
-
-
-    public func list(
-        _ items: [(name: String, value: String)],
-        client: GatewayClient,
-        facts: RequestFacts
-    ) async -> Result<ExecutionsAnswer, Problem> {
-        let plan: ListPlan
-        switch planList(items, client: client, facts: facts) {
-        case .success(let value): plan = value
-        case .failure(let problem): return .failure(problem)
-        }
         let parsed = plan.parsed, query = plan.query, states = plan.states, pageKey = plan.pageKey
+        if let pageCache, let pageKey, !facts.bypassCache, let answer = await pageCache.answer(pageKey, now: now) {
+            return .success(answer)
+        }
         let requestStarted = now()
-        let scope = upstreamCallScope(startedAt: requestStarted, facts: facts)
         var buildingPage = false
         var storedPage: RenderedPage?
         defer { if buildingPage, let pageCache, let pageKey { pageCache.finishBuild(pageKey, storedPage: storedPage) } }
         if let pageCache, let pageKey, !facts.bypassCache {
-            if let page = await pageCache.lookup(pageKey, now: requestStarted) {
-                return .success(page.answer(cache: .hit, durationNanoseconds: now() &- requestStarted))
-            }
             switch await pageCache.turn(for: pageKey) {
             case .build: buildingPage = true
             case .built(let page): return .success(page.answer(cache: .miss, durationNanoseconds: now() &- requestStarted))
             case .buildOwn: break
             }
         }
+        let scope = upstreamCallScope(startedAt: requestStarted, facts: facts)
 
         // Sealing a worst-case cursor costs as much as the rest of a cache hit, so only a page
         // about to be built checks it: a stored first page passed this check when it was built.

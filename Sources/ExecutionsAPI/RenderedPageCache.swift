@@ -76,7 +76,8 @@ struct RenderedPageCache: Sendable {
     init(store: any CacheStore, policy: ProviderCachePolicy, cursorSecret: String) {
         self.store = store
         self.policy = policy
-        // Only a store that answers at once has immediate hits to prepare.
+        // Only an in-process store (or a tiered store's in-process level) answers within the
+        // millisecond that makes a hit reusable.
         let storeBytes = (store as? MemoryLRUStore)?.maxBytes ?? (store as? TieredCacheStore)?.l1.maxBytes ?? 0
         preparedHits = PreparedHits(budgetBytes: min(Self.preparedHitsMaxBytes, storeBytes / Self.preparedHitsShare))
         namespace = Hex.encode(HMACSHA256.authenticationCode(key: Array(cursorSecret.utf8), message: Array("page-cache".utf8)).prefix(8))
@@ -165,30 +166,27 @@ struct RenderedPageCache: Sendable {
 
     // MARK: - Lookup
 
-    /// The stored page under `key` if it is still fresh at `now`.
-    func lookup(_ key: String, now: UInt64) async -> RenderedPage? {
-        guard let entry = await store.lookup(key), now < entry.freshUntil, let page = RenderedPage(decoding: entry.value) else {
+    /// The hit answer from the page stored under `key`, if the page is fresh at `now()`.
+    ///
+    /// An in-process store answers without suspending, so a hit is answered on the caller's
+    /// thread (the event loop); a shared store suspends for its round trip.
+    ///
+    /// A page served again within the same millisecond of lookup time (its `durationMs` 0, as
+    /// nearly every in-process hit is) gets the answer rendered the first time: the same bytes.
+    nonisolated(nonsending) func answer(_ key: String, now: () -> UInt64) async -> ExecutionsAnswer? {
+        let started = now()
+        guard let entry = await store.lookup(key), started < entry.freshUntil else {
             counters.count(\.misses)
             return nil
         }
-        counters.count(\.hits)
-        return page
-    }
-
-    /// The hit answer from the page stored under `key`, if the store can tell at once and the
-    /// page is fresh; a nil is not counted as a miss (the asynchronous `lookup` that follows
-    /// counts it).
-    ///
-    /// A page served again within the same millisecond of lookup time (its `durationMs` 0, as
-    /// nearly every immediate hit is) gets the answer rendered the first time: the same bytes.
-    func answerImmediately(_ key: String, now: () -> UInt64) -> ExecutionsAnswer? {
-        let started = now()
-        guard let entry = store.lookupImmediately(key, freshAt: started) else { return nil }
         if let prepared = preparedHits.answer(for: key, source: entry.value), now() &- started < 1_000_000 {
             counters.count(\.hits)
             return prepared
         }
-        guard let page = RenderedPage(decoding: entry.value) else { return nil }
+        guard let page = RenderedPage(decoding: entry.value) else {
+            counters.count(\.misses)
+            return nil
+        }
         counters.count(\.hits)
         let duration = now() &- started
         var answer = page.answer(cache: .hit, durationNanoseconds: duration)

@@ -125,21 +125,15 @@ public struct AuthenticationMiddleware: HTTPMiddleware {
         self.unauthenticatedLimiter = unauthenticatedLimiter
     }
 
-    public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
         var context = context
         if let refusal = authenticate(request, context: &context) { return refusal }
         return await next.respond(to: request, context: context)
     }
 
-    public func handleImmediately(_ request: HTTPRequest, context: inout RequestContext, next: any HTTPResponder) -> HTTPResponse? {
-        if let refusal = authenticate(request, context: &context) { return refusal }
-        return next.respondImmediately(to: request, context: &context)
-    }
-
-    /// Records the client in `context` (unless an earlier attempt at this request already did), or
-    /// answers `401`.
+    /// Records the client in `context`, or answers `401` (`429` past the unauthenticated budget).
     private func authenticate(_ request: HTTPRequest, context: inout RequestContext) -> HTTPResponse? {
-        if publicPaths.contains(request.path) || context[GatewayClientKey.self] != nil { return nil }
+        if publicPaths.contains(request.path) { return nil }
         switch authenticator().authenticate(request.headers) {
         case .success(let client):
             context[GatewayClientKey.self] = client

@@ -159,9 +159,10 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
         self.routeTemplate = routeTemplate
     }
 
-    public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
         var context = context
-        let record = Self.record(in: &context)
+        let record = RequestRecord()
+        context[RequestRecordKey.self] = record
         let upstreamCalls = UpstreamCallCounter()
         let response = await ProviderFetcher.$upstreamCallCounter.withValue(upstreamCalls) {
             await next.respond(to: request, context: context)
@@ -169,25 +170,6 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
         report(request, response: response, context: context, record: record,
                route: routeTemplate(request.method, request.path), upstreamCalls: upstreamCalls.value)
         return response
-    }
-
-    public func handleImmediately(_ request: HTTPRequest, context: inout RequestContext, next: any HTTPResponder) -> HTTPResponse? {
-        let record = Self.record(in: &context)
-        guard let response = next.respondImmediately(to: request, context: &context) else { return nil }
-        // The router has recorded the template it matched; only requests answered before routing
-        // (401, 429) need the lookup.
-        let route = context.routeTemplate ?? routeTemplate(request.method, request.path)
-        report(request, response: response, context: context, record: record, route: route, upstreamCalls: 0)
-        return response
-    }
-
-    /// The record an earlier attempt at this request started (so its duration counts from then),
-    /// else a new one.
-    private static func record(in context: inout RequestContext) -> RequestRecord {
-        if let started = context[RequestRecordKey.self] { return started }
-        let record = RequestRecord()
-        context[RequestRecordKey.self] = record
-        return record
     }
 
     private func report(

@@ -75,20 +75,10 @@ public struct ClientAddressMiddleware: HTTPMiddleware {
 
     public init(resolver: ClientAddressResolver) { self.resolver = resolver }
 
-    public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
         var context = context
-        resolve(request, context: &context)
-        return await next.respond(to: request, context: context)
-    }
-
-    public func handleImmediately(_ request: HTTPRequest, context: inout RequestContext, next: any HTTPResponder) -> HTTPResponse? {
-        resolve(request, context: &context)
-        return next.respondImmediately(to: request, context: &context)
-    }
-
-    private func resolve(_ request: HTTPRequest, context: inout RequestContext) {
-        guard context[ClientAddressKey.self] == nil else { return }
         context[ClientAddressKey.self] = resolver.clientAddress(peer: context.remoteAddress, headers: request.headers)
+        return await next.respond(to: request, context: context)
     }
 }
 
@@ -147,43 +137,15 @@ public struct RateLimitMiddleware: HTTPMiddleware {
         self.onCallBudgetSpent = onCallBudgetSpent
     }
 
-    public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
         guard let client = context[GatewayClientKey.self] else { return await next.respond(to: request, context: context) }
-        var context = context
-        let decision: RateLimitDecision
-        if let taken = context[RateLimitDecisionKey.self] {
-            decision = taken
-        } else {
-            decision = await store.acquire(key: Self.bucketKey(client, context: context), policy: policy(client.id), cost: 1)
-            context[RateLimitDecisionKey.self] = decision
-        }
-        // Only this pass can lead to upstream calls: the immediate one answers without any.
-        if decision.allowed { context[UpstreamCallBudgetKey.self] = upstreamCallBudget(for: client, context: context) }
-        var response = decision.allowed
-            ? await next.respond(to: request, context: context)
-            : refusal(client, decision: decision, context: context)
-        Self.addHeaders(of: decision, to: &response)
-        return response
-    }
-
-    public func handleImmediately(_ request: HTTPRequest, context: inout RequestContext, next: any HTTPResponder) -> HTTPResponse? {
-        guard let client = context[GatewayClientKey.self] else { return next.respondImmediately(to: request, context: &context) }
-        let decision: RateLimitDecision
-        if let taken = context[RateLimitDecisionKey.self] {
-            decision = taken
-        } else {
-            guard let immediate = store.acquireImmediately(
-                key: Self.bucketKey(client, context: context), policy: policy(client.id), cost: 1
-            ) else { return nil }
-            decision = immediate
-            // Recorded before going on: should the rest of the chain need to wait, the
-            // asynchronous pass spends no second token.
-            context[RateLimitDecisionKey.self] = decision
-        }
+        // An in-memory store decides without suspending; a shared one suspends for its round trip.
+        let decision = await store.acquire(key: Self.bucketKey(client, context: context), policy: policy(client.id), cost: 1)
         var response: HTTPResponse
         if decision.allowed {
-            guard let answered = next.respondImmediately(to: request, context: &context) else { return nil }
-            response = answered
+            var context = context
+            context[UpstreamCallBudgetKey.self] = upstreamCallBudget(for: client, context: context)
+            response = await next.respond(to: request, context: context)
         } else {
             response = refusal(client, decision: decision, context: context)
         }
@@ -236,12 +198,6 @@ public struct RateLimitMiddleware: HTTPMiddleware {
     private static let remainingField = HTTPFieldName("RateLimit-Remaining")
     private static let resetField = HTTPFieldName("RateLimit-Reset")
     private static let retryAfterField = HTTPFieldName("Retry-After")
-}
-
-/// The rate-limit decision taken for a request, so that a second pass over the chain (after an
-/// immediate attempt that had to wait) does not spend a second token.
-public enum RateLimitDecisionKey: RequestContextKey {
-    public typealias Value = RateLimitDecision
 }
 
 /// The budget of requests refused before authentication, per client address (the forwarded one

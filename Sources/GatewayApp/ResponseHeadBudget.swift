@@ -20,14 +20,8 @@ public struct ResponseHeadBudgetMiddleware: HTTPMiddleware {
         self.maxHeadBytes = maxHeadBytes
     }
 
-    public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
         var response = await next.respond(to: request, context: context)
-        fitHead(of: &response)
-        return response
-    }
-
-    public func handleImmediately(_ request: HTTPRequest, context: inout RequestContext, next: any HTTPResponder) -> HTTPResponse? {
-        guard var response = next.respondImmediately(to: request, context: &context) else { return nil }
         fitHead(of: &response)
         return response
     }

@@ -44,16 +44,15 @@ public struct CacheStoreStatistics: Sendable, Hashable {
 /// past its `staleUntil` and that `store` replaces any previous entry under the key. A shared store
 /// (e.g. Redis) would translate `staleUntil` into a TTL relative to its own clock and keep `storedAt`
 /// and `freshUntil` as offsets in the stored record.
+///
+/// `lookup` runs on its caller's executor, so an in-process store answers a cache hit without
+/// suspending or leaving the caller's thread (the event loop); a shared store suspends for its
+/// round trip.
 public protocol CacheStore: Sendable {
-    func lookup(_ key: String) async -> CachedEntry?
+    nonisolated(nonsending) func lookup(_ key: String) async -> CachedEntry?
     func store(_ key: String, entry: CachedEntry) async
     func remove(_ key: String) async
     func statistics() async -> CacheStoreStatistics
-
-    /// The entry under `key` if the store can tell without suspending and the entry is fresh at
-    /// `now` (`now < freshUntil`); else nil, leaving the entry and the statistics alone, so that a
-    /// `lookup` that follows counts the request once. The fast path of cache hits.
-    func lookupImmediately(_ key: String, freshAt now: UInt64) -> CachedEntry?
 
     /// Called by `ResponseCache` right before it loads `key` (after its own coalescing, so once per
     /// process and key at a time). A store shared by several processes may have another process load
@@ -83,9 +82,6 @@ public struct SharedLoadLock: Sendable, Hashable {
 }
 
 extension CacheStore {
-    /// A store that has to wait for its answers (one shared over the network) has no immediate hits.
-    public func lookupImmediately(_ key: String, freshAt now: UInt64) -> CachedEntry? { nil }
-
     /// A store of one process has no one to coordinate with.
     public func beginLoad(_ key: String) async -> LoadPermit { .load(lock: nil) }
 

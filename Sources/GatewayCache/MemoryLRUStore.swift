@@ -53,17 +53,6 @@ public final class MemoryLRUStore: CacheStore {
         }
     }
 
-    /// A fresh entry under `key`, made the most recently used and counted as a hit; nothing is
-    /// counted or dropped otherwise (the `lookup` that follows does that).
-    public func lookupImmediately(_ key: String, freshAt now: UInt64) -> CachedEntry? {
-        state.withLock { list in
-            guard let slot = list.slotByKey[key], now < list.nodes[slot].entry.freshUntil else { return nil }
-            list.moveToFront(slot)
-            list.statistics.hits += 1
-            return list.nodes[slot].entry
-        }
-    }
-
     /// Stores `entry` as the most recently used, replacing any entry under `key`, then evicts least recently
     /// used entries until the budget holds. An entry whose cost alone exceeds `maxBytes`, or that is
     /// already past `staleUntil`, is not stored (and the entry it would have replaced is removed).

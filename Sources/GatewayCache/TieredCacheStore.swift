@@ -150,13 +150,11 @@ public final class TieredCacheStore: CacheStore {
 
     // MARK: CacheStore
 
-    public func lookup(_ key: String) async -> CachedEntry? {
+    /// An L1 hit is answered on the caller's thread without suspending; only an L1 miss waits for
+    /// Redis.
+    public nonisolated(nonsending) func lookup(_ key: String) async -> CachedEntry? {
         if let entry = l1.lookup(key) { return entry }
         return await readShared(key)
-    }
-
-    public func lookupImmediately(_ key: String, freshAt now: UInt64) -> CachedEntry? {
-        l1.lookupImmediately(key, freshAt: now)
     }
 
     public func store(_ key: String, entry: CachedEntry) async {

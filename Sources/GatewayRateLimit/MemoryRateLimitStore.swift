@@ -60,11 +60,6 @@ public final class MemoryRateLimitStore: RateLimitStore {
             policy: policy, cost: cost, allowed: allowed, baseOffsetNanoseconds: base - instant, afterOffsetNanoseconds: after - instant)
     }
 
-    /// The table is in memory: every decision is immediate.
-    public func acquireImmediately(key: String, policy: RateLimitPolicy, cost: Int) -> RateLimitDecision? {
-        acquire(key: key, policy: policy, cost: cost)
-    }
-
     /// Keys currently held (tests check the sweep through this).
     var trackedKeyCount: Int { state.withLock { $0.arrivals.count } }
 

@@ -118,19 +118,17 @@ public struct RateLimitDecision: Sendable, Hashable {
 }
 
 /// Where buckets live. One `acquire` is atomic per key: concurrent callers never both take the last token.
+///
+/// `acquire` runs on its caller's executor: a store that decides in memory answers without
+/// suspending (a request refused or admitted on the event loop stays there), one shared over the
+/// network suspends for its round trip.
 public protocol RateLimitStore: Sendable {
-    func acquire(key: String, policy: RateLimitPolicy, cost: Int) async -> RateLimitDecision
-
-    /// `acquire` without suspending, for stores that can decide at once (in memory); nil from a
-    /// store that has to wait for its answer (a shared one, over the network), having taken nothing.
-    func acquireImmediately(key: String, policy: RateLimitPolicy, cost: Int) -> RateLimitDecision?
+    nonisolated(nonsending) func acquire(key: String, policy: RateLimitPolicy, cost: Int) async -> RateLimitDecision
 }
 
 extension RateLimitStore {
-    public func acquireImmediately(key: String, policy: RateLimitPolicy, cost: Int) -> RateLimitDecision? { nil }
-
     /// One request of cost 1.
-    public func acquire(key: String, policy: RateLimitPolicy) async -> RateLimitDecision {
+    public nonisolated(nonsending) func acquire(key: String, policy: RateLimitPolicy) async -> RateLimitDecision {
         await acquire(key: key, policy: policy, cost: 1)
     }
 }

@@ -49,7 +49,7 @@ public final class SharedRateLimitStore: RateLimitStore {
         self.onFallback = onFallback
     }
 
-    public func acquire(key: String, policy: RateLimitPolicy, cost: Int) async -> RateLimitDecision {
+    public nonisolated(nonsending) func acquire(key: String, policy: RateLimitPolicy, cost: Int) async -> RateLimitDecision {
         // With the breaker open and no connection, the client refuses at once: no wait here.
         do {
             let reply = try await Self.script.run(
@@ -63,15 +63,6 @@ public final class SharedRateLimitStore: RateLimitStore {
         } catch {
             // Falls back below.
         }
-        onFallback()
-        return fallback.acquire(key: key, policy: Self.share(of: policy, replicas: registry.replicaCount), cost: cost)
-    }
-
-    /// While Redis is known to be away (the breaker open and no connection), decide locally
-    /// without suspending. Once a connection is back, decisions go to Redis again, whose first
-    /// answer closes the breaker.
-    public func acquireImmediately(key: String, policy: RateLimitPolicy, cost: Int) -> RateLimitDecision? {
-        guard client.isBreakerOpen, client.mode == .disconnected else { return nil }
         onFallback()
         return fallback.acquire(key: key, policy: Self.share(of: policy, replicas: registry.replicaCount), cost: cost)
     }

@@ -49,10 +49,16 @@ final class Connection: IOEventHandler {
     private var readingPaused = false
     private var sentContinue = false
     private var requestsServed = 0
-    /// Set while `processInput` runs: a response written from inside it (answered immediately)
-    /// must not start a nested parse of the next request; the running loop picks it up.
+    /// Set while `processInput` runs: a response written from inside it (answered without
+    /// suspending) must not start a nested parse of the next request; the running loop picks it up.
     private var processingInput = false
     private var inFlightTask: Task<Void, Never>?
+    /// From dispatching a request until its response is handed back: still set when the request's
+    /// task returns control to `dispatch`, it means that task has suspended.
+    private var awaitingResponse = false
+    /// Set while the request's task is being created: a response handed back meanwhile was
+    /// produced without suspending, on this thread.
+    private var startingRequestTask = false
     private var interest: IOEvents = .readable
 
     private var deadline: UInt64 = 0
@@ -171,7 +177,7 @@ final class Connection: IOEventHandler {
         processingInput = true
         defer { processingInput = false }
         var fresh = fresh
-        // A response written immediately leaves the phase `.reading`: keep parsing pipelined
+        // A response written without suspending leaves the phase `.reading`: keep parsing pipelined
         // requests, but not while output waits for the socket (a peer that sends without reading
         // must not make the server queue responses without bound).
         while phase == .reading && !closeAfterWrite && pendingOutput.isEmpty {
@@ -261,25 +267,24 @@ final class Connection: IOEventHandler {
         clearDeadline()
         let keepAlive = request.wantsKeepAlive && !owner.server.isDraining
         if !keepAlive { closeAfterWrite = true }
-        var context = RequestContext(
+        let context = RequestContext(
             remoteAddress: remoteAddress,
             connectionID: id,
             receivedAtNanoseconds: monotonicNanoseconds()
         )
         let isHEAD = request.method == .head
         let version = request.version
-        // Answers that need no waiting (cache hits, rejections) are written right here: no task,
-        // no executor hop, no queued job.
-        if let response = responder.respondImmediately(to: request, context: &context) {
-            finishResponding(response, forHEAD: isHEAD, version: version, keepAlive: keepAlive)
-            return
-        }
         let responder = self.responder
         let this = LoopBound(self, loop: loop)
-        inFlightTask = Task(executorPreference: loop) { [context] in
+        // An immediate task runs right here, on the loop thread, until it first has to wait: an
+        // answer that needs no waiting (a cache hit, a rejection) is written before the task's
+        // creation returns, with nothing enqueued (see `HTTPResponder`).
+        awaitingResponse = true
+        startingRequestTask = true
+        let task = Task.immediate(executorPreference: loop) {
             let response = await responder.respond(to: request, context: context)
-            // The task prefers the loop, so it is normally back on it here: finish without queueing
-            // (and without allocating a closure).
+            // The task prefers the loop, so it is normally on it here: finish without queueing (and
+            // without allocating a closure).
             if this.loop.inEventLoop {
                 this.value.finishResponding(response, forHEAD: isHEAD, version: version, keepAlive: keepAlive)
             } else {
@@ -288,11 +293,19 @@ final class Connection: IOEventHandler {
                 }
             }
         }
+        startingRequestTask = false
+        if awaitingResponse { inFlightTask = task }
     }
 
     private func finishResponding(_ response: HTTPResponse, forHEAD: Bool, version: HTTPVersion, keepAlive: Bool) {
         inFlightTask = nil
+        awaitingResponse = false
         guard phase == .responding else { return }
+        if startingRequestTask {
+            owner.server.counters.answeredWithoutSuspending.add(1, ordering: .relaxed)
+        } else {
+            owner.server.counters.answeredAfterSuspending.add(1, ordering: .relaxed)
+        }
         requestsServed += 1
         if owner.server.isDraining { closeAfterWrite = true }
         send(response, forHEAD: forHEAD, version: version, keepAlive: keepAlive && !closeAfterWrite)

@@ -27,6 +27,8 @@ public final class ServerCounters: Sendable {
     let malformed = Atomic<Int>(0)
     let timeouts = Atomic<Int>(0)
     let acceptErrors = Atomic<Int>(0)
+    let answeredWithoutSuspending = Atomic<Int>(0)
+    let answeredAfterSuspending = Atomic<Int>(0)
 
     public var openConnections: Int { open.load(ordering: .relaxed) }
     public var acceptedConnections: Int { accepted.load(ordering: .relaxed) }
@@ -36,6 +38,11 @@ public final class ServerCounters: Sendable {
     public var timedOutConnections: Int { timeouts.load(ordering: .relaxed) }
     /// Accept failures such as EMFILE, after which accepting pauses briefly.
     public var acceptFailures: Int { acceptErrors.load(ordering: .relaxed) }
+    /// Requests whose response was ready before their task's creation returned: answered on the
+    /// loop thread, with no suspension and nothing enqueued (cache hits, rejections).
+    public var responsesWithoutSuspending: Int { answeredWithoutSuspending.load(ordering: .relaxed) }
+    /// Requests whose task suspended before answering (an upstream call, a shared store).
+    public var responsesAfterSuspending: Int { answeredAfterSuspending.load(ordering: .relaxed) }
 
     func recordMalformed() { malformed.add(1, ordering: .relaxed) }
     func recordTimeout() { timeouts.add(1, ordering: .relaxed) }

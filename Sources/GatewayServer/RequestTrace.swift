@@ -65,27 +65,13 @@ public struct RequestTraceMiddleware: HTTPMiddleware {
 
     private static let requestIDField = HTTPFieldName("X-Request-Id")
 
-    public func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
         var context = context
-        let trace = Self.assign(request, context: &context)
+        let trace = Self.trace(for: request)
+        context[RequestTraceKey.self] = trace
         var response = await next.respond(to: request, context: context)
         response.headers.replaceOrAdd(Self.requestIDField, value: trace.requestID)
         return response
-    }
-
-    public func handleImmediately(_ request: HTTPRequest, context: inout RequestContext, next: any HTTPResponder) -> HTTPResponse? {
-        let trace = Self.assign(request, context: &context)
-        guard var response = next.respondImmediately(to: request, context: &context) else { return nil }
-        response.headers.replaceOrAdd(Self.requestIDField, value: trace.requestID)
-        return response
-    }
-
-    /// The trace an earlier attempt at this request chose, else a new one.
-    private static func assign(_ request: HTTPRequest, context: inout RequestContext) -> RequestTrace {
-        if let chosen = context[RequestTraceKey.self] { return chosen }
-        let trace = trace(for: request)
-        context[RequestTraceKey.self] = trace
-        return trace
     }
 
     static func trace(for request: HTTPRequest) -> RequestTrace {

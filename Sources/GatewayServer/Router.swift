@@ -10,17 +10,15 @@ public import GatewayHTTP
 ///   §15.6.2 keeps 501 for methods the server does not recognise, so TRACE, CONNECT and QUERY on a
 ///   path that exists are `405` too.
 public struct Router: HTTPResponder {
-    public typealias Handler = @Sendable (HTTPRequest, RequestContext) async -> HTTPResponse
-    /// A route's answer when it has one without waiting (see `HTTPResponder.respondImmediately`),
-    /// else nil, with anything it decided recorded in the context.
-    public typealias ImmediateHandler = @Sendable (HTTPRequest, inout RequestContext) -> HTTPResponse?
+    /// Runs on the caller's executor (see `HTTPResponder`): a handler that answers without waiting
+    /// answers on the loop thread.
+    public typealias Handler = nonisolated(nonsending) @Sendable (HTTPRequest, RequestContext) async -> HTTPResponse
 
     private struct Route: Sendable {
         let method: HTTPMethod
         let template: String
         let segments: [Segment]
         let handler: Handler
-        let immediateHandler: ImmediateHandler?
         /// For a template without parameters, the one path in canonical form (see `PathShape`)
         /// it matches: `/a/b`, or `/` for no segments.
         let literalPath: String?
@@ -60,19 +58,12 @@ public struct Router: HTTPResponder {
     }
 
     private var routes: [Route] = []
-    /// Replaces the default `404` (which is answered immediately) when set.
+    /// Replaces the default `404` when set.
     private var notFound: Handler?
 
     public init() {}
 
-    /// - Parameter immediate: answers the requests it can without waiting; the others, and every
-    ///   request when it is nil, go to `handler`.
-    public mutating func add(
-        _ method: HTTPMethod,
-        _ template: String,
-        immediate: ImmediateHandler? = nil,
-        handler: @escaping Handler
-    ) {
+    public mutating func add(_ method: HTTPMethod, _ template: String, handler: @escaping Handler) {
         let parts = Router.split(template)
         let segments = parts.map { segment -> Segment in
             if segment.hasPrefix("{") && segment.hasSuffix("}") && segment.count > 2 {
@@ -83,14 +74,11 @@ public struct Router: HTTPResponder {
         let hasParameters = segments.contains { if case .parameter = $0 { true } else { false } }
         let literalPath = hasParameters ? nil : "/" + parts.joined(separator: "/")
         routes.append(Route(
-            method: method, template: template, segments: segments, handler: handler, immediateHandler: immediate,
-            literalPath: literalPath
+            method: method, template: template, segments: segments, handler: handler, literalPath: literalPath
         ))
     }
 
-    public mutating func get(_ template: String, immediate: ImmediateHandler? = nil, handler: @escaping Handler) {
-        add(.get, template, immediate: immediate, handler: handler)
-    }
+    public mutating func get(_ template: String, handler: @escaping Handler) { add(.get, template, handler: handler) }
     public mutating func post(_ template: String, handler: @escaping Handler) { add(.post, template, handler: handler) }
 
     /// Replaces the answer for paths no route matches.
@@ -110,22 +98,13 @@ public struct Router: HTTPResponder {
         return (route.template, parameters)
     }
 
-    public func respond(to request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+    public nonisolated(nonsending) func respond(to request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
         var context = context
         switch route(request, context: &context) {
         case .answered(let response):
             return response
-        case .handler(let handler, _):
+        case .handler(let handler):
             return await handler(request, context)
-        }
-    }
-
-    public func respondImmediately(to request: HTTPRequest, context: inout RequestContext) -> HTTPResponse? {
-        switch route(request, context: &context) {
-        case .answered(let response):
-            return response
-        case .handler(_, let immediate):
-            return immediate?(request, &context)
         }
     }
 
@@ -134,7 +113,7 @@ public struct Router: HTTPResponder {
         case answered(HTTPResponse)
         /// The matched route's handlers (path parameters and template are in the context) or the
         /// custom not-found handler.
-        case handler(Handler, immediate: ImmediateHandler?)
+        case handler(Handler)
     }
 
     private func route(_ request: HTTPRequest, context: inout RequestContext) -> Routing {
@@ -142,7 +121,7 @@ public struct Router: HTTPResponder {
         case .found(let route, let parameters):
             context.pathParameters = parameters
             context.routeTemplate = route.template
-            return .handler(route.handler, immediate: route.immediateHandler)
+            return .handler(route.handler)
         case .methodNotAllowed(let allowed):
             var response = HTTPResponse.defaultProblem(
                 status: Router.knownMethods.contains(request.method) ? .methodNotAllowed : .notImplemented,
@@ -156,7 +135,7 @@ public struct Router: HTTPResponder {
                 return .answered(HTTPResponse.defaultProblem(status: .notImplemented, detail: "\(request.method) is not implemented.",
                                                      requestID: context[RequestTraceKey.self]?.requestID))
             }
-            if let notFound { return .handler(notFound, immediate: nil) }
+            if let notFound { return .handler(notFound) }
             return .answered(HTTPResponse.defaultProblem(status: .notFound, detail: "No route for \(request.path).",
                                                  requestID: context[RequestTraceKey.self]?.requestID))
         }

@@ -412,54 +412,73 @@ final class ManualClock: Sendable {
     }
 }
 
-/// `listImmediately`: stored pages and invalid requests are answered at once, everything else is
-/// left to `list`, and the memo of recent query plans never outlives what a plan depends on.
-@Suite struct ImmediateListTests {
+/// `list`'s fast path: a stored fresh page, and an invalid request, are answered without
+/// suspending; the memo of recent query plans never outlives what a plan depends on.
+@Suite struct ListFastPathTests {
     let base = RenderedPageCacheTests()
 
-    func immediate(
-        _ service: ExecutionsService, _ query: String, client: GatewayClient = .anonymous, bypassCache: Bool = false
-    ) -> Result<ExecutionsAnswer, Problem>? {
-        let facts = bypassCache ? base.noCache : base.facts
-        return service.listImmediately(parseQueryItems(query), rawQuery: query, client: client, facts: facts)
+    final class Flag: Sendable {
+        let isSet = Atomic<Bool>(false)
     }
 
-    @Test func onlyAStoredFreshPageIsAnsweredImmediately() async throws {
+    /// The answer to `query`, and whether it was ready before `Task.immediate` returned: the
+    /// request never suspended.
+    func listed(
+        _ service: ExecutionsService, _ query: String, client: GatewayClient = .anonymous, bypassCache: Bool = false
+    ) async -> (outcome: Result<ExecutionsAnswer, Problem>, withoutSuspending: Bool) {
+        let facts = bypassCache ? base.noCache : base.facts
+        let answered = Flag()
+        let task = Task.immediate {
+            let outcome = await service.list(parseQueryItems(query), rawQuery: query, client: client, facts: facts)
+            answered.isSet.store(true, ordering: .relaxed)
+            return outcome
+        }
+        let withoutSuspending = answered.isSet.load(ordering: .relaxed)
+        return (await task.value, withoutSuspending)
+    }
+
+    @Test func aStoredFreshPageIsAnsweredWithoutSuspending() async throws {
         let (a, b) = base.providers()
         let service = base.service([a, b])
-        #expect(immediate(service, "limit=4") == nil)
-        let built = try await service.list([("limit", "4")], client: .anonymous, facts: base.facts).get()
-        let hit = try #require(try immediate(service, "limit=4")?.get())
+        let built = try await listed(service, "limit=4").outcome.get()
+        #expect(built.cache == .miss)
+        let (outcome, withoutSuspending) = await listed(service, "limit=4")
+        let hit = try outcome.get()
+        #expect(withoutSuspending)
         #expect(hit.cache == .hit)
         #expect(hit.entityTag == built.entityTag)
         #expect(hit.nextCursor == built.nextCursor)
         #expect(try base.document(hit)["data"] == base.document(built)["data"])
         // A query string spelled differently reaches the same page.
-        #expect(try immediate(service, "allowPartial=true&limit=4")?.get().cache == .hit)
-        #expect(immediate(service, "limit=4", bypassCache: true) == nil)
-        base.clock.advance(milliseconds: 5_000)
-        #expect(immediate(service, "limit=4") == nil)
+        #expect(try await listed(service, "allowPartial=true&limit=4").outcome.get().cache == .hit)
         #expect(a.listCalls == 1 && b.listCalls == 1)
-        // The immediate misses above were not counted: the `list` that follows each one counts it.
         #expect(service.pageCacheStatistics?.misses == 1)
         #expect(service.pageCacheStatistics?.hits == 2)
+        #expect(try await listed(service, "limit=4", bypassCache: true).outcome.get().cache != .hit)
+        base.clock.advance(milliseconds: 5_000)
+        #expect(try await listed(service, "limit=4").outcome.get().cache == .miss)
+        #expect(service.pageCacheStatistics?.misses == 2)
     }
 
-    @Test func invalidRequestsAreRefusedImmediately() throws {
+    @Test func invalidRequestsAreRefusedWithoutSuspending() async throws {
         let (a, b) = base.providers()
         let service = base.service([a, b])
-        guard case .failure(let problem)? = immediate(service, "limit=0") else {
+        let (invalid, invalidAtOnce) = await listed(service, "limit=0")
+        guard case .failure(let problem) = invalid else {
             Issue.record("limit=0 was not refused")
             return
         }
         #expect(problem.status == .badRequest)
-        guard case .failure(let forbidden)? = immediate(
+        #expect(invalidAtOnce)
+        let (refused, refusedAtOnce) = await listed(
             service, "provider=b", client: GatewayClient(id: "web", allowedProviders: ["a"], upstreamCredentials: [:])
-        ) else {
+        )
+        guard case .failure(let forbidden) = refused else {
             Issue.record("a forbidden provider was not refused")
             return
         }
         #expect(forbidden.status == .forbidden)
+        #expect(refusedAtOnce)
     }
 
     /// The memo is keyed by the whole client: a client reloaded with fewer providers, or with its
@@ -468,19 +487,19 @@ final class ManualClock: Sendable {
         let (a, b) = base.providers()
         let service = base.service([a, b])
         let before = GatewayClient(id: "web", allowedProviders: nil, upstreamCredentials: [:])
-        _ = try await service.list([], client: before, facts: base.facts).get()
-        #expect(try immediate(service, "", client: before)?.get().cache == .hit)
+        _ = try await listed(service, "", client: before).outcome.get()
+        #expect(try await listed(service, "", client: before).outcome.get().cache == .hit)
 
         let narrowed = GatewayClient(id: "web", allowedProviders: ["a"], upstreamCredentials: [:])
-        #expect(immediate(service, "", client: narrowed) == nil)
-        guard case .failure(let forbidden)? = immediate(service, "provider=b", client: narrowed) else {
+        #expect(try await listed(service, "", client: narrowed).outcome.get().cache == .miss)
+        guard case .failure(let forbidden) = await listed(service, "provider=b", client: narrowed).outcome else {
             Issue.record("the narrowed client was allowed provider b")
             return
         }
         #expect(forbidden.status == .forbidden)
 
         let ownCredential = GatewayClient(id: "web", allowedProviders: nil, upstreamCredentials: ["a": UpstreamCredential(secret: "web-own-key")])
-        #expect(immediate(service, "", client: ownCredential) == nil)
+        #expect(try await listed(service, "", client: ownCredential).outcome.get().cache == .miss)
     }
 
     @Test func theMemoStaysBounded() {
@@ -503,12 +522,12 @@ final class ManualClock: Sendable {
 
     // MARK: - Prepared hit answers
 
-    @Test func repeatedImmediateHitsHandOutOneRenderingOfTheStoredPage() async throws {
+    @Test func repeatedHitsHandOutOneRenderingOfTheStoredPage() async throws {
         let (a, b) = base.providers()
         let service = base.service([a, b])
         _ = try await service.list([("limit", "4")], client: .anonymous, facts: base.facts).get()
-        let first = try #require(try immediate(service, "limit=4")?.get())
-        let second = try #require(try immediate(service, "limit=4")?.get())
+        let first = try await listed(service, "limit=4").outcome.get()
+        let second = try await listed(service, "limit=4").outcome.get()
         #expect(PreparedHits.sameStorage(first.body, second.body))
         let shared = try #require(first.sharedResponse)
         #expect(second.sharedResponse === shared)
@@ -519,15 +538,15 @@ final class ManualClock: Sendable {
         let (a, b) = base.providers()
         let service = base.service([a, b])
         let built = try await service.list([("limit", "4")], client: .anonymous, facts: base.facts).get()
-        let before = try #require(try immediate(service, "limit=4")?.get())
+        let before = try await listed(service, "limit=4").outcome.get()
         #expect(try base.document(before)["data"] == base.document(built)["data"])
 
         // The page expires; the rebuilt one (a newer execution first) replaces it in the store.
         b.insert(makeExecution(provider: "b", id: "b9", second: 99, status: .succeeded))
         base.clock.advance(milliseconds: 5_000)
-        #expect(immediate(service, "limit=4") == nil)
-        let rebuilt = try await service.list([("limit", "4")], client: .anonymous, facts: base.facts).get()
-        let after = try #require(try immediate(service, "limit=4")?.get())
+        let rebuilt = try await listed(service, "limit=4").outcome.get()
+        #expect(rebuilt.cache == .miss)
+        let after = try await listed(service, "limit=4").outcome.get()
         #expect(try base.document(after)["data"] == base.document(rebuilt)["data"])
         #expect(try base.document(after)["data"]?.arrayValue?.first?["providerExecutionId"]?.stringValue == "b9")
         #expect(after.sharedResponse !== before.sharedResponse)

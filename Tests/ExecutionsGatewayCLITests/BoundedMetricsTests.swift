@@ -7,7 +7,7 @@ import Testing
 @Suite struct BoundedMetricsTests {
     /// `serve` with an API-key client and providers nobody calls (every request here is refused
     /// before reaching them), on an ephemeral port read back from its `listening` line.
-    static func startServe(in directory: URL) throws -> (process: Process, port: Int) {
+    static func startServe(in directory: URL) throws -> (process: ChildProcess, port: Int) {
         let config = directory.appendingPathComponent("gateway.yaml")
         try """
         server: {host: 127.0.0.1, port: 0, workers: 1}

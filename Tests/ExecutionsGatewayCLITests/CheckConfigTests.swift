@@ -27,17 +27,11 @@ enum GatewayBinary {
 
     /// Starts the binary and returns once its standard output has printed `marker` (or ended),
     /// with what it printed; standard output is not read after that. Blocks: call it off the pool.
-    static func start(_ arguments: [String], printingUntil marker: String) throws -> (process: Process, printed: String) {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try launch(process)
+    static func start(_ arguments: [String], printingUntil marker: String) throws -> (process: ChildProcess, printed: String) {
+        let process = try ChildProcess(executable.path, arguments, standardOutput: .capture)
         var printed = ""
         while !printed.contains(marker) {
-            let chunk = output.fileHandleForReading.availableData
+            let chunk = process.readStandardOutput()
             if chunk.isEmpty { break }   // the process ended without printing it
             printed += String(decoding: chunk, as: UTF8.self)
         }
@@ -50,21 +44,13 @@ enum GatewayBinary {
     }
 
     static func runBlocking(_ arguments: [String], environment: [String: String]) throws -> Result {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
         var merged = ProcessInfo.processInfo.environment
         merged.removeValue(forKey: "GATEWAY_CONFIG")
         merged.removeValue(forKey: "FIXTURE_SURELY_UNSET_VARIABLE_4711")
         for (key, value) in environment { merged[key] = value }
-        process.environment = merged
-        let output = Pipe()
-        let error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        try launch(process)
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = error.fileHandleForReading.readDataToEndOfFile()
+        let process = try ChildProcess(executable.path, arguments, environment: merged, standardOutput: .capture, standardError: .capture)
+        let outputData = process.readStandardOutputToEnd()
+        let errorData = process.readStandardErrorToEnd()
         process.waitUntilExit()
         return Result(
             status: process.terminationStatus,

@@ -19,11 +19,7 @@ import Testing
           - {name: kaizen, type: kaizen, baseURL: "http://127.0.0.1:9", credential: unused-credential}
         """.write(to: config, atomically: true, encoding: .utf8)
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", #"exec "$0" serve --config "$1" >&-"#, GatewayBinary.executable.path, config.path]
-        process.standardError = FileHandle.nullDevice
-        try launch(process)
+        let process = try ChildProcess("/bin/sh", ["-c", #"exec "$0" serve --config "$1" >&-"#, GatewayBinary.executable.path, config.path])
         defer {
             kill(process.processIdentifier, SIGTERM)
             process.waitUntilExit()

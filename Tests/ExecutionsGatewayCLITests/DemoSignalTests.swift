@@ -5,7 +5,7 @@ import Testing
 /// The demo answers SIGTERM with a graceful drain and exit 0 from the moment it says it is running.
 @Suite struct DemoSignalTests {
     /// Starts the demo on an ephemeral port and returns once its instructions name the address.
-    static func startDemo() throws -> (process: Process, address: String) {
+    static func startDemo() throws -> (process: ChildProcess, address: String) {
         let (process, printed) = try GatewayBinary.start(["demo", "--port", "0", "--log-level", "warning"], printingUntil: "Press Ctrl-C")
         let address = printed.split(separator: " ").first { $0.hasPrefix("http://127.0.0.1:") }.map(String.init) ?? ""
         return (process, address)
@@ -17,7 +17,7 @@ import Testing
             let (process, address) = try Self.startDemo()
             kill(process.processIdentifier, SIGTERM)
             process.waitUntilExit()
-            return (address, process.terminationReason == .exit, process.terminationStatus)
+            return (address, process.exitedNormally, process.terminationStatus)
         }
         #expect(!address.isEmpty, "the demo announced where it listens")
         #expect(exited)

@@ -13,16 +13,11 @@ import Testing
     /// A running child process whose standard output is read line by line.
     final class Child: @unchecked Sendable {
         // @unchecked: `buffered` is used only by the one test thread that reads.
-        let process = Process()
-        private let output = Pipe()
+        let process: ChildProcess
         private var buffered = ""
 
         init(_ executable: URL, _ arguments: [String]) throws {
-            process.executableURL = executable
-            process.arguments = arguments
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            try launch(process)
+            process = try ChildProcess(executable.path, arguments, standardOutput: .capture)
         }
 
         /// Reads until a line satisfies `match` and returns it; nil when the process ends first.
@@ -34,7 +29,7 @@ import Testing
                     if match(line) { return line }
                     continue
                 }
-                let chunk = output.fileHandleForReading.availableData
+                let chunk = process.readStandardOutput()
                 if chunk.isEmpty { return nil }
                 buffered += String(decoding: chunk, as: UTF8.self)
             }

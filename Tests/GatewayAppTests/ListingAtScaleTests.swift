@@ -7,12 +7,18 @@ import Testing
 /// `scripts/bench-scale`, which runs the full size): a Kaizen organisation whose one list answer
 /// is over 16 MiB, and Kapso workflows that each page used to read again.
 @Suite struct ListingAtScaleTests {
+    /// No refresh may become due during the walk, and no deadline may end the one read: a debug
+    /// build reading 23 MB while every other suite runs can take tens of seconds.
+    static func patientOnALoadedMachine(_ configuration: inout GatewayConfiguration) {
+        configuration.cache.listTTL = .seconds(600)
+        configuration.server.requestTimeout = .seconds(600)
+        for index in configuration.providers.indices { configuration.providers[index].timeout = .seconds(600) }
+    }
+
     @Test func aKaizenListLargerThanSixteenMebibytesServesEveryPageFromOneRead() async throws {
         var simulatorConfiguration = SimulatorConfiguration(seed: 5, executionsPerOrganization: 20, workflowsPerOrganization: 8)
         simulatorConfiguration.executionsPerOrganization[.kaizen] = 20_000
-        // One read for the walk is the point: no refresh may become due while a debug build on a
-        // loaded machine reads 23 MB.
-        let harness = try await GatewayHarness(simulatorConfiguration: simulatorConfiguration) { $0.cache.listTTL = .seconds(600) }
+        let harness = try await GatewayHarness(simulatorConfiguration: simulatorConfiguration, adjust: Self.patientOnALoadedMachine)
         defer { Task { await harness.stop() } }
 
         let first = try await harness.get("/executions?provider=kaizen&limit=100")
@@ -39,7 +45,7 @@ import Testing
     @Test func aKapsoOrganisationIsReadOnceAcrossAWalkNotOncePerPage() async throws {
         var simulatorConfiguration = SimulatorConfiguration(seed: 6, executionsPerOrganization: 20, workflowsPerOrganization: 60)
         simulatorConfiguration.executionsPerOrganization[.kapso] = 1_800
-        let harness = try await GatewayHarness(simulatorConfiguration: simulatorConfiguration) { $0.cache.listTTL = .seconds(600) }
+        let harness = try await GatewayHarness(simulatorConfiguration: simulatorConfiguration, adjust: Self.patientOnALoadedMachine)
         defer { Task { await harness.stop() } }
 
         let ids = try await harness.walk("/executions?provider=kapso&limit=100")

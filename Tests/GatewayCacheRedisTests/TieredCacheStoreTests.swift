@@ -115,7 +115,7 @@ struct TieredCacheStoreTests {
         #expect(await reader.store.lookup("big")?.value == bytes(large))
         #expect(reader.shared.l2Hits == 2)
         // Filled into L1: an immediate hit now, with no further L2 read.
-        #expect(reader.store.lookupImmediately("k", freshAt: monotonicNanoseconds())?.value == bytes("value"))
+        #expect(reader.store.l1.lookup("k")?.value == bytes("value"))
         _ = await reader.store.lookup("k")
         #expect(reader.shared.l2Hits == 2)
 
@@ -180,23 +180,23 @@ struct TieredCacheStoreTests {
 
         await first.store.store("k", entry: entry("v1"))
         #expect(await second.store.lookup("k")?.value == bytes("v1"))
-        #expect(second.store.lookupImmediately("k", freshAt: monotonicNanoseconds())?.value == bytes("v1"))
+        #expect(second.store.l1.lookup("k")?.value == bytes("v1"))
 
         await first.store.store("k", entry: entry("v2"))
-        #expect(await waitUntil { second.store.lookupImmediately("k", freshAt: monotonicNanoseconds()) == nil })
+        #expect(await waitUntil { second.store.l1.lookup("k") == nil })
         #expect(await second.store.lookup("k")?.value == bytes("v2"))
         #expect(second.shared.invalidationReports >= 1)
 
         // The writer's own reports (two writes) arrive and leave its L1 entry alone.
         #expect(await waitUntil { first.shared.ownWriteReports == 2 })
-        #expect(first.store.lookupImmediately("k", freshAt: monotonicNanoseconds())?.value == bytes("v2"))
+        #expect(first.store.l1.lookup("k")?.value == bytes("v2"))
         #expect(first.shared.invalidationReports == 0)
 
         // A delete by anyone (here: straight in Redis) drops both copies.
         _ = try await first.client.send(["DEL", "t:c:k"])
         #expect(await waitUntil {
-            first.store.lookupImmediately("k", freshAt: monotonicNanoseconds()) == nil
-                && second.store.lookupImmediately("k", freshAt: monotonicNanoseconds()) == nil
+            first.store.l1.lookup("k") == nil
+                && second.store.l1.lookup("k") == nil
         })
         await first.shutdown()
         await second.shutdown()
@@ -299,13 +299,13 @@ struct TieredCacheStoreTests {
         #expect(await replica.waitUntilTracking())
         let flushesBefore = replica.shared.l1Flushes
         await replica.store.store("k", entry: entry("v"))
-        #expect(replica.store.lookupImmediately("k", freshAt: monotonicNanoseconds()) != nil)
+        #expect(replica.store.l1.lookup("k") != nil)
         #expect(try await replica.client.send(["CLIENT", "KILL", "TYPE", "pubsub"]) == .integer(1))
         #expect(await waitUntil { replica.shared.l1Flushes >= flushesBefore + 2 && replica.shared.invalidationConnected })
-        #expect(replica.store.lookupImmediately("k", freshAt: monotonicNanoseconds()) == nil)
+        #expect(replica.store.l1.lookup("k") == nil)
         // Still in L2, and kept in L1 again once read.
         #expect(await replica.store.lookup("k")?.value == bytes("v"))
-        #expect(replica.store.lookupImmediately("k", freshAt: monotonicNanoseconds())?.value == bytes("v"))
+        #expect(replica.store.l1.lookup("k")?.value == bytes("v"))
         await replica.shutdown()
         await server.kill()
     }

@@ -35,40 +35,6 @@ import Testing
         #expect(statistics.entries == 0 && statistics.bytesInUse == 0)
     }
 
-    @Test func immediateLookupsAnswerOnlyFreshEntriesAndCountOnlyHits() {
-        let clock = ManualClock(0)
-        let store = MemoryLRUStore(maxBytes: 10_000, now: clock.now)
-        store.store("k", entry: CachedEntry(value: bytes("v"), storedAt: 0, freshUntil: 500, staleUntil: 900))
-        store.store("other", entry: entry(bytes("o")))
-        #expect(store.lookupImmediately("k", freshAt: 499)?.value == bytes("v"))
-        #expect(store.keysByRecency().first == "k", "an immediate hit is a use")
-        // Stale (but still servable on error) or absent: nil, nothing counted, nothing dropped.
-        #expect(store.lookupImmediately("k", freshAt: 500) == nil)
-        #expect(store.lookupImmediately("missing", freshAt: 0) == nil)
-        #expect(store.lookupImmediately("k", freshAt: 950) == nil)
-        var statistics = store.statistics()
-        #expect(statistics.hits == 1 && statistics.misses == 0 && statistics.expirations == 0)
-        #expect(statistics.entries == 2)
-        clock.set(600)
-        #expect(store.lookup("k")?.value == bytes("v"))
-        statistics = store.statistics()
-        #expect(statistics.hits == 2)
-    }
-
-    @Test func storesThatMustWaitHaveNoImmediateHits() async {
-        struct Remote: CacheStore {
-            let local = MemoryLRUStore(maxBytes: 10_000)
-            func lookup(_ key: String) async -> CachedEntry? { local.lookup(key) }
-            func store(_ key: String, entry: CachedEntry) async { local.store(key, entry: entry) }
-            func remove(_ key: String) async { local.remove(key) }
-            func statistics() async -> CacheStoreStatistics { local.statistics() }
-        }
-        let remote = Remote()
-        await remote.store("k", entry: entry(bytes("v")))
-        #expect(remote.lookupImmediately("k", freshAt: 0) == nil)
-        #expect(await remote.lookup("k")?.value == bytes("v"))
-    }
-
     @Test func refusesToStoreAnEntryAlreadyPastItsWindow() {
         let clock = ManualClock(500)
         let store = MemoryLRUStore(maxBytes: 10_000, now: clock.now)

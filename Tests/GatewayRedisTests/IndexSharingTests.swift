@@ -19,7 +19,9 @@ struct IndexSharingTests {
     func leaseIsExclusiveAndFenced() async throws {
         let server = try await RedisServer.start()
         let replicas = try await ReplicaSet.make(count: 3, url: server.url(), prefix: "t:")
-        let sharings = replicas.harnesses.map { Self.sharing($0, lease: .milliseconds(300)) }
+        // Long leases: however slow the machine, the three attempts race for one lease; the lapse
+        // is made below by cutting the holder's lease short in Redis.
+        let sharings = replicas.harnesses.map { Self.sharing($0, lease: .seconds(60)) }
         let attempts = await withTaskGroup(of: LeaseAttempt.self) { group in
             for sharing in sharings { group.addTask { await sharing.acquireLease("kapso:abc") } }
             return await group.reduce(into: []) { $0.append($1) }
@@ -31,7 +33,9 @@ struct IndexSharingTests {
 
         // The holder stalls past its lease: another takes over with a larger token, and the
         // stalled holder can neither renew nor publish over its successor.
-        try await Task.sleep(for: .milliseconds(400))
+        #expect(await sharings[1].acquireLease("kapso:abc") == .heldByAnother)
+        #expect(try await replicas.harnesses[0].client.send(["PEXPIRE", "t:ix:kapso:abc:lease", "1"]) == .integer(1))
+        try await Task.sleep(for: .milliseconds(20))
         // The successor's lease is long: a loaded machine must not let it lapse within the test.
         let successor = Self.sharing(replicas.harnesses[1], lease: .seconds(60))
         guard case .acquired(let second) = await successor.acquireLease("kapso:abc") else {

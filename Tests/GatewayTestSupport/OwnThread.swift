@@ -18,12 +18,3 @@ public func onOwnThread<T: Sendable, Failure: Error>(
     }
     return try result.get()
 }
-
-private let launching = Mutex(())
-
-/// Starts `process`, one launch at a time in the whole test run: Foundation's `Process.run()`
-/// crashed (a bad copy inside it) when several threads launched at once. Only the launch is
-/// serialised; the processes then run, and are waited for, side by side.
-public func launch(_ process: Process) throws {
-    try launching.withLock { _ in try process.run() }
-}

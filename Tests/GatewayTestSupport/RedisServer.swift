@@ -42,7 +42,7 @@ public final class RedisServer: Sendable {
     public let password: String?
     public let directory: URL
     private let extraArguments: [String]
-    private let process = Mutex<Process?>(nil)
+    private let process = Mutex<ChildProcess?>(nil)
 
     /// Starts a server and returns once it accepts connections. `extraArguments` are added to the
     /// command line (`["--maxmemory", "10mb"]`).
@@ -85,16 +85,11 @@ public final class RedisServer: Sendable {
     public func start() async throws {
         guard let executable = Self.executablePath else { throw FixtureError.executableMissing }
         let logFile = directory.appendingPathComponent("redis.log").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = [
+        let process = try ChildProcess(executable, [
             "--port", "\(port)", "--bind", "127.0.0.1", "--protected-mode", "no", "--daemonize", "no",
             "--save", "", "--appendonly", "no", "--dir", directory.path, "--logfile", logFile,
             "--enable-debug-command", "local",
-        ] + (password.map { ["--requirepass", $0] } ?? []) + extraArguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try launch(process)
+        ] + (password.map { ["--requirepass", $0] } ?? []) + extraArguments)
         self.process.withLock { $0 = process }
         let port = port
         try await onOwnThread { () throws -> Void in
@@ -112,8 +107,7 @@ public final class RedisServer: Sendable {
     }
 
     /// Kills the server at once (SIGKILL: no goodbye to clients) and waits until it is gone.
-    /// There is no gentler stop: a child started from the test process inherits its signal mask,
-    /// in which SIGTERM is blocked, and the server keeps no data worth a clean shutdown.
+    /// The server keeps no data worth a clean shutdown.
     public func kill() async {
         guard let process = process.withLock({ process in defer { process = nil }; return process }) else { return }
         if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }

@@ -13,7 +13,7 @@ import Testing
         let directory: URL
         let port: Int
         let caPath: String
-        private let process: Process
+        private let process: ChildProcess
 
         init() throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString)")
@@ -52,18 +52,13 @@ import Testing
                 }
                 """
             try configuration.write(to: directory.appendingPathComponent("nginx.conf"), atomically: true, encoding: .utf8)
-            process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
-            process.arguments = ["-c", directory.appendingPathComponent("nginx.conf").path, "-p", path]
             // Never the test runner's own output: a server left running would hold its pipe open,
             // and the runner would wait for the end of that output forever.
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try launch(process)
+            process = try ChildProcess("/usr/sbin/nginx", ["-c", directory.appendingPathComponent("nginx.conf").path, "-p", path])
             do {
                 try waitUntilListening(port: port)
             } catch {
-                process.terminate()
+                process.send(SIGTERM)
                 throw error
             }
         }
@@ -75,7 +70,7 @@ import Testing
 
         /// Stops nginx; it is reaped, and its directory removed, on a thread of its own.
         func stop() {
-            process.terminate()
+            process.send(SIGTERM)
             Thread { [self] in
                 process.waitUntilExit()
                 try? FileManager.default.removeItem(at: directory)
@@ -88,13 +83,8 @@ import Testing
         }
 
         static func shell(_ script: String, in directory: String) throws {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-ec", script]
-            process.currentDirectoryURL = URL(fileURLWithPath: directory)
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try launch(process)
+            // The directory is the script's `$0`.
+            let process = try ChildProcess("/bin/sh", ["-ec", "cd \"$0\"\n" + script, directory])
             process.waitUntilExit()
             guard process.terminationStatus == 0 else { throw TLSSetupError.commandFailed(script) }
         }

@@ -24,14 +24,9 @@ import Testing
         }
         let script = Self.repositoryRoot.appendingPathComponent("scripts/validate-simulator-schemas.py").path
         return try await onOwnThread { () throws -> (Int32, String) in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", script, directory.path]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try launch(process)
-            let output = pipe.fileHandleForReading.readDataToEndOfFile()
+            let process = try ChildProcess(
+                "/usr/bin/env", ["python3", script, directory.path], standardOutput: .capture, standardError: .sameAsStandardOutput)
+            let output = process.readStandardOutputToEnd()
             process.waitUntilExit()
             return (process.terminationStatus, String(decoding: output, as: UTF8.self))
         }

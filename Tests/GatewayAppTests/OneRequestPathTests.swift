@@ -9,28 +9,23 @@ import Logging
 import Synchronization
 import Testing
 
-/// The gateway's middleware on the immediate path: the same answers as on the asynchronous one,
-/// and a request that starts immediately and then has to wait is still counted, limited, logged
-/// and traced once.
-@Suite struct ImmediatePathTests {
-    /// Counts what reaches the store; `answersImmediately: false` behaves like a shared store.
+/// The gateway's middleware on its one request path: what needs no waiting (a page-cache hit, a
+/// `401`, a `429`, a `404`) is answered on the event loop without suspending, and every answer,
+/// waiting or not, carries what each layer adds, spends one token and is logged once.
+@Suite struct OneRequestPathTests {
+    /// Counts what reaches the store; `suspends` makes it wait like a shared store does.
     final class CountingStore: RateLimitStore {
         let inner: MemoryRateLimitStore
-        let answersImmediately: Bool
+        let suspends: Bool
         let acquisitions = Atomic<Int>(0)
 
-        init(inner: MemoryRateLimitStore, answersImmediately: Bool) {
+        init(inner: MemoryRateLimitStore, suspends: Bool) {
             self.inner = inner
-            self.answersImmediately = answersImmediately
+            self.suspends = suspends
         }
 
-        func acquire(key: String, policy: RateLimitPolicy, cost: Int) async -> RateLimitDecision {
-            acquisitions.add(1, ordering: .relaxed)
-            return inner.acquire(key: key, policy: policy, cost: cost)
-        }
-
-        func acquireImmediately(key: String, policy: RateLimitPolicy, cost: Int) -> RateLimitDecision? {
-            guard answersImmediately else { return nil }
+        nonisolated(nonsending) func acquire(key: String, policy: RateLimitPolicy, cost: Int) async -> RateLimitDecision {
+            if suspends { await Task.yield() }
             acquisitions.add(1, ordering: .relaxed)
             return inner.acquire(key: key, policy: policy, cost: cost)
         }
@@ -48,17 +43,17 @@ import Testing
         let metrics: GatewayMetrics
         let logLines = LogLines()
 
-        init(storeAnswersImmediately: Bool = true, burst: Int = 3) throws {
+        init(storeSuspends: Bool = false, burst: Int = 3) throws {
             let clock = ManualClock()
-            store = CountingStore(inner: MemoryRateLimitStore(now: { clock.now }), answersImmediately: storeAnswersImmediately)
+            store = CountingStore(inner: MemoryRateLimitStore(now: { clock.now }), suspends: storeSuspends)
             metrics = GatewayMetrics()
             let lines = logLines
             let output = JSONLogHandler.LogOutput { bytes in lines.append(String(decoding: bytes, as: UTF8.self)) }
             let logger = Logger(label: "access") { JSONLogHandler(label: $0, output: output) }
             var router = Router()
-            router.get("/fast", immediate: { _, context in
+            router.get("/fast") { _, context in
                 HTTPResponse(status: .ok, text: "fast for \(context[GatewayClientKey.self]?.id ?? "nobody")")
-            }) { _, _ in HTTPResponse(status: .ok, text: "fast, late") }
+            }
             router.get("/slow") { _, context in
                 await Task.yield()
                 return HTTPResponse(status: .ok, text: "slow for \(context[GatewayClientKey.self]?.id ?? "nobody")")
@@ -81,15 +76,12 @@ import Testing
             ], responder: router)
         }
 
-        /// What the server does: the immediate attempt, then, if it had to wait, the asynchronous
-        /// pass with the context the attempt left.
-        func serve(_ path: String, key: String? = "web-key") async -> (response: HTTPResponse, immediate: Bool) {
+        func serve(_ path: String, key: String? = "web-key") async -> HTTPResponse {
             var headers: HTTPHeaders = [:]
             if let key { headers.add(name: "X-API-Key", value: key) }
             let request = HTTPRequest(method: .get, target: path, headers: headers)
-            var context = RequestContext(remoteAddress: "10.0.0.1", connectionID: 1, receivedAtNanoseconds: 1)
-            if let response = chain.respondImmediately(to: request, context: &context) { return (response, true) }
-            return (await chain.respond(to: request, context: context), false)
+            let context = RequestContext(remoteAddress: "10.0.0.1", connectionID: 1, receivedAtNanoseconds: 1)
+            return await chain.respond(to: request, context: context)
         }
 
         func requestsCounted(route: String, status: Int) -> Int? {
@@ -101,8 +93,7 @@ import Testing
 
     @Test func aRequestThatHasToWaitSpendsOneTokenAndIsLoggedAndCountedOnce() async throws {
         let harness = try Harness()
-        let (response, immediate) = await harness.serve("/slow")
-        #expect(!immediate)
+        let response = await harness.serve("/slow")
         #expect(String(decoding: response.body, as: UTF8.self) == "slow for web")
         #expect(harness.store.acquisitions.load(ordering: .relaxed) == 1)
         #expect(response.headers["RateLimit-Remaining"] == "2")
@@ -114,10 +105,9 @@ import Testing
         #expect(record["clientId"] == "web")
     }
 
-    @Test func immediateAnswersCarryEveryHeaderTheAsynchronousPathAdds() async throws {
+    @Test func answersWithoutWaitingCarryEveryHeaderAndAreLogged() async throws {
         let harness = try Harness()
-        let (fast, immediate) = await harness.serve("/fast")
-        #expect(immediate)
+        let fast = await harness.serve("/fast")
         #expect(String(decoding: fast.body, as: UTF8.self) == "fast for web")
         #expect(fast.headers["RateLimit-Limit"] == "3")
         #expect(fast.headers["RateLimit-Remaining"] == "2")
@@ -128,29 +118,78 @@ import Testing
         #expect(record["upstreamCalls"] == 0)
     }
 
-    @Test func refusalsAreImmediateAndTheSameAsBefore() async throws {
+    @Test func refusalsCarryTheirHeadersAndAreCounted() async throws {
         let harness = try Harness(burst: 1)
-        let (unauthenticated, immediateRefusal) = await harness.serve("/slow", key: "wrong")
-        #expect(immediateRefusal)
+        let unauthenticated = await harness.serve("/slow", key: "wrong")
         #expect(unauthenticated.status == .unauthorized)
         #expect(unauthenticated.headers["WWW-Authenticate"]?.hasPrefix("Bearer") == true)
         #expect(harness.requestsCounted(route: "/slow", status: 401) == 1)
 
-        #expect(await harness.serve("/slow").response.status == .ok)
-        let (limited, immediateLimit) = await harness.serve("/slow")
-        #expect(immediateLimit)
+        #expect(await harness.serve("/slow").status == .ok)
+        let limited = await harness.serve("/slow")
         #expect(limited.status == .tooManyRequests)
         #expect(limited.headers["Retry-After"] == "1")
         #expect(limited.headers["RateLimit-Remaining"] == "0")
         #expect(harness.store.acquisitions.load(ordering: .relaxed) == 2)
     }
 
-    @Test func aStoreThatMustWaitSendsRequestsDownTheAsynchronousPathWithoutSpendingTwice() async throws {
-        let harness = try Harness(storeAnswersImmediately: false)
-        let (response, immediate) = await harness.serve("/fast")
-        #expect(!immediate)
-        #expect(String(decoding: response.body, as: UTF8.self) == "fast, late")
+    @Test func aStoreThatSuspendsDecidesOnceAndTheAnswerCarriesItsHeaders() async throws {
+        let harness = try Harness(storeSuspends: true)
+        let response = await harness.serve("/fast")
+        #expect(String(decoding: response.body, as: UTF8.self) == "fast for web")
         #expect(harness.store.acquisitions.load(ordering: .relaxed) == 1)
         #expect(response.headers["RateLimit-Remaining"] == "2")
+    }
+
+    // MARK: - On the event loop, through the whole gateway
+
+    /// How the server answered `request`: whether it was ready before the request's task was
+    /// created (nothing suspended, nothing enqueued) and its status.
+    func served(
+        _ harness: GatewayHarness, _ target: String, key: String? = GatewayHarness.webKey
+    ) async throws -> (answer: GatewayHarness.Answer, withoutSuspending: Bool) {
+        let counters = harness.runtime.server.counters
+        let before = (counters.responsesWithoutSuspending, counters.responsesAfterSuspending)
+        let answer = try await harness.get(target, key: key)
+        let after = (counters.responsesWithoutSuspending, counters.responsesAfterSuspending)
+        #expect(after.0 - before.0 + after.1 - before.1 == 1, "one response for \(target)")
+        return (answer, after.0 == before.0 + 1)
+    }
+
+    @Test func cacheHitsAndRefusalsAreAnsweredOnTheLoopWithoutSuspending() async throws {
+        // Pages stay fresh however slow the machine: the second request must be a hit.
+        let harness = try await GatewayHarness { $0.cache.listTTL = .seconds(600) }
+        defer { Task { await harness.stop() } }
+
+        let built = try await served(harness, "/executions?limit=5")
+        #expect(built.answer.headers["Cache-Status"] == "ExecutionsGateway; fwd=miss")
+        #expect(!built.withoutSuspending, "a page built from the providers waits for them")
+
+        let hit = try await served(harness, "/executions?limit=5")
+        #expect(hit.answer.headers["Cache-Status"] == "ExecutionsGateway; hit")
+        #expect(hit.answer.body == built.answer.body || hit.answer.ids == built.answer.ids)
+        #expect(hit.withoutSuspending, "a page-cache hit")
+
+        let unauthenticated = try await served(harness, "/executions?limit=5", key: "not-a-key")
+        #expect(unauthenticated.answer.status == 401)
+        #expect(unauthenticated.withoutSuspending, "an authentication refusal")
+
+        let notFound = try await served(harness, "/nowhere")
+        #expect(notFound.answer.status == 404)
+        #expect(notFound.withoutSuspending, "a 404")
+
+        let invalid = try await served(harness, "/executions?limit=0")
+        #expect(invalid.answer.status == 400)
+        #expect(invalid.withoutSuspending, "an invalid query")
+
+        // `batch` may make 2 requests at once, then 1 a second: a few quick ones reach its limit.
+        var limited: (answer: GatewayHarness.Answer, withoutSuspending: Bool)?
+        for _ in 0..<20 where limited == nil {
+            let attempt = try await served(harness, "/nowhere", key: GatewayHarness.batchKey)
+            if attempt.answer.status == 429 { limited = attempt }
+        }
+        let refusal = try #require(limited)
+        #expect(refusal.answer.headers["Retry-After"] != nil)
+        #expect(refusal.withoutSuspending, "a rate-limit refusal")
     }
 }
