@@ -33,7 +33,7 @@ import Testing
         #expect(port > 0, "serve announced where it listens")
         if port > 0 { await Self.sendMadeUpMethodsThenCheckTheSeries(port: port) }
         await onOwnThread {
-            kill(process.processIdentifier, SIGTERM)
+            process.send(SIGTERM)
             process.waitUntilExit()
         }
     }

@@ -21,7 +21,7 @@ import Testing
 
         let process = try ChildProcess("/bin/sh", ["-c", #"exec "$0" serve --config "$1" >&-"#, GatewayBinary.executable.path, config.path])
         defer {
-            kill(process.processIdentifier, SIGTERM)
+            process.send(SIGTERM)
             process.waitUntilExit()
         }
         try await onOwnThread { () throws in try waitUntilListening(port: port) }

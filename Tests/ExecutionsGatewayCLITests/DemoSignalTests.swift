@@ -15,7 +15,7 @@ import Testing
     func sigtermRightAfterTheAnnouncementExitsCleanly(_ attempt: Int) async throws {
         let (address, exited, status) = try await onOwnThread { () throws -> (String, Bool, Int32) in
             let (process, address) = try Self.startDemo()
-            kill(process.processIdentifier, SIGTERM)
+            process.send(SIGTERM)
             process.waitUntilExit()
             return (address, process.exitedNormally, process.terminationStatus)
         }
@@ -30,7 +30,7 @@ import Testing
         let (printed, answers) = try await onOwnThread { () throws -> (String, [(String, TestResponse?)]) in
             let (process, printed) = try GatewayBinary.start(["demo", "--port", "0", "--log-level", "warning"], printingUntil: "Press Ctrl-C")
             defer {
-                kill(process.processIdentifier, SIGTERM)
+                process.send(SIGTERM)
                 process.waitUntilExit()
             }
             let urls = printed.split(separator: "\n").compactMap { line -> String? in
@@ -65,7 +65,7 @@ import Testing
         let (address, second) = try await onOwnThread { () throws -> (String, GatewayBinary.Result?) in
             let (first, address) = try Self.startDemo()
             defer {
-                kill(first.processIdentifier, SIGTERM)
+                first.send(SIGTERM)
                 first.waitUntilExit()
             }
             guard let port = address.split(separator: ":").last.map({ String($0) }) else { return (address, nil) }

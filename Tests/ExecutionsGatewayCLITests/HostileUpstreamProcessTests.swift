@@ -36,7 +36,7 @@ import Testing
         }
 
         func stop() {
-            if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+            process.send(SIGTERM)
             process.waitUntilExit()
         }
     }

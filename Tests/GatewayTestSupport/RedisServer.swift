@@ -69,10 +69,8 @@ public final class RedisServer: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     }
 
+    /// A server still running goes with its `ChildProcess`, which kills and reaps it.
     deinit {
-        if let process = process.withLock({ $0 }), process.isRunning {
-            Glibc.kill(process.processIdentifier, SIGKILL)
-        }
         try? FileManager.default.removeItem(at: directory)
     }
 
@@ -110,7 +108,7 @@ public final class RedisServer: Sendable {
     /// The server keeps no data worth a clean shutdown.
     public func kill() async {
         guard let process = process.withLock({ process in defer { process = nil }; return process }) else { return }
-        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+        process.send(SIGKILL)
         await onOwnThread { process.waitUntilExit() }
     }
 
