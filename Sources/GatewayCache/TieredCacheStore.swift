@@ -216,7 +216,7 @@ public final class TieredCacheStore: CacheStore {
                 reply = try await redis.send([
                     Array("SET".utf8), lockKey, token, Array("NX".utf8), Array("PX".utf8),
                     Self.milliseconds(settings.lockTTL.saturatingNanoseconds),
-                ])
+                ], waitPastDeadline: true)  // A lock set late is held: loading without it would load twice.
             } catch {
                 counters.failed(error)
                 return .load(lock: nil)

@@ -13,15 +13,20 @@ public enum RedisMode: String, Sendable, Equatable {
 ///
 /// - Commands from any task are pipelined on the connection; replies come back in order and
 ///   hiredis hands each to the callback of the command it answers.
-/// - Deadline: a command without a reply by its deadline fails with `RedisError.timeout`, and the
-///   connection is dropped and made again. Keeping it would leave every later command queued
-///   behind a reply that is late (Redis blocked, network stalled); the replies would still be
-///   matched correctly, hiredis keeps them in order, but the callers would all wait. The other
-///   commands in flight on the dropped connection fail with `connectionLost` (they may or may not
-///   have run).
+/// - Deadline: a command without a reply by its deadline fails with `RedisError.timeout`. Its reply
+///   may still come (hiredis keeps replies in order, so it is matched to the command and dropped),
+///   and the command may have run. A caller that must know the outcome (a rate-limit decision, a
+///   lock) sends with `waitPastDeadline` and keeps waiting for that reply instead: deciding without
+///   it could count a request twice or admit it twice.
+/// - Stall: a late reply is normal on a busy machine, but a connection that has not answered a
+///   command `stallTimeout` after its deadline is stuck (Redis blocked, network gone). It is dropped
+///   and made again; every command still in flight on it fails with `connectionLost` (they may or
+///   may not have run). Dropping at the first late reply instead would turn every burst of latency
+///   into a reconnect, and fail every decision in flight with it.
 /// - Reconnects by itself, with `RedisBackoff`. While it has no connection, commands wait for the
-///   next attempt (within their own deadline); after `breakerThreshold` failures in a row the
-///   breaker opens and they are refused at once (`unavailable`) until Redis answers again.
+///   next attempt (within their own deadline); after `breakerThreshold` connection failures in a
+///   row (failed connects, lost or stalled connections) the breaker opens and they are refused at
+///   once (`unavailable`) until Redis answers again.
 /// - `mode` and `onModeChange` report connected / disconnected.
 ///
 /// Call `shutdown()` when done: until then the client keeps its connection (and reconnects).
@@ -57,7 +62,12 @@ public final class RedisClient: @unchecked Sendable {
     private struct PendingCommand {
         /// Set while the command waits for a connection; nil once sent.
         var queuedArguments: [[UInt8]]?
-        let complete: (Result<RedisReply, RedisError>) -> Void
+        /// nil once the caller has been answered: a command past its deadline stays here, without a
+        /// caller, until its late reply comes (or its connection is dropped as stalled).
+        var complete: ((Result<RedisReply, RedisError>) -> Void)?
+        /// The caller keeps waiting past the deadline for the reply (`send(waitPastDeadline:)`).
+        var waitsPastDeadline = false
+        /// The deadline's timer, then (once it passed) the stall check's.
         var deadline: TimerID?
         var connection: ObjectIdentifier?
         /// Sent by the client itself while setting a connection up (no effect on the breaker).
@@ -149,7 +159,12 @@ public final class RedisClient: @unchecked Sendable {
 
     /// Sends one command (binary-safe arguments) and returns its reply; Redis's own error replies
     /// are `.error` replies, not thrown. `timeout` defaults to `configuration.commandTimeout`.
-    public func send(_ arguments: [[UInt8]], timeout: Duration? = nil) async throws(RedisError) -> RedisReply {
+    ///
+    /// - Parameter waitPastDeadline: for a command whose effect the caller must know. Past the
+    ///   deadline it still counts as late (the connection is watched for a stall), but the caller
+    ///   waits for the reply, and gets `connectionLost` only if the connection is dropped first
+    ///   (stalled, at most `configuration.stallTimeout` later, or lost).
+    public func send(_ arguments: [[UInt8]], timeout: Duration? = nil, waitPastDeadline: Bool = false) async throws(RedisError) -> RedisReply {
         guard !arguments.isEmpty else { throw .invalidCommand(reason: "no arguments") }
         guard Int32(exactly: arguments.count) != nil else { throw .invalidCommand(reason: "too many arguments") }
         if Task.isCancelled { throw .cancelled }
@@ -158,7 +173,9 @@ public final class RedisClient: @unchecked Sendable {
         let result: Result<RedisReply, RedisError> = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 loop.execute {
-                    self.submit(id: id, arguments: arguments, timeoutNanoseconds: timeoutNanoseconds) { continuation.resume(returning: $0) }
+                    self.submit(id: id, arguments: arguments, timeoutNanoseconds: timeoutNanoseconds, waitPastDeadline: waitPastDeadline) {
+                        continuation.resume(returning: $0)
+                    }
                 }
             }
         } onCancel: {
@@ -168,8 +185,8 @@ public final class RedisClient: @unchecked Sendable {
     }
 
     /// `send` with UTF-8 text arguments.
-    public func send(_ arguments: [String], timeout: Duration? = nil) async throws(RedisError) -> RedisReply {
-        try await send(arguments.map { Array($0.utf8) }, timeout: timeout)
+    public func send(_ arguments: [String], timeout: Duration? = nil, waitPastDeadline: Bool = false) async throws(RedisError) -> RedisReply {
+        try await send(arguments.map { Array($0.utf8) }, timeout: timeout, waitPastDeadline: waitPastDeadline)
     }
 
     /// Closes the connection, stops reconnecting and fails every waiting command with `.shutdown`.
@@ -186,12 +203,16 @@ public final class RedisClient: @unchecked Sendable {
 
     private var breakerOpen: Bool { consecutiveFailures >= configuration.breakerThreshold }
 
-    private func submit(id: UInt64, arguments: [[UInt8]], timeoutNanoseconds: UInt64, complete: @escaping (Result<RedisReply, RedisError>) -> Void) {
+    private func submit(
+        id: UInt64, arguments: [[UInt8]], timeoutNanoseconds: UInt64, waitPastDeadline: Bool,
+        complete: @escaping (Result<RedisReply, RedisError>) -> Void
+    ) {
         switch state {
         case .stopped:
             complete(.failure(.shutdown))
         case .connected(let connection):
             var command = PendingCommand(complete: complete, connection: ObjectIdentifier(connection))
+            command.waitsPastDeadline = waitPastDeadline
             command.deadline = scheduleDeadline(id, timeoutNanoseconds)
             pending[id] = command
             if !connection.send(arguments, id: id) {
@@ -203,6 +224,7 @@ public final class RedisClient: @unchecked Sendable {
                 return
             }
             var command = PendingCommand(queuedArguments: arguments, complete: complete)
+            command.waitsPastDeadline = waitPastDeadline
             command.deadline = scheduleDeadline(id, timeoutNanoseconds)
             pending[id] = command
             queued.append(id)
@@ -216,7 +238,7 @@ public final class RedisClient: @unchecked Sendable {
     private func finish(_ id: UInt64, _ result: Result<RedisReply, RedisError>) {
         guard let command = pending.removeValue(forKey: id) else { return }
         if let deadline = command.deadline { loop.cancelTimer(deadline) }
-        command.complete(result)
+        command.complete?(result)
     }
 
     private func cancel(_ id: UInt64) {
@@ -227,15 +249,32 @@ public final class RedisClient: @unchecked Sendable {
     }
 
     private func commandExpired(_ id: UInt64) {
-        guard let command = pending.removeValue(forKey: id) else { return }
+        guard var command = pending[id] else { return }
         if command.queuedArguments != nil {
+            // Never sent: nothing ran, and no connection is to blame.
+            pending[id] = nil
             queued.removeAll { $0 == id }
-            command.complete(.failure(.timeout))
+            command.complete?(.failure(.timeout))
             return
         }
-        command.complete(.failure(.timeout))
+        if !command.waitsPastDeadline {
+            command.complete?(.failure(.timeout))
+            command.complete = nil
+        }
+        command.deadline = loop.scheduleTimer(at: monotonicNanoseconds().addingClamped(configuration.stallTimeout.saturatingNanoseconds)) {
+            self.commandStalled(id)
+        }
+        pending[id] = command
+    }
+
+    /// Still no reply `stallTimeout` past the deadline: the connection is stuck.
+    private func commandStalled(_ id: UInt64) {
+        guard let command = pending[id] else { return }
         if case .connected(let connection) = state, command.connection == ObjectIdentifier(connection) {
-            connectionFailed(connection, .timeout)
+            connectionFailed(connection, .stalled)
+        } else {
+            // Its connection is already gone, and with it the reply.
+            finish(id, .failure(.connectionLost(reason: "the connection was replaced")))
         }
     }
 
@@ -250,12 +289,13 @@ public final class RedisClient: @unchecked Sendable {
                 pending[id] = command
                 consecutiveFailures = 0
                 publishBreaker()
-                command.complete(result)
+                command.complete?(result)
             case .failure:
                 finish(id, result)
             }
             return
         }
+        // A late reply too: the connection answers, however slowly.
         if case .success = result, !command.isSetup {
             consecutiveFailures = 0
             publishBreaker()
@@ -360,7 +400,7 @@ public final class RedisClient: @unchecked Sendable {
         scheduleReconnect()
     }
 
-    /// The connection that served commands failed (a timed-out command) or ended (EOF, reset).
+    /// The connection that served commands stalled or ended (EOF, reset).
     private func connectionFailed(_ connection: RedisConnection, _ failure: RedisError) {
         connection.close()
         recordFailure(failure)
@@ -416,7 +456,7 @@ public final class RedisClient: @unchecked Sendable {
         queued = []
         for command in commands.values {
             if let deadline = command.deadline { loop.cancelTimer(deadline) }
-            if command.onMessage == nil || !command.confirmed { command.complete(.failure(.shutdown)) }
+            if command.onMessage == nil || !command.confirmed { command.complete?(.failure(.shutdown)) }
         }
         publish(mode: .disconnected)
     }

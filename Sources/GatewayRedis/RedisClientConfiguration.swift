@@ -7,22 +7,28 @@ public struct RedisClientConfiguration: Sendable {
     public var commandTimeout: Duration
     /// TCP connect plus the connection's set-up (`AUTH`, `SELECT`, ...).
     public var connectTimeout: Duration
+    /// How long past a command's deadline its connection may go without answering it before it is
+    /// dropped as stalled. Long enough that a busy machine's latency is not taken for a dead
+    /// Redis; short enough to bound how long a `waitPastDeadline` caller waits for a stuck one.
+    public var stallTimeout: Duration
     public var reconnectBackoff: RedisBackoff
-    /// Failures in a row (connect failures, lost connections, timed-out commands) after which the
-    /// breaker opens: commands are refused at once (`RedisError.unavailable`) until Redis answers
-    /// again, instead of each waiting for its deadline. A success closes it.
+    /// Failures in a row (failed connects, lost or stalled connections) after which the breaker
+    /// opens: commands are refused at once (`RedisError.unavailable`) until Redis answers again,
+    /// instead of each waiting for its deadline. Any reply closes it.
     public var breakerThreshold: Int
 
     public init(
         endpoint: RedisEndpoint,
         commandTimeout: Duration = Self.defaultCommandTimeout,
         connectTimeout: Duration = .seconds(1),
+        stallTimeout: Duration = .seconds(1),
         reconnectBackoff: RedisBackoff = RedisBackoff(),
         breakerThreshold: Int = 3
     ) {
         self.endpoint = endpoint
         self.commandTimeout = commandTimeout
         self.connectTimeout = connectTimeout
+        self.stallTimeout = stallTimeout
         self.reconnectBackoff = reconnectBackoff
         self.breakerThreshold = max(1, breakerThreshold)
     }

@@ -5,8 +5,12 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidURL(reason: String)
     /// The command cannot be sent as given (no arguments, more than hiredis accepts).
     case invalidCommand(reason: String)
-    /// No reply before the command's deadline. The connection it was sent on is dropped.
+    /// No reply before the command's deadline. The command may still run; its late reply is
+    /// dropped.
     case timeout
+    /// The connection answered nothing for `stallTimeout` past a command's deadline and was
+    /// dropped (the reason a mode change reports).
+    case stalled
     /// Connecting (TCP, `AUTH`, `SELECT`, the connection's own set-up) failed.
     case connectionFailed(reason: String)
     /// Redis refused the credentials (`WRONGPASS`, `NOAUTH`, ...).
@@ -27,6 +31,7 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidURL(let reason): "invalid Redis URL: \(reason)"
         case .invalidCommand(let reason): "invalid Redis command: \(reason)"
         case .timeout: "Redis command timed out"
+        case .stalled: "Redis stopped answering"
         case .connectionFailed(let reason): "connecting to Redis failed: \(reason)"
         case .authenticationFailed(let message): "Redis refused the credentials: \(message)"
         case .connectionLost(let reason): "Redis connection lost: \(reason)"

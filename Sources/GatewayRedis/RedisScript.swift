@@ -45,18 +45,19 @@ public final class RedisScript: Sendable {
 
     /// Runs the routine with `keys` and `arguments`. Normally one round trip (`FCALL`, or
     /// `EVALSHA` on a server without functions); after Redis lost the routine, the calls that
-    /// reload it. Each command has `timeout` (the client's default when nil).
+    /// reload it. Each command has `timeout` (the client's default when nil) and `waitPastDeadline`
+    /// (see `RedisClient.send`).
     public func run(
-        on client: RedisClient, keys: [[UInt8]], arguments: [[UInt8]], timeout: Duration? = nil
+        on client: RedisClient, keys: [[UInt8]], arguments: [[UInt8]], timeout: Duration? = nil, waitPastDeadline: Bool = false
     ) async throws(RedisError) -> RedisReply {
         let keyCount = Array(String(keys.count).utf8)
         if usesFunctions {
             let call = [Array("FCALL".utf8), Array(function.utf8), keyCount] + keys + arguments
-            let reply = try await client.send(call, timeout: timeout)
+            let reply = try await client.send(call, timeout: timeout, waitPastDeadline: waitPastDeadline)
             guard Self.isMissingFunction(reply) else { return reply }
-            let load = try await client.send(["FUNCTION", "LOAD", "REPLACE", librarySource], timeout: timeout)
+            let load = try await client.send(["FUNCTION", "LOAD", "REPLACE", librarySource], timeout: timeout, waitPastDeadline: waitPastDeadline)
             if load.errorMessage == nil {
-                let retried = try await client.send(call, timeout: timeout)
+                let retried = try await client.send(call, timeout: timeout, waitPastDeadline: waitPastDeadline)
                 // Flushed again between the load and the call: run it as a script this once.
                 guard Self.isMissingFunction(retried) else { return retried }
             } else {
@@ -65,17 +66,17 @@ public final class RedisScript: Sendable {
         }
 
         if let sha1 = state.withLock({ $0.scriptSHA1 }) {
-            let reply = try await client.send([Array("EVALSHA".utf8), Array(sha1.utf8), keyCount] + keys + arguments, timeout: timeout)
+            let reply = try await client.send([Array("EVALSHA".utf8), Array(sha1.utf8), keyCount] + keys + arguments, timeout: timeout, waitPastDeadline: waitPastDeadline)
             guard Self.isMissingScript(reply) else { return reply }
         }
         // SCRIPT LOAD returns the SHA-1 for the next calls' EVALSHA (no hashing here).
-        let loaded = try await client.send(["SCRIPT", "LOAD", scriptSource], timeout: timeout)
+        let loaded = try await client.send(["SCRIPT", "LOAD", scriptSource], timeout: timeout, waitPastDeadline: waitPastDeadline)
         if case .bulk = loaded, let sha1 = loaded.text {
             state.withLock { $0.scriptSHA1 = sha1 }
-            let reply = try await client.send([Array("EVALSHA".utf8), Array(sha1.utf8), keyCount] + keys + arguments, timeout: timeout)
+            let reply = try await client.send([Array("EVALSHA".utf8), Array(sha1.utf8), keyCount] + keys + arguments, timeout: timeout, waitPastDeadline: waitPastDeadline)
             guard Self.isMissingScript(reply) else { return reply }
         }
-        return try await client.send([Array("EVAL".utf8), Array(scriptSource.utf8), keyCount] + keys + arguments, timeout: timeout)
+        return try await client.send([Array("EVAL".utf8), Array(scriptSource.utf8), keyCount] + keys + arguments, timeout: timeout, waitPastDeadline: waitPastDeadline)
     }
 
     /// Redis 7 answers `ERR Function not found`; a server without functions, `ERR unknown command`.

@@ -98,7 +98,9 @@ public final class RedisCallBudget: SharedCallBudget {
                     RedisInstants.microsecondsArgument(pacing.toleranceNanoseconds),
                     Array(String(pacing.perMinute).utf8),
                     RedisInstants.microsecondsArgument(maxWaitNanoseconds),
-                ])
+                ],
+                // A late reservation still holds its slot: wait for it rather than pace locally too.
+                waitPastDeadline: true)
         } catch {
             return nil
         }

@@ -92,7 +92,9 @@ public final class RedisIndexSharing: IndexSharing {
         do {
             let reply = try await Self.acquireScript.run(
                 on: client, keys: [key(indexKey, "lease"), key(indexKey, "fence")],
-                arguments: [leaseMilliseconds, Array(String(retentionMilliseconds).utf8)])
+                arguments: [leaseMilliseconds, Array(String(retentionMilliseconds).utf8)],
+                // A lease taken late is still taken: learn it rather than sync beside its holder.
+                waitPastDeadline: true)
             guard let token = RedisInstants.integer(reply) else { return .unavailable }
             return token > 0 ? .acquired(IndexLease(key: indexKey, token: UInt64(token))) : .heldByAnother
         } catch {

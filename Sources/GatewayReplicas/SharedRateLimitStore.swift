@@ -9,9 +9,11 @@ public import GatewayRedis
 /// request takes nothing. The decision, and so `RateLimit-*` and `Retry-After`, is the same
 /// whichever replica asks.
 ///
-/// When Redis cannot answer within its deadline (slow, down, breaker open), the decision is taken
-/// by a local bucket at `1/N` of the policy (N from `ReplicaRegistry`, remembered), so N replicas
-/// on their own admit about the shared limit; no request fails because of Redis.
+/// A decision past `redis.timeoutMs` on a connection that still answers waits for Redis: the
+/// script may run late, and a local decision beside it would admit the request on both counts.
+/// When Redis cannot answer (connection lost or stalled, breaker open), the decision is taken by a
+/// local bucket at `1/N` of the policy (N from `ReplicaRegistry`, remembered), so N replicas on
+/// their own admit about the shared limit; no request fails because of Redis.
 public final class SharedRateLimitStore: RateLimitStore {
     private let client: RedisClient
     private let keyPrefix: String
@@ -58,7 +60,10 @@ public final class SharedRateLimitStore: RateLimitStore {
                     RedisInstants.microsecondsArgument(policy.emissionIntervalNanoseconds),
                     RedisInstants.microsecondsArgument(policy.burstToleranceNanoseconds),
                     Array(String(cost).utf8), Array(String(policy.burst).utf8),
-                ])
+                ],
+                // Past the deadline Redis may still take the request: deciding here as well could
+                // admit it twice, so the shared answer is awaited while the connection answers.
+                waitPastDeadline: true)
             if let decision = Self.decision(from: reply, policy: policy, cost: cost) { return decision }
         } catch {
             // Falls back below.

@@ -12,13 +12,14 @@ struct RedisHarness {
     /// Generous deadlines by default: the tests that are not about deadlines must not fail because a
     /// loaded 2-core machine delayed the loop by a few milliseconds.
     static func make(
-        url: String, commandTimeout: Duration = .seconds(10), backoffMaximum: Duration = .milliseconds(200)
+        url: String, commandTimeout: Duration = .seconds(10), stallTimeout: Duration = .seconds(1),
+        backoffMaximum: Duration = .milliseconds(200)
     ) throws -> RedisHarness {
         let loop = try EventLoop(name: "redis-test")
         try loop.start()
         let configuration = RedisClientConfiguration(
             endpoint: try RedisEndpoint(url: url), commandTimeout: commandTimeout, connectTimeout: .seconds(10),
-            reconnectBackoff: RedisBackoff(base: .milliseconds(5), maximum: backoffMaximum))
+            stallTimeout: stallTimeout, reconnectBackoff: RedisBackoff(base: .milliseconds(5), maximum: backoffMaximum))
         return RedisHarness(loop: loop, client: RedisClient(configuration: configuration, loop: loop))
     }
 
@@ -27,6 +28,19 @@ struct RedisHarness {
         loop.stop()
         await loop.waitUntilStopped()
     }
+}
+
+/// True once Redis shows a client held by `CLIENT PAUSE` (`blocked_clients` above 0), within 30 s.
+func redisHoldsACommand(_ client: RedisClient) async -> Bool {
+    let deadline = ContinuousClock.now + .seconds(30)
+    while ContinuousClock.now < deadline {
+        if let info = try? await client.send(["INFO", "clients"]).text,
+           info.split(whereSeparator: \.isNewline).contains(where: { $0.hasPrefix("blocked_clients:") && !$0.hasSuffix(":0") }) {
+            return true
+        }
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+    return false
 }
 
 /// Retries `body` until it succeeds, for up to `seconds`: for waiting until a client has
@@ -142,12 +156,82 @@ struct RedisClientTests {
         #expect(elapsed >= .milliseconds(90))
         #expect(elapsed < .seconds(12))
 
-        // The timed-out connection was dropped; a new one serves once Redis resumes.
+        // Still no reply a stall timeout later: the connection was dropped; a new one serves once
+        // Redis resumes.
         #expect(try await eventually(seconds: 40) { try await client.send(["PING"], timeout: .seconds(5)) } == .status("PONG"))
         #expect(client.mode == .connected)
         #expect(Array(modes.withLock { $0 }.suffix(2)) == [.disconnected, .connected])
         // The change is reported with its cause, for the log line.
-        #expect(causes.withLock { $0 }.first == .timeout)
+        #expect(causes.withLock { $0 }.first == .stalled)
+        await other.shutdown()
+        await harness.shutdown()
+        await server.kill()
+    }
+
+    @Test func aLateReplyIsNotAStallTheConnectionStaysAndServesTheNextCommand() async throws {
+        let server = try await RedisServer.start()
+        // A stall bound no pause here comes near, so only a drop on the deadline could end the connection.
+        let harness = try RedisHarness.make(url: server.url(), stallTimeout: .seconds(120))
+        let other = try RedisHarness.make(url: server.url())
+        let client = harness.client
+        let identity = try await client.send(["CLIENT", "ID"])
+        let modes = Mutex<[RedisMode]>([])
+        client.onModeChange { mode, _ in modes.withLock { $0.append(mode) } }
+
+        // Writes wait until UNPAUSE, which is not a write: the order below holds however loaded the
+        // machine is.
+        #expect(try await other.client.send(["CLIENT", "PAUSE", "60000", "WRITE"]) == .status("OK"))
+        await #expect(throws: RedisError.timeout) { try await client.send(["INCR", "late"], timeout: .milliseconds(50)) }
+        #expect(try await other.client.send(["CLIENT", "UNPAUSE"]) == .status("OK"))
+        // The command ran once Redis resumed, and its reply went to no one: the next reply is the
+        // next command's own, on the same connection.
+        #expect(try await client.send(["GET", "late"]) == .bulk(Array("1".utf8)))
+        #expect(try await client.send(["CLIENT", "ID"]) == identity)
+        #expect(modes.withLock { $0 } == [.connected])
+        await other.shutdown()
+        await harness.shutdown()
+        await server.kill()
+    }
+
+    @Test func aCommandThatWaitsPastItsDeadlineGetsItsLateReply() async throws {
+        let server = try await RedisServer.start()
+        let harness = try RedisHarness.make(url: server.url(), stallTimeout: .seconds(120))
+        let other = try RedisHarness.make(url: server.url())
+        #expect(try await harness.client.send(["PING"]) == .status("PONG"))
+
+        #expect(try await other.client.send(["CLIENT", "PAUSE", "60000", "WRITE"]) == .status("OK"))
+        let client = harness.client
+        let decided = Task { try await client.send(["INCR", "decided"], timeout: .milliseconds(50), waitPastDeadline: true) }
+        // Held in Redis, then well past its deadline, before Redis may answer.
+        #expect(await redisHoldsACommand(other.client))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await other.client.send(["CLIENT", "UNPAUSE"]) == .status("OK"))
+        #expect(try await decided.value == .integer(1))
+        #expect(harness.client.mode == .connected)
+        await other.shutdown()
+        await harness.shutdown()
+        await server.kill()
+    }
+
+    @Test func aConnectionThatStopsAnsweringIsDroppedAtTheStallBoundFailingItsWaitingCommands() async throws {
+        let server = try await RedisServer.start()
+        let harness = try RedisHarness.make(url: server.url(), stallTimeout: .milliseconds(300))
+        let other = try RedisHarness.make(url: server.url())
+        let client = harness.client
+        let causes = Mutex<[RedisError]>([])
+        client.onModeChange { _, cause in if let cause { causes.withLock { $0.append(cause) } } }
+        #expect(try await client.send(["PING"]) == .status("PONG"))
+
+        // Paused until UNPAUSE (not a write): far longer than deadline plus stall bound.
+        #expect(try await other.client.send(["CLIENT", "PAUSE", "60000", "WRITE"]) == .status("OK"))
+        let started = ContinuousClock.now
+        let failure = await #expect(throws: RedisError.self) {
+            try await client.send(["INCR", "stalled"], timeout: .milliseconds(50), waitPastDeadline: true)
+        }
+        if case .connectionLost = failure {} else { Issue.record("expected connectionLost, got \(String(describing: failure))") }
+        #expect(ContinuousClock.now - started >= .milliseconds(340))
+        #expect(causes.withLock { $0 }.first == .stalled)
+        #expect(try await other.client.send(["CLIENT", "UNPAUSE"]) == .status("OK"))
         await other.shutdown()
         await harness.shutdown()
         await server.kill()
@@ -231,7 +315,8 @@ struct RedisClientTests {
         let refusedAt = ContinuousClock.now
         let refusal = await #expect(throws: RedisError.self) { try await client.send(["PING"]) }
         if case .unavailable = refusal {} else { Issue.record("expected unavailable, got \(String(describing: refusal))") }
-        #expect(ContinuousClock.now - refusedAt < .seconds(1))
+        // Refused on the spot, not after the 5 s deadline (with room for a loaded machine).
+        #expect(ContinuousClock.now - refusedAt < .seconds(4))
         #expect(client.mode == .disconnected)
         #expect(client.lastFailure != nil)
 

@@ -13,11 +13,13 @@ struct ReplicaSet {
     let harnesses: [RedisHarness]
     let registries: [ReplicaRegistry]
 
-    static func make(count: Int, url: String, prefix: String, commandTimeout: Duration = .seconds(10)) async throws -> ReplicaSet {
+    static func make(
+        count: Int, url: String, prefix: String, commandTimeout: Duration = .seconds(10), stallTimeout: Duration = .seconds(1)
+    ) async throws -> ReplicaSet {
         var harnesses: [RedisHarness] = []
         var registries: [ReplicaRegistry] = []
         for index in 0..<count {
-            let harness = try RedisHarness.make(url: url, commandTimeout: commandTimeout)
+            let harness = try RedisHarness.make(url: url, commandTimeout: commandTimeout, stallTimeout: stallTimeout)
             harnesses.append(harness)
             registries.append(ReplicaRegistry(client: harness.client, keyPrefix: prefix, replicaID: "replica-\(index)"))
         }
@@ -116,10 +118,39 @@ struct SharedLimitsTests {
         await replicas.shutdown()
     }
 
-    @Test("A Redis slower than the deadline costs a request at most that deadline: it is decided by the local fallback")
-    func slowRedisFallsBackWithinTheDeadline() async throws {
+    @Test("A decision past the deadline on a connection that still answers is Redis's own: never also decided locally")
+    func aLateDecisionIsAwaitedNotTakenTwice() async throws {
         let server = try await RedisServer.start()
-        let replicas = try await ReplicaSet.make(count: 2, url: server.url(), prefix: "t:", commandTimeout: .milliseconds(150))
+        // A stall bound no pause here comes near: only the deadline could hand the decision to the fallback.
+        let replicas = try await ReplicaSet.make(
+            count: 2, url: server.url(), prefix: "t:", commandTimeout: .milliseconds(50), stallTimeout: .seconds(120))
+        let fallbacks = Atomic<Int>(0)
+        let store = SharedRateLimitStore(
+            client: replicas.harnesses[0].client, keyPrefix: "t:", registry: replicas.registries[0],
+            onFallback: { fallbacks.add(1, ordering: .relaxed) })
+        let policy = try RateLimitPolicy(requestsPerSecond: 1.0 / 60, burst: 2)
+        #expect(await store.acquire(key: "late", policy: policy).remaining == 1)
+        // Redis holds the decision (a write) until UNPAUSE, well past its deadline.
+        let other = replicas.harnesses[1].client
+        #expect(try await other.send(["CLIENT", "PAUSE", "60000", "WRITE"]) == .status("OK"))
+        let pending = Task { await store.acquire(key: "late", policy: policy) }
+        #expect(await redisHoldsACommand(other))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await other.send(["CLIENT", "UNPAUSE"]) == .status("OK"))
+        let late = await pending.value
+        // The shared bucket's answer (its limit, not this replica's share of 1), and nothing local.
+        #expect(late.allowed && late.limit == 2 && late.remaining == 0)
+        #expect(fallbacks.load(ordering: .relaxed) == 0)
+        // Counted once, in Redis: the bucket is now empty for every replica.
+        #expect(await store.acquire(key: "late", policy: policy).allowed == false)
+        await replicas.shutdown()
+    }
+
+    @Test("A Redis that stops answering costs a decision at most its deadline plus the stall bound: then the local fallback decides")
+    func aStalledRedisFallsBackAfterTheStallBound() async throws {
+        let server = try await RedisServer.start()
+        let replicas = try await ReplicaSet.make(
+            count: 2, url: server.url(), prefix: "t:", commandTimeout: .milliseconds(150), stallTimeout: .milliseconds(300))
         let fallbacks = Atomic<Int>(0)
         let store = SharedRateLimitStore(
             client: replicas.harnesses[0].client, keyPrefix: "t:", registry: replicas.registries[0],
@@ -134,7 +165,7 @@ struct SharedLimitsTests {
         // This replica's share of the bucket: 30 over the 2 replicas its heartbeats counted.
         #expect(decision.allowed && decision.limit == 15)
         #expect(fallbacks.load(ordering: .relaxed) == 1)
-        #expect(elapsed >= .milliseconds(140) && elapsed < .seconds(10), "\(elapsed)")
+        #expect(elapsed >= .milliseconds(440) && elapsed < .seconds(10), "\(elapsed)")
         _ = try? await replicas.harnesses[1].client.send(["CLIENT", "UNPAUSE"])
         await replicas.shutdown()
     }
