@@ -226,7 +226,7 @@ public final class TieredCacheStore: CacheStore {
             case .status("OK"):
                 // The previous holder may have stored its entry and released the lock since this
                 // replica's lookup missed.
-                if let entry = await readShared(key), now() < entry.freshUntil {
+                if let entry = await readShared(key, waitPastDeadline: true), now() < entry.freshUntil {
                     await endLoad(key, lock: lock)
                     counters.coalesced.add(1, ordering: .relaxed)
                     return .loadedElsewhere(entry)
@@ -237,7 +237,7 @@ public final class TieredCacheStore: CacheStore {
                     waited = true
                     counters.lockWaits.add(1, ordering: .relaxed)
                 }
-                if let entry = await readShared(key), now() < entry.freshUntil {
+                if let entry = await readShared(key, waitPastDeadline: true), now() < entry.freshUntil {
                     counters.coalesced.add(1, ordering: .relaxed)
                     return .loadedElsewhere(entry)
                 }
@@ -268,11 +268,14 @@ public final class TieredCacheStore: CacheStore {
         entryPrefix + Array(key.utf8)
     }
 
-    private func readShared(_ key: String) async -> CachedEntry? {
+    /// - Parameter waitPastDeadline: for the reads that decide whether this replica calls the
+    ///   upstream itself (under or beside another's lock): a read that is merely late must not
+    ///   become a second upstream call.
+    private func readShared(_ key: String, waitPastDeadline: Bool = false) async -> CachedEntry? {
         let start = tracker.beginRead(key)
         var entry: CachedEntry?
         do {
-            let reply = try await Self.readScript.run(on: redis, keys: [entryKey(key)], arguments: [])
+            let reply = try await Self.readScript.run(on: redis, keys: [entryKey(key)], arguments: [], waitPastDeadline: waitPastDeadline)
             entry = decodeEntry(reply)
         } catch {
             counters.failed(error)
