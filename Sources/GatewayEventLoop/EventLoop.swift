@@ -67,6 +67,11 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private var timerCallbacks: [UInt64: () -> Void] = [:]
     private var nextTimerID: UInt64 = 1
     private var armedDeadline: UInt64 = 0
+    /// Loop thread only: monotonic nanoseconds when this iteration's `epoll_wait` returned, i.e.
+    /// when the loop learned of the readiness it is now handling. A request read in this iteration
+    /// has been at the gateway since then, even if the connections ahead of it in the batch took
+    /// their time.
+    public private(set) var iterationStartedAt: UInt64 = 0
     private var running = true
 
     private struct Registration {
@@ -159,6 +164,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
                 // EBADF/EINVAL would mean the loop itself is broken; there is nothing to retry.
                 fatalError("\(name): \(error)")
             }
+            iterationStartedAt = monotonicNanoseconds()
             for index in 0..<count {
                 let data = withUnsafePointer(to: &events[index]) { cgs_event_data($0) }
                 let flags = withUnsafePointer(to: &events[index]) { cgs_event_flags($0) }

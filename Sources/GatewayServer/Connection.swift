@@ -270,7 +270,8 @@ final class Connection: IOEventHandler {
         let context = RequestContext(
             remoteAddress: remoteAddress,
             connectionID: id,
-            receivedAtNanoseconds: monotonicNanoseconds()
+            // The head was read in this iteration, or (pipelined behind an answer) it waited here.
+            receivedAtNanoseconds: loop.iterationStartedAt
         )
         let isHEAD = request.method == .head
         let version = request.version

@@ -14,7 +14,9 @@ public struct RequestContext: Sendable {
     public var remoteAddress: String
     /// Identifies the connection in logs; unique within the process.
     public var connectionID: UInt64
-    /// Monotonic nanoseconds when the request's head was complete.
+    /// Monotonic nanoseconds when the loop learned of the readiness that completed the request's
+    /// head (the start of that loop iteration; for a pipelined request, of the iteration that
+    /// dispatched it): what the gateway's request latency is measured from.
     public var receivedAtNanoseconds: UInt64
     /// Path parameters filled in by the router (`/executions/{id}` -> `["id": ...]`).
     public var pathParameters: [String: String]

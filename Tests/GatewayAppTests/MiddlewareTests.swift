@@ -232,6 +232,24 @@ final class ManualClock: Sendable {
         #expect(exposition.contains(#"gateway_http_requests_total{method="GET",route="/items/{id}",status="200"} 1"#))
         #expect(exposition.contains("gateway_http_request_duration_seconds_bucket"))
     }
+
+    @Test func latencyCountsFromWhenTheLoopLearnedOfTheRequestInFiftyMicrosecondSteps() async throws {
+        let metrics = GatewayMetrics()
+        var router = Router()
+        router.get("/hit") { _, _ in HTTPResponse(status: .ok, text: "x") }
+        let routerCopy = router
+        let chain = MiddlewareChain([
+            ObservabilityMiddleware(logger: Logger(label: "quiet") { _ in SwiftLogNoOpLogHandler() }, metrics: metrics,
+                                    routedMethods: routerCopy.routedMethods, routeTemplate: { _, _ in "/hit" }),
+        ], responder: router)
+        // Read 30 ms before the chain ran (it waited behind other connections of its loop iteration).
+        let context = RequestContext(receivedAtNanoseconds: monotonicNanoseconds() - 30_000_000)
+        _ = await chain.respond(to: HTTPRequest(method: .get, target: "/hit"), context: context)
+        let exposition = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(exposition.contains(#"gateway_http_request_duration_seconds_bucket{route="/hit",le="0.00005"} 0"#), "\(exposition)")
+        #expect(exposition.contains(#"gateway_http_request_duration_seconds_bucket{route="/hit",le="0.025"} 0"#))
+        #expect(exposition.contains(#"gateway_http_request_duration_seconds_bucket{route="/hit",le="0.05"} 1"#))
+    }
 }
 
 @Suite struct JSONLogHandlerTests {

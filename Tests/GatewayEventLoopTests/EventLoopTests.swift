@@ -1,4 +1,6 @@
 import GatewayEventLoop
+import GatewayTestSupport
+import Glibc
 import Synchronization
 import Testing
 
@@ -42,5 +44,69 @@ import Testing
         #expect(order.withLock { $0 } == ["work", "queued work", "end 1", "end 2"])
         loop.stop()
         await loop.waitUntilStopped()
+    }
+}
+
+/// Records, for each readiness it handles, how long after the loop learned of it the handler ran,
+/// then keeps the loop busy for `busyNanoseconds` (as a slow request would).
+private final class BusyHandler: IOEventHandler, @unchecked Sendable {
+    // @unchecked: `loop` and `descriptor` are set before registration; `waits` is behind its Mutex.
+    let loop: EventLoop
+    let descriptor: Int32
+    let busyNanoseconds: UInt64
+    let waits = Mutex<[UInt64]>([])
+
+    init(loop: EventLoop, descriptor: Int32, busyNanoseconds: UInt64) {
+        self.loop = loop
+        self.descriptor = descriptor
+        self.busyNanoseconds = busyNanoseconds
+    }
+
+    func handle(_ events: IOEvents) {
+        var byte: UInt8 = 0
+        _ = read(descriptor, &byte, 1)
+        let entered = monotonicNanoseconds()
+        waits.withLock { $0.append(entered.subtractingClamped(loop.iterationStartedAt)) }
+        while monotonicNanoseconds().subtractingClamped(entered) < busyNanoseconds {}
+    }
+}
+
+@Suite struct IterationInstantTests {
+    @Test func handlersLaterInABatchSeeTheInstantTheLoopLearnedOfTheirReadiness() async throws {
+        var firstEnds: [Int32] = [-1, -1]
+        var secondEnds: [Int32] = [-1, -1]
+        #expect(pipe(&firstEnds) == 0 && pipe(&secondEnds) == 0)
+        let first = firstEnds, second = secondEnds
+        let loop = try EventLoop(name: "batch-loop")
+        try loop.start()
+        let busy: UInt64 = 300_000_000
+        let handlers = [
+            BusyHandler(loop: loop, descriptor: first[0], busyNanoseconds: busy),
+            BusyHandler(loop: loop, descriptor: second[0], busyNanoseconds: busy),
+        ]
+        // Both become readable while the loop is held up, so one epoll_wait reports both.
+        await withCheckedContinuation { (registered: CheckedContinuation<Void, Never>) in
+            loop.execute {
+                try? loop.register(first[0], interest: .readable, handler: handlers[0])
+                try? loop.register(second[0], interest: .readable, handler: handlers[1])
+                var byte: UInt8 = 1
+                _ = write(first[1], &byte, 1)
+                _ = write(second[1], &byte, 1)
+                registered.resume()
+            }
+        }
+        #expect(await waitUntil { handlers.allSatisfy { !$0.waits.withLock { $0 }.isEmpty } })
+        let waits = handlers.compactMap { $0.waits.withLock { $0 }.first }.sorted()
+        // The first ran at once; the second waited behind the first's 300 ms, and its instant says so.
+        #expect(waits.count == 2)
+        #expect(waits.first.map { $0 < busy } == true, "\(waits)")
+        #expect(waits.last.map { $0 >= busy } == true, "\(waits)")
+        loop.execute {
+            loop.unregister(first[0])
+            loop.unregister(second[0])
+        }
+        loop.stop()
+        await loop.waitUntilStopped()
+        for fd in first + second { _ = close(fd) }
     }
 }
