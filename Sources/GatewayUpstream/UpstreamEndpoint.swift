@@ -422,6 +422,8 @@ public final class UpstreamEndpoint: Sendable {
                 return .success((isProbe, judged.addingClamped(delay)))
             case .beyondDeadline(let delay, let minuteBudget)?:
                 _ = state.breaker.record(.neutral, isProbe: isProbe, now: judged)
+                // The shared minute is spent: nothing is left, whatever an earlier reply said.
+                if minuteBudget { state.sharedCallsLeft = (0, judged) }
                 let refusal: UpstreamError = minuteBudget ? .minuteBudgetSpent(retryAtNanoseconds: judged.addingClamped(delay)) : .timeout
                 return .failure(lastError ?? refusal)
             case .paused(let remaining)?:

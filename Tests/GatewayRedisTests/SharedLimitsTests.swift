@@ -113,8 +113,48 @@ struct SharedLimitsTests {
         }
         #expect(decision.allowed && decision.remaining == 29)
         // The other client reconnects on its own schedule (it may be backing off).
-        let functions = try await eventually { try await replicas.harnesses[1].client.send(["FUNCTION", "LIST", "LIBRARYNAME", "eg_gcra_v1"]) }
+        let functions = try await eventually { try await replicas.harnesses[1].client.send(["FUNCTION", "LIST", "LIBRARYNAME", "eg_gcra_v2"]) }
         #expect(functions != .array([]), "the function was loaded again after the restart")
+        await replicas.shutdown()
+    }
+
+    @Test("Decisions asked on one event loop in one turn go to Redis as one call, taken in order and exactly")
+    func decisionsOfOneLoopTurnShareOneCall() async throws {
+        let server = try await RedisServer.start()
+        let replicas = try await ReplicaSet.make(count: 1, url: server.url(), prefix: "t:")
+        let store = SharedRateLimitStore(client: replicas.harnesses[0].client, keyPrefix: "t:", registry: replicas.registries[0])
+        let policy = try RateLimitPolicy(requestsPerSecond: 1.0 / 60, burst: 5)
+        let other = try RateLimitPolicy(requestsPerSecond: 1.0 / 60, burst: 100)
+        // The function is loaded first, so that the calls counted below are the decisions' own.
+        #expect(await store.acquire(key: "warm", policy: other).allowed)
+        _ = try await replicas.harnesses[0].client.send(["CONFIG", "RESETSTAT"])
+
+        let loop = try EventLoop(name: "requests")
+        try loop.start()
+        let (answers, answered) = AsyncStream<(String, Bool)>.makeStream()
+        // 12 requests of one client and 3 of another arrive in the same turn of the loop, as the
+        // requests of 15 connections that were readable together would.
+        loop.execute {
+            for index in 0..<15 {
+                let key = index < 12 ? "busy" : "quiet"
+                Task.immediate(executorPreference: loop) {
+                    let decision = await store.acquire(key: key, policy: key == "busy" ? policy : other)
+                    answered.yield((key, decision.allowed))
+                }
+            }
+        }
+        var taken: [String: [Bool]] = [:]
+        for await (key, allowed) in answers {
+            taken[key, default: []].append(allowed)
+            if taken.values.map(\.count).reduce(0, +) == 15 { break }
+        }
+        #expect(taken["busy"]?.filter { $0 }.count == 5, "exactly the burst, in one call as in twelve")
+        #expect(taken["busy"]?.count == 12)
+        #expect(taken["quiet"] == [true, true, true])
+        let stats = try await replicas.harnesses[0].client.send(["INFO", "commandstats"]).text ?? ""
+        #expect(stats.contains("cmdstat_fcall:calls=1,"), "\(stats)")
+        loop.stop()
+        await loop.waitUntilStopped()
         await replicas.shutdown()
     }
 

@@ -86,8 +86,10 @@ import Testing
             }
             let result: Result<UpstreamResponse, UpstreamError>
             do throws(UpstreamError) {
+                // A deadline no load reaches: the test is about pausing, and it holds the transfer on purpose.
                 result = .success(try await client.execute(
-                    UpstreamRequest(url: server.baseURL + "/big", maxResponseBodyBytes: total), streamingSuccessBodyInto: stream))
+                    UpstreamRequest(url: server.baseURL + "/big", timeoutNanoseconds: 600 * second, maxResponseBodyBytes: total),
+                    streamingSuccessBodyInto: stream))
             } catch {
                 result = .failure(error)
             }
