@@ -1,4 +1,4 @@
-public import GatewayProviders
+import GatewayProviders
 
 // An index as bytes, for replicas that share it (`IndexSharing`): what one replica synced, the
 // others adopt whole. The bytes come back from a store other processes write to, so reading them

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 import Synchronization
 
 /// Runs blocking work (waiting for a child process, polling a port) on a thread of its own.
