@@ -34,8 +34,11 @@ final class GatewayHarness: Sendable {
         quiet.logLevel = .critical
         var servers: [SimulatedProvider: HTTPServer] = [:]
         for provider in SimulatedProvider.allCases {
+            // The upstreams wait as long as a test may take: a gateway parsing a 22 MB list in a debug
+            // build, among every other test at once, reads it slower than the 30 s a production
+            // server allows a stalled write, and the test is not about that timeout.
             let server = HTTPServer(
-                configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1),
+                configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1, writeTimeout: .seconds(600)),
                 responder: simulator.responder(for: provider), logger: quiet
             )
             try server.start()

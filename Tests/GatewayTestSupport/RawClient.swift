@@ -6,9 +6,8 @@ import Glibc
 /// A blocking TCP client for tests: sends exact bytes and reads exactly what the server sends,
 /// including whether (and how) it closed the connection.
 public final class RawClient: @unchecked Sendable {
-    // @unchecked: the descriptor is only used from `queue`, one blocking call at a time.
+    // @unchecked: the descriptor is only used by the blocking calls the test awaits one at a time.
     public let fd: Int32
-    private let queue = DispatchQueue(label: "raw-client")
 
     public enum ClientError: Error { case connect(Int32), send(Int32) }
 
@@ -48,12 +47,13 @@ public final class RawClient: @unchecked Sendable {
 
     public func send(_ text: String) async throws { try await send(Array(text.utf8)) }
 
-    /// Blocking socket calls run on the client's own queue so they never occupy Swift's cooperative
-    /// threads, which the server's shutdown and the test harness need.
+    /// Blocking socket calls run on a thread of their own (`onOwnThread`): never on Swift's
+    /// cooperative threads, which the server's shutdown and the test harness need, and never on
+    /// Dispatch's pool either, which grows by about a thread a second while its threads block. With
+    /// every test running at once, a read waiting there for a thread outlasted the server's 30 s
+    /// write timeout.
     private func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try body() }) }
-        }
+        try await onOwnThread { () throws -> T in try body() }
     }
 
     public func send(_ bytes: [UInt8]) async throws { try await offPool { try self.sendBlocking(bytes) } }
