@@ -12,7 +12,7 @@ struct RedisHarness {
     /// Generous deadlines by default: the tests that are not about deadlines must not fail because a
     /// loaded 2-core machine delayed the loop by a few milliseconds.
     static func make(
-        url: String, commandTimeout: Duration = .seconds(10), stallTimeout: Duration = .seconds(1),
+        url: String, commandTimeout: Duration = .seconds(60), stallTimeout: Duration = .seconds(1),
         backoffMaximum: Duration = .milliseconds(200)
     ) throws -> RedisHarness {
         let loop = try EventLoop(name: "redis-test")

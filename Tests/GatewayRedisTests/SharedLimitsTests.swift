@@ -14,7 +14,7 @@ struct ReplicaSet {
     let registries: [ReplicaRegistry]
 
     static func make(
-        count: Int, url: String, prefix: String, commandTimeout: Duration = .seconds(10), stallTimeout: Duration = .seconds(1)
+        count: Int, url: String, prefix: String, commandTimeout: Duration = .seconds(60), stallTimeout: Duration = .seconds(1)
     ) async throws -> ReplicaSet {
         var harnesses: [RedisHarness] = []
         var registries: [ReplicaRegistry] = []
@@ -23,8 +23,9 @@ struct ReplicaSet {
             harnesses.append(harness)
             registries.append(ReplicaRegistry(client: harness.client, keyPrefix: prefix, replicaID: "replica-\(index)"))
         }
-        // Until every replica has counted all of them (a beat on a loaded machine may fail).
-        _ = try await eventually { () async throws -> Bool in
+        // Until every replica has counted all of them (a beat on a loaded machine may fail; with
+        // every test running at once, the whole suite's work shares this window).
+        _ = try await eventually(seconds: 120) { () async throws -> Bool in
             for registry in registries { _ = await registry.beat() }
             guard registries.allSatisfy({ $0.replicaCount == count }) else { throw RedisError.timeout }
             return true
