@@ -76,12 +76,12 @@ public final class SharedRateLimitStore: RateLimitStore {
 
     public nonisolated(nonsending) func acquire(key: String, policy: RateLimitPolicy, cost: Int) async -> RateLimitDecision {
         let request = DecisionRequest(key: key, policy: policy, cost: cost)
-        // Off every loop (tools, tests) there is no turn to gather in: one call for this one.
-        guard let loop = EventLoop.current else {
-            let decisions = await decide([request])
-            return decisions.first ?? fallback.acquire(key: key, policy: Self.share(of: policy, replicas: registry.replicaCount), cost: cost)
-        }
         return await withCheckedContinuation { continuation in
+            // Off every loop (tools, tests) there is no turn to gather in: a call for this one.
+            guard let loop = EventLoop.current else {
+                Task.immediate { await self.resolve([(request, continuation)]) }
+                return
+            }
             let batch = batch(for: loop)
             batch.waiting.append((request, continuation))
             if batch.waiting.count == 1 {
@@ -107,39 +107,44 @@ public final class SharedRateLimitStore: RateLimitStore {
         while start < waiting.count {
             let part = Array(waiting[start..<min(start + Self.maximumBatch, waiting.count)])
             start += part.count
-            Task.immediate(executorPreference: loop) {
-                let decisions = await self.decide(part.map(\.request))
-                for ((_, continuation), decision) in zip(part, decisions) { continuation.resume(returning: decision) }
-            }
+            Task.immediate(executorPreference: loop) { await self.resolve(part) }
         }
     }
 
-    /// One decision per request, in order: Redis's, or all of them local when Redis could not answer.
-    private func decide(_ requests: [DecisionRequest]) async -> [RateLimitDecision] {
-        // With the breaker open and no connection, the client refuses at once: no wait here.
-        do {
-            var arguments: [[UInt8]] = []
-            arguments.reserveCapacity(requests.count * 4)
-            for request in requests {
-                arguments.append(RedisInstants.microsecondsArgument(request.policy.emissionIntervalNanoseconds))
-                arguments.append(RedisInstants.microsecondsArgument(request.policy.burstToleranceNanoseconds))
-                arguments.append(Array(String(request.cost).utf8))
-                arguments.append(Array(String(request.policy.burst).utf8))
-            }
-            let reply = try await Self.script.run(
-                on: client, keys: requests.map { Array((keyPrefix + $0.key).utf8) }, arguments: arguments,
-                // Past the deadline Redis may still take the requests: deciding here as well could
-                // admit them twice, so the shared answer is awaited while the connection answers.
-                waitPastDeadline: true)
-            if let decisions = Self.decisions(from: reply, for: requests) { return decisions }
-        } catch {
-            // Falls back below.
+    /// Answers every waiting request exactly once: all with Redis's decisions, or, when Redis
+    /// could not answer, all with the local fallback's.
+    private func resolve(_ waiting: [WaitingDecision]) async {
+        let shared = await sharedDecisions(for: waiting.map(\.request))
+        if let shared, shared.count == waiting.count {
+            for ((_, continuation), decision) in zip(waiting, shared) { continuation.resume(returning: decision) }
+            return
         }
         let replicas = registry.replicaCount
-        return requests.map { request in
+        for (request, continuation) in waiting {
             onFallback()
-            return fallback.acquire(key: request.key, policy: Self.share(of: request.policy, replicas: replicas), cost: request.cost)
+            continuation.resume(returning: fallback.acquire(
+                key: request.key, policy: Self.share(of: request.policy, replicas: replicas), cost: request.cost))
         }
+    }
+
+    /// Redis's decisions, one per request in order; nil when Redis could not answer.
+    private func sharedDecisions(for requests: [DecisionRequest]) async -> [RateLimitDecision]? {
+        // With the breaker open and no connection, the client refuses at once: no wait here.
+        var arguments: [[UInt8]] = []
+        arguments.reserveCapacity(requests.count * 4)
+        for request in requests {
+            arguments.append(RedisInstants.microsecondsArgument(request.policy.emissionIntervalNanoseconds))
+            arguments.append(RedisInstants.microsecondsArgument(request.policy.burstToleranceNanoseconds))
+            arguments.append(Array(String(request.cost).utf8))
+            arguments.append(Array(String(request.policy.burst).utf8))
+        }
+        guard let reply = try? await Self.script.run(
+            on: client, keys: requests.map { Array((keyPrefix + $0.key).utf8) }, arguments: arguments,
+            // Past the deadline Redis may still take the requests: deciding here as well could
+            // admit them twice, so the shared answer is awaited while the connection answers.
+            waitPastDeadline: true)
+        else { return nil }
+        return Self.decisions(from: reply, for: requests)
     }
 
     /// One replica's part of `policy` among `replicas`: the rate divided, the burst divided
@@ -180,9 +185,12 @@ struct DecisionRequest: Sendable {
     let cost: Int
 }
 
+/// A request for a decision, with the caller waiting for it.
+private typealias WaitingDecision = (request: DecisionRequest, continuation: CheckedContinuation<RateLimitDecision, Never>)
+
 /// The decisions one loop gathered in its current turn, with the requests waiting for them.
 private final class LoopBatch: @unchecked Sendable {
     // @unchecked: read and written only on its loop's thread (`acquire` runs there, and `send` is
     // that loop's end-of-turn work).
-    var waiting: [(request: DecisionRequest, continuation: CheckedContinuation<RateLimitDecision, Never>)] = []
+    var waiting: [WaitingDecision] = []
 }

@@ -43,6 +43,37 @@ func redisHoldsACommand(_ client: RedisClient) async -> Bool {
     return false
 }
 
+/// Runs `body` while Redis holds every write it receives (`CLIENT PAUSE … WRITE`, sent by
+/// `pauser`), then resumes Redis. `UNPAUSE` is not a write: it is never held behind the commands
+/// the pause holds, so the order of events does not depend on how loaded the machine is.
+@discardableResult
+func whileRedisHoldsWrites<Result>(pausedBy pauser: RedisClient, _ body: () async throws -> Result) async throws -> Result {
+    #expect(try await pauser.send(["CLIENT", "PAUSE", "60000", "WRITE"]) == .status("OK"))
+    let result: Result
+    do {
+        result = try await body()
+    } catch {
+        _ = try? await pauser.send(["CLIENT", "UNPAUSE"])
+        throw error
+    }
+    #expect(try await pauser.send(["CLIENT", "UNPAUSE"]) == .status("OK"))
+    return result
+}
+
+/// The result of `write`, a command (or commands) that writes, after Redis held it until well past
+/// a 50 ms deadline.
+func heldInRedisPastItsDeadline<Result: Sendable>(
+    pausedBy pauser: RedisClient, _ write: @escaping @Sendable () async throws -> Result
+) async throws -> Result {
+    let pending = try await whileRedisHoldsWrites(pausedBy: pauser) {
+        let pending = Task { try await write() }
+        #expect(await redisHoldsACommand(pauser))
+        try await Task.sleep(for: .milliseconds(300))
+        return pending
+    }
+    return try await pending.value
+}
+
 /// Retries `body` until it succeeds, for up to `seconds`: for waiting until a client has
 /// reconnected, where each failed try is itself bounded by the command deadline.
 func eventually<T>(seconds: Int = 20, _ body: () async throws -> T) async throws -> T {
@@ -180,9 +211,9 @@ struct RedisClientTests {
 
         // Writes wait until UNPAUSE, which is not a write: the order below holds however loaded the
         // machine is.
-        #expect(try await other.client.send(["CLIENT", "PAUSE", "60000", "WRITE"]) == .status("OK"))
-        await #expect(throws: RedisError.timeout) { try await client.send(["INCR", "late"], timeout: .milliseconds(50)) }
-        #expect(try await other.client.send(["CLIENT", "UNPAUSE"]) == .status("OK"))
+        try await whileRedisHoldsWrites(pausedBy: other.client) {
+            await #expect(throws: RedisError.timeout) { try await client.send(["INCR", "late"], timeout: .milliseconds(50)) }
+        }
         // The command ran once Redis resumed, and its reply went to no one: the next reply is the
         // next command's own, on the same connection.
         #expect(try await client.send(["GET", "late"]) == .bulk(Array("1".utf8)))
@@ -199,14 +230,11 @@ struct RedisClientTests {
         let other = try RedisHarness.make(url: server.url())
         #expect(try await harness.client.send(["PING"]) == .status("PONG"))
 
-        #expect(try await other.client.send(["CLIENT", "PAUSE", "60000", "WRITE"]) == .status("OK"))
         let client = harness.client
-        let decided = Task { try await client.send(["INCR", "decided"], timeout: .milliseconds(50), waitPastDeadline: true) }
-        // Held in Redis, then well past its deadline, before Redis may answer.
-        #expect(await redisHoldsACommand(other.client))
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(try await other.client.send(["CLIENT", "UNPAUSE"]) == .status("OK"))
-        #expect(try await decided.value == .integer(1))
+        let decided = try await heldInRedisPastItsDeadline(pausedBy: other.client) {
+            try await client.send(["INCR", "decided"], timeout: .milliseconds(50), waitPastDeadline: true)
+        }
+        #expect(decided == .integer(1))
         #expect(harness.client.mode == .connected)
         await other.shutdown()
         await harness.shutdown()
@@ -222,16 +250,16 @@ struct RedisClientTests {
         client.onModeChange { _, cause in if let cause { causes.withLock { $0.append(cause) } } }
         #expect(try await client.send(["PING"]) == .status("PONG"))
 
-        // Paused until UNPAUSE (not a write): far longer than deadline plus stall bound.
-        #expect(try await other.client.send(["CLIENT", "PAUSE", "60000", "WRITE"]) == .status("OK"))
-        let started = ContinuousClock.now
-        let failure = await #expect(throws: RedisError.self) {
-            try await client.send(["INCR", "stalled"], timeout: .milliseconds(50), waitPastDeadline: true)
+        // Held far longer than deadline plus stall bound.
+        try await whileRedisHoldsWrites(pausedBy: other.client) {
+            let started = ContinuousClock.now
+            let failure = await #expect(throws: RedisError.self) {
+                try await client.send(["INCR", "stalled"], timeout: .milliseconds(50), waitPastDeadline: true)
+            }
+            if case .connectionLost = failure {} else { Issue.record("expected connectionLost, got \(String(describing: failure))") }
+            #expect(ContinuousClock.now - started >= .milliseconds(340))
+            #expect(causes.withLock { $0 }.first == .stalled)
         }
-        if case .connectionLost = failure {} else { Issue.record("expected connectionLost, got \(String(describing: failure))") }
-        #expect(ContinuousClock.now - started >= .milliseconds(340))
-        #expect(causes.withLock { $0 }.first == .stalled)
-        #expect(try await other.client.send(["CLIENT", "UNPAUSE"]) == .status("OK"))
         await other.shutdown()
         await harness.shutdown()
         await server.kill()

@@ -33,6 +33,12 @@ struct ReplicaSet {
         return ReplicaSet(harnesses: harnesses, registries: registries)
     }
 
+    /// The first replica's limit store, counting in `fallbacks` each decision its local fallback takes.
+    func limitStore(countingFallbacksIn fallbacks: Counter) -> SharedRateLimitStore {
+        SharedRateLimitStore(
+            client: harnesses[0].client, keyPrefix: "t:", registry: registries[0], onFallback: { fallbacks.increment() })
+    }
+
     func shutdown() async {
         for harness in harnesses { await harness.shutdown() }
     }
@@ -86,20 +92,18 @@ struct SharedLimitsTests {
     func fallbackAndRecovery() async throws {
         let server = try await RedisServer.start()
         let replicas = try await ReplicaSet.make(count: 3, url: server.url(), prefix: "t:", commandTimeout: .milliseconds(200))
-        let fallbacks = Atomic<Int>(0)
-        let store = SharedRateLimitStore(
-            client: replicas.harnesses[0].client, keyPrefix: "t:", registry: replicas.registries[0],
-            onFallback: { fallbacks.add(1, ordering: .relaxed) })
+        let fallbacks = Counter()
+        let store = replicas.limitStore(countingFallbacksIn: fallbacks)
         let policy = try RateLimitPolicy(requestsPerSecond: 1.0 / 60, burst: 30)
         #expect(await store.acquire(key: "k", policy: policy).allowed)
-        #expect(fallbacks.load(ordering: .relaxed) == 0)
+        #expect(fallbacks.count == 0)
 
         await server.kill()
         var admitted = 0
         for _ in 0..<30 where await store.acquire(key: "k", policy: policy).allowed { admitted += 1 }
         // 30 / 3 replicas = 10 on this one alone (its own bucket, starting full).
         #expect(admitted == 10)
-        #expect(fallbacks.load(ordering: .relaxed) == 30)
+        #expect(fallbacks.count == 30)
 
         try await server.start()
         // Each try while the client reconnects is decided locally (a fallback); the first one
@@ -107,9 +111,9 @@ struct SharedLimitsTests {
         var attempt = 0
         let decision = try await eventually { () async throws -> RateLimitDecision in
             attempt += 1
-            let before = fallbacks.load(ordering: .relaxed)
+            let before = fallbacks.count
             let decision = await store.acquire(key: "fresh-\(attempt)", policy: policy)
-            guard fallbacks.load(ordering: .relaxed) == before else { throw RedisError.timeout }
+            guard fallbacks.count == before else { throw RedisError.timeout }
             return decision
         }
         #expect(decision.allowed && decision.remaining == 29)
@@ -165,23 +169,16 @@ struct SharedLimitsTests {
         // A stall bound no pause here comes near: only the deadline could hand the decision to the fallback.
         let replicas = try await ReplicaSet.make(
             count: 2, url: server.url(), prefix: "t:", commandTimeout: .milliseconds(50), stallTimeout: .seconds(120))
-        let fallbacks = Atomic<Int>(0)
-        let store = SharedRateLimitStore(
-            client: replicas.harnesses[0].client, keyPrefix: "t:", registry: replicas.registries[0],
-            onFallback: { fallbacks.add(1, ordering: .relaxed) })
+        let fallbacks = Counter()
+        let store = replicas.limitStore(countingFallbacksIn: fallbacks)
         let policy = try RateLimitPolicy(requestsPerSecond: 1.0 / 60, burst: 2)
         #expect(await store.acquire(key: "late", policy: policy).remaining == 1)
-        // Redis holds the decision (a write) until UNPAUSE, well past its deadline.
-        let other = replicas.harnesses[1].client
-        #expect(try await other.send(["CLIENT", "PAUSE", "60000", "WRITE"]) == .status("OK"))
-        let pending = Task { await store.acquire(key: "late", policy: policy) }
-        #expect(await redisHoldsACommand(other))
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(try await other.send(["CLIENT", "UNPAUSE"]) == .status("OK"))
-        let late = await pending.value
+        let late = try await heldInRedisPastItsDeadline(pausedBy: replicas.harnesses[1].client) {
+            await store.acquire(key: "late", policy: policy)
+        }
         // The shared bucket's answer (its limit, not this replica's share of 1), and nothing local.
         #expect(late.allowed && late.limit == 2 && late.remaining == 0)
-        #expect(fallbacks.load(ordering: .relaxed) == 0)
+        #expect(fallbacks.count == 0)
         // Counted once, in Redis: the bucket is now empty for every replica.
         #expect(await store.acquire(key: "late", policy: policy).allowed == false)
         await replicas.shutdown()
@@ -192,10 +189,8 @@ struct SharedLimitsTests {
         let server = try await RedisServer.start()
         let replicas = try await ReplicaSet.make(
             count: 2, url: server.url(), prefix: "t:", commandTimeout: .milliseconds(150), stallTimeout: .milliseconds(300))
-        let fallbacks = Atomic<Int>(0)
-        let store = SharedRateLimitStore(
-            client: replicas.harnesses[0].client, keyPrefix: "t:", registry: replicas.registries[0],
-            onFallback: { fallbacks.add(1, ordering: .relaxed) })
+        let fallbacks = Counter()
+        let store = replicas.limitStore(countingFallbacksIn: fallbacks)
         let policy = try RateLimitPolicy(requestsPerSecond: 1.0 / 60, burst: 30)
         #expect(await store.acquire(key: "slow", policy: policy).allowed)
         // Every command from now on waits 20 s in Redis.
@@ -205,7 +200,7 @@ struct SharedLimitsTests {
         let elapsed = ContinuousClock.now - started
         // This replica's share of the bucket: 30 over the 2 replicas its heartbeats counted.
         #expect(decision.allowed && decision.limit == 15)
-        #expect(fallbacks.load(ordering: .relaxed) == 1)
+        #expect(fallbacks.count == 1)
         #expect(elapsed >= .milliseconds(440) && elapsed < .seconds(10), "\(elapsed)")
         _ = try? await replicas.harnesses[1].client.send(["CLIENT", "UNPAUSE"])
         await replicas.shutdown()

@@ -97,7 +97,10 @@ public final class RedisServer: Sendable {
                     let log = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
                     throw FixtureError.exitedEarly(log: String(log.suffix(2000)))
                 }
-                if (try? RawClient(port: port)) != nil { return }
+                // Its own log line, not merely a connection: when two tests draw the same free
+                // port, the other test's server accepts while this one fails to bind and exits.
+                let log = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
+                if log.contains("Ready to accept connections"), (try? RawClient(port: port)) != nil { return }
                 usleep(10_000)
             }
             throw FixtureError.notListening(port: port)
