@@ -37,9 +37,11 @@ struct CursorCodec: Sendable {
         key = Array(secret.utf8)
     }
 
-    /// The longest cursor the gateway hands out: `/executions?cursor=<it>` must fit the server's
-    /// 8 KiB request-target limit, or the client could never ask for the next page.
-    static let maximumIssuedLength = 7168
+    /// The longest cursor the gateway hands out. The longest query the document allows (10 search
+    /// terms of 100 characters, a 256-character workflow id, every JSON escape at its longest) makes
+    /// a cursor of under 12 KiB with three providers; the cursor and every other parameter at its
+    /// maximum, percent-encoded, fit the server's 32 KiB request-target limit.
+    static let maximumIssuedLength = 12_288
 
     /// A 400 naming the parameters that make a walk's cursor too long to send back, found before
     /// any upstream call by sealing a worst case: every provider positioned on a long id.

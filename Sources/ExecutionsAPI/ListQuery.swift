@@ -17,8 +17,8 @@ public struct ListQuery: Sendable, Equatable {
 
     public static let defaultLimit = 20
     public static let maximumLimit = 100
-    static let maximumSearchTerms = 20
-    static let maximumSearchTermLength = 256
+    static let maximumSearchTerms = 10
+    static let maximumSearchTermLength = 100
 
     public init(
         limit: Int = ListQuery.defaultLimit,
@@ -60,6 +60,8 @@ enum ListParameterParser {
         var given = Set<String>()
         var cursor: String?
         var searchTerms: [String] = []
+        // Every `q` given counts toward the bound, repeats included, as the document's `maxItems` does.
+        var searchTermsGiven = 0
         var createdAfter: CreationBound?
         var createdBefore: CreationBound?
 
@@ -120,6 +122,7 @@ enum ListParameterParser {
                     problems.append(.init(name: name, reason: "must be an RFC 3339 date-time such as 2026-11-20T10:00:00Z"))
                 }
             case "q":
+                searchTermsGiven += 1
                 if value.isEmpty || value.unicodeScalars.count > ListQuery.maximumSearchTermLength {
                     problems.append(.init(name: name, reason: "must be a search term of 1 to \(ListQuery.maximumSearchTermLength) characters"))
                 } else if !searchTerms.contains(value) {
@@ -144,13 +147,12 @@ enum ListParameterParser {
                 break
             }
         }
-        if searchTerms.count > ListQuery.maximumSearchTerms {
+        if searchTermsGiven > ListQuery.maximumSearchTerms {
             problems.append(.init(name: "q", reason: "may be repeated at most \(ListQuery.maximumSearchTerms) times"))
         }
         query.filter.searchTerms = searchTerms
-        if let createdAfter, let createdBefore, createdAfter > createdBefore {
-            problems.append(.init(name: "createdAfter", reason: "must not be later than createdBefore"))
-        }
+        // `createdAfter` later than `createdBefore` is a well-formed range that holds no instant: an
+        // empty answer, like any other filter nothing meets (and no upstream call).
         (query.filter.createdAfter, query.filter.createdBefore) = CreationBound.filterBounds(after: createdAfter, before: createdBefore)
         if !problems.isEmpty { return .failure(.invalidParameters(problems)) }
         return .success(ParsedListParameters(query: query, given: given, cursor: cursor))

@@ -21,9 +21,12 @@ public struct HTTPParserLimits: Sendable, Equatable {
     /// body is read or a `100 Continue` could be owed.
     public var acceptsBodies: Bool
 
+    // 32 KiB of target: every query parameter at its documented maximum at once, percent-encoded
+    // at the worst (12 bytes per 4-byte character), with a cursor, fits. The head holds that target
+    // and 16 KiB of header fields.
     public init(
-        maxRequestTargetBytes: Int = 8192,
-        maxHeaderBytes: Int = 16384,
+        maxRequestTargetBytes: Int = 32_768,
+        maxHeaderBytes: Int = 49_152,
         maxHeaderFields: Int = 100,
         maxBodyBytes: Int = 65536,
         maxMethodBytes: Int = 24,

@@ -42,9 +42,9 @@ info:
       (`GET, HEAD`); a method the server does not know at all (anything but GET, HEAD, POST,
       PUT, PATCH, DELETE, OPTIONS, TRACE, CONNECT and QUERY) gets `501`. Both are problem+json with
       `type: about:blank`.
-    - Extension: the request target (path and query) may be at most 8192 bytes; a longer one
-      gets `414` whatever its parameters are, so long lists of long `q` terms can exceed it
-      even when each parameter is valid on its own.
+    - Extension: the request target (path and query) may be at most 32768 bytes; a longer one
+      gets `414` whatever its parameters are. Every parameter of `GET /executions` at its
+      maximum at once, percent-encoded at the worst (12 bytes for a 4-byte character), fits.
     - Extension: problems about a provider name it in `provider`; problems that ask the client to
       wait carry `retryAfter` (seconds, the same value as the `Retry-After` header).
     - Extension: `providers[].exhausted` says a provider has nothing more to show for this walk.
@@ -118,8 +118,9 @@ paths:
         called for the page fails, the answer is that error even with `allowPartial=true`.
 
         Validation: every parameter is checked before anything reaches an upstream, and every
-        problem is reported at once in `invalidParams`. A parameter other than `q` given twice,
-        an unknown parameter, and `createdAfter` later than `createdBefore` are `400` too.
+        problem is reported at once in `invalidParams`. A parameter other than `q` given twice
+        and an unknown parameter are `400` too. `createdAfter` later than `createdBefore` is a
+        range that holds no instant: an empty last page, with no upstream call.
 
         Extension: `HEAD` is answered like `GET`, without a body.
       parameters:
@@ -473,11 +474,12 @@ components:
         ones the cursor was made with (`400` naming each that differs); the cursor records them
         all, including `allowPartial`. A cursor is base64url (no padding) of a JSON object, a
         dot, and the 43-character base64url of its 32-byte signature; the gateway issues none
-        longer than 7168 characters, so that `/executions?cursor=…` fits the 8 KiB
-        request-target limit.
+        longer than 12288 characters: the cursor of the largest query this document allows,
+        with three providers. It fits the 32 KiB request-target limit beside every other
+        parameter at its maximum.
       schema:
         type: string
-        maxLength: 7168
+        maxLength: 12288
         pattern: '^eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$'
     Provider:
       name: provider
@@ -519,8 +521,8 @@ components:
       in: query
       description: |
         RFC 3339 date-time (`2026-11-20T10:00:00Z`, `2026-11-20T11:00:00.5+01:00`, any year
-        from 0000 to 9999); only executions created at or after it (inclusive). Must not be later
-        than `createdBefore`.
+        from 0000 to 9999); only executions created at or after it (inclusive). Later than
+        `createdBefore`, the range holds nothing: an empty page.
       schema:
         type: string
         format: date-time
@@ -538,20 +540,20 @@ components:
         Search term, matched case-insensitively as a substring of the execution's id or of one of
         its parameter values (Kaizen `params`, also sent upstream as Kaizen `search`; B3OS
         `requestPayload`; Kapso list items carry none, so only the id). Repeatable
-        (`q=a&q=b`); the terms are OR-ed. Each term has 1 to 256 characters; at most 20
-        distinct terms. Extension: a query whose cursor could not be sent back within the 8 KiB
-        request-target limit (several kilobytes of search terms) is refused with 400 naming `q`,
-        before any upstream call.
+        (`q=a&q=b`); the terms are OR-ed. Each term has 1 to 100 characters; `q` is given at
+        most 10 times, repeats included. Extension: with more than three providers, a query
+        whose cursor would pass 12288 characters (kilobytes of search terms) is refused with
+        400 naming `q`, before any upstream call.
       style: form
       explode: true
       schema:
         type: array
         minItems: 1
-        maxItems: 20
+        maxItems: 10
         items:
           type: string
           minLength: 1
-          maxLength: 256
+          maxLength: 100
     IsTest:
       name: isTest
       in: query
@@ -870,7 +872,7 @@ components:
             $ref: '#/components/schemas/Problem'
     URITooLong:
       description: |
-        Extension: the request target (path and query) is longer than 8192 bytes, whatever its
+        Extension: the request target (path and query) is longer than 32768 bytes, whatever its
         parameters are. Answered by the HTTP layer before any route runs (type `about:blank`, no
         `requestId`); the connection is closed.
       content:
@@ -1124,7 +1126,7 @@ components:
         nextCursor:
           type: [string, 'null']
           description: Pass as `cursor` for the next page; `null` on the last page.
-          maxLength: 7168
+          maxLength: 12288
           pattern: '^eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$'
 
     ProviderReport:

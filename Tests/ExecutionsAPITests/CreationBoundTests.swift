@@ -64,15 +64,35 @@ import Testing
         #expect(try JSONParser.parse(all.body)["data"]?.arrayValue?.count == 1)
     }
 
-    @Test func boundsOutsideTheRangeAreComparedExactly() throws {
-        // Both lie beyond 2262 and map to the same filter value, yet the first is later.
-        let reversed = parse([("createdAfter", "3001-01-01T00:00:00Z"), ("createdBefore", "3000-12-31T23:59:59.9Z")])
-        #expect(reversed.failureNames == ["createdAfter"])
+    @Test func aRangeThatHoldsNoInstantIsNoErrorAndMatchesNothing() throws {
+        let inverted = [("createdAfter", "2026-11-20T10:00:00.000000001Z"), ("createdBefore", "2026-11-20T10:00:00Z")]
+        #expect(parse(inverted).failureNames == [])
+        #expect(try filter(inverted).isUnsatisfiable)
+        // Beyond 2262 both map to one filter value, yet the first is later: still nothing.
+        #expect(try filter([("createdAfter", "3001-01-01T00:00:00Z"), ("createdBefore", "3000-12-31T23:59:59.9Z")]).isUnsatisfiable)
         // An offset carries the instant across a year boundary: 3000-12-31T23:00-05:00 is 3001-01-01T04:00Z.
-        let crossing = parse([("createdAfter", "3000-12-31T23:00:00-05:00"), ("createdBefore", "3001-01-01T03:59:59Z")])
-        #expect(crossing.failureNames == ["createdAfter"])
-        #expect(parse([("createdAfter", "0100-01-01T00:00:00Z"), ("createdBefore", "0100-01-01T00:00:00Z")]).failureNames == [])
-        #expect(parse([("createdAfter", "0099-12-31T23:59:59.999999999Z"), ("createdBefore", "0100-01-01T00:00:00Z")]).failureNames == [])
+        #expect(try filter([("createdAfter", "3000-12-31T23:00:00-05:00"), ("createdBefore", "3001-01-01T03:59:59Z")]).isUnsatisfiable)
+        // One instant, given twice with different offsets, is a range that holds it.
+        let single = try filter([("createdAfter", "2026-11-20T11:00:00.5+01:00"), ("createdBefore", "2026-11-20T10:00:00.5Z")])
+        #expect(!single.isUnsatisfiable)
+        #expect(single.createdAfter == Timestamp(rfc3339: "2026-11-20T10:00:00.5Z"))
+        #expect(single.createdBefore == Timestamp(rfc3339: "2026-11-20T10:00:00.5Z"))
+    }
+
+    @Test func anInvertedRangeIsAnEmptyLastPageWithoutAnUpstreamCall() async throws {
+        let provider = InMemoryProvider(name: "a", executions: [makeExecution(provider: "a", id: "1", second: 1, status: .running)])
+        let service = ExecutionsService(
+            providers: [ProviderBinding(provider: provider, credential: UpstreamCredential(secret: "c"))],
+            cursorSecret: "secret-1", now: { 0 }
+        )
+        let facts = RequestFacts(requestID: "r", traceparent: "", bypassCache: false)
+        let answer = try await service.list(
+            [("createdAfter", "1970-01-01T00:00:02Z"), ("createdBefore", "1970-01-01T00:00:01Z")], client: .anonymous, facts: facts
+        ).get()
+        let page = try JSONParser.parse(answer.body)
+        #expect(page["data"]?.arrayValue?.isEmpty == true)
+        #expect(page["page"]?["nextCursor"] == .null)
+        #expect(provider.listCalls == 0)
     }
 
     @Test(arguments: ["0126-02-29T00:00:00Z", "1900-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "10000-01-01T00:00:00Z", "-001-01-01T00:00:00Z", "0126-05-04", "0126-05-04T00:13:12.Z"])

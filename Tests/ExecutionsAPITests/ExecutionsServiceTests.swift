@@ -182,7 +182,6 @@ import Testing
         ([("createdBefore", "2026-11-20")], ["createdBefore"]), ([("isTest", "yes")], ["isTest"]),
         ([("include", "downloads,everything")], ["include"]), ([("allowPartial", "maybe")], ["allowPartial"]),
         ([("sort", "asc")], ["sort"]), ([("q", "")], ["q"]), ([("workflowId", "")], ["workflowId"]),
-        ([("createdAfter", "2026-11-21T00:00:00Z"), ("createdBefore", "2026-11-20T00:00:00Z")], ["createdAfter"]),
         ([("limit", "x"), ("bogus", "1"), ("status", "nope")], ["bogus", "limit", "status"]),
     ] as [([(String, String)], [String])])
     func invalidParametersAreNamedBeforeAnyUpstreamCall(_ items: [(String, String)], _ names: [String]) async {
@@ -193,19 +192,38 @@ import Testing
         #expect(provider.listCalls == 0)
     }
 
-    @Test func aQueryTooLargeToPageThroughIsRefusedBeforeAnyUpstreamCall() async throws {
-        let provider = InMemoryProvider(name: "a", executions: (0..<3).map { makeExecution(provider: "a", id: "\($0)", second: Int64($0), status: .running) })
-        // 20 terms of 200 control characters: each is 6 bytes once JSON-escaped inside the cursor.
-        let terms = (0..<20).map { index in ("q", String(repeating: "\u{1}", count: 199) + String(index)) }
-        let refused = problem(await service([provider]).list(terms, client: .anonymous, facts: facts))
-        #expect(refused?.status.code == 400)
-        #expect(refused?.invalidParams.map(\.name) == ["q"])
-        #expect(provider.listCalls == 0)
+    /// The largest query the document allows: 10 terms of 100 control characters and a workflow id
+    /// of 256 (each character 6 bytes once JSON-escaped inside the cursor).
+    static let largestQuery: [(String, String)] =
+        (0..<10).map { index in ("q", String(repeating: "\u{1}", count: 99) + String(index)) }
+            + [("workflowId", String(repeating: "\u{1}", count: 256))]
 
-        // A large but pageable query still works, and every cursor it issues fits a request target.
-        let pageable = (0..<20).map { index in ("q", String(repeating: "z", count: 40) + String(index)) } + [("limit", "1")]
-        let page = try document(await service([provider]).list(pageable, client: .anonymous, facts: facts))
+    @Test func theLargestQueryTheDocumentAllowsIsPageableWithThreeProviders() async throws {
+        let providers = ["a", "b", "c"].map { InMemoryProvider(name: $0) }
+        let page = try document(await service(providers).list(Self.largestQuery, client: .anonymous, facts: facts))
         #expect(page["data"] != nil)
+        #expect(providers.allSatisfy { $0.listCalls == 1 })
+    }
+
+    @Test func aQueryTooLargeToPageThroughIsRefusedBeforeAnyUpstreamCall() async throws {
+        // With twelve providers, each positioned on a long id, the largest query's cursor would not fit.
+        let providers = (0..<12).map { InMemoryProvider(name: "provider-\($0)") }
+        let refused = problem(await service(providers).list(Self.largestQuery, client: .anonymous, facts: facts))
+        #expect(refused?.status.code == 400)
+        #expect(refused?.invalidParams.map(\.name) == ["q", "workflowId"])
+        #expect(providers.allSatisfy { $0.listCalls == 0 })
+    }
+
+    @Test func qCountsEveryRepeatTowardItsBound() async {
+        let provider = InMemoryProvider(name: "a")
+        let eleven = Array(repeating: ("q", "same"), count: 11)
+        #expect(problem(await service([provider]).list(eleven, client: .anonymous, facts: facts))?.invalidParams.map(\.name) == ["q"])
+        let ten = Array(repeating: ("q", "same"), count: 10)
+        #expect((try? document(await service([provider]).list(ten, client: .anonymous, facts: facts))) != nil)
+        let longest = [("q", String(repeating: "\u{1F600}", count: 100))]
+        #expect((try? document(await service([provider]).list(longest, client: .anonymous, facts: facts))) != nil)
+        let tooLong = [("q", String(repeating: "\u{1F600}", count: 101))]
+        #expect(problem(await service([provider]).list(tooLong, client: .anonymous, facts: facts))?.invalidParams.map(\.name) == ["q"])
     }
 
     @Test func clientsOnlyReachTheirProviders() async throws {

@@ -64,6 +64,8 @@ final class InMemoryProvider: ExecutionProvider {
     var all: [UnifiedExecution] { state.withLock { $0.executions } }
 
     func executions(matching filter: ExecutionFilter, after position: ProviderPosition?, limit: Int, call: UpstreamCallContext) async throws(ProviderError) -> ProviderPage {
+        // As every adapter does: a filter nothing can meet is answered without a call.
+        guard mayHoldMatches(filter) else { return .noMatches() }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let held = heldListCalls.withLock { held -> Bool in
                 guard held != nil else { return false }

@@ -25,9 +25,10 @@ import Testing
     @Test func aWorstCaseCursorKeepsTheHeadWithinNginxsDefaultBuffer() async throws {
         let harness = try await GatewayHarness()
         defer { Task { await harness.stop() } }
-        // Two terms that match (ids contain digits) and 18 long ones that do not (20 terms of at
-        // most 256 characters are allowed): about 3.6 KB of `q`, so the cursor runs to some 5 KB.
-        let filler = (0..<18).map { "q=" + String(repeating: "z", count: 196) + "\($0 + 10)" }
+        // Two terms that match (ids contain digits) and 8 of 100 control characters that do not
+        // (10 terms of at most 100 characters are allowed): each is 6 bytes once JSON-escaped, so
+        // the cursor runs to some 6 KB.
+        let filler = (0..<8).map { "q=" + String(repeating: "%01", count: 98) + "\($0 + 10)" }
         let target = "/executions?limit=1&q=1&q=2&" + filler.joined(separator: "&")
         let bytes = try await Self.exchange(harness,
             "GET \(target) HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(GatewayHarness.webKey)\r\nConnection: close\r\n\r\n")

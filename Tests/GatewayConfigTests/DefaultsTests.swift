@@ -22,7 +22,7 @@ struct DefaultsTests {
         #expect(server.port == 8080)
         #expect(server.workers == 0)
         #expect(server.maxConnections == 10000)
-        #expect(server.maxHeaderBytes == 16384)
+        #expect(server.maxHeaderBytes == 49_152)
         #expect(server.maxHeaderFields == 100)
         #expect(server.maxBodyBytes == 65536)
         #expect(server.maxResponseBytes == 8_388_608)

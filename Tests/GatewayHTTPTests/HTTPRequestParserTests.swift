@@ -123,22 +123,22 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
     @Test func longTargetIsRejectedAsSoonAsTheLimitIsPassed() {
         var parser = HTTPRequestParser()
-        let atLimit = bytes("GET /" + String(repeating: "a", count: 8191))
+        let atLimit = bytes("GET /" + String(repeating: "a", count: 32_767))
         #expect(throws: Never.self) { try parseOnce(&parser, atLimit[...]).get() }
         let result = parseOnce(&parser, bytes("a")[...])
-        #expect(result.failureStatus == 414, "the 8193rd target byte must be rejected without waiting for the line end")
+        #expect(result.failureStatus == 414, "the 32769th target byte must be rejected without waiting for the line end")
         var exact = HTTPRequestParser()
-        let fits = parseOnce(&exact, bytes("GET /" + String(repeating: "a", count: 8191) + " HTTP/1.1\r\nHost: h\r\n\r\n")[...])
-        #expect(fits.request?.target.utf8.count == 8192)
+        let fits = parseOnce(&exact, bytes("GET /" + String(repeating: "a", count: 32_767) + " HTTP/1.1\r\nHost: h\r\n\r\n")[...])
+        #expect(fits.request?.target.utf8.count == 32_768)
     }
 
     @Test func largeHeaderSectionIsRejectedIncrementally() {
         var parser = HTTPRequestParser()
-        let head = bytes("GET / HTTP/1.1\r\nHost: h\r\nX-Filler: " + String(repeating: "v", count: 20000))
+        let head = bytes("GET / HTTP/1.1\r\nHost: h\r\nX-Filler: " + String(repeating: "v", count: 60_000))
         var sawError: HTTPParseError?
         var failingPieceStart: Int?
         var fed = 0
-        // Feed 1 KiB at a time; the error must come from the piece holding byte 16385, long before the head ends.
+        // Feed 1 KiB at a time; the error must come from the piece holding byte 49153, long before the head ends.
         while fed < head.count, sawError == nil {
             let piece = head[fed..<min(head.count, fed + 1024)]
             if case .failure(let error) = parseOnce(&parser, piece) {
@@ -148,15 +148,15 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
             fed += piece.count
         }
         #expect(sawError?.status == .requestHeaderFieldsTooLarge)
-        #expect(failingPieceStart == 16384)
+        #expect(failingPieceStart == 49_152)
     }
 
     @Test func headerSectionExactlyAtLimitIsAccepted() {
         let prefix = "GET / HTTP/1.1\r\nHost: h\r\nX-Filler: "
-        let filler = String(repeating: "v", count: 16384 - prefix.utf8.count - 4)
+        let filler = String(repeating: "v", count: 49_152 - prefix.utf8.count - 4)
         var parser = HTTPRequestParser()
         let input = bytes(prefix + filler + "\r\n\r\n")
-        #expect(input.count == 16384)
+        #expect(input.count == 49_152)
         #expect(parseOnce(&parser, input[...]).request != nil)
         var over = HTTPRequestParser()
         #expect(parseOnce(&over, bytes(prefix + filler + "v\r\n\r\n")[...]).failureStatus == 431)
@@ -208,7 +208,7 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
     @Test func defaultLimitsMatchTheContract() {
         let limits = HTTPParserLimits()
-        #expect(limits == HTTPParserLimits(maxRequestTargetBytes: 8192, maxHeaderBytes: 16384, maxHeaderFields: 100, maxBodyBytes: 65536, maxMethodBytes: 24))
+        #expect(limits == HTTPParserLimits(maxRequestTargetBytes: 32_768, maxHeaderBytes: 49_152, maxHeaderFields: 100, maxBodyBytes: 65536, maxMethodBytes: 24))
     }
 
     @Test func parsedRequestKeepsEverythingAsSent() throws {

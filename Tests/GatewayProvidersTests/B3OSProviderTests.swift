@@ -184,7 +184,10 @@ import Testing
             #expect(listCalls(harness) - before == 1)
 
             let total = harness.simulator.counters(provider: .b3os).total
-            for filter in [ExecutionFilter(isTest: true), ExecutionFilter(statuses: [.paused])] {
+            for filter in [
+                ExecutionFilter(isTest: true), ExecutionFilter(statuses: [.paused]),
+                ExecutionFilter(createdAfter: all[10].createdAt, createdBefore: all[20].createdAt),
+            ] {
                 let empty = try await provider.executions(matching: filter, after: nil, limit: 10, call: call)
                 #expect(empty.executions.isEmpty && empty.exhausted)
             }

@@ -149,6 +149,7 @@ import Testing
             for filter in [
                 ExecutionFilter(isTest: true),
                 ExecutionFilter(statuses: [.queued, .paused, .cancelled]),
+                ExecutionFilter(createdAfter: Timestamp(nanosecondsSinceEpoch: 10), createdBefore: Timestamp(nanosecondsSinceEpoch: 5)),
             ] {
                 let page = try await provider.executions(matching: filter, after: nil, limit: 10, call: harness.call(Self.key))
                 #expect(page.executions.isEmpty)
