@@ -21,12 +21,16 @@ public struct ClientCredentialRecord: Sendable {
 ///
 /// Keys are compared by SHA-256 digest, against every configured client with a constant-time
 /// comparison and no early exit, so response timing reveals neither which client nor how much of
-/// a key matched.
+/// a key matched. A key that matched is remembered with its client, so that a client's requests
+/// after its first cost a table lookup instead of a digest and a pass over every client. Only
+/// matched keys are remembered, so the table holds at most one entry per configured client
+/// whatever keys a caller tries; it goes with the authenticator when the configuration is reloaded.
 public struct ClientAuthenticator: Sendable {
     public enum Mode: Sendable { case apiKey, none }
 
     public let mode: Mode
     private let records: [ClientCredentialRecord]
+    private let matchedKeys = MatchedKeys()
 
     public init(mode: Mode, clients: [ClientCredentialRecord]) {
         self.mode = mode
@@ -41,33 +45,55 @@ public struct ClientAuthenticator: Sendable {
 
     public func authenticate(_ headers: HTTPHeaders) -> Result<GatewayClient, Failure> {
         if mode == .none { return .success(.anonymous) }
-        let key: String
+        let key: Substring
         if let authorization = headers["Authorization"] {
-            let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-            guard parts.count == 2, parts[0].lowercased() == "bearer" else { return .failure(.malformedAuthorization) }
-            key = String(parts[1]).trimmingSpaces()
+            guard let token = Self.bearerToken(authorization) else { return .failure(.malformedAuthorization) }
+            key = token
         } else if let apiKey = headers["X-API-Key"] {
-            key = apiKey.trimmingSpaces()
+            key = Substring(apiKey).trimmingSpaces()
         } else {
             return .failure(.missingKey)
         }
         guard !key.isEmpty else { return .failure(.missingKey) }
+        if let known = matchedKeys.table.withLock({ $0[key] }) { return .success(known) }
         let digest = SHA256.hash(Array(key.utf8))
         var found: GatewayClient?
         for record in records where constantTimeEquals(record.keyDigest, digest) && found == nil {
             found = record.client
         }
         guard let found else { return .failure(.unknownKey) }
+        matchedKeys.table.withLock { $0[key] = found }
         return .success(found)
+    }
+
+    /// How many keys are remembered (at most one per configured client).
+    public var rememberedKeys: Int { matchedKeys.table.withLock { $0.count } }
+
+    /// The token of `Bearer <token>` (scheme in any case, spaces or tabs around the token), or nil
+    /// when the value does not use the Bearer scheme. Reads the value in place.
+    static func bearerToken(_ value: String) -> Substring? {
+        var rest = Substring(value).trimmingSpaces()
+        let scheme = "bearer".utf8
+        guard rest.utf8.count > scheme.count,
+              zip(rest.utf8, scheme).allSatisfy({ $0 | 0x20 == $1 })
+        else { return nil }
+        rest = rest.dropFirst(scheme.count)
+        guard rest.first == " " else { return nil }
+        return rest.trimmingSpaces()
     }
 }
 
-extension String {
-    func trimmingSpaces() -> String {
-        var slice = Substring(self)
+/// Keys that matched a configured client, with that client.
+private final class MatchedKeys: Sendable {
+    let table = Mutex<[Substring: GatewayClient]>([:])
+}
+
+extension Substring {
+    func trimmingSpaces() -> Substring {
+        var slice = self
         while slice.first == " " || slice.first == "\t" { slice = slice.dropFirst() }
         while slice.last == " " || slice.last == "\t" { slice = slice.dropLast() }
-        return String(slice)
+        return slice
     }
 }
 

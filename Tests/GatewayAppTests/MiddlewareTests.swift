@@ -62,6 +62,30 @@ final class ManualClock: Sendable {
         #expect(problem["requestId"]?.stringValue == response.headers["X-Request-Id"])
     }
 
+    @Test func aMatchedKeyIsRememberedAndNothingElseIs() {
+        let authenticator = ClientAuthenticator(mode: .apiKey, clients: [
+            ClientCredentialRecord(client: web, keyDigest: SHA256.hash(Array("web-key".utf8))),
+            ClientCredentialRecord(client: batch, keyDigest: SHA256.hash(Array("batch-key".utf8))),
+        ])
+        for attempt in 0..<1_000 {
+            #expect(authenticator.authenticate(["X-API-Key": "guess-\(attempt)"]) == .failure(.unknownKey))
+        }
+        #expect(authenticator.rememberedKeys == 0, "a wrong key is never remembered")
+        for _ in 0..<3 {
+            #expect(authenticator.authenticate(["Authorization": "Bearer web-key"]) == .success(web))
+            #expect(authenticator.authenticate(["X-API-Key": " batch-key\t"]) == .success(batch))
+        }
+        #expect(authenticator.rememberedKeys == 2)
+        // A remembered key's prefix, extension or other case is still no key.
+        for wrong in ["web-ke", "web-key2", "WEB-KEY", "web-key "] {
+            #expect(authenticator.authenticate(["Authorization": "Bearer \(wrong)x"]) == .failure(.unknownKey))
+            #expect(authenticator.authenticate(["X-API-Key": wrong + "!"]) == .failure(.unknownKey))
+        }
+        #expect(authenticator.authenticate(["Authorization": "Bearerweb-key"]) == .failure(.malformedAuthorization))
+        #expect(authenticator.authenticate(["Authorization": "Basic web-key"]) == .failure(.malformedAuthorization))
+        #expect(authenticator.rememberedKeys == 2)
+    }
+
     @Test func operationalPathsAndModeNoneNeedNoKey() async {
         #expect(await get("/healthz").status == .ok)
         #expect(String(decoding: await get("/whoami", mode: .none).body, as: UTF8.self) == "anonymous")

@@ -1,14 +1,28 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 public enum PortError: Error { case noFreePort, nothingListening(port: Int) }
 
-/// A loopback port nothing listens on right now, for a child process that must be told its port
-/// (nginx, a gateway whose output is not read). Another process may take it before the child
-/// binds it; tests that can use port 0 and read the bound port back should.
+/// Ports this process has handed out. A test that stops its server and starts it again on the same
+/// port (a Redis restart) must not find another test's server there: no port is handed out twice.
+private let handedOutPorts = Mutex<Set<Int>>([])
+
+/// A loopback port nothing listens on right now and that no test of this process was given before,
+/// for a child process that must be told its port (nginx, redis-server, a gateway whose output is
+/// not read). Another process may take it before the child binds it; tests that can use port 0 and
+/// read the bound port back should.
 public func unusedLoopbackPort() throws -> Int {
+    for _ in 0..<1_000 {
+        let port = try loopbackPortFreeNow()
+        if handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
+    }
+    throw PortError.noFreePort
+}
+
+private func loopbackPortFreeNow() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
