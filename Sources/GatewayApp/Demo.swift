@@ -1,5 +1,6 @@
 import GatewayConfig
 import GatewayCrypto
+import GatewayEventLoop
 public import GatewayServer
 public import Logging
 public import ProviderSimulator

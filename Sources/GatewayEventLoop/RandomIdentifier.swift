@@ -42,6 +42,17 @@ public enum RandomIdentifier {
     }
 }
 
+/// `count` bytes from the kernel's CSPRNG (`getrandom`), for secrets such as a generated cursor
+/// key: the process's one source of randomness, as request ids are. Without it the process stops
+/// (see `SystemCall.fillRandom`): a secret built from predictable bytes would fail silently and
+/// insecurely. A `count` of zero or less gives an empty array.
+public func secureRandomBytes(count: Int) -> [UInt8] {
+    guard count > 0 else { return [] }
+    var bytes = [UInt8](repeating: 0, count: count)
+    bytes.withUnsafeMutableBytes { SystemCall.fillRandom($0) }
+    return bytes
+}
+
 /// A page of kernel randomness handed out in order; every byte is used once.
 struct RandomBytePool: ~Copyable {
     static let capacity = 4096

@@ -85,16 +85,3 @@ import Testing
         #expect(constantTimeEquals("abc".utf8, [97, 98, 99] as [UInt8]))
     }
 }
-
-@Suite struct RandomBytesTests {
-    @Test func returnsTheRequestedCountOfNonConstantBytes() {
-        #expect(secureRandomBytes(count: 0).isEmpty)
-        #expect(secureRandomBytes(count: -5).isEmpty)
-        let first = secureRandomBytes(count: 64)
-        let second = secureRandomBytes(count: 64)
-        #expect(first.count == 64)
-        // 2^-512 chance of a false failure: two draws agreeing means the source is broken.
-        #expect(first != second)
-        #expect(Set(first).count > 1)
-    }
-}
