@@ -250,7 +250,10 @@ struct TieredCacheStoreTests {
         #expect(results.count == replicaCount * missesPerReplica)
         #expect(results.allSatisfy { $0.value == bytes("the one answer") })
         #expect(results.filter { $0.outcome == .miss }.count == 1)
-        #expect(results.filter { $0.outcome == .coalesced }.count == replicaCount * missesPerReplica - 1)
+        // Every other caller waited for that load, except those a loaded machine started only after
+        // it had finished: they find the answer cached.
+        #expect(results.allSatisfy { [.miss, .coalesced, .hit].contains($0.outcome) })
+        #expect(results.filter { $0.outcome == .coalesced }.count >= replicaCount - 1)
         #expect(replicas.map(\.shared.loadsCoalescedAcrossReplicas).reduce(0, +) == replicaCount - 1)
         // The holder releases its lock once its callers have their answer.
         #expect(await eventually { (try? await replicas[0].client.send(["EXISTS", "t:l:kaizen id /executions/e1"])) == .integer(0) })
