@@ -3,7 +3,7 @@ import PackageDescription
 
 // Module map (dependencies point downwards only):
 //
-//   ExecutionsGatewayCLI / ProviderSimulatorCLI      command lines
+//   ExecutionsGatewayCLI / ProviderSimulatorCLI      command lines (the demo's wiring of the simulator too)
 //   GatewayApp                                       wiring: config -> server + API + middleware
 //   GatewayConfig                                    the YAML file, typed; defaults from the runtime types below
 //   GatewayReplicas                                  what replicas share through Redis (limits, budgets, indexes)
@@ -16,8 +16,8 @@ import PackageDescription
 //   ProviderSimulator                                simulated upstreams (demo + tests)
 //   GatewayServer                                    listeners, connections, router, middleware
 //   GatewayHTTP                                      HTTP/1.1 types, strict resumable parser (no I/O)
-//   GatewayEventLoop                                 sockets, epoll, eventfd, timerfd, executor, random ids
-//   GatewayCrypto                                    SHA-256, HMAC, random bytes (libssl)
+//   GatewayEventLoop                                 sockets, epoll, eventfd, timerfd, executor, randomness
+//   GatewayCrypto                                    SHA-256, HMAC, base64url (libssl)
 //   CGatewaySystem, CCurl, COpenSSL, CHiredis, CZlib C shims
 
 let strictSwift: [SwiftSetting] = [
@@ -148,7 +148,7 @@ let package = Package(
             dependencies: [
                 "ExecutionsAPI", "GatewayServer", "GatewayHTTP", "GatewayJSON", "GatewayCrypto", "GatewayRateLimit",
                 "GatewayEventLoop", "GatewayConfig", "GatewayProviders", "GatewayUpstream", "GatewayCache",
-                "GatewayIndex", "GatewayOpenAPI", "GatewayRedis", "GatewayReplicas", "ProviderSimulator",
+                "GatewayIndex", "GatewayOpenAPI", "GatewayRedis", "GatewayReplicas",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -160,7 +160,8 @@ let package = Package(
         .executableTarget(
             name: "ExecutionsGatewayCLI",
             dependencies: [
-                "GatewayApp", "GatewayConfig", "GatewayEventLoop",
+                // The demo's simulated upstreams live here, not in the library a deployment links.
+                "GatewayApp", "GatewayConfig", "GatewayCrypto", "GatewayEventLoop", "GatewayServer", "ProviderSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,18 +1,21 @@
+import GatewayApp
 import GatewayConfig
 import GatewayCrypto
 import GatewayEventLoop
-public import GatewayServer
-public import Logging
-public import ProviderSimulator
+import GatewayServer
+import Logging
+import ProviderSimulator
 
 /// The demo: simulated Kaizen, Kapso and B3OS upstreams in this process, and a gateway in front of
 /// them with `auth.mode: none`. Upstream ports are ephemeral; only the gateway's port is fixed.
-public struct DemoEnvironment: Sendable {
-    public let simulator: ProviderSimulator
-    public let upstreamServers: [HTTPServer]
-    public let runtime: GatewayRuntime
+/// Here in the command line, not in `GatewayApp`, so that the library a deployment links carries
+/// no simulator.
+struct DemoEnvironment: Sendable {
+    let simulator: ProviderSimulator
+    let upstreamServers: [HTTPServer]
+    let runtime: GatewayRuntime
 
-    public static func start(
+    static func start(
         host: String = "127.0.0.1",
         port: Int = 8080,
         seed: UInt64 = 1,
@@ -67,7 +70,7 @@ public struct DemoEnvironment: Sendable {
     }
 
     /// What the demo prints: commands that work against it as it runs.
-    public func instructions() -> String {
+    func instructions() -> String {
         let base = "http://\(runtime.configuration.server.host):\(runtime.port)"
         return """
         ExecutionsGateway demo is running on \(base) (simulated Kaizen, Kapso and B3OS upstreams, no API key needed).
@@ -85,7 +88,7 @@ public struct DemoEnvironment: Sendable {
         """
     }
 
-    public func shutdown() async {
+    func shutdown() async {
         await runtime.shutdown()
         for server in upstreamServers { await server.shutdown() }
     }
