@@ -31,7 +31,7 @@ struct DemoEnvironment: Sendable {
         var baseURLs: [SimulatedProvider: String] = [:]
         for provider in SimulatedProvider.allCases {
             let server = HTTPServer(
-                configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1),
+                configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1, injectsTransportFaults: true),
                 responder: simulator.responder(for: provider),
                 logger: quiet
             )

@@ -289,15 +289,11 @@ public struct HTTPResponse: Sendable {
     public var status: HTTPStatus
     public var headers: HTTPHeaders
     public var body: [UInt8]
-    /// Asks the server to break the transport instead of delivering the response normally.
-    /// Only the provider simulator sets this, to reproduce upstream faults; the gateway never does.
-    public var transportFault: TransportFault?
 
     public init(status: HTTPStatus, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
         self.status = status
         self.headers = headers
         self.body = body
-        self.transportFault = nil
     }
 
     public init(status: HTTPStatus, headers: HTTPHeaders = HTTPHeaders(), text: String) {
@@ -306,14 +302,6 @@ public struct HTTPResponse: Sendable {
             self.headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
         }
     }
-}
-
-/// Ways a response can be made to fail on the wire, for fault injection.
-public enum TransportFault: Sendable, Equatable {
-    /// Close the connection with a TCP reset (SO_LINGER 0) without sending anything.
-    case resetConnection
-    /// Send the head with the full `Content-Length`, then only the first `bytes` of the body, then close.
-    case truncateBody(afterBytes: Int)
 }
 
 // MARK: - Small helpers shared inside the module

@@ -313,7 +313,9 @@ final class Connection: IOEventHandler {
     }
 
     private func send(_ response: HTTPResponse, forHEAD: Bool, version: HTTPVersion, keepAlive: Bool) {
-        if let fault = response.transportFault {
+        if configuration.injectsTransportFaults, let fault = response.transportFault {
+            var response = response
+            response.transportFault = nil
             applyFault(fault, to: response)
             return
         }

@@ -27,6 +27,9 @@ public struct HTTPServerConfiguration: Sendable {
     /// How long a closing connection keeps draining the peer's unread input, so the kernel sends
     /// FIN rather than RST and the peer can read the last response (nginx's lingering close).
     public var linger: Duration { didSet { lingerNanoseconds = linger.saturatingNanoseconds } }
+    /// Apply the `TransportFault` a response asks for (the provider simulator's servers and server
+    /// tests); false everywhere else, the gateway's server included.
+    public var injectsTransportFaults: Bool
 
     // The durations above converted once, for the per-connection timers (never trapping: a
     // duration past `UInt64` nanoseconds saturates).
@@ -47,7 +50,8 @@ public struct HTTPServerConfiguration: Sendable {
         idleTimeout: Duration = .seconds(75),
         writeTimeout: Duration = .seconds(30),
         shutdownGrace: Duration = .seconds(10),
-        linger: Duration = .seconds(2)
+        linger: Duration = .seconds(2),
+        injectsTransportFaults: Bool = false
     ) {
         self.host = host
         self.port = port
@@ -65,5 +69,6 @@ public struct HTTPServerConfiguration: Sendable {
         self.shutdownGraceNanoseconds = shutdownGrace.saturatingNanoseconds
         self.linger = linger
         self.lingerNanoseconds = linger.saturatingNanoseconds
+        self.injectsTransportFaults = injectsTransportFaults
     }
 }

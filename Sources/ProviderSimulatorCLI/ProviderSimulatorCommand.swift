@@ -127,7 +127,7 @@ struct ProviderSimulatorCommand: AsyncParsableCommand {
         let simulator = ProviderSimulator(configuration: configuration)
         let servers = [(SimulatedProvider.kaizen, kaizenPort), (.kapso, kapsoPort), (.b3os, b3osPort)].map { provider, port in
             (provider, HTTPServer(
-                configuration: HTTPServerConfiguration(host: host, port: port, workers: 1),
+                configuration: HTTPServerConfiguration(host: host, port: port, workers: 1, injectsTransportFaults: true),
                 responder: simulator.responder(for: provider),
                 logger: Logger(label: "provider-simulator.\(provider.rawValue)")
             ))

@@ -38,7 +38,7 @@ final class GatewayHarness: Sendable {
             // build, among every other test at once, reads it slower than the 30 s a production
             // server allows a stalled write, and the test is not about that timeout.
             let server = HTTPServer(
-                configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1, writeTimeout: .seconds(600)),
+                configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1, writeTimeout: .seconds(600), injectsTransportFaults: true),
                 responder: simulator.responder(for: provider), logger: quiet
             )
             try server.start()

@@ -125,7 +125,8 @@ final class SimulatorHarness: Sendable {
             let server = HTTPServer(
                 configuration: HTTPServerConfiguration(
                     host: "127.0.0.1", port: 0, workers: 1,
-                    shutdownGrace: .nanoseconds(50_000_000), linger: .nanoseconds(10_000_000)
+                    shutdownGrace: .nanoseconds(50_000_000), linger: .nanoseconds(10_000_000),
+                    injectsTransportFaults: true
                 ),
                 responder: ObservedResponder(inner: simulator.responder(for: provider), log: log),
                 logger: Self.quietLogger("test.server")

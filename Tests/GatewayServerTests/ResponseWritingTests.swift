@@ -23,8 +23,8 @@ import Testing
         }.joined(separator: "\r\n")
     }
 
-    static func exchange(_ responder: FixedResponder, _ request: String) async throws -> [UInt8] {
-        try await withServer(responder: responder) { server in
+    static func exchange(_ responder: FixedResponder, _ request: String, injectsTransportFaults: Bool = false) async throws -> [UInt8] {
+        try await withServer(.forTests(injectsTransportFaults: injectsTransportFaults), responder: responder) { server in
             let client = try RawClient(port: server.localPort)
             try await client.send(request)
             return await client.readUntilClose().bytes
@@ -162,7 +162,8 @@ import Testing
     @Test func truncatedBodyFaultSendsTheFullLengthThenClosesEarly() async throws {
         var response = HTTPResponse(status: .ok, text: "hello world")
         response.transportFault = .truncateBody(afterBytes: 3)
-        let bytes = try await Self.exchange(FixedResponder(responses: ["/": response]), "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        let bytes = try await Self.exchange(
+            FixedResponder(responses: ["/": response]), "GET / HTTP/1.1\r\nHost: x\r\n\r\n", injectsTransportFaults: true)
         #expect(Self.headWithoutDate(bytes) == [
             "HTTP/1.1 200 OK",
             "Content-Type: text/plain; charset=utf-8",
@@ -173,10 +174,18 @@ import Testing
         #expect(String(decoding: bytes, as: UTF8.self).hasSuffix("\r\n\r\nhel"))
     }
 
+    @Test func aServerThatInjectsNoFaultsDeliversTheResponseWhole() async throws {
+        var response = HTTPResponse(status: .ok, text: "hello world")
+        response.transportFault = .truncateBody(afterBytes: 3)
+        let bytes = try await Self.exchange(
+            FixedResponder(responses: ["/": response]), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(String(decoding: bytes, as: UTF8.self).hasSuffix("\r\n\r\nhello world"))
+    }
+
     @Test func resetFaultSendsNothing() async throws {
         var response = HTTPResponse(status: .ok, text: "hello")
         response.transportFault = .resetConnection
-        try await withServer(responder: FixedResponder(responses: ["/": response])) { server in
+        try await withServer(.forTests(injectsTransportFaults: true), responder: FixedResponder(responses: ["/": response])) { server in
             let client = try RawClient(port: server.localPort)
             try await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             let (bytes, end) = await client.readUntilClose()

@@ -31,9 +31,10 @@ extension HTTPServerConfiguration {
     /// 127.0.0.1, an ephemeral port, a request timeout of a minute (see `withServer`), and a write
     /// timeout no load reaches: with every test running at once, a test client reading megabytes
     /// can fall more than the production 30 s behind, and the tests about that timeout set their own.
-    static func forTests(workers: Int = 1) -> HTTPServerConfiguration {
+    static func forTests(workers: Int = 1, injectsTransportFaults: Bool = false) -> HTTPServerConfiguration {
         HTTPServerConfiguration(
-            host: "127.0.0.1", port: 0, workers: workers, headerTimeout: .nanoseconds(60_000_000_000), writeTimeout: .seconds(600))
+            host: "127.0.0.1", port: 0, workers: workers, headerTimeout: .nanoseconds(60_000_000_000), writeTimeout: .seconds(600),
+            injectsTransportFaults: injectsTransportFaults)
     }
 }
 

@@ -66,7 +66,7 @@ import Testing
         var logger = Logger(label: "test.server")
         logger.logLevel = .critical
         let server = HTTPServer(
-            configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1), responder: router,
+            configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1, injectsTransportFaults: true), responder: router,
             logger: logger)
         try server.start()
         let client = try CurlHTTPClient(configuration: clientConfiguration, logger: clientLogger)

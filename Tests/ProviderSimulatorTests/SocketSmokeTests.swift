@@ -16,7 +16,7 @@ func exchange(port: Int, _ request: String) async throws -> (response: TestRespo
 @Suite struct SocketSmokeTests {
     @Test func simulatorServesOverTheProjectsHTTPServerIncludingTransportFaults() async throws {
         let simulator = makeSimulator(executions: 12)
-        let server = HTTPServer(configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1), responder: simulator.kaizen)
+        let server = HTTPServer(configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1, injectsTransportFaults: true), responder: simulator.kaizen)
         try server.start()
         let port = server.localPort
         let body = "{}"
