@@ -77,8 +77,9 @@ public struct ClientAuthenticator: Sendable {
         guard rest.utf8.count > scheme.count,
               zip(rest.utf8, scheme).allSatisfy({ $0 | 0x20 == $1 })
         else { return nil }
-        rest = rest.dropFirst(scheme.count)
-        guard rest.first == " " else { return nil }
+        // By bytes, not characters: a combining mark after the scheme is no separator.
+        rest = Substring(rest.utf8.dropFirst(scheme.count))
+        guard rest.utf8.first == UInt8(ascii: " ") else { return nil }
         return rest.trimmingSpaces()
     }
 }

@@ -82,6 +82,7 @@ final class ManualClock: Sendable {
             #expect(authenticator.authenticate(["X-API-Key": wrong + "!"]) == .failure(.unknownKey))
         }
         #expect(authenticator.authenticate(["Authorization": "Bearerweb-key"]) == .failure(.malformedAuthorization))
+        #expect(authenticator.authenticate(["Authorization": "Bearer\u{301} web-key"]) == .failure(.malformedAuthorization))
         #expect(authenticator.authenticate(["Authorization": "Basic web-key"]) == .failure(.malformedAuthorization))
         #expect(authenticator.rememberedKeys == 2)
     }
