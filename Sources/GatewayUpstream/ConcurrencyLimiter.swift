@@ -107,10 +107,14 @@ final class ConcurrencyLimiter: Sendable {
     let limit: Int
     let maxWaiting: Int
     private let state: Mutex<State>
+    /// Runs between a caller's finding no permit and its joining the queue: lets a test release a
+    /// permit exactly there.
+    private let beforeQueueing: @Sendable () -> Void
 
-    init(limit: Int, maxWaiting: Int) {
+    init(limit: Int, maxWaiting: Int, beforeQueueing: @escaping @Sendable () -> Void = {}) {
         self.limit = max(1, limit)
         self.maxWaiting = max(0, maxWaiting)
+        self.beforeQueueing = beforeQueueing
         state = Mutex(State(available: max(1, limit)))
     }
 
@@ -143,6 +147,7 @@ final class ConcurrencyLimiter: Sendable {
         }
         displaced?.continuation.resume(returning: .displaced)
         guard let waiterID = try immediate.get() else { return }
+        beforeQueueing()
 
         // Expires the wait at the deadline; cancelled as soon as the wait ends either way.
         let timer: Task<Void, Never>? = deadline.map { deadline in
@@ -159,15 +164,25 @@ final class ConcurrencyLimiter: Sendable {
 
         let admission = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Admission, Never>) in
-                let leftAlready: Admission? = state.withLock { state in
+                let (leftAlready, admitted) = state.withLock { state -> (Admission?, [Waiter]) in
                     state.notYetQueued.remove(waiterID)
-                    if let left = state.leftBeforeQueued.removeValue(forKey: waiterID) { return left }
+                    if let left = state.leftBeforeQueued.removeValue(forKey: waiterID) { return (left, []) }
                     if state.queues[client] == nil { state.turnOrder.append(client) }
                     state.queues[client, default: []].append(Waiter(id: waiterID, continuation: continuation))
                     state.waiting += 1
-                    return nil
+                    // A permit released since this caller found none met an empty queue and stayed
+                    // in `available`: hand it on now, or every caller would wait for a release that
+                    // already happened.
+                    var admitted: [Waiter] = []
+                    while state.available > 0, let (nextClient, waiter) = state.popNextWaiter() {
+                        state.available -= 1
+                        state.hold(nextClient)
+                        admitted.append(waiter)
+                    }
+                    return (nil, admitted)
                 }
                 if let leftAlready { continuation.resume(returning: leftAlready) }
+                for waiter in admitted { waiter.continuation.resume(returning: .admitted) }
             }
         } onCancel: {
             leave(waiterID: waiterID, client: client, as: .cancelled)

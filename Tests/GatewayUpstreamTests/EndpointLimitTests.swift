@@ -214,7 +214,43 @@ import Testing
         #expect(endpoint.statistics().inFlight == 0)
     }
 
-    @Test func limiterNeverAdmitsMoreThanItsLimitUnderChurn() async {
+    /// A permit released between a caller's finding none and its joining the queue reaches that
+    /// caller. (It used to stay unused in the pool while the caller waited for a release that had
+    /// already happened, and every later caller queued behind it: all calls to the provider hung.)
+    @Test(.timeLimit(.minutes(1)))
+    func aPermitReleasedWhileACallerJoinsTheQueueReachesIt() async throws {
+        final class LimiterBox: Sendable {
+            let limiter = Mutex<ConcurrencyLimiter?>(nil)
+            let releasedOnce = Atomic<Bool>(false)
+        }
+        let box = LimiterBox()
+        let limiter = ConcurrencyLimiter(limit: 1, maxWaiting: 10, beforeQueueing: {
+            // The holder releases exactly in the gap, once.
+            if !box.releasedOnce.exchange(true, ordering: .relaxed) { box.limiter.withLock { $0 }?.release() }
+        })
+        box.limiter.withLock { $0 = limiter }
+        try await limiter.acquire()
+        let admitted = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                do throws(UpstreamError) { try await limiter.acquire() } catch { return false }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(20))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        #expect(admitted, "the caller got the permit released while it joined the queue")
+        #expect(limiter.inUse == 1 && limiter.waiting == 0)
+    }
+
+    /// Many callers taking and releasing permits at once: never more than the limit inside, and
+    /// every one of them gets through (the time limit turns a lost wake-up into a failure).
+    @Test(.timeLimit(.minutes(1)), arguments: 0..<20)
+    func limiterNeverAdmitsMoreThanItsLimitUnderChurn(round: Int) async {
         let limiter = ConcurrencyLimiter(limit: 3, maxWaiting: 1_000)
         final class Occupancy: Sendable {
             let counts = Mutex<(inside: Int, highest: Int)>((0, 0))
@@ -223,7 +259,7 @@ import Testing
         }
         let occupancy = Occupancy()
         await withTaskGroup(of: Void.self) { group in
-            for index in 0..<200 {
+            for index in 0..<1_000 {
                 group.addTask {
                     do throws(UpstreamError) {
                         try await limiter.acquire()
