@@ -79,6 +79,13 @@ final class ConcurrencyLimiter: Sendable {
             return (client, waiter)
         }
 
+        /// Gives a permit to the next waiter in turn and returns it to be resumed; nil when no one waits.
+        mutating func admitNextWaiter() -> Waiter? {
+            guard let (client, waiter) = popNextWaiter() else { return nil }
+            hold(client)
+            return waiter
+        }
+
         /// The newest waiter of the longest queue, taken out for a newcomer from `client`, when
         /// that queue would still be longer than the newcomer's.
         mutating func displaceFromLongestQueue(for client: String) -> Waiter? {
@@ -174,9 +181,8 @@ final class ConcurrencyLimiter: Sendable {
                     // in `available`: hand it on now, or every caller would wait for a release that
                     // already happened.
                     var admitted: [Waiter] = []
-                    while state.available > 0, let (nextClient, waiter) = state.popNextWaiter() {
+                    while state.available > 0, let waiter = state.admitNextWaiter() {
                         state.available -= 1
-                        state.hold(nextClient)
                         admitted.append(waiter)
                     }
                     return (nil, admitted)
@@ -211,11 +217,8 @@ final class ConcurrencyLimiter: Sendable {
     func release(client: String = "") {
         let next: Waiter? = state.withLock { state in
             state.unhold(client)
-            if let (nextClient, waiter) = state.popNextWaiter() {
-                // The permit passes straight on.
-                state.hold(nextClient)
-                return waiter
-            }
+            // The permit passes straight on.
+            if let waiter = state.admitNextWaiter() { return waiter }
             state.available = min(limit, state.available + 1)
             return nil
         }
