@@ -1,3 +1,4 @@
+import GatewayEventLoop
 import GatewayHTTP
 public import GatewayProviders
 
@@ -200,13 +201,12 @@ struct CreationBound: Comparable {
         let year = bytes[0..<4].reduce(0) { $0 * 10 + Int($1 - 48) }
         // The same date in a year of the same kind (leap or not) inside Timestamp's range checks the
         // syntax and the date; the years between the two shift the instant by whole days.
-        let isLeap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-        let standInYear = isLeap ? 2000 : 2001
+        let standInYear = CivilCalendar.isLeapYear(Int64(year)) ? 2000 : 2001
         guard let shifted = Timestamp(rfc3339: String(standInYear) + String(decoding: bytes[4...], as: UTF8.self)) else {
             return nil
         }
-        let shiftedSeconds = Self.floorDivide(shifted.nanosecondsSinceEpoch, 1_000_000_000)
-        let days = Int64(Self.daysFromCivil(year: year) - Self.daysFromCivil(year: standInYear))
+        let shiftedSeconds = CivilCalendar.floorDivide(shifted.nanosecondsSinceEpoch, 1_000_000_000)
+        let days = CivilCalendar.days(year: Int64(year), month: 1, day: 1) - CivilCalendar.days(year: Int64(standInYear), month: 1, day: 1)
         seconds = shiftedSeconds + days * 86_400
         nanoseconds = shifted.nanosecondsSinceEpoch - shiftedSeconds * 1_000_000_000
     }
@@ -218,8 +218,8 @@ struct CreationBound: Comparable {
     private enum Placement { case before, within(Timestamp), after }
 
     private var placement: Placement {
-        if seconds < Self.floorDivide(Self.earliest.nanosecondsSinceEpoch, 1_000_000_000) { return .before }
-        if seconds > Self.floorDivide(Self.latest.nanosecondsSinceEpoch, 1_000_000_000) { return .after }
+        if seconds < CivilCalendar.floorDivide(Self.earliest.nanosecondsSinceEpoch, 1_000_000_000) { return .before }
+        if seconds > CivilCalendar.floorDivide(Self.latest.nanosecondsSinceEpoch, 1_000_000_000) { return .after }
         return .within(Timestamp(nanosecondsSinceEpoch: seconds * 1_000_000_000 + nanoseconds))
     }
 
@@ -239,20 +239,5 @@ struct CreationBound: Comparable {
         case .before: return unsatisfiable
         }
         return (lower, upper)
-    }
-
-    private static func floorDivide(_ value: Int64, _ divisor: Int64) -> Int64 {
-        let quotient = value / divisor
-        return value % divisor < 0 ? quotient - 1 : quotient
-    }
-
-    /// Days from 1970-01-01 to January 1 of `year` (Howard Hinnant's days-from-civil).
-    private static func daysFromCivil(year: Int) -> Int {
-        let y = year - 1
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = 306  // March-based day of January 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
     }
 }

@@ -50,7 +50,7 @@ public struct ClientAuthenticator: Sendable {
             guard let token = Self.bearerToken(authorization) else { return .failure(.malformedAuthorization) }
             key = token
         } else if let apiKey = headers["X-API-Key"] {
-            key = Substring(apiKey).trimmingSpaces()
+            key = Substring(apiKey).trimmingOptionalWhitespace()
         } else {
             return .failure(.missingKey)
         }
@@ -72,30 +72,19 @@ public struct ClientAuthenticator: Sendable {
     /// The token of `Bearer <token>` (scheme in any case, spaces or tabs around the token), or nil
     /// when the value does not use the Bearer scheme. Reads the value in place.
     static func bearerToken(_ value: String) -> Substring? {
-        var rest = Substring(value).trimmingSpaces()
+        let rest = Substring(value).trimmingOptionalWhitespace().utf8
         let scheme = "bearer".utf8
-        guard rest.utf8.count > scheme.count,
-              zip(rest.utf8, scheme).allSatisfy({ $0 | 0x20 == $1 })
-        else { return nil }
+        guard rest.count > scheme.count, zip(rest, scheme).allSatisfy({ $0 | 0x20 == $1 }) else { return nil }
         // By bytes, not characters: a combining mark after the scheme is no separator.
-        rest = Substring(rest.utf8.dropFirst(scheme.count))
-        guard rest.utf8.first == UInt8(ascii: " ") else { return nil }
-        return rest.trimmingSpaces()
+        let afterScheme = rest.index(rest.startIndex, offsetBy: scheme.count)
+        guard rest[afterScheme] == UInt8(ascii: " ") else { return nil }
+        return Substring(rest[afterScheme...]).trimmingOptionalWhitespace()
     }
 }
 
 /// Keys that matched a configured client, with that client.
 private final class MatchedKeys: Sendable {
     let table = Mutex<[Substring: GatewayClient]>([:])
-}
-
-extension Substring {
-    func trimmingSpaces() -> Substring {
-        var slice = self
-        while slice.first == " " || slice.first == "\t" { slice = slice.dropFirst() }
-        while slice.last == " " || slice.last == "\t" { slice = slice.dropLast() }
-        return slice
-    }
 }
 
 /// The clients the gateway knows and their rate limits; replaced as a whole when the configuration

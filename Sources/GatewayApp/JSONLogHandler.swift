@@ -18,14 +18,14 @@ public struct JSONLogHandler: LogHandler {
 
     /// Where lines go: standard output, or a closure (tests capture lines with it).
     public final class LogOutput: Sendable {
-        private struct Pending {
+        /// Lines an event loop collected in its current iteration. Each loop has its own (see
+        /// `EventLoop.confinedObject`): at a line per request, one batch shared by the loops was a
+        /// lock they contended for on every request.
+        private final class LoopBatch {
             var bytes: [UInt8] = []
-            /// The loops that will write `bytes` out when their current iteration ends.
-            var flushingLoops: [ObjectIdentifier] = []
+            var flushScheduled = false
         }
 
-        /// One lock for the sink and what waits for it, so lines never interleave or reorder.
-        private let pending = Mutex(Pending())
         private let sink: @Sendable ([UInt8]) -> Void
         private let batchesPerLoopIteration: Bool
 
@@ -34,8 +34,8 @@ public struct JSONLogHandler: LogHandler {
 
         /// - Parameter batchesPerLoopIteration: lines logged on an event loop thread are collected
         ///   and handed to `sink` together when the loop ends its iteration (before it waits again),
-        ///   rather than one call per line; lines from any other thread, and everything collected
-        ///   before them, go out at once.
+        ///   rather than one call per line; lines from any other thread go out at once. Lines keep
+        ///   their order per thread; a line's `time` orders it among other threads' lines.
         public convenience init(batchesPerLoopIteration: Bool = false, sink: @escaping @Sendable ([UInt8]) -> Void) {
             self.init(batchesPerLoopIteration: batchesPerLoopIteration, writer: nil, sink: sink)
         }
@@ -74,38 +74,32 @@ public struct JSONLogHandler: LogHandler {
             }
         }
 
-        func write(_ line: [UInt8]) {
+        /// Writes the line `render` produces. On a loop it is rendered straight into the loop's
+        /// batch: no buffer of its own, no lock.
+        func write(_ render: (inout JSONWriter) -> Void) {
             guard batchesPerLoopIteration, let loop = EventLoop.current else {
-                pending.withLock { pending in
-                    if !pending.bytes.isEmpty {
-                        sink(pending.bytes)
-                        pending.bytes.removeAll(keepingCapacity: true)
-                    }
-                    sink(line)
-                }
+                var writer = JSONWriter(capacity: 512)
+                render(&writer)
+                sink(writer.bytes)
                 return
             }
-            let loopID = ObjectIdentifier(loop)
-            let mustSchedule = pending.withLock { pending -> Bool in
-                pending.bytes.append(contentsOf: line)
-                if pending.bytes.count >= Self.batchLimitBytes {
-                    sink(pending.bytes)
-                    pending.bytes.removeAll(keepingCapacity: true)
-                }
-                guard !pending.flushingLoops.contains(loopID) else { return false }
-                pending.flushingLoops.append(loopID)
-                return true
+            let batch = loop.confinedObject(for: self) { LoopBatch() }
+            var writer = JSONWriter(appendingTo: batch.bytes)
+            batch.bytes = []
+            render(&writer)
+            batch.bytes = writer.bytes
+            if batch.bytes.count >= Self.batchLimitBytes {
+                sink(batch.bytes)
+                batch.bytes.removeAll(keepingCapacity: true)
             }
-            if mustSchedule { loop.runAtIterationEnd { self.flush(endingIterationOf: loopID) } }
-        }
-
-        private func flush(endingIterationOf loopID: ObjectIdentifier) {
-            pending.withLock { pending in
-                pending.flushingLoops.removeAll { $0 == loopID }
-                guard !pending.bytes.isEmpty else { return }
-                sink(pending.bytes)
+            guard !batch.flushScheduled else { return }
+            batch.flushScheduled = true
+            loop.runAtIterationEnd { [sink] in
+                batch.flushScheduled = false
+                guard !batch.bytes.isEmpty else { return }
+                sink(batch.bytes)
                 // A burst's buffer is not kept: an idle gateway holds no log memory.
-                pending.bytes.removeAll(keepingCapacity: pending.bytes.capacity <= 2 * Self.batchLimitBytes)
+                batch.bytes.removeAll(keepingCapacity: batch.bytes.capacity <= 2 * Self.batchLimitBytes)
             }
         }
     }
@@ -133,27 +127,27 @@ public struct JSONLogHandler: LogHandler {
         } else {
             merged = metadata
         }
-        var writer = JSONWriter(capacity: 512)
-        writer.raw("{")
-        func fixed(_ key: String, _ value: @autoclosure () -> String, first: Bool = false) {
-            if !first { writer.raw(",") }
-            writer.string(key)
-            writer.raw(":")
-            if let replacement = merged[key] { Self.write(replacement, into: &writer) } else { writer.string(value()) }
+        output.write { writer in
+            writer.raw("{")
+            func fixed(_ key: String, _ value: @autoclosure () -> String, first: Bool = false) {
+                if !first { writer.raw(",") }
+                writer.string(key)
+                writer.raw(":")
+                if let replacement = merged[key] { Self.write(replacement, into: &writer) } else { writer.string(value()) }
+            }
+            fixed("time", Self.timestamp(), first: true)
+            fixed("level", event.level.rawValue)
+            fixed("logger", label)
+            fixed("message", event.message.description)
+            for key in merged.keys.sorted() where !Self.fixedKeys.contains(key) {
+                guard let value = merged[key] else { continue }
+                writer.raw(",")
+                writer.string(key)
+                writer.raw(":")
+                Self.write(value, into: &writer)
+            }
+            writer.raw("}\n")
         }
-        fixed("time", Self.timestamp(), first: true)
-        fixed("level", event.level.rawValue)
-        fixed("logger", label)
-        fixed("message", event.message.description)
-        for key in merged.keys.sorted() where !Self.fixedKeys.contains(key) {
-            guard let value = merged[key] else { continue }
-            writer.raw(",")
-            writer.string(key)
-            writer.raw(":")
-            Self.write(value, into: &writer)
-        }
-        writer.raw("}\n")
-        output.write(writer.bytes)
     }
 
     private static let fixedKeys: Set<String> = ["time", "level", "logger", "message"]
@@ -164,38 +158,38 @@ public struct JSONLogHandler: LogHandler {
     @discardableResult
     public func logAccess(_ line: AccessLine) -> Bool {
         guard metadata.isEmpty else { return false }
-        var writer = JSONWriter(capacity: 384)
-        // Constant parts as static fragments and numbers as digits: no strings are built for a line.
-        writer.fragment("{\"time\":\"")
-        Self.writeTimestamp(into: &writer)
-        writer.fragment("\",\"level\":\"info\",\"logger\":")
-        writer.string(label)
-        writer.fragment(",\"message\":")
-        writer.string(AccessLine.message)
-        // The generic path's order: metadata keys sorted; absent optional fields left out.
-        func member(_ key: StaticString, _ value: String?) {
-            guard let value else { return }
-            writer.fragment(key)
-            writer.string(value)
+        output.write { writer in
+            // Constant parts as static fragments and numbers as digits: no strings are built for a line.
+            writer.fragment("{\"time\":\"")
+            Self.writeTimestamp(into: &writer)
+            writer.fragment("\",\"level\":\"info\",\"logger\":")
+            writer.string(label)
+            writer.fragment(",\"message\":")
+            writer.string(AccessLine.message)
+            // The generic path's order: metadata keys sorted; absent optional fields left out.
+            func member(_ key: StaticString, _ value: String?) {
+                guard let value else { return }
+                writer.fragment(key)
+                writer.string(value)
+            }
+            func member(_ key: StaticString, decimal value: Int) {
+                writer.fragment(key)
+                writer.decimal(value)
+            }
+            member(",\"bytes\":", decimal: line.bytes)
+            member(",\"cache\":", line.cacheStatus)
+            member(",\"clientId\":", line.clientID)
+            writer.fragment(",\"durationMs\":")
+            LoggedMilliseconds(nanoseconds: line.durationNanoseconds).write(into: &writer)
+            member(",\"method\":", line.method)
+            member(",\"path\":", line.path)
+            member(",\"remoteAddress\":", line.remoteAddress)
+            member(",\"requestId\":", line.requestID)
+            member(",\"route\":", line.route)
+            member(",\"status\":", decimal: line.status)
+            member(",\"upstreamCalls\":", decimal: line.upstreamCalls)
+            writer.raw("}\n")
         }
-        func member(_ key: StaticString, decimal value: Int) {
-            writer.fragment(key)
-            writer.decimal(value)
-        }
-        member(",\"bytes\":", decimal: line.bytes)
-        member(",\"cache\":", line.cacheStatus)
-        member(",\"clientId\":", line.clientID)
-        writer.fragment(",\"durationMs\":")
-        LoggedMilliseconds(nanoseconds: line.durationNanoseconds).write(into: &writer)
-        member(",\"method\":", line.method)
-        member(",\"path\":", line.path)
-        member(",\"remoteAddress\":", line.remoteAddress)
-        member(",\"requestId\":", line.requestID)
-        member(",\"route\":", line.route)
-        member(",\"status\":", decimal: line.status)
-        member(",\"upstreamCalls\":", decimal: line.upstreamCalls)
-        writer.raw("}\n")
-        output.write(writer.bytes)
         return true
     }
 
@@ -233,12 +227,7 @@ public struct JSONLogHandler: LogHandler {
     static func writeTimestamp(into writer: inout JSONWriter) {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
-        writer.raw(secondPrefix(Int(spec.tv_sec)))
-        let milliseconds = Int(spec.tv_nsec / 1_000_000)
-        writer.raw(UInt8(ascii: "0") + UInt8(milliseconds / 100))
-        writer.raw(UInt8(ascii: "0") + UInt8(milliseconds / 10 % 10))
-        writer.raw(UInt8(ascii: "0") + UInt8(milliseconds % 10))
-        writer.raw(UInt8(ascii: "Z"))
+        writeTimestamp(seconds: Int64(spec.tv_sec), milliseconds: Int(spec.tv_nsec / 1_000_000), into: &writer)
     }
 
     /// RFC 3339 UTC with milliseconds, e.g. `2026-11-24T13:05:09.042Z`.
@@ -248,34 +237,31 @@ public struct JSONLogHandler: LogHandler {
         return String(decoding: writer.bytes, as: UTF8.self)
     }
 
-    /// `YYYY-MM-DDTHH:MM:SS.` of the last second asked for: at one line per request, the calendar
-    /// arithmetic (`gmtime_r`) runs once a second rather than on every line.
-    private static let lastSecond = Mutex<(second: Int, prefix: [UInt8])>((-1, []))
-
-    private static func secondPrefix(_ second: Int) -> [UInt8] {
-        if let known = lastSecond.withLock({ $0.second == second ? $0.prefix : nil }) { return known }
-        var seconds = time_t(second)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        let fields: [(value: Int, width: Int, separator: UInt8)] = [
-            (Int(parts.tm_year) + 1900, 4, UInt8(ascii: "-")), (Int(parts.tm_mon) + 1, 2, UInt8(ascii: "-")),
-            (Int(parts.tm_mday), 2, UInt8(ascii: "T")), (Int(parts.tm_hour), 2, UInt8(ascii: ":")),
-            (Int(parts.tm_min), 2, UInt8(ascii: ":")), (Int(parts.tm_sec), 2, UInt8(ascii: ".")),
-        ]
-        var prefix: [UInt8] = []
-        prefix.reserveCapacity(20)
-        for field in fields {
-            var digits: [UInt8] = []
-            var value = field.value
-            for _ in 0..<field.width {
-                digits.append(UInt8(ascii: "0") + UInt8(value % 10))
-                value /= 10
+    /// The date by `CivilCalendar`'s arithmetic, not `gmtime_r`: a line per request on several
+    /// loops needs neither libc's time-zone code nor a shared cache with a lock. `seconds` is since
+    /// the Unix epoch.
+    private static func writeTimestamp(seconds: Int64, milliseconds: Int, into writer: inout JSONWriter) {
+        let days = CivilCalendar.floorDivide(seconds, 86_400)
+        let secondOfDay = Int(seconds - days * 86_400)
+        let (year, month, day) = CivilCalendar.date(days: days)
+        func digits(_ value: Int, _ width: Int, then separator: UInt8) {
+            var divisor = 1
+            for _ in 1..<width { divisor &*= 10 }
+            var rest = value
+            while divisor > 0 {
+                writer.raw(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest / divisor % 10))
+                rest %= divisor
+                divisor /= 10
             }
-            prefix.append(contentsOf: digits.reversed())
-            prefix.append(field.separator)
+            writer.raw(separator)
         }
-        lastSecond.withLock { $0 = (second, prefix) }
-        return prefix
+        digits(Int(year), 4, then: UInt8(ascii: "-"))
+        digits(Int(month), 2, then: UInt8(ascii: "-"))
+        digits(Int(day), 2, then: UInt8(ascii: "T"))
+        digits(secondOfDay / 3_600, 2, then: UInt8(ascii: ":"))
+        digits(secondOfDay / 60 % 60, 2, then: UInt8(ascii: ":"))
+        digits(secondOfDay % 60, 2, then: UInt8(ascii: "."))
+        digits(milliseconds, 3, then: UInt8(ascii: "Z"))
     }
 }
 

@@ -22,7 +22,7 @@ public struct ClientAddressResolver: Sendable {
         guard peerTrust.isTrusted(peer) else { return peer }
         let hops = headers.values(for: "X-Forwarded-For")
             .flatMap { $0.split(separator: ",") }
-            .map { String($0.trimmingSpaces()) }
+            .map { String($0.trimmingOptionalWhitespace()) }
         var candidate = peer
         for hop in hops.reversed() {
             guard isPlausibleAddress(hop) else { return candidate }

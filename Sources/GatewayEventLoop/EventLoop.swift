@@ -60,6 +60,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private var runningClosures: [() -> Void] = []
     private var iterationEndWork: [() -> Void] = []
     private var runningIterationEndWork: [() -> Void] = []
+    private var confinedObjects: [ObjectIdentifier: AnyObject] = [:]
     /// Indexed by descriptor number.
     private var registrations: [Registration?] = []
     private var lastRegistrationID: UInt32 = 0
@@ -232,6 +233,19 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     public func runAtIterationEnd(_ work: @escaping () -> Void) {
         assertInEventLoop()
         iterationEndWork.append(work)
+    }
+
+    /// The object this loop keeps for `owner`, made by `make` on first use: state a component keeps
+    /// per loop (a log batch), so that loops never contend for one lock over it. Loop thread only.
+    /// An object of another type under the same identity (its owner died and the address was
+    /// reused) is replaced, never reinterpreted.
+    public func confinedObject<Object: AnyObject>(for owner: AnyObject, make: () -> Object) -> Object {
+        assertInEventLoop()
+        let key = ObjectIdentifier(owner)
+        if let existing = confinedObjects[key] as? Object { return existing }
+        let made = make()
+        confinedObjects[key] = made
+        return made
     }
 
     private func runIterationEndWork() {

@@ -331,7 +331,7 @@ func asciiLowercased(_ string: String) -> String {
 /// Lowercased, whitespace-trimmed, non-empty elements of a comma-separated header value.
 public func commaSeparatedTokens(_ value: String) -> [String] {
     value.split(separator: ",").compactMap { element in
-        let trimmed = element.trimmingASCIIWhitespace()
+        let trimmed = element.trimmingOptionalWhitespace()
         return trimmed.isEmpty ? nil : asciiLowercased(String(trimmed))
     }
 }
@@ -344,10 +344,21 @@ func splitTarget(_ target: String) -> (path: String, query: String?) {
 }
 
 extension Substring {
-    func trimmingASCIIWhitespace() -> Substring {
-        var slice = self
-        while let first = slice.first, first == " " || first == "\t" { slice = slice.dropFirst() }
-        while let last = slice.last, last == " " || last == "\t" { slice = slice.dropLast() }
-        return slice
+    /// Without leading and trailing spaces and tabs (HTTP's optional whitespace, RFC 9110 §5.6.3).
+    /// By bytes: both are ASCII, so every cut is at a character boundary, and a header value is read
+    /// without grapheme breaking.
+    public func trimmingOptionalWhitespace() -> Substring {
+        let bytes = utf8
+        var start = bytes.startIndex
+        var end = bytes.endIndex
+        while start < end, bytes[start] == UInt8(ascii: " ") || bytes[start] == UInt8(ascii: "\t") {
+            start = bytes.index(after: start)
+        }
+        while start < end {
+            let last = bytes.index(before: end)
+            guard bytes[last] == UInt8(ascii: " ") || bytes[last] == UInt8(ascii: "\t") else { break }
+            end = last
+        }
+        return Substring(bytes[start..<end])
     }
 }

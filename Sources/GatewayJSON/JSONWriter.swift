@@ -8,6 +8,11 @@ public struct JSONWriter {
         bytes.reserveCapacity(capacity)
     }
 
+    /// A writer that appends to `bytes` (a buffer being filled with many documents).
+    public init(appendingTo bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
     public mutating func write(_ value: JSONValue) {
         switch value {
         case .null: raw("null")

@@ -1,3 +1,5 @@
+import GatewayEventLoop
+
 /// An instant with nanosecond precision, parsed from and rendered as RFC 3339.
 ///
 /// Providers write timestamps with differing precision and offsets (`2026-11-20T10:00:00Z`,
@@ -37,7 +39,7 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
               let minute = number(14..<16), bytes[16] == UInt8(ascii: ":"),
               let second = number(17..<19)
         else { return nil }
-        guard (1...12).contains(month), day >= 1, day <= Timestamp.daysInMonth(year: year, month: month),
+        guard (1...12).contains(month), day >= 1, Int64(day) <= CivilCalendar.daysInMonth(year: Int64(year), month: Int64(month)),
               hour <= 23, minute <= 59, second <= 60
         else { return nil }
         var index = 19
@@ -70,8 +72,8 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
             return nil
         }
         guard index == bytes.count else { return nil }
-        let days = Timestamp.daysFromCivil(year: year, month: month, day: day)
-        let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + min(second, 59)) - Int64(offsetSeconds)
+        let days = CivilCalendar.days(year: Int64(year), month: Int64(month), day: Int64(day))
+        let seconds = days * 86_400 + Int64(hour * 3600 + minute * 60 + min(second, 59)) - Int64(offsetSeconds)
         // Before 1970 with a fraction, scale the next second and step back, so the last representable
         // second (1677-09-21T00:12:43.145224192Z) does not overflow on the way.
         let borrow = seconds < 0 && nanoseconds > 0
@@ -93,12 +95,12 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
         let fraction = Int(remainder)
         let days = Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
         let secondOfDay = Int(seconds - Int64(days) * 86_400)
-        let (year, month, day) = Timestamp.civilFromDays(days)
+        let (year, month, day) = CivilCalendar.date(days: Int64(days))
         func pad(_ value: Int, _ width: Int) -> String {
             let text = String(value)
             return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
         }
-        var text = "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2))"
+        var text = "\(pad(Int(year), 4))-\(pad(Int(month), 2))-\(pad(Int(day), 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2))"
         if fraction > 0 {
             var digits = pad(fraction, 9)
             while digits.hasSuffix("0") { digits.removeLast() }
@@ -110,34 +112,4 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     public var description: String { rfc3339 }
 
     public var millisecondsSinceEpoch: Int64 { nanosecondsSinceEpoch / 1_000_000 }
-
-    static func daysInMonth(year: Int, month: Int) -> Int {
-        switch month {
-        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
-        case 4, 6, 9, 11: 30
-        default: 31
-        }
-    }
-
-    /// Days since 1970-01-01 (Howard Hinnant's algorithm).
-    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
-    }
-
-    static func civilFromDays(_ days: Int) -> (year: Int, month: Int, day: Int) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let monthIndex = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
-        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
-        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
-    }
 }

@@ -295,7 +295,7 @@ final class CurlTransfer: @unchecked Sendable {
             return 0
         }
         let name = String(decoding: bytes[..<colon], as: UTF8.self)
-        let value = String(decoding: bytes[(colon + 1)...], as: UTF8.self).trimmingSpacesAndTabs()
+        let value = String(Substring(decoding: bytes[(colon + 1)...], as: UTF8.self).trimmingOptionalWhitespace())
         responseHeaders.add(name: name, value: value)
         return length
     }

@@ -1,3 +1,6 @@
+import GatewayEventLoop
+import GatewayHTTP
+
 /// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date.
 public enum RetryAfter {
     /// RFC 9110 asks recipients to treat a delay too large to represent as 2^31 seconds.
@@ -6,7 +9,7 @@ public enum RetryAfter {
     /// Whole seconds to wait from now, or nil when the value is not a valid `Retry-After`.
     /// A date in the past gives 0.
     public static func seconds(from value: String, nowUnixSeconds: Int64) -> Int? {
-        let trimmed = value.trimmingSpacesAndTabs()
+        let trimmed = String(Substring(value).trimmingOptionalWhitespace())
         guard !trimmed.isEmpty else { return nil }
         if trimmed.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
             var seconds = 0
@@ -95,46 +98,13 @@ public enum RetryAfter {
     private static func unixSeconds(year: Int, month: Int, day: Int, time: (hour: Int, minute: Int, second: Int))
         -> Int64?
     {
-        guard (1...12).contains(month), day >= 1, day <= daysInMonth(year: year, month: month) else { return nil }
-        let days = daysFromCivil(year: year, month: month, day: day)
-        return Int64(days) * 86_400 + Int64(time.hour * 3600 + time.minute * 60 + time.second)
-    }
-
-    private static func daysInMonth(year: Int, month: Int) -> Int {
-        switch month {
-        case 2: (year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)) ? 29 : 28
-        case 4, 6, 9, 11: 30
-        default: 31
-        }
-    }
-
-    /// Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's algorithm).
-    private static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
-        let adjustedYear = month <= 2 ? year - 1 : year
-        let era = (adjustedYear >= 0 ? adjustedYear : adjustedYear - 399) / 400
-        let yearOfEra = adjustedYear - era * 400
-        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
+        guard (1...12).contains(month), day >= 1, Int64(day) <= CivilCalendar.daysInMonth(year: Int64(year), month: Int64(month))
+        else { return nil }
+        let days = CivilCalendar.days(year: Int64(year), month: Int64(month), day: Int64(day))
+        return days * 86_400 + Int64(time.hour * 3600 + time.minute * 60 + time.second)
     }
 
     private static func civilYear(unixSeconds: Int64) -> Int {
-        let days = Int(unixSeconds / 86_400) + 719_468
-        let era = (days >= 0 ? days : days - 146_096) / 146_097
-        let dayOfEra = days - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let monthIndex = (5 * dayOfYear + 2) / 153
-        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
-        return yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-    }
-}
-
-extension String {
-    func trimmingSpacesAndTabs() -> String {
-        var slice = Substring(self)
-        while let first = slice.first, first == " " || first == "\t" { slice = slice.dropFirst() }
-        while let last = slice.last, last == " " || last == "\t" { slice = slice.dropLast() }
-        return String(slice)
+        Int(CivilCalendar.date(days: CivilCalendar.floorDivide(unixSeconds, 86_400)).year)
     }
 }

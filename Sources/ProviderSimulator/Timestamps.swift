@@ -2,6 +2,8 @@
 // locale-free and identical on every platform. Each provider renders its own style, because
 // the real backends differ and the gateway has to read all of them.
 
+import GatewayEventLoop
+
 /// How a provider writes instants.
 enum TimestampStyle: Sendable {
     /// `2025-01-02T03:04:05.678Z`, like JavaScript's `Date.toISOString()` (Kaizen).
@@ -17,9 +19,9 @@ enum Timestamps {
     static let millisecondsPerDay: Int64 = 86_400_000
 
     static func format(milliseconds: Int64, style: TimestampStyle) -> String {
-        let days = floorDivide(milliseconds, millisecondsPerDay)
+        let days = CivilCalendar.floorDivide(milliseconds, millisecondsPerDay)
         let millisecondOfDay = milliseconds - days * millisecondsPerDay
-        let (year, month, day) = civilDate(fromDays: days)
+        let (year, month, day) = CivilCalendar.date(days: days)
         let hour = millisecondOfDay / 3_600_000
         let minute = millisecondOfDay / 60_000 % 60
         let second = millisecondOfDay / 1000 % 60
@@ -66,7 +68,7 @@ enum Timestamps {
               expect("Tt"), let hour = number(2), expect(":"), let minute = number(2), expect(":"),
               let second = number(2)
         else { return nil }
-        guard (1...12).contains(month), day >= 1, day <= daysInMonth(year: year, month: month),
+        guard (1...12).contains(month), day >= 1, day <= CivilCalendar.daysInMonth(year: year, month: month),
               hour <= 23, minute <= 59, second <= 60
         else { return nil }
         var nanoseconds: Int64 = 0
@@ -93,49 +95,11 @@ enum Timestamps {
             offsetSeconds = sign * (offsetHour * 3600 + offsetMinute * 60)
         }
         guard index == bytes.count else { return nil }
-        let days = daysFromCivil(year: year, month: month, day: day)
+        let days = CivilCalendar.days(year: year, month: month, day: day)
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
         // Keeps the multiplication below inside Int64 (years up to 2262).
         guard seconds < 9_223_372_036 && seconds > -9_223_372_036 else { return nil }
         return seconds * 1_000_000_000 + nanoseconds
-    }
-
-    // MARK: Civil calendar (proleptic Gregorian), after Howard Hinnant's algorithms
-
-    static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
-        let shiftedYear = month <= 2 ? year - 1 : year
-        let era = floorDivide(shiftedYear, 400)
-        let yearOfEra = shiftedYear - era * 400
-        let monthIndex = (month + 9) % 12
-        let dayOfYear = (153 * monthIndex + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
-    }
-
-    static func civilDate(fromDays days: Int64) -> (year: Int64, month: Int64, day: Int64) {
-        let shifted = days + 719_468
-        let era = floorDivide(shifted, 146_097)
-        let dayOfEra = shifted - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let monthIndex = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
-        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        return (year, month, day)
-    }
-
-    static func daysInMonth(year: Int64, month: Int64) -> Int64 {
-        switch month {
-        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
-        case 4, 6, 9, 11: 30
-        default: 31
-        }
-    }
-
-    private static func floorDivide(_ lhs: Int64, _ rhs: Int64) -> Int64 {
-        let quotient = lhs / rhs
-        return (lhs % rhs != 0 && (lhs < 0) != (rhs < 0)) ? quotient - 1 : quotient
     }
 
     private static func pad(_ value: Int64, _ width: Int) -> String {

@@ -462,6 +462,35 @@ final class ManualClock: Sendable {
         #expect(lines.count == 3 && lines.allSatisfy { $0.contains(#""requestId":"r""#) })
     }
 
+    @Test func eachLoopBatchesItsOwnLinesAndWritesThemWhenItsIterationEnds() async throws {
+        let captured = Captured()
+        let handler = Self.handler(captured)
+        let loops = try EventLoopGroup(count: 2, namePrefix: "log-test")
+        await withTaskGroup(of: Void.self) { group in
+            for (index, loop) in loops.loops.enumerated() {
+                group.addTask {
+                    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                        loop.execute {
+                            var line = Self.line
+                            line.requestID = "loop\(index)"
+                            for _ in 0..<5 { handler.logAccess(line) }
+                            loop.execute { loop.runAtIterationEnd { loop.execute { done.resume() } } }
+                        }
+                    }
+                }
+            }
+        }
+        await loops.shutdown()
+        // One write per loop, each holding that loop's five lines and no other loop's.
+        let writes = captured.all
+        #expect(writes.count == 2)
+        for write in writes {
+            let lines = write.split(separator: "\n")
+            #expect(lines.count == 5)
+            #expect(write.contains(#""requestId":"loop0""#) != write.contains(#""requestId":"loop1""#))
+        }
+    }
+
     @Test func linesFromOtherThreadsAreWrittenAtOnce() {
         let captured = Captured()
         let handler = Self.handler(captured)

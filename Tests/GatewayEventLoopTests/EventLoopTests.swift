@@ -45,6 +45,31 @@ import Testing
         loop.stop()
         await loop.waitUntilStopped()
     }
+
+    @Test func aConfinedObjectIsMadeOncePerOwnerAndLoop() async throws {
+        final class Owner: Sendable {}
+        final class Counter { var value = 0 }
+        final class Label {
+            let value: Int
+            init(_ value: Int) { self.value = value }
+        }
+        let first = Owner()
+        let second = Owner()
+        let values = Mutex<[Int]>([])
+        let loop = try await Self.onLoop { loop in
+            for owner in [first, second, first, first] {
+                let counter = loop.confinedObject(for: owner) { Counter() }
+                counter.value += 1
+                values.withLock { $0.append(counter.value) }
+            }
+            // The same identity asking for another type gets a fresh object of that type.
+            let label = loop.confinedObject(for: first) { Label(7) }
+            values.withLock { $0.append(label.value) }
+        }
+        #expect(values.withLock { $0 } == [1, 1, 2, 3, 7])
+        loop.stop()
+        await loop.waitUntilStopped()
+    }
 }
 
 /// Records, for each readiness it handles, how long after the loop learned of it the handler ran,

@@ -4,6 +4,18 @@ import Testing
 /// Header names are matched by their ASCII-lowercased form, and `Connection` decides persistence;
 /// both run for every request, so they have fast paths that must agree with the plain definition.
 @Suite struct HeaderCaseAndKeepAliveTests {
+    @Test func optionalWhitespaceIsTrimmedByBytesAndOnlyAtTheEnds() {
+        #expect(Substring(" \t key\t ").trimmingOptionalWhitespace() == "key")
+        #expect(Substring("a b").trimmingOptionalWhitespace() == "a b")
+        #expect(Substring(" \t ").trimmingOptionalWhitespace() == "")
+        #expect(Substring("").trimmingOptionalWhitespace() == "")
+        // A combining mark after a space makes one character with it; by bytes the space still goes
+        // and the mark stays, never a character cut in half or a mark dropped with its base.
+        #expect(Array(Substring("\u{301}x ").trimmingOptionalWhitespace().utf8) == Array("\u{301}x".utf8))
+        #expect(Array(Substring(" \u{301}x").trimmingOptionalWhitespace().utf8) == Array("\u{301}x".utf8))
+        #expect(Substring("\u{A0}x\u{A0}").trimmingOptionalWhitespace() == "\u{A0}x\u{A0}")
+    }
+
     @Test(arguments: [
         "host", "Host", "CONTENT-LENGTH", "X-A-Rather-Long-Header-Name-Beyond-Fifteen-Bytes",
         "x-already-lowercase-and-long", "", "A", "Ünïcödé-Name", "MiXeD-123_~!",
