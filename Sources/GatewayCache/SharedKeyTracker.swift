@@ -33,7 +33,41 @@ final class SharedKeyTracker: Sendable {
         var lastFlush: UInt64 = 0
         var readsInFlight: [String: ReadWatch] = [:]
         var unmatchedOwnWrites: [String: Int] = [:]
-        var waiters: [String: [UInt64: CheckedContinuation<Void, Never>]] = [:]
+        var expectations: [String: [UInt64: Expectation]] = [:]
+
+        /// `key` changed (or may have): wakes the waits on it, and the tickets not yet waited on
+        /// remember it.
+        mutating func changed(_ key: String) -> [CheckedContinuation<Void, Never>] {
+            guard var tickets = expectations[key] else { return [] }
+            var woken: [CheckedContinuation<Void, Never>] = []
+            for (id, expectation) in tickets {
+                if case .waiting(let continuation) = expectation {
+                    woken.append(continuation)
+                    tickets[id] = nil
+                } else {
+                    tickets[id] = .changed
+                }
+            }
+            expectations[key] = tickets.isEmpty ? nil : tickets
+            return woken
+        }
+
+        /// Removes `ticket`; its continuation if it was waiting.
+        mutating func end(_ ticket: ChangeTicket) -> CheckedContinuation<Void, Never>? {
+            let expectation = expectations[ticket.key]?.removeValue(forKey: ticket.id)
+            if expectations[ticket.key]?.isEmpty == true { expectations[ticket.key] = nil }
+            if case .waiting(let continuation) = expectation { return continuation }
+            return nil
+        }
+    }
+
+    private enum Expectation {
+        /// Taken, not yet waited on.
+        case expecting
+        /// The key changed before the wait began: the wait returns at once.
+        case changed
+        /// Resumed by the next change, the wait's bound or its cancellation, whichever comes first.
+        case waiting(CheckedContinuation<Void, Never>)
     }
 
     private struct ReadWatch {
@@ -80,7 +114,7 @@ final class SharedKeyTracker: Sendable {
             for key in keys {
                 state.sequence += 1
                 state.readsInFlight[key]?.lastReport = state.sequence
-                if let waiting = state.waiters.removeValue(forKey: key) { woken += waiting.values }
+                woken += state.changed(key)
                 if let unmatched = state.unmatchedOwnWrites[key] {
                     state.unmatchedOwnWrites[key] = unmatched > 1 ? unmatched - 1 : nil
                     own += 1
@@ -104,9 +138,7 @@ final class SharedKeyTracker: Sendable {
             state.lastFlush = state.sequence
             state.unmatchedOwnWrites = [:]
             l1.removeAll()
-            let woken = state.waiters.values.flatMap(\.values)
-            state.waiters = [:]
-            return woken
+            return Array(state.expectations.keys).flatMap { state.changed($0) }
         }
         flushes.add(1, ordering: .relaxed)
         for continuation in woken { continuation.resume() }
@@ -161,38 +193,52 @@ final class SharedKeyTracker: Sendable {
 
     // MARK: Waiting for another replica's entry
 
-    /// Returns when Redis reports `key` changed, after `nanoseconds`, or on cancellation, whichever
-    /// comes first.
-    func waitForChange(of key: String, atMost nanoseconds: UInt64) async {
-        let id = nextWaiterID.add(1, ordering: .relaxed).newValue
+    /// One load's claim on the next report of a key.
+    struct ChangeTicket: Sendable {
+        let key: String
+        let id: UInt64
+    }
+
+    /// Call before the read that finds `key` missing, then `wait` on the ticket (or `forget` it): a
+    /// report that lands between that read and the wait is then not lost, and the wait returns at
+    /// once instead of sleeping its whole bound.
+    func expectChange(of key: String) -> ChangeTicket {
+        let ticket = ChangeTicket(key: key, id: nextWaiterID.add(1, ordering: .relaxed).newValue)
+        state.withLock { $0.expectations[key, default: [:]][ticket.id] = .expecting }
+        return ticket
+    }
+
+    /// Returns when Redis reports the ticket's key changed (or reported it since `expectChange`),
+    /// after `nanoseconds`, or on cancellation, whichever comes first. Ends the ticket.
+    func wait(_ ticket: ChangeTicket, atMost nanoseconds: UInt64) async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                // Registering under the lock that `onCancel` takes closes the race with cancellation.
-                let registered = state.withLock { state -> Bool in
-                    if Task.isCancelled { return false }
-                    state.waiters[key, default: [:]][id] = continuation
+                // Checking under the lock that `onCancel` takes closes the race with cancellation.
+                let waits = state.withLock { state -> Bool in
+                    guard !Task.isCancelled, case .expecting = state.expectations[ticket.key]?[ticket.id] else {
+                        _ = state.end(ticket)
+                        return false
+                    }
+                    state.expectations[ticket.key, default: [:]][ticket.id] = .waiting(continuation)
                     return true
                 }
-                guard registered else {
+                guard waits else {
                     continuation.resume()
                     return
                 }
                 let deadline = monotonicNanoseconds().addingClamped(nanoseconds)
                 let loop = self.loop
                 // Not cancelled when woken earlier: it then finds nothing to wake.
-                loop.execute { loop.scheduleTimer(at: deadline) { self.wake(key, id) } }
+                loop.execute { loop.scheduleTimer(at: deadline) { self.forget(ticket) } }
             }
         } onCancel: {
-            wake(key, id)
+            forget(ticket)
         }
     }
 
-    private func wake(_ key: String, _ id: UInt64) {
-        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            let continuation = state.waiters[key]?.removeValue(forKey: id)
-            if state.waiters[key]?.isEmpty == true { state.waiters[key] = nil }
-            return continuation
-        }
+    /// Ends `ticket`, waking its wait if there is one.
+    func forget(_ ticket: ChangeTicket) {
+        let continuation = state.withLock { $0.end(ticket) }
         continuation?.resume()
     }
 }

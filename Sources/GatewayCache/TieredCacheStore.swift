@@ -89,6 +89,9 @@ public final class TieredCacheStore: CacheStore {
     private let entryPrefix: [UInt8]
     private let lockPrefix: [UInt8]
     private let counters = SharedCacheCounters()
+    /// Runs in `beginLoad` between the read that finds no entry under another replica's lock and
+    /// the wait for its report: lets a test deliver the report exactly there.
+    private let beforeWaiting: @Sendable () async -> Void
 
     private static let readScript = RedisScript(
         library: "gateway_cache_read_v1", function: "gateway_cache_read_v1",
@@ -108,17 +111,30 @@ public final class TieredCacheStore: CacheStore {
     ///   - redis: the data connection (shared with other users of Redis is fine); its loop also runs
     ///     the invalidation listener, and its configuration is the listener's unless given.
     ///   - now: monotonic nanoseconds; the clock of `l1` and of the `ResponseCache` in front.
-    public init(
+    public convenience init(
         l1: MemoryLRUStore,
         redis: RedisClient,
         settings: SharedCacheSettings,
         listenerConfiguration: RedisClientConfiguration? = nil,
         now: @escaping @Sendable () -> UInt64 = monotonicNanoseconds
     ) {
+        self.init(
+            l1: l1, redis: redis, settings: settings, listenerConfiguration: listenerConfiguration, now: now, beforeWaiting: {})
+    }
+
+    init(
+        l1: MemoryLRUStore,
+        redis: RedisClient,
+        settings: SharedCacheSettings,
+        listenerConfiguration: RedisClientConfiguration?,
+        now: @escaping @Sendable () -> UInt64,
+        beforeWaiting: @escaping @Sendable () async -> Void
+    ) {
         self.l1 = l1
         self.redis = redis
         self.settings = settings
         self.now = now
+        self.beforeWaiting = beforeWaiting
         entryPrefix = Array((settings.keyPrefix + "c:").utf8)
         lockPrefix = Array((settings.keyPrefix + "l:").utf8)
         let tracker = SharedKeyTracker(l1: l1, loop: redis.loop, entryPrefix: entryPrefix)
@@ -237,13 +253,21 @@ public final class TieredCacheStore: CacheStore {
                     waited = true
                     counters.lockWaits.add(1, ordering: .relaxed)
                 }
+                // Expected before the read: the holder's entry and its report may land between the
+                // read that misses it and the wait, and would then wake no one.
+                let change = tracker.expectChange(of: key)
                 if let entry = await readShared(key, waitPastDeadline: true), now() < entry.freshUntil {
+                    tracker.forget(change)
                     counters.coalesced.add(1, ordering: .relaxed)
                     return .loadedElsewhere(entry)
                 }
+                await beforeWaiting()
                 let instant = monotonicNanoseconds()
-                guard instant < waitUntil else { return .load(lock: nil) }
-                await tracker.waitForChange(of: key, atMost: min(pollNanoseconds, waitUntil - instant))
+                guard instant < waitUntil else {
+                    tracker.forget(change)
+                    return .load(lock: nil)
+                }
+                await tracker.wait(change, atMost: min(pollNanoseconds, waitUntil - instant))
                 pollNanoseconds = min(pollNanoseconds * 2, 64_000_000)
             default:
                 counters.l2Errors.add(1, ordering: .relaxed)

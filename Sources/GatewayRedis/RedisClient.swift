@@ -40,6 +40,9 @@ public final class RedisClient: @unchecked Sendable {
     private let random: @Sendable (UInt64) -> UInt64
     private let setupSteps: [SetupStep]
     private let nextID = Atomic<UInt64>(1)
+    /// Runs in `send` after its cancellation handler is installed and before the command is handed
+    /// to the loop: lets a test cancel the caller exactly there.
+    private let beforeSubmitting: @Sendable () -> Void
 
     private struct Published {
         var mode: RedisMode = .disconnected
@@ -107,11 +110,13 @@ public final class RedisClient: @unchecked Sendable {
         configuration: RedisClientConfiguration,
         loop: EventLoop,
         random: @escaping @Sendable (UInt64) -> UInt64,
-        extraSetup: [SetupStep]
+        extraSetup: [SetupStep],
+        beforeSubmitting: @escaping @Sendable () -> Void = {}
     ) {
         self.configuration = configuration
         self.loop = loop
         self.random = random
+        self.beforeSubmitting = beforeSubmitting
         self.setupSteps = Self.loginSteps(configuration.endpoint) + extraSetup
         loop.execute { self.connect() }
     }
@@ -170,15 +175,25 @@ public final class RedisClient: @unchecked Sendable {
         if Task.isCancelled { throw .cancelled }
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         let timeoutNanoseconds = (timeout ?? configuration.commandTimeout).saturatingNanoseconds
+        // A cancellation that comes before the submit reaches the loop queues its `cancel` ahead of
+        // the submit, and that cancel finds no command: the submit must see the mark and not send,
+        // or the caller waits out the deadline.
+        let cancelled = CancellationMark()
         let result: Result<RedisReply, RedisError> = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
+                beforeSubmitting()
                 loop.execute {
+                    if cancelled.isSet.load(ordering: .acquiring) {
+                        continuation.resume(returning: .failure(.cancelled))
+                        return
+                    }
                     self.submit(id: id, arguments: arguments, timeoutNanoseconds: timeoutNanoseconds, waitPastDeadline: waitPastDeadline) {
                         continuation.resume(returning: $0)
                     }
                 }
             }
         } onCancel: {
+            cancelled.isSet.store(true, ordering: .releasing)
             loop.execute { self.cancel(id) }
         }
         return try result.get()
@@ -197,6 +212,11 @@ public final class RedisClient: @unchecked Sendable {
                 continuation.resume()
             }
         }
+    }
+
+    /// One per `send`: its cancellation handler sets it before queueing the `cancel`, its submit reads it.
+    private final class CancellationMark: Sendable {
+        let isSet = Atomic<Bool>(false)
     }
 
     // MARK: - Commands (loop thread)

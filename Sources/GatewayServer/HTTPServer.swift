@@ -9,11 +9,14 @@ import Glibc
 
 public enum HTTPServerError: Error, Sendable, CustomStringConvertible {
     case alreadyStarted
+    /// `shutdown()` ran while `start()` was setting up; nothing is left listening.
+    case shutDownWhileStarting
     case cannotListen(SystemError)
 
     public var description: String {
         switch self {
         case .alreadyStarted: "the server was already started"
+        case .shutDownWhileStarting: "the server was shut down while it started"
         case .cannotListen(let error): "cannot listen: \(error)"
         }
     }
@@ -69,15 +72,28 @@ public final class HTTPServer: Service, Sendable {
     private let draining = Atomic<Bool>(false)
     private let nextConnectionID = Atomic<UInt64>(1)
     private let stoppedWaiters = Mutex<[CheckedContinuation<Void, Never>]?>([])
+    /// Runs in `start()` between building the loops and publishing them: lets a test shut the
+    /// server down exactly there.
+    private let beforePublishing: @Sendable () -> Void
 
-    public init(
+    public convenience init(
         configuration: HTTPServerConfiguration,
         responder: any HTTPResponder,
         logger: Logger = Logger(label: "executions-gateway.server")
     ) {
+        self.init(configuration: configuration, responder: responder, logger: logger, beforePublishing: {})
+    }
+
+    init(
+        configuration: HTTPServerConfiguration,
+        responder: any HTTPResponder,
+        logger: Logger,
+        beforePublishing: @escaping @Sendable () -> Void
+    ) {
         self.configuration = configuration
         self.responder = responder
         self.logger = logger
+        self.beforePublishing = beforePublishing
     }
 
     /// The bound port (useful with `port: 0`). Zero before `start()`.
@@ -91,12 +107,13 @@ public final class HTTPServer: Service, Sendable {
     public func start() throws(HTTPServerError) {
         let alreadyStarted = state.withLock { $0.group != nil || $0.stopped }
         if alreadyStarted { throw .alreadyStarted }
+        let group: EventLoopGroup
+        // Each loop gets its own listener; one that throws on the way drops (and so closes) those
+        // bound before it.
+        var serverLoops: [ServerLoop] = []
+        let listeningAddress: SocketAddress
         do throws(SystemError) {
-            let group = try EventLoopGroup(count: configuration.workers, namePrefix: "http")
-            // Each loop gets its own listener; one that throws on the way drops (and so closes) those
-            // bound before it.
-            var serverLoops: [ServerLoop] = []
-            let listeningAddress: SocketAddress
+            group = try EventLoopGroup(count: configuration.workers, namePrefix: "http")
             do throws(SystemError) {
                 let reusePort = group.loops.count > 1
                 let address = try SocketAddress(host: configuration.host, port: configuration.port)
@@ -121,35 +138,51 @@ public final class HTTPServer: Service, Sendable {
                 for loop in group.loops { loop.stop() }
                 throw error
             }
-            var bound: [LoopBound<ServerLoop>] = []
-            for serverLoop in serverLoops {
-                let handle = LoopBound(serverLoop, loop: serverLoop.loop)
-                bound.append(handle)
-                serverLoop.loop.execute { handle.value.startAccepting() }
-            }
-            state.withLock {
-                $0.group = group
-                $0.loops = bound
-                $0.port = listeningAddress.port
-            }
-            logger.info("listening", metadata: [
-                "address": "\(listeningAddress)", "workers": "\(group.loops.count)",
-            ])
         } catch {
             throw .cannotListen(error)
         }
+        var bound = serverLoops.map { LoopBound($0, loop: $0.loop) }
+        beforePublishing()
+        // A shutdown() since the check above found no group to stop and returned: serving now would
+        // outlive it.
+        let published = state.withLock { state -> Bool in
+            if state.stopped { return false }
+            state.group = group
+            state.loops = bound
+            state.port = listeningAddress.port
+            return true
+        }
+        guard published else {
+            // No loop has seen the listeners yet: dropping them closes them here and now.
+            bound.removeAll()
+            serverLoops.removeAll()
+            for loop in group.loops { loop.stop() }
+            throw .shutDownWhileStarting
+        }
+        // Queued only now, so a shutdown() may drain a loop before it starts accepting:
+        // `startAccepting` then finds the server draining and the listener closed.
+        for handle in bound { handle.loop.execute { handle.value.startAccepting() } }
+        logger.info("listening", metadata: [
+            "address": "\(listeningAddress)", "workers": "\(group.loops.count)",
+        ])
     }
 
     /// Graceful shutdown: stop accepting, close idle connections, let in-flight requests finish (their
     /// responses carry `Connection: close`) within the grace period, then close whatever is left.
     public func shutdown() async {
-        let (group, loops) = state.withLock { state -> (EventLoopGroup?, [LoopBound<ServerLoop>]) in
-            if state.stopped { return (nil, []) }
+        let (group, loops, first) = state.withLock { state -> (EventLoopGroup?, [LoopBound<ServerLoop>], Bool) in
+            if state.stopped { return (nil, [], false) }
             state.stopped = true
-            return (state.group, state.loops)
+            return (state.group, state.loops, true)
         }
         guard let group else {
-            await waitUntilStopped()
+            // Never started (or a start() still setting up, which now gives up): nothing to drain,
+            // and no other shutdown() to wait for.
+            if first {
+                releaseStoppedWaiters()
+            } else {
+                await waitUntilStopped()
+            }
             return
         }
         draining.store(true, ordering: .relaxed)
@@ -166,6 +199,11 @@ public final class HTTPServer: Service, Sendable {
         }
         await group.shutdown()
         logger.info("stopped")
+        releaseStoppedWaiters()
+    }
+
+    /// Releases `waitUntilStopped()`, now and for good.
+    private func releaseStoppedWaiters() {
         let waiters = stoppedWaiters.withLock { waiters -> [CheckedContinuation<Void, Never>] in
             defer { waiters = nil }
             return waiters ?? []
@@ -237,6 +275,8 @@ final class ServerLoop: IOEventHandler {
     }
 
     func startAccepting() {
+        // Drained already (a shutdown() right after start()): the listener is closed.
+        guard !server.isDraining else { return }
         do {
             try loop.register(listenerFD, interest: .readable, handler: self)
             listening = true
@@ -306,8 +346,7 @@ final class ServerLoop: IOEventHandler {
             loop.unregister(listenerFD)
             listening = false
             loop.scheduleTimer(at: monotonicNanoseconds() + 100_000_000) { [weak self] in
-                guard let self, !self.server.isDraining else { return }
-                self.startAccepting()
+                self?.startAccepting()
             }
         }
     }

@@ -1,6 +1,7 @@
 @testable import GatewayCache
 import GatewayEventLoop
 import GatewayRedis
+import GatewayTestSupport
 import Testing
 
 /// The tracker's ordering rules, without Redis: reports are handed in as the listener would.
@@ -97,6 +98,33 @@ struct SharedKeyTrackerTests {
         #expect(l1.lookup("k") != nil)
         report("k")
         #expect(l1.lookup("k") == nil)
+    }
+
+    /// A report (or a flush) between a load's taking its ticket and its waiting ends the wait at
+    /// once. (A load used to register only when it began to wait: such a report found no one to
+    /// wake, and the load slept its whole poll interval.)
+    @Test(.timeLimit(.minutes(1)))
+    func aChangeBeforeTheWaitBeginsEndsTheWaitAtOnce() async {
+        let reported = tracker.expectChange(of: "k")
+        let flushed = tracker.expectChange(of: "other")
+        report("k")
+        #expect(await endsByItself(reported))
+        tracker.handle(.everything)
+        #expect(await endsByItself(flushed))
+    }
+
+    /// Waits on `ticket` for up to a minute; false when a watchdog had to end the wait after 20 s.
+    /// The tracker's loop is never started, so its timer cannot end the wait: only a change can.
+    func endsByItself(_ ticket: SharedKeyTracker.ChangeTicket) async -> Bool {
+        let watchdogFired = Flag()
+        let watchdog = Task { [tracker] in
+            try await Task.sleep(for: .seconds(20))
+            watchdogFired.set()
+            tracker.forget(ticket)
+        }
+        await tracker.wait(ticket, atMost: 60_000_000_000)
+        watchdog.cancel()
+        return !watchdogFired.isSet
     }
 
     @Test func ownWritesWhileTheListenerIsDownAreNotCounted() {

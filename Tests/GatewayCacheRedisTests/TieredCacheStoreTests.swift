@@ -1,6 +1,6 @@
-import GatewayCache
+@testable import GatewayCache
 import GatewayEventLoop
-import GatewayRedis
+@testable import GatewayRedis
 import GatewayTestSupport
 import Synchronization
 import Testing
@@ -21,17 +21,22 @@ struct Replica {
         commandTimeout: Duration = .seconds(10),
         lockTTL: Duration = SharedCacheSettings.defaultLockTTL,
         maximumLockWait: Duration = SharedCacheSettings.defaultLockTTL,
-        now: @escaping @Sendable () -> UInt64 = monotonicNanoseconds
+        now: @escaping @Sendable () -> UInt64 = monotonicNanoseconds,
+        beforeWaiting: @escaping @Sendable () async -> Void = {},
+        beforeSubmitting: @escaping @Sendable () -> Void = {}
     ) throws -> Replica {
         let loop = try EventLoop(name: "cache-replica")
         try loop.start()
         let configuration = RedisClientConfiguration(
             endpoint: try RedisEndpoint(url: server.url()), commandTimeout: commandTimeout, connectTimeout: .seconds(10),
             reconnectBackoff: RedisBackoff(base: .milliseconds(5), maximum: .milliseconds(100)))
-        let client = RedisClient(configuration: configuration, loop: loop)
+        let client = RedisClient(
+            configuration: configuration, loop: loop, random: { UInt64.random(in: 0...$0) }, extraSetup: [],
+            beforeSubmitting: beforeSubmitting)
         let store = TieredCacheStore(
             l1: MemoryLRUStore(maxBytes: 1 << 20, now: now), redis: client,
-            settings: SharedCacheSettings(keyPrefix: keyPrefix, lockTTL: lockTTL, maximumLockWait: maximumLockWait), now: now)
+            settings: SharedCacheSettings(keyPrefix: keyPrefix, lockTTL: lockTTL, maximumLockWait: maximumLockWait),
+            listenerConfiguration: nil, now: now, beforeWaiting: beforeWaiting)
         return Replica(loop: loop, client: client, store: store, cache: ResponseCache(store: store, now: now))
     }
 
@@ -289,6 +294,52 @@ struct TieredCacheStoreTests {
         // Released once the callers have their answer.
         #expect(await eventually { (try? await replica.client.send(["GET", "t:l:k"])) == .null })
         await replica.shutdown()
+        await server.kill()
+    }
+
+    /// A load waiting out another replica's lock, whose read misses the entry and whose report of
+    /// that entry then lands before the load waits, is woken by that report at once. (It used to
+    /// begin waiting only after the report had found no one to wake, and slept the poll interval in
+    /// force: up to 64 ms more on every such coalesced miss.)
+    @Test(.timeLimit(.minutes(1)))
+    func aReportLandingBetweenTheMissAndTheWaitWakesTheLoadAtOnce() async throws {
+        let server = try await RedisServer.start()
+        let writer = try Replica.make(server)
+        final class Gap: Sendable {
+            let misses = Counter()
+            let reader = Mutex<TieredCacheStore?>(nil)
+            let reportedAt = Mutex<ContinuousClock.Instant?>(nil)
+            let nextCommandAt = Mutex<ContinuousClock.Instant?>(nil)
+        }
+        let gap = Gap()
+        // Polls wait 2, 4, 8, 16, 32, then 64 ms: the sixth miss is the one with the most to lose.
+        let reader = try Replica.make(server, beforeWaiting: {
+            guard gap.misses.increment() == 6, let reader = gap.reader.withLock({ $0 }) else { return }
+            await writer.store.store("k", entry: entry("loaded elsewhere"))
+            _ = await waitUntil(seconds: 30) { reader.sharedStatistics().invalidationReports == 1 }
+            gap.reportedAt.withLock { $0 = .now }
+        }, beforeSubmitting: {
+            // The load's next command after its wait (the lock again), timed from the report.
+            guard gap.reportedAt.withLock({ $0 }) != nil else { return }
+            gap.nextCommandAt.withLock { if $0 == nil { $0 = .now } }
+        })
+        gap.reader.withLock { $0 = reader.store }
+        #expect(await reader.waitUntilTracking())
+        #expect(try await writer.client.send(["SET", "t:l:k", "other-holder", "NX", "PX", "60000"]) == .status("OK"))
+
+        let permit = await reader.store.beginLoad("k")
+        guard case .loadedElsewhere(let loaded) = permit else {
+            Issue.record("expected the other replica's entry, got \(permit)")
+            return
+        }
+        #expect(loaded.value == bytes("loaded elsewhere"))
+        #expect(reader.shared.invalidationReports == 1)
+        let reportedAt = try #require(gap.reportedAt.withLock { $0 })
+        let nextCommandAt = try #require(gap.nextCommandAt.withLock { $0 })
+        // Nothing but this task's own steps in between: a wait on the 64 ms poll could not be shorter.
+        #expect(nextCommandAt - reportedAt < .milliseconds(64))
+        await writer.shutdown()
+        await reader.shutdown()
         await server.kill()
     }
 

@@ -1,8 +1,11 @@
 import GatewayEventLoop
-import GatewayRedis
+@testable import GatewayRedis
 import GatewayTestSupport
 import Synchronization
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A started event loop and a client on it, for one test; shut down in order afterwards.
 struct RedisHarness {
@@ -13,14 +16,17 @@ struct RedisHarness {
     /// loaded 2-core machine delayed the loop by a few milliseconds.
     static func make(
         url: String, commandTimeout: Duration = .seconds(60), stallTimeout: Duration = .seconds(1),
-        backoffMaximum: Duration = .milliseconds(200)
+        backoffMaximum: Duration = .milliseconds(200), beforeSubmitting: @escaping @Sendable () -> Void = {}
     ) throws -> RedisHarness {
         let loop = try EventLoop(name: "redis-test")
         try loop.start()
         let configuration = RedisClientConfiguration(
             endpoint: try RedisEndpoint(url: url), commandTimeout: commandTimeout, connectTimeout: .seconds(10),
             stallTimeout: stallTimeout, reconnectBackoff: RedisBackoff(base: .milliseconds(5), maximum: backoffMaximum))
-        return RedisHarness(loop: loop, client: RedisClient(configuration: configuration, loop: loop))
+        let client = RedisClient(
+            configuration: configuration, loop: loop, random: { UInt64.random(in: 0...$0) }, extraSetup: [],
+            beforeSubmitting: beforeSubmitting)
+        return RedisHarness(loop: loop, client: client)
     }
 
     func shutdown() async {
@@ -284,6 +290,30 @@ struct RedisClientTests {
         await other.shutdown()
         await harness.shutdown()
         await server.kill()
+    }
+
+    /// A caller cancelled after its cancellation handler is in place but before its command reaches
+    /// the loop ends with `cancelled` at once. (Its cancel used to reach the loop first and find no
+    /// command; the command was then sent anyway, and the caller waited out its deadline.)
+    @Test(.timeLimit(.minutes(1)))
+    func aCallerCancelledBeforeItsCommandReachesTheLoopEndsAtOnce() async throws {
+        // Connections complete in the kernel's backlog and nothing ever answers: only the
+        // cancellation can end the command before its 60 s deadline.
+        let (listener, port) = try boundLoopbackSocket(listening: true)
+        defer { close(listener) }
+        let harness = try RedisHarness.make(url: "redis://127.0.0.1:\(port)/0", beforeSubmitting: {
+            withUnsafeCurrentTask { $0?.cancel() }
+        })
+        let sending = Task { try await harness.client.send(["PING"], timeout: .seconds(60)) }
+        // A lost cancellation fails the test with `shutdown` after 20 s rather than running into the
+        // time limit.
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(20))
+            await harness.client.shutdown()
+        }
+        await #expect(throws: RedisError.cancelled) { try await sending.value }
+        watchdog.cancel()
+        await harness.shutdown()
     }
 
     @Test func logsInWithThePasswordAndTypesAWrongOne() async throws {

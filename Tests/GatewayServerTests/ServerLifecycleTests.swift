@@ -1,7 +1,8 @@
 import Foundation
 import GatewayHTTP
-import GatewayServer
+@testable import GatewayServer
 import GatewayTestSupport
+import Synchronization
 import Testing
 
 /// Timeouts, limits and shutdown: the behaviours that protect the server from its clients.
@@ -182,6 +183,57 @@ import Testing
         #expect(await client.readResponse()?.status == 200)
         running.cancel()
         try await running.value
+        #expect(throws: (any Error).self) { _ = try RawClient(port: port) }
+    }
+
+    /// Shutting down a server that never started returns, and so does a wait for its stop. (Both
+    /// used to wait for a stop that nothing would ever announce.)
+    @Test(.timeLimit(.minutes(1)))
+    func shuttingDownAServerThatNeverStartedReturns() async {
+        let server = Self.quietServer(workers: 1)
+        let finished = Flag()
+        let shutdown = Task {
+            await server.shutdown()
+            await server.waitUntilStopped()
+            finished.set()
+        }
+        // Bounded, so that a shutdown that hangs fails the test instead of running into the time limit.
+        #expect(await waitUntil(seconds: 20) { finished.isSet })
+        if finished.isSet { await shutdown.value }
+        #expect(throws: HTTPServerError.self) { try server.start() }
+    }
+
+    /// A shutdown() that runs while start() has built its loops but not yet published them ends,
+    /// and start() then gives up instead of serving past it: nothing listens afterwards. (The
+    /// shutdown used to find no loops and wait forever, while start() went on serving.)
+    @Test(.timeLimit(.minutes(1)))
+    func aShutdownWhileTheServerStartsEndsItAndTheStartGivesUp() async throws {
+        final class ShutdownInTheGap: Sendable {
+            let server = Mutex<HTTPServer?>(nil)
+            let finished = Flag()
+        }
+        let gap = ShutdownInTheGap()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let port = try unusedLoopbackPort()
+        let server = HTTPServer(
+            configuration: HTTPServerConfiguration(host: "127.0.0.1", port: port, workers: 2), responder: testRouter(), logger: logger,
+            beforePublishing: {
+                // On start()'s own thread, so blocking here holds start() without taking a thread from
+                // the pool the shutdown runs on; bounded, so that a shutdown that hangs fails the test.
+                guard let server = gap.server.withLock({ $0 }) else { return }
+                let done = DispatchSemaphore(value: 0)
+                Task {
+                    await server.shutdown()
+                    gap.finished.set()
+                    done.signal()
+                }
+                _ = done.wait(timeout: .now() + 20)
+            })
+        gap.server.withLock { $0 = server }
+        let failure = await #expect(throws: HTTPServerError.self) { try await onOwnThread { try server.start() } }
+        if case .shutDownWhileStarting = failure {} else { Issue.record("expected shutDownWhileStarting, got \(String(describing: failure))") }
+        #expect(gap.finished.isSet, "the shutdown ended while start() waited")
         #expect(throws: (any Error).self) { _ = try RawClient(port: port) }
     }
 
