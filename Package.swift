@@ -170,7 +170,7 @@ let package = Package(
         ),
 
         // MARK: Simulated upstreams (demo and tests)
-        .target(name: "ProviderSimulator", dependencies: ["GatewayJSON", "GatewayHTTP", "GatewayServer"], swiftSettings: strictSwift),
+        .target(name: "ProviderSimulator", dependencies: ["GatewayJSON", "GatewayHTTP", "GatewayServer", "GatewayEventLoop"], swiftSettings: strictSwift),
         .executableTarget(
             name: "ProviderSimulatorCLI",
             dependencies: [
@@ -184,7 +184,7 @@ let package = Package(
 
         // MARK: Tests
         // Helpers several test targets share; never linked into a product.
-        .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport", swiftSettings: strictSwift),
+        .target(name: "GatewayTestSupport", dependencies: ["GatewayEventLoop"], path: "Tests/GatewayTestSupport", swiftSettings: strictSwift),
         .testTarget(name: "GatewayEventLoopTests", dependencies: ["GatewayEventLoop", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(name: "GatewayJSONTests", dependencies: ["GatewayJSON", "GatewayEventLoop", "GatewayTestSupport"], swiftSettings: strictSwift),

@@ -8,6 +8,7 @@
 // sourceEntityId/Type, statusReason). The detail's `events` shape is not documented; the simulator
 // uses `{id, executionId, type, message, data, createdAt}`.
 
+import GatewayEventLoop
 import GatewayJSON
 
 enum B3OSStatus: String, SimulatedStatus {

@@ -3,6 +3,7 @@
 // the detail shape of `POST /executions/get`.
 
 import Foundation
+import GatewayEventLoop
 import GatewayJSON
 
 enum KaizenStatus: String, SimulatedStatus {

@@ -8,6 +8,7 @@
 // and detail records; every other documented field is reproduced as documented. The detail
 // record adds `execution_context`, `events` and `error_details` (null unless failed).
 
+import GatewayEventLoop
 import GatewayJSON
 
 enum KapsoStatus: String, SimulatedStatus {

@@ -2,6 +2,7 @@
 // records, statuses and rendering; finding an organisation, generating its initial schedule,
 // inserting executions and finishing them follow one set of rules for all three, written here.
 
+import GatewayEventLoop
 import GatewayJSON
 
 /// A provider's own status names (`InProgress`, `running`, `workflow_running`, ...).

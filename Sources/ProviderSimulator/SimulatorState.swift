@@ -1,3 +1,4 @@
+import GatewayEventLoop
 import GatewayHTTP
 import GatewayJSON
 

@@ -1,14 +1,4 @@
-/// A deterministic random number generator, so that a property test's failure reproduces from its seed.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public var state: UInt64
+public import GatewayEventLoop
 
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = state
-        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ (mixed >> 31)
-    }
-}
+/// The product's seeded generator, so that a property test's failure reproduces from its seed.
+public typealias SplitMix64 = GatewayEventLoop.SplitMix64

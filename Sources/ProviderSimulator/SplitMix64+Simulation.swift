@@ -1,33 +1,7 @@
-/// A tiny seeded PRNG (SplitMix64): the same seed gives the same simulated world on every run
-/// and platform, which `SystemRandomNumberGenerator` cannot.
-struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+import GatewayEventLoop
 
-    init(seed: UInt64) { state = seed }
-
-    /// A generator whose stream depends on `seed` and on `labels`, so that changing one
-    /// provider's or organisation's data never reshuffles another's.
-    init(seed: UInt64, labels: String...) {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for label in labels {
-            for byte in label.utf8 {
-                hash ^= UInt64(byte)
-                hash = hash &* 0x0000_0100_0000_01B3
-            }
-            hash ^= 0xFF
-            hash = hash &* 0x0000_0100_0000_01B3
-        }
-        state = seed ^ hash
-    }
-
-    mutating func next() -> UInt64 {
-        state = state &+ 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// What the simulator draws its worlds with, on the one seeded generator.
+extension SplitMix64 {
     mutating func int(in range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &self) }
 
     mutating func int64(in range: ClosedRange<Int64>) -> Int64 { Int64.random(in: range, using: &self) }
