@@ -1,5 +1,6 @@
 public import ExecutionsAPI
 import GatewayCrypto
+import GatewayEventLoop
 public import GatewayHTTP
 public import GatewayServer
 public import GatewayRateLimit
@@ -30,7 +31,8 @@ public struct ClientAuthenticator: Sendable {
 
     public let mode: Mode
     private let records: [ClientCredentialRecord]
-    private let matchedKeys = MatchedKeys()
+    /// Keys that matched a configured client, with that client.
+    private let matchedKeys = LoopCachedValue<[Substring: GatewayClient]>([:])
 
     public init(mode: Mode, clients: [ClientCredentialRecord]) {
         self.mode = mode
@@ -55,19 +57,19 @@ public struct ClientAuthenticator: Sendable {
             return .failure(.missingKey)
         }
         guard !key.isEmpty else { return .failure(.missingKey) }
-        if let known = matchedKeys.table.withLock({ $0[key] }) { return .success(known) }
+        if let known = matchedKeys.value[key] { return .success(known) }
         let digest = SHA256.hash(Array(key.utf8))
         var found: GatewayClient?
         for record in records where constantTimeEquals(record.keyDigest, digest) && found == nil {
             found = record.client
         }
         guard let found else { return .failure(.unknownKey) }
-        matchedKeys.table.withLock { $0[key] = found }
+        matchedKeys.update { $0[key] = found }
         return .success(found)
     }
 
     /// How many keys are remembered (at most one per configured client).
-    public var rememberedKeys: Int { matchedKeys.table.withLock { $0.count } }
+    public var rememberedKeys: Int { matchedKeys.value.count }
 
     /// The token of `Bearer <token>` (scheme in any case, spaces or tabs around the token), or nil
     /// when the value does not use the Bearer scheme. Reads the value in place.
@@ -80,11 +82,6 @@ public struct ClientAuthenticator: Sendable {
         guard rest[afterScheme] == UInt8(ascii: " ") else { return nil }
         return Substring(rest[afterScheme...]).trimmingOptionalWhitespace()
     }
-}
-
-/// Keys that matched a configured client, with that client.
-private final class MatchedKeys: Sendable {
-    let table = Mutex<[Substring: GatewayClient]>([:])
 }
 
 /// The clients the gateway knows and their rate limits; replaced as a whole when the configuration
@@ -108,13 +105,14 @@ public final class ClientDirectory: Sendable {
         }
     }
 
-    private let entries: Mutex<Entries>
+    private let entries: LoopCachedValue<Entries>
 
-    public init(_ entries: Entries) { self.entries = Mutex(entries) }
+    public init(_ entries: Entries) { self.entries = LoopCachedValue(entries) }
 
-    public var current: Entries { entries.withLock { $0 } }
+    /// Read on every request by authentication and rate limiting: from the loop's own copy.
+    public var current: Entries { entries.value }
 
-    public func replace(with newEntries: Entries) { entries.withLock { $0 = newEntries } }
+    public func replace(with newEntries: Entries) { entries.update { $0 = newEntries } }
 }
 
 /// Requires a client key on every route except the operational ones, and records the client on the

@@ -15,7 +15,8 @@ import Synchronization
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
-    private let requestSeries = Mutex<[RequestSeries: (Metrics.Counter, Metrics.Timer)]>([:])
+    /// Read on every request, written once per new series: each loop reads its own copy.
+    private let requestSeries = LoopCachedValue<[RequestSeries: RequestSeriesMetrics]>([:])
     private let requestTimers = Mutex<[String: Metrics.Timer]>([:])
     private let namedCounters = Mutex<[String: Metrics.Counter]>([:])
     private let gauges = Mutex<[String: Metrics.Gauge]>([:])
@@ -41,7 +42,7 @@ public final class GatewayMetrics: Sendable {
     public func recordRequest(method: String, route: String, status: Int, durationNanoseconds: UInt64) {
         // One lookup by a composite key, no string building: this runs for every request.
         let key = RequestSeries(method: method, route: route, status: Self.boundedStatus(status))
-        let series = requestSeries.withLock { known -> (Metrics.Counter, Metrics.Timer) in
+        let series = requestSeries.value[key] ?? requestSeries.update { known -> RequestSeriesMetrics in
             if let existing = known[key] { return existing }
             let counter = Metrics.Counter(
                 label: "gateway_http_requests_total",
@@ -54,11 +55,12 @@ public final class GatewayMetrics: Sendable {
                 timers[route] = created
                 return created
             }
-            known[key] = (counter, timer)
-            return (counter, timer)
+            let created = RequestSeriesMetrics(counter: counter, timer: timer)
+            known[key] = created
+            return created
         }
-        series.0.increment()
-        series.1.recordNanoseconds(Int64(clamping: durationNanoseconds))
+        series.counter.increment()
+        series.timer.recordNanoseconds(Int64(clamping: durationNanoseconds))
     }
 
     /// The code itself when the server knows it by name (a fixed set), else its class as a
@@ -70,6 +72,11 @@ public final class GatewayMetrics: Sendable {
 
     static func statusLabel(bounded: Int) -> String {
         bounded > 0 ? String(bounded) : bounded == 0 ? "other" : "\(-bounded)xx"
+    }
+
+    private struct RequestSeriesMetrics: Sendable {
+        var counter: Metrics.Counter
+        var timer: Metrics.Timer
     }
 
     private struct RequestSeries: Hashable {

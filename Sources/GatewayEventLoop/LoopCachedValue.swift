@@ -1,0 +1,44 @@
+import Synchronization
+
+/// A value that every request reads and that seldom changes (the configured clients, keys already
+/// matched, known metric series), shared by all loops.
+///
+/// Each event loop keeps its own copy and refreshes it only after a change, so a read on a loop
+/// costs an atomic load of a counter that is only ever written on a change: no lock whose cache line
+/// bounces between cores on every request. Off the loops a read takes the lock. A reader sees the
+/// value as of some update, never a mix of two.
+public final class LoopCachedValue<Value: Sendable>: Sendable {
+    private final class LoopCopy {
+        var generation: UInt64 = 0
+        var value: Value?
+    }
+
+    private let shared: Mutex<(generation: UInt64, value: Value)>
+    /// Bumped (inside the lock) by every update; a loop's copy of an older one is stale.
+    private let generation = Atomic<UInt64>(1)
+
+    public init(_ value: Value) {
+        shared = Mutex((1, value))
+    }
+
+    public var value: Value {
+        guard let loop = EventLoop.current else { return shared.withLock { $0.value } }
+        let copy = loop.confinedObject(for: self) { LoopCopy() }
+        if copy.generation == generation.load(ordering: .acquiring), let value = copy.value { return value }
+        let (generation, value) = shared.withLock { ($0.generation, $0.value) }
+        copy.generation = generation
+        copy.value = value
+        return value
+    }
+
+    /// Changes the value under the lock; every loop reads the result from its next read on.
+    @discardableResult
+    public func update<Result>(_ body: (inout Value) -> Result) -> Result {
+        shared.withLock { state in
+            let result = body(&state.value)
+            state.generation &+= 1
+            generation.store(state.generation, ordering: .releasing)
+            return result
+        }
+    }
+}
