@@ -60,7 +60,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private var runningClosures: [() -> Void] = []
     private var iterationEndWork: [() -> Void] = []
     private var runningIterationEndWork: [() -> Void] = []
-    private var confinedObjects: [ObjectIdentifier: AnyObject] = [:]
+    @usableFromInline var confinedObjects: [ObjectIdentifier: AnyObject] = [:]
     /// Indexed by descriptor number.
     private var registrations: [Registration?] = []
     private var lastRegistrationID: UInt32 = 0
@@ -239,6 +239,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     /// per loop (a log batch), so that loops never contend for one lock over it. Loop thread only.
     /// An object of another type under the same identity (its owner died and the address was
     /// reused) is replaced, never reinterpreted.
+    @inlinable
     public func confinedObject<Object: AnyObject>(for owner: AnyObject, make: () -> Object) -> Object {
         assertInEventLoop()
         let key = ObjectIdentifier(owner)

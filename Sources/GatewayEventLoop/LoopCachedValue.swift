@@ -1,4 +1,4 @@
-import Synchronization
+public import Synchronization
 
 /// A value that every request reads and that seldom changes (the configured clients, keys already
 /// matched, known metric series), shared by all loops.
@@ -7,21 +7,34 @@ import Synchronization
 /// costs an atomic load of a counter that is only ever written on a change: no lock whose cache line
 /// bounces between cores on every request. Off the loops a read takes the lock. A reader sees the
 /// value as of some update, never a mix of two.
+///
+/// Inlinable, so that each user gets it specialised for its value: unspecialised, every read looked
+/// up generic metadata at run time, which cost more than the lock it replaces.
 public final class LoopCachedValue<Value: Sendable>: Sendable {
-    private final class LoopCopy {
-        var generation: UInt64 = 0
-        var value: Value?
+    @usableFromInline final class LoopCopy {
+        @usableFromInline var generation: UInt64 = 0
+        @usableFromInline var value: Value?
+        @usableFromInline init() {}
     }
 
-    private let shared: Mutex<(generation: UInt64, value: Value)>
+    @usableFromInline struct Shared: ~Copyable {
+        @usableFromInline var generation: UInt64
+        @usableFromInline var value: Value
+        @usableFromInline init(generation: UInt64, value: Value) {
+            self.generation = generation
+            self.value = value
+        }
+    }
+
+    @usableFromInline let shared: Mutex<Shared>
     /// Bumped (inside the lock) by every update; a loop's copy of an older one is stale.
-    private let generation = Atomic<UInt64>(1)
+    @usableFromInline let generation = Atomic<UInt64>(1)
 
-    public init(_ value: Value) {
-        shared = Mutex((1, value))
+    @inlinable public init(_ value: Value) {
+        shared = Mutex(Shared(generation: 1, value: value))
     }
 
-    public var value: Value {
+    @inlinable public var value: Value {
         guard let loop = EventLoop.current else { return shared.withLock { $0.value } }
         let copy = loop.confinedObject(for: self) { LoopCopy() }
         if copy.generation == generation.load(ordering: .acquiring), let value = copy.value { return value }
@@ -32,7 +45,7 @@ public final class LoopCachedValue<Value: Sendable>: Sendable {
     }
 
     /// Changes the value under the lock; every loop reads the result from its next read on.
-    @discardableResult
+    @inlinable @discardableResult
     public func update<Result>(_ body: (inout Value) -> Result) -> Result {
         shared.withLock { state in
             let result = body(&state.value)
