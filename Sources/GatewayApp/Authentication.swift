@@ -87,12 +87,13 @@ public struct ClientAuthenticator: Sendable {
 /// The clients the gateway knows and their rate limits; replaced as a whole when the configuration
 /// file is reloaded, so a request sees either the old set or the new one, never a mix.
 public final class ClientDirectory: Sendable {
-    public struct Entries: Sendable {
-        public var authenticator: ClientAuthenticator
-        public var defaultPolicy: RateLimitPolicy
-        public var policies: [String: RateLimitPolicy]
+    /// One configuration's clients, immutable: a reader holds it by one reference.
+    public final class Entries: Sendable {
+        public let authenticator: ClientAuthenticator
+        public let defaultPolicy: RateLimitPolicy
+        public let policies: [String: RateLimitPolicy]
         /// The budgets of upstream calls; nil: unlimited.
-        public var upstreamCalls: UpstreamCallLimits?
+        public let upstreamCalls: UpstreamCallLimits?
 
         public init(
             authenticator: ClientAuthenticator, defaultPolicy: RateLimitPolicy, policies: [String: RateLimitPolicy],
