@@ -71,7 +71,8 @@ public struct CacheStatistics: Sendable, Hashable {
 /// - A fresh entry is served as `.hit` unless the caller bypasses the cache (`Cache-Control: no-cache`).
 /// - Otherwise all concurrent callers for one key share one load. The caller that started it sees
 ///   `.miss`, every caller that joined sees `.coalesced`, all with the same value. A bypassing caller
-///   also joins a load already in flight: that load started no earlier than its request.
+///   also joins a load already in flight: that load started no earlier than its request. A caller
+///   that missed just as a load stored the key gets that entry as `.hit` instead of loading again.
 /// - When the load throws and the store still holds the key inside its stale window, each waiting
 ///   caller that did not bypass the cache gets that entry as `.stale(.loadFailed)` (with the error in
 ///   `staleCause`); every other waiter gets the load's error, unchanged.
@@ -94,11 +95,19 @@ public final class ResponseCache: Sendable {
     private let misses = Atomic<Int>(0)
     private let staleServes = Atomic<Int>(0)
     private let coalescedWaiters = Atomic<Int>(0)
+    /// Runs in `fetch` between the lookup that misses and the registration among the loads in
+    /// flight: lets a test finish another load exactly there.
+    private let beforeRegistering: @Sendable () async -> Void
 
     /// - Parameter now: monotonic nanoseconds; must be the clock `store` judges staleness with.
-    public init(store: any CacheStore, now: @escaping @Sendable () -> UInt64 = monotonicNanoseconds) {
+    public convenience init(store: any CacheStore, now: @escaping @Sendable () -> UInt64 = monotonicNanoseconds) {
+        self.init(store: store, now: now, beforeRegistering: {})
+    }
+
+    init(store: any CacheStore, now: @escaping @Sendable () -> UInt64, beforeRegistering: @escaping @Sendable () async -> Void) {
         self.store = store
         self.now = now
+        self.beforeRegistering = beforeRegistering
     }
 
     /// - Parameters:
@@ -119,6 +128,7 @@ public final class ResponseCache: Sendable {
                 return CacheResult(value: entry.value, outcome: .hit, ageNanoseconds: age(since: entry.storedAt, at: instant), freshUntil: entry.freshUntil)
             }
         }
+        await beforeRegistering()
         return try await awaitSharedLoad(
             key: key, staleIfErrorNanoseconds: staleIfErrorNanoseconds, bypassCache: bypassCache, load: load)
     }
@@ -220,8 +230,13 @@ public final class ResponseCache: Sendable {
         switch delivery {
         case nil:
             throw CancellationError()
-        case .loaded(let value, let storedAt, let freshUntil, let loadedElsewhere)?:
-            let outcome: CacheOutcome = if case .starter = role, !loadedElsewhere { .miss } else { .coalesced }
+        case .loaded(let value, let storedAt, let freshUntil, let source)?:
+            let outcome: CacheOutcome =
+                switch (role, source) {
+                case (.starter, .loadedHere): .miss
+                case (.starter, .alreadyStored): .hit
+                default: .coalesced
+                }
             return CacheResult(value: value, outcome: outcome, ageNanoseconds: age(since: storedAt, at: now()), freshUntil: freshUntil)
         case .failed(let error, let staleEntry)?:
             if !bypassCache, let entry = staleEntry {
@@ -242,6 +257,16 @@ public final class ResponseCache: Sendable {
     private func runLoad(
         key: String, loadID: UInt64, staleIfErrorNanoseconds: UInt64, coordinate: Bool, load: @Sendable () async throws -> CacheLoad
     ) async {
+        // A load that ended between the starter's miss and its registration had left the loads in
+        // flight, so the starter started this one. That load stored its entry before it left (in
+        // `deliver`, under the lock the registration takes), so a lookup made after the
+        // registration finds it: the key just stored costs no second upstream call.
+        if coordinate, let entry = await store.lookup(key), now() < entry.freshUntil {
+            misses.subtract(1, ordering: .relaxed)
+            hits.add(1, ordering: .relaxed)
+            deliver(.loaded(value: entry.value, storedAt: entry.storedAt, freshUntil: entry.freshUntil, source: .alreadyStored), key: key, loadID: loadID)
+            return
+        }
         let delivery: LoadDelivery
         var sharedLock: SharedLoadLock?
         switch coordinate ? await store.beginLoad(key) : .load(lock: nil) {
@@ -250,7 +275,7 @@ public final class ResponseCache: Sendable {
             // the caller that would have started it joined that other load.
             misses.subtract(1, ordering: .relaxed)
             coalescedWaiters.add(1, ordering: .relaxed)
-            deliver(.loaded(value: entry.value, storedAt: entry.storedAt, freshUntil: entry.freshUntil, loadedElsewhere: true), key: key, loadID: loadID)
+            deliver(.loaded(value: entry.value, storedAt: entry.storedAt, freshUntil: entry.freshUntil, source: .loadedElsewhere), key: key, loadID: loadID)
             return
         case .load(let lock):
             sharedLock = lock
@@ -266,7 +291,7 @@ public final class ResponseCache: Sendable {
             // finds the entry instead of starting another load. An abandoned load stores nothing: a
             // newer load may already have stored a later answer.
             if loads.withLock({ $0[key]?.id == loadID }) { await store.store(key, entry: entry) }
-            delivery = .loaded(value: loaded.value, storedAt: storedAt, freshUntil: freshUntil, loadedElsewhere: false)
+            delivery = .loaded(value: loaded.value, storedAt: storedAt, freshUntil: freshUntil, source: .loadedHere)
         } catch {
             delivery = .failed(error, staleEntry: await store.lookup(key))
         }
@@ -301,7 +326,16 @@ private struct InFlightLoad {
 }
 
 private enum LoadDelivery: Sendable {
-    case loaded(value: [UInt8], storedAt: UInt64, freshUntil: UInt64, loadedElsewhere: Bool)
+    enum Source: Sendable {
+        /// This load called the upstream.
+        case loadedHere
+        /// Another process loaded it while this one waited (`beginLoad`).
+        case loadedElsewhere
+        /// A load that ended just before this one started had stored it.
+        case alreadyStored
+    }
+
+    case loaded(value: [UInt8], storedAt: UInt64, freshUntil: UInt64, source: Source)
     case failed(any Error, staleEntry: CachedEntry?)
 }
 

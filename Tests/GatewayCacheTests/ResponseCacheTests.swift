@@ -1,4 +1,5 @@
 import GatewayTestSupport
+import Synchronization
 import Testing
 @testable import GatewayCache
 
@@ -157,6 +158,36 @@ import Testing
         #expect(outcomes.filter { $0.outcome == .coalesced }.count == 999)
         let statistics = await cache.statistics()
         #expect(statistics.misses == 1 && statistics.coalescedWaiters == 999 && statistics.hits == 0)
+    }
+
+    /// A load that stores its entry and releases its waiters between another caller's miss and that
+    /// caller's registration among the loads in flight serves that caller too. (It found no load in
+    /// flight and started its own: a second upstream call for a key just stored.)
+    @Test(.timeLimit(.minutes(1)))
+    func aLoadEndingBetweenACallersMissAndItsRegistrationServesThatCaller() async throws {
+        final class CacheBox: Sendable {
+            let cache = Mutex<ResponseCache?>(nil)
+            let firstResult = Mutex<CacheResult?>(nil)
+            let ranOnce = Atomic<Bool>(false)
+        }
+        let box = CacheBox()
+        let calls = Counter()
+        let load = value("stored", ttl: 1_000, calls: calls)
+        let cache = ResponseCache(store: store, now: clock.now, beforeRegistering: {
+            // In the late caller's gap, once: another caller's whole fetch, its load storing the key.
+            guard !box.ranOnce.exchange(true, ordering: .relaxed), let cache = box.cache.withLock({ $0 }) else { return }
+            let first = try? await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: load)
+            box.firstResult.withLock { $0 = first }
+        })
+        box.cache.withLock { $0 = cache }
+
+        let late = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: value("again", ttl: 1_000, calls: calls))
+        let first = try #require(box.firstResult.withLock { $0 })
+        #expect(first.outcome == .miss && first.value == bytes("stored"))
+        #expect(calls.count == 1, "one upstream load for the miss")
+        #expect(late.outcome == .hit && late.value == bytes("stored"))
+        let statistics = await cache.statistics()
+        #expect(statistics.misses == 1 && statistics.hits == 1 && statistics.coalescedWaiters == 0)
     }
 
     @Test func aFailedLoadReachesEveryWaiter() async throws {
