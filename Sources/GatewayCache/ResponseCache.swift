@@ -95,6 +95,9 @@ public final class ResponseCache: Sendable {
     private let misses = Atomic<Int>(0)
     private let staleServes = Atomic<Int>(0)
     private let coalescedWaiters = Atomic<Int>(0)
+    /// Loads that have left the in-flight map, counted under its lock: a caller that saw the same
+    /// count before its lookup and at its registration knows no load stored anything in between.
+    private let endedLoads = Atomic<UInt64>(0)
     /// Runs in `fetch` between the lookup that misses and the registration among the loads in
     /// flight: lets a test finish another load exactly there.
     private let beforeRegistering: @Sendable () async -> Void
@@ -121,6 +124,7 @@ public final class ResponseCache: Sendable {
         bypassCache: Bool = false,
         load: @escaping @Sendable () async throws -> CacheLoad
     ) async throws -> CacheResult {
+        let endedLoadsBeforeLookup = endedLoads.load(ordering: .acquiring)
         if !bypassCache, let entry = await store.lookup(key) {
             let instant = now()
             if instant < entry.freshUntil {
@@ -130,7 +134,8 @@ public final class ResponseCache: Sendable {
         }
         await beforeRegistering()
         return try await awaitSharedLoad(
-            key: key, staleIfErrorNanoseconds: staleIfErrorNanoseconds, bypassCache: bypassCache, load: load)
+            key: key, staleIfErrorNanoseconds: staleIfErrorNanoseconds, bypassCache: bypassCache,
+            endedLoadsBeforeLookup: endedLoadsBeforeLookup, load: load)
     }
 
     /// The stored value without attempting a load, for a caller that knows a load cannot succeed now
@@ -165,12 +170,13 @@ public final class ResponseCache: Sendable {
 
     // MARK: Coalescing
 
-    private enum Role { case starter(loadID: UInt64), joiner, cancelled }
+    private enum Role { case starter(loadID: UInt64, aLoadEndedSinceTheLookup: Bool), joiner, cancelled }
 
     private func awaitSharedLoad(
         key: String,
         staleIfErrorNanoseconds: UInt64,
         bypassCache: Bool,
+        endedLoadsBeforeLookup: UInt64,
         load: @escaping @Sendable () async throws -> CacheLoad
     ) async throws -> CacheResult {
         let waiterID = nextWaiterID.add(1, ordering: .relaxed).newValue
@@ -187,20 +193,21 @@ public final class ResponseCache: Sendable {
                     }
                     let loadID = nextLoadID.add(1, ordering: .relaxed).newValue
                     loads[key] = InFlightLoad(id: loadID, waiters: [waiterID: continuation])
-                    return .starter(loadID: loadID)
+                    return .starter(loadID: loadID, aLoadEndedSinceTheLookup: endedLoads.load(ordering: .relaxed) != endedLoadsBeforeLookup)
                 }
                 switch role {
                 case .cancelled:
                     continuation.resume(returning: nil)
                 case .joiner:
                     coalescedWaiters.add(1, ordering: .relaxed)
-                case .starter(let loadID):
+                case .starter(let loadID, let aLoadEndedSinceTheLookup):
                     misses.add(1, ordering: .relaxed)
                     // Unstructured so that cancelling the starter does not cancel the others' load;
                     // it still inherits task-local values (request ids for logs).
                     let task = Task {
                         await self.runLoad(
-                            key: key, loadID: loadID, staleIfErrorNanoseconds: staleIfErrorNanoseconds, coordinate: !bypassCache, load: load)
+                            key: key, loadID: loadID, staleIfErrorNanoseconds: staleIfErrorNanoseconds, coordinate: !bypassCache,
+                            lookUpAgain: !bypassCache && aLoadEndedSinceTheLookup, load: load)
                     }
                     let abandoned = loads.withLock { loads -> Bool in
                         guard loads[key]?.id == loadID else { return false }  // finished already
@@ -255,13 +262,16 @@ public final class ResponseCache: Sendable {
     /// - Parameter coordinate: ask the store first; not for a caller that bypasses the cache, to
     ///   whom another process's entry, possibly stored before its request, is not an answer.
     private func runLoad(
-        key: String, loadID: UInt64, staleIfErrorNanoseconds: UInt64, coordinate: Bool, load: @Sendable () async throws -> CacheLoad
+        key: String, loadID: UInt64, staleIfErrorNanoseconds: UInt64, coordinate: Bool, lookUpAgain: Bool,
+        load: @Sendable () async throws -> CacheLoad
     ) async {
         // A load that ended between the starter's miss and its registration had left the loads in
         // flight, so the starter started this one. That load stored its entry before it left (in
         // `deliver`, under the lock the registration takes), so a lookup made after the
-        // registration finds it: the key just stored costs no second upstream call.
-        if coordinate, let entry = await store.lookup(key), now() < entry.freshUntil {
+        // registration finds it: the key just stored costs no second upstream call. Only then: on
+        // every other miss (no load ended meanwhile) a second lookup would find nothing new, and for
+        // a store shared through Redis it would cost a round trip.
+        if lookUpAgain, let entry = await store.lookup(key), now() < entry.freshUntil {
             misses.subtract(1, ordering: .relaxed)
             hits.add(1, ordering: .relaxed)
             deliver(.loaded(value: entry.value, storedAt: entry.storedAt, freshUntil: entry.freshUntil, source: .alreadyStored), key: key, loadID: loadID)
@@ -305,6 +315,7 @@ public final class ResponseCache: Sendable {
         // An abandoned load's entry is gone, or belongs to a newer load by now: it has no one to tell.
         let waiters = loads.withLock { loads -> [UInt64: CheckedContinuation<LoadDelivery?, Never>] in
             guard loads[key]?.id == loadID else { return [:] }
+            endedLoads.add(1, ordering: .releasing)
             return loads.removeValue(forKey: key)?.waiters ?? [:]
         }
         for continuation in waiters.values {

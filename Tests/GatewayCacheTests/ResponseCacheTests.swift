@@ -190,6 +190,29 @@ import Testing
         #expect(statistics.misses == 1 && statistics.hits == 1 && statistics.coalescedWaiters == 0)
     }
 
+    /// The second look at the store is for that gap alone: a miss during which no load ended costs
+    /// one lookup, not two (a second one would be a Redis round trip for a shared store).
+    @Test func aMissDuringWhichNoLoadEndedLooksTheStoreUpOnce() async throws {
+        final class LookupCountingStore: CacheStore {
+            let inner: MemoryLRUStore
+            let lookups = Atomic<Int>(0)
+            init(_ inner: MemoryLRUStore) { self.inner = inner }
+            nonisolated(nonsending) func lookup(_ key: String) async -> CachedEntry? {
+                lookups.add(1, ordering: .relaxed)
+                return await inner.lookup(key)
+            }
+            func store(_ key: String, entry: CachedEntry) async { await inner.store(key, entry: entry) }
+            func remove(_ key: String) async { await inner.remove(key) }
+            func statistics() async -> CacheStoreStatistics { await inner.statistics() }
+        }
+        let counting = LookupCountingStore(store)
+        let cache = ResponseCache(store: counting, now: clock.now)
+        let calls = Counter()
+        let result = try await cache.fetch(key: "k", staleIfErrorNanoseconds: 0, load: value("v", ttl: 1_000, calls: calls))
+        #expect(result.outcome == .miss && calls.count == 1)
+        #expect(counting.lookups.load(ordering: .relaxed) == 1)
+    }
+
     @Test func aFailedLoadReachesEveryWaiter() async throws {
         let calls = Counter()
         let gate = Gate()
