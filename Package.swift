@@ -239,7 +239,7 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
-        .testTarget(name: "GatewayIndexTests", dependencies: ["GatewayIndex", "GatewayProviders", "GatewayTestSupport"], swiftSettings: strictSwift),
+        .testTarget(name: "GatewayIndexTests", dependencies: ["GatewayIndex", "GatewayProviders", "GatewayUpstream", "GatewayTestSupport"], swiftSettings: strictSwift),
         .testTarget(
             name: "ExecutionsAPITests",
             dependencies: ["ExecutionsAPI", "GatewayProviders", "GatewayJSON", "GatewayHTTP", "GatewayCache", "GatewayUpstream", "GatewayTestSupport"],

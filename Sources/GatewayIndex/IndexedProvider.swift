@@ -143,36 +143,114 @@ final class IndexEntry<Sync: IndexSynchronizer>: AnyIndexEntry {
 }
 
 /// One at a time, in arrival order: the sync steps of one index are never concurrent.
+///
+/// A caller waits for its turn only as long as its request does: one whose task is cancelled
+/// (its client left) leaves the queue at once, one still waiting at its deadline leaves with
+/// `.timeout`; neither ever holds the turn. A turn behind a long step (a background refresh of a
+/// streamed listing can take minutes) would otherwise outlast the request that waits for it.
 final class SerialTurns: Sendable {
-    private let state = Mutex<(busy: Bool, waiting: Deque<CheckedContinuation<Void, Never>>)>((false, []))
+    private enum Wait { case granted, cancelled, timedOut }
 
-    func run<T>(_ body: () async throws(ProviderError) -> T) async throws(ProviderError) -> T {
-        await acquire()
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<Wait, Never>
+    }
+
+    private struct State {
+        var busy = false
+        var waiting = Deque<Waiter>()
+        var nextWaiterID: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+
+    var waiting: Int { state.withLock { $0.waiting.count } }
+
+    /// - Parameters:
+    ///   - deadline: when waiting for the turn gives up with `.timeout`, on `clock`; nil waits as
+    ///     long as it takes. `body` itself is not bounded by it.
+    func run<T>(
+        deadline: UInt64? = nil, clock: any UpstreamClock = SystemUpstreamClock(), _ body: () async throws(ProviderError) -> T
+    ) async throws(ProviderError) -> T {
+        try await acquire(deadline: deadline, clock: clock)
         defer { release() }
         return try await body()
     }
 
-    private func acquire() async {
-        await withCheckedContinuation { continuation in
-            let granted = state.withLock { state -> Bool in
-                if state.busy {
-                    state.waiting.append(continuation)
-                    return false
+    private func acquire(deadline: UInt64?, clock: any UpstreamClock) async throws(ProviderError) {
+        let waiterID = state.withLock { state in
+            state.nextWaiterID &+= 1
+            return state.nextWaiterID
+        }
+        let now = deadline == nil ? 0 : clock.now()
+        // Expires the wait at the deadline; started once the waiter is queued, so that it finds it.
+        var timer: Task<Void, Never>?
+        defer { timer?.cancel() }
+        let wait = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Wait, Never>) in
+                // Deciding and queueing in one locked section, cancellation checked inside it: either
+                // `onCancel` (which takes the same lock) finds this waiter queued, or this check sees
+                // the cancellation. Checked and queued apart, a cancel landing in between would find
+                // nothing to remove and leave the waiter queued for good.
+                let decided = state.withLock { state -> Wait? in
+                    if Task.isCancelled { return .cancelled }
+                    if !state.busy {
+                        state.busy = true
+                        return .granted
+                    }
+                    if let deadline, now >= deadline { return .timedOut }
+                    state.waiting.append(Waiter(id: waiterID, continuation: continuation))
+                    return nil
                 }
-                state.busy = true
-                return true
+                if let decided {
+                    continuation.resume(returning: decided)
+                    return
+                }
+                timer = deadline.map { deadline in
+                    Task { [self] in
+                        do {
+                            try await clock.sleep(until: deadline)
+                        } catch {
+                            return
+                        }
+                        leave(waiterID: waiterID, as: .timedOut)
+                    }
+                }
             }
-            if granted { continuation.resume() }
+        } onCancel: {
+            leave(waiterID: waiterID, as: .cancelled)
+        }
+        switch wait {
+        case .granted:
+            // Granted as the task was cancelled (the grant won the lock): hand the turn on rather
+            // than run a step nobody waits for.
+            if Task.isCancelled {
+                release()
+                throw .unreachable(reason: "the request was cancelled")
+            }
+        case .cancelled:
+            throw .unreachable(reason: "the request was cancelled")
+        case .timedOut:
+            throw .timeout
         }
     }
 
+    /// Takes a waiter out of the queue without the turn; one granted the turn already keeps it.
+    private func leave(waiterID: UInt64, as wait: Wait) {
+        let waiter = state.withLock { state -> Waiter? in
+            guard let index = state.waiting.firstIndex(where: { $0.id == waiterID }) else { return nil }
+            return state.waiting.remove(at: index)
+        }
+        waiter?.continuation.resume(returning: wait)
+    }
+
     private func release() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let next = state.withLock { state -> Waiter? in
             if let next = state.waiting.popFirst() { return next }  // stays busy: handed over
             state.busy = false
             return nil
         }
-        next?.resume()
+        next?.continuation.resume(returning: .granted)
     }
 }
 
@@ -354,7 +432,8 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
     // MARK: - Sync steps, alone or shared between replicas
 
     /// Runs one sync step of `entry` (a head refresh, a deeper read) in the index's turn, unless
-    /// `isDone` says a step another page made meanwhile already did what was needed.
+    /// `isDone` says a step another page made meanwhile already did what was needed. The turn is
+    /// waited for until the request's deadline (`.timeout`) or its cancellation, no longer.
     ///
     /// With replicas sharing indexes (`IndexStore.sharing`), a newer version another replica
     /// published is adopted first; when that does not do, the step runs under the index's lease
@@ -365,7 +444,7 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
         _ entry: IndexEntry<Sync>, call: UpstreamCallContext, isDone: @escaping () -> Bool,
         _ step: @escaping () async throws(ProviderError) -> Void
     ) async throws(ProviderError) {
-        try await entry.turns.run { () throws(ProviderError) in
+        try await entry.turns.run(deadline: call.deadlineNanoseconds, clock: clock) { () throws(ProviderError) in
             guard let sharing = store.sharing else {
                 if !isDone() { try await step() }
                 return
