@@ -57,14 +57,17 @@ public struct ClientAuthenticator: Sendable {
             return .failure(.missingKey)
         }
         guard !key.isEmpty else { return .failure(.missingKey) }
-        if let known = matchedKeys.value[key] { return .success(known) }
+        // Only ASCII keys are remembered: `Substring` equality is canonical equivalence, under which
+        // two different byte strings (`é` and `e` + U+0301) would match one remembered key.
+        let rememberable = key.utf8.allSatisfy { $0 < 0x80 }
+        if rememberable, let known = matchedKeys.value[key] { return .success(known) }
         let digest = SHA256.hash(Array(key.utf8))
         var found: GatewayClient?
         for record in records where constantTimeEquals(record.keyDigest, digest) && found == nil {
             found = record.client
         }
         guard let found else { return .failure(.unknownKey) }
-        matchedKeys.update { $0[key] = found }
+        if rememberable { matchedKeys.update { $0[key] = found } }
         return .success(found)
     }
 

@@ -24,6 +24,17 @@ public struct JSONLogHandler: LogHandler {
         private final class LoopBatch {
             var bytes: [UInt8] = []
             var flushScheduled = false
+            /// A line is being rendered into `bytes`: a line logged meanwhile (from a value's
+            /// `description`) goes out on its own instead of into the buffer being written.
+            var rendering = false
+
+            /// The collected bytes, leaving the batch empty (before they go to a sink that may log).
+            func take(keepingCapacity: Bool) -> [UInt8] {
+                var taken: [UInt8] = []
+                if keepingCapacity { taken.reserveCapacity(bytes.capacity) }
+                swap(&taken, &bytes)
+                return taken
+            }
         }
 
         private let sink: @Sendable ([UInt8]) -> Void
@@ -77,29 +88,28 @@ public struct JSONLogHandler: LogHandler {
         /// Writes the line `render` produces. On a loop it is rendered straight into the loop's
         /// batch: no buffer of its own, no lock.
         func write(_ render: (inout JSONWriter) -> Void) {
-            guard batchesPerLoopIteration, let loop = EventLoop.current else {
+            let loop = batchesPerLoopIteration ? EventLoop.current : nil
+            guard let loop, case let batch = loop.confinedObject(for: self, make: { LoopBatch() }), !batch.rendering else {
                 var writer = JSONWriter(capacity: 512)
                 render(&writer)
                 sink(writer.bytes)
                 return
             }
-            let batch = loop.confinedObject(for: self) { LoopBatch() }
-            var writer = JSONWriter(appendingTo: batch.bytes)
-            batch.bytes = []
+            batch.rendering = true
+            var writer = JSONWriter(appendingTo: batch.take(keepingCapacity: false))
             render(&writer)
             batch.bytes = writer.bytes
+            batch.rendering = false
             if batch.bytes.count >= Self.batchLimitBytes {
-                sink(batch.bytes)
-                batch.bytes.removeAll(keepingCapacity: true)
+                sink(batch.take(keepingCapacity: true))
             }
             guard !batch.flushScheduled else { return }
             batch.flushScheduled = true
             loop.runAtIterationEnd { [sink] in
                 batch.flushScheduled = false
                 guard !batch.bytes.isEmpty else { return }
-                sink(batch.bytes)
                 // A burst's buffer is not kept: an idle gateway holds no log memory.
-                batch.bytes.removeAll(keepingCapacity: batch.bytes.capacity <= 2 * Self.batchLimitBytes)
+                sink(batch.take(keepingCapacity: batch.bytes.capacity <= 2 * Self.batchLimitBytes))
             }
         }
     }

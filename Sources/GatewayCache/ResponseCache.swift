@@ -95,8 +95,10 @@ public final class ResponseCache: Sendable {
     private let misses = Atomic<Int>(0)
     private let staleServes = Atomic<Int>(0)
     private let coalescedWaiters = Atomic<Int>(0)
-    /// Loads that have left the in-flight map, counted under its lock: a caller that saw the same
-    /// count before its lookup and at its registration knows no load stored anything in between.
+    /// Loads that have ended (delivered, or found abandoned at delivery), counted under the lock of
+    /// the in-flight map: a conservative hint. A caller that saw the same count before its lookup
+    /// and at its registration knows no load of this process stored anything in between; any
+    /// change, for any key, makes it look again.
     private let endedLoads = Atomic<UInt64>(0)
     /// Runs in `fetch` between the lookup that misses and the registration among the loads in
     /// flight: lets a test finish another load exactly there.
@@ -314,8 +316,9 @@ public final class ResponseCache: Sendable {
     private func deliver(_ delivery: LoadDelivery, key: String, loadID: UInt64) {
         // An abandoned load's entry is gone, or belongs to a newer load by now: it has no one to tell.
         let waiters = loads.withLock { loads -> [UInt64: CheckedContinuation<LoadDelivery?, Never>] in
-            guard loads[key]?.id == loadID else { return [:] }
+            // Counted before the check: an abandoned load may still have stored its entry.
             endedLoads.add(1, ordering: .releasing)
+            guard loads[key]?.id == loadID else { return [:] }
             return loads.removeValue(forKey: key)?.waiters ?? [:]
         }
         for continuation in waiters.values {

@@ -60,7 +60,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private var runningClosures: [() -> Void] = []
     private var iterationEndWork: [() -> Void] = []
     private var runningIterationEndWork: [() -> Void] = []
-    @usableFromInline var confinedObjects: [ObjectIdentifier: AnyObject] = [:]
+    @usableFromInline var confinedObjects: [ObjectIdentifier: ConfinedSlot] = [:]
     /// Indexed by descriptor number.
     private var registrations: [Registration?] = []
     private var lastRegistrationID: UInt32 = 0
@@ -185,6 +185,12 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
             runIterationEndWork()
             rearmTimerIfNeeded()
         }
+        // What the last iteration's end work queued (a log flush for a line it wrote) still runs:
+        // nothing would run it after the thread ends.
+        for _ in 0..<8 where !(localJobs.isEmpty && localClosures.isEmpty && iterationEndWork.isEmpty) {
+            runLocalWork()
+            runIterationEndWork()
+        }
         let waiters = finished.withLock { waiters -> [CheckedContinuation<Void, Never>] in
             defer { waiters = nil }
             return waiters ?? []
@@ -235,17 +241,31 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         iterationEndWork.append(work)
     }
 
+    /// An object a loop keeps for an owner, with the owner held weakly: once it has died, its
+    /// address may come back as another owner's, which must not inherit the object.
+    @usableFromInline struct ConfinedSlot {
+        @usableFromInline weak var owner: AnyObject?
+        @usableFromInline let object: AnyObject
+
+        @usableFromInline init(owner: AnyObject, object: AnyObject) {
+            self.owner = owner
+            self.object = object
+        }
+    }
+
     /// The object this loop keeps for `owner`, made by `make` on first use: state a component keeps
-    /// per loop (a log batch), so that loops never contend for one lock over it. Loop thread only.
-    /// An object of another type under the same identity (its owner died and the address was
-    /// reused) is replaced, never reinterpreted.
+    /// per loop (a log batch, a copy of shared settings), so that loops never contend for one lock
+    /// over it. Loop thread only. Kept while `owner` lives: a slot whose owner has died is never
+    /// handed to a newcomer at the same address, and is dropped when a new slot is made.
     @inlinable
     public func confinedObject<Object: AnyObject>(for owner: AnyObject, make: () -> Object) -> Object {
         assertInEventLoop()
         let key = ObjectIdentifier(owner)
-        if let existing = confinedObjects[key] as? Object { return existing }
+        if let slot = confinedObjects[key], slot.owner === owner, let existing = slot.object as? Object { return existing }
+        // Rare (once per owner and loop): the moment to forget the objects of owners that died.
+        confinedObjects = confinedObjects.filter { $0.value.owner != nil }
         let made = make()
-        confinedObjects[key] = made
+        confinedObjects[key] = ConfinedSlot(owner: owner, object: made)
         return made
     }
 

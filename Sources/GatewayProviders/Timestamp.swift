@@ -93,9 +93,9 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
             remainder += 1_000_000_000
         }
         let fraction = Int(remainder)
-        let days = Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
-        let secondOfDay = Int(seconds - Int64(days) * 86_400)
-        let (year, month, day) = CivilCalendar.date(days: Int64(days))
+        let days = CivilCalendar.floorDivide(seconds, 86_400)
+        let secondOfDay = Int(seconds - days * 86_400)
+        let (year, month, day) = CivilCalendar.date(days: days)
         func pad(_ value: Int, _ width: Int) -> String {
             let text = String(value)
             return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text

@@ -87,6 +87,20 @@ final class ManualClock: Sendable {
         #expect(authenticator.rememberedKeys == 2)
     }
 
+    /// Keys are compared by bytes (their digest); a remembered key must not widen that to Unicode
+    /// canonical equivalence, under which `é` and `e` + U+0301 are one string.
+    @Test func aNonASCIIKeyIsNeverRememberedSoItsCanonicalTwinIsRefused() {
+        let composed = "caf\u{E9}-key"
+        let decomposed = "cafe\u{301}-key"
+        let authenticator = ClientAuthenticator(mode: .apiKey, clients: [
+            ClientCredentialRecord(client: web, keyDigest: SHA256.hash(Array(composed.utf8))),
+        ])
+        #expect(authenticator.authenticate(["X-API-Key": composed]) == .success(web))
+        #expect(authenticator.authenticate(["X-API-Key": decomposed]) == .failure(.unknownKey))
+        #expect(authenticator.authenticate(["X-API-Key": composed]) == .success(web))
+        #expect(authenticator.rememberedKeys == 0)
+    }
+
     @Test func operationalPathsAndModeNoneNeedNoKey() async {
         #expect(await get("/healthz").status == .ok)
         #expect(String(decoding: await get("/whoami", mode: .none).body, as: UTF8.self) == "anonymous")
@@ -489,6 +503,29 @@ final class ManualClock: Sendable {
             #expect(lines.count == 5)
             #expect(write.contains(#""requestId":"loop0""#) != write.contains(#""requestId":"loop1""#))
         }
+    }
+
+    /// A value whose description logs, on the same loop, while its own line is being rendered.
+    struct LoggingDescription: CustomStringConvertible, Sendable {
+        let handler: JSONLogHandler
+        var description: String {
+            handler.logAccess(LogOutputBatchingTests.line)
+            return "outer value"
+        }
+    }
+
+    @Test func aLineLoggedWhileAnotherIsRenderedIsNotLost() async throws {
+        let captured = Captured()
+        let handler = Self.handler(captured)
+        try await Self.runOnLoop {
+            let logger = Logger(label: "nested") { _ in handler }
+            logger.info("outer", metadata: ["value": .stringConvertible(LoggingDescription(handler: handler))])
+            handler.logAccess(Self.line)
+        }
+        let lines = captured.all.joined().split(separator: "\n")
+        #expect(lines.count == 3)
+        #expect(lines.filter { $0.contains(#""requestId":"r""#) }.count == 2)
+        #expect(lines.contains { $0.contains(#""value":"outer value""#) })
     }
 
     @Test func linesFromOtherThreadsAreWrittenAtOnce() {

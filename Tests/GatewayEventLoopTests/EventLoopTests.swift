@@ -46,6 +46,36 @@ import Testing
         await loop.waitUntilStopped()
     }
 
+    /// An owner that died leaves its object behind; a new owner at the same address (malloc hands
+    /// freed blocks straight back) must get a fresh object, never the dead one's.
+    @Test func aNewOwnerAtADeadOwnersAddressGetsAFreshObject() async throws {
+        final class Owner: Sendable {}
+        final class Counter { var value = 0 }
+        let outcome = Mutex<(reused: Bool, inherited: Bool)>((false, false))
+        let loop = try await Self.onLoop { loop in
+            var owner: Owner? = Owner()
+            let address = owner.map { ObjectIdentifier($0) }
+            if let owner { loop.confinedObject(for: owner) { Counter() }.value = 41 }
+            owner = nil
+            var keptAlive: [Owner] = []
+            for _ in 0..<10_000 {
+                let candidate = Owner()
+                if ObjectIdentifier(candidate) == address {
+                    let inherited = loop.confinedObject(for: candidate) { Counter() }.value == 41
+                    outcome.withLock { $0 = (true, inherited) }
+                    break
+                }
+                keptAlive.append(candidate)
+            }
+        }
+        let (reused, inherited) = outcome.withLock { $0 }
+        // Without reuse there is nothing to check; glibc reuses the block at once in practice.
+        #expect(reused)
+        #expect(!inherited)
+        loop.stop()
+        await loop.waitUntilStopped()
+    }
+
     @Test func aConfinedObjectIsMadeOncePerOwnerAndLoop() async throws {
         final class Owner: Sendable {}
         final class Counter { var value = 0 }

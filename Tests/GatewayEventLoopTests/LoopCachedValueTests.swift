@@ -45,12 +45,18 @@ import Testing
         let value = LoopCachedValue(0)
         let finished = Atomic<Bool>(false)
         async let updates: Void = {
-            for _ in 0..<2_000 { value.update { $0 += 1 } }
+            // Paced, so that the loops read many times while the value changes.
+            for _ in 0..<2_000 {
+                value.update { $0 += 1 }
+                await Task.yield()
+            }
             finished.store(true, ordering: .releasing)
         }()
         var monotonic = true
         var last = [0, 0]
+        var rounds = 0
         while !finished.load(ordering: .acquiring) {
+            rounds += 1
             for (index, loop) in loops.loops.enumerated() {
                 let seen = await Self.onLoop(loop) { value.value }
                 if seen < last[index] { monotonic = false }
@@ -59,6 +65,7 @@ import Testing
         }
         await updates
         #expect(monotonic)
+        #expect(rounds >= 10, "the loops read while the value changed")
         for loop in loops.loops {
             #expect(await Self.onLoop(loop) { value.value } == 2_000)
         }
