@@ -24,6 +24,18 @@ import Testing
         return (holder, gate)
     }
 
+    /// A task asking `turns` for a turn whose step sets `ran`, counting its return in `returned`;
+    /// with `cancelledFirst`, cancelled before it asks.
+    static func waiter(
+        _ turns: SerialTurns, deadline: UInt64? = nil, cancelledFirst: Bool = false, ran: Flag = Flag(), returned: Counter = Counter()
+    ) -> Task<Void, any Error> {
+        Task {
+            defer { returned.increment() }
+            if cancelledFirst { withUnsafeCurrentTask { $0?.cancel() } }
+            try await turns.run(deadline: deadline) { () throws(ProviderError) in ran.set() }
+        }
+    }
+
     /// A waiter whose task is cancelled while the turn is held leaves at once; the holder's turn
     /// then goes to the waiter queued behind it. (The cancelled waiter used to wait for the turn
     /// anyway, and ran its step when it came.)
@@ -32,20 +44,15 @@ import Testing
         let turns = SerialTurns()
         let (holder, gate) = await Self.hold(turns)
         let cancelledRan = Flag()
-        let cancelledReturned = Flag()
-        let cancelled = Task {
-            defer { cancelledReturned.set() }
-            try await turns.run { () throws(ProviderError) in cancelledRan.set() }
-        }
+        let cancelledReturned = Counter()
+        let cancelled = Self.waiter(turns, ran: cancelledRan, returned: cancelledReturned)
         #expect(await waitUntil { turns.waiting == 1 })
         let nextRan = Flag()
-        let next = Task {
-            try await turns.run { () throws(ProviderError) in nextRan.set() }
-        }
+        let next = Self.waiter(turns, ran: nextRan)
         #expect(await waitUntil { turns.waiting == 2 })
 
         cancelled.cancel()
-        #expect(await waitUntil { cancelledReturned.isSet }, "left while the turn was still held")
+        #expect(await waitUntil { cancelledReturned.count == 1 }, "left while the turn was still held")
         #expect(turns.waiting == 1)
 
         gate.open()
@@ -64,13 +71,9 @@ import Testing
         let turns = SerialTurns()
         let (holder, gate) = await Self.hold(turns)
         let ran = Flag()
-        let returned = Flag()
-        let task = Task {
-            defer { returned.set() }
-            withUnsafeCurrentTask { $0?.cancel() }
-            try await turns.run { () throws(ProviderError) in ran.set() }
-        }
-        #expect(await waitUntil { returned.isSet }, "returned while the turn was still held")
+        let returned = Counter()
+        let task = Self.waiter(turns, cancelledFirst: true, ran: ran, returned: returned)
+        #expect(await waitUntil { returned.count == 1 }, "returned while the turn was still held")
         #expect(turns.waiting == 0)
         gate.open()
         try await holder.value
@@ -78,10 +81,7 @@ import Testing
         #expect(!ran.isSet)
 
         // With the turn free, too: a cancelled request starts no step.
-        let free = Task {
-            withUnsafeCurrentTask { $0?.cancel() }
-            try await turns.run { () throws(ProviderError) in ran.set() }
-        }
+        let free = Self.waiter(turns, cancelledFirst: true, ran: ran)
         await #expect(throws: Self.cancelled) { try await free.value }
         #expect(!ran.isSet)
         try await turns.run { () throws(ProviderError) in }
@@ -96,19 +96,11 @@ import Testing
         let (holder, gate) = await Self.hold(turns)
         let ran = Flag()
         let returned = Counter()
-        let expiring = Task {
-            defer { returned.increment() }
-            try await turns.run(deadline: clock.now() + 20_000_000, clock: clock) { () throws(ProviderError) in ran.set() }
-        }
-        let late = Task {
-            defer { returned.increment() }
-            try await turns.run(deadline: clock.now(), clock: clock) { () throws(ProviderError) in ran.set() }
-        }
+        let expiring = Self.waiter(turns, deadline: clock.now() + 20_000_000, ran: ran, returned: returned)
+        let late = Self.waiter(turns, deadline: clock.now(), ran: ran, returned: returned)
         #expect(await waitUntil { returned.count == 2 }, "both left while the turn was still held")
         #expect(turns.waiting == 0)
-        let next = Task {
-            try await turns.run(deadline: clock.now() + 60_000_000_000, clock: clock) { () throws(ProviderError) in }
-        }
+        let next = Self.waiter(turns, deadline: clock.now() + 60_000_000_000)
         #expect(await waitUntil { turns.waiting == 1 })
 
         gate.open()
