@@ -143,10 +143,9 @@ public struct AuthenticationMiddleware: HTTPMiddleware {
         self.unauthenticatedLimiter = unauthenticatedLimiter
     }
 
-    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
-        var context = context
+    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse {
         if let refusal = authenticate(request, context: &context) { return refusal }
-        return await next.respond(to: request, context: context)
+        return await next.respond(to: request, context: consume context)
     }
 
     /// Records the client in `context`, or answers `401` (`429` past the unauthenticated budget).

@@ -167,23 +167,37 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
         self.routeTemplate = routeTemplate
     }
 
-    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
-        var context = context
+    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse {
         let record = RequestRecord()
         context[RequestRecordKey.self] = record
+        // What the line reports of the context, taken now: the context itself moves on to `next`
+        // (moved, not copied, so that the layers inside add their facts without copying its slots).
+        let facts = ReportedFacts(
+            receivedAtNanoseconds: context.receivedAtNanoseconds,
+            requestID: context[RequestTraceKey.self]?.requestID,
+            remoteAddress: context[ClientAddressKey.self] ?? context.remoteAddress
+        )
         let upstreamCalls = UpstreamCallCounter()
+        // Moved into the closure through an optional: a closure can only borrow what it captures.
+        var handedOn = Optional(consume context)
         let response = await ProviderFetcher.$upstreamCallCounter.withValue(upstreamCalls) {
-            await next.respond(to: request, context: context)
+            await next.respond(to: request, context: handedOn.take() ?? RequestContext())
         }
-        report(request, response: response, context: context, record: record,
+        report(request, response: response, facts: facts, record: record,
                route: routeTemplate(request.method, request.path), upstreamCalls: upstreamCalls.value)
         return response
+    }
+
+    private struct ReportedFacts {
+        var receivedAtNanoseconds: UInt64
+        var requestID: String?
+        var remoteAddress: String
     }
 
     private func report(
         _ request: HTTPRequest,
         response: HTTPResponse,
-        context: RequestContext,
+        facts: ReportedFacts,
         record: RequestRecord,
         route: String,
         upstreamCalls: Int
@@ -191,7 +205,7 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
         // From when the loop learned of the request's bytes, not from when this layer ran: under load
         // a request waits behind the others of its loop iteration, and that is the gateway's time too.
         // (A context made without a server, as in tests, carries no instant.)
-        let received = context.receivedAtNanoseconds
+        let received = facts.receivedAtNanoseconds
         let startedAt = received > 0 ? min(received, record.startedAt) : record.startedAt
         let duration = monotonicNanoseconds().subtractingClamped(startedAt)
         let methodLabel = routedMethods.contains(request.method) ? request.method.rawValue : "OTHER"
@@ -200,7 +214,7 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
         guard logger.logLevel <= .info else { return }
         let line = AccessLine(
             // The id the trace layer (outside this one) puts on every response as `X-Request-Id`.
-            requestID: context[RequestTraceKey.self]?.requestID ?? response.headers["X-Request-Id"] ?? "",
+            requestID: facts.requestID ?? response.headers["X-Request-Id"] ?? "",
             method: request.method.rawValue,
             route: route,
             path: request.path,
@@ -208,7 +222,7 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
             bytes: response.body.count,
             durationNanoseconds: duration,
             upstreamCalls: upstreamCalls,
-            remoteAddress: context[ClientAddressKey.self] ?? context.remoteAddress,
+            remoteAddress: facts.remoteAddress,
             clientID: record.clientID,
             cacheStatus: response.headers["Cache-Status"]
         )

@@ -75,10 +75,9 @@ public struct ClientAddressMiddleware: HTTPMiddleware {
 
     public init(resolver: ClientAddressResolver) { self.resolver = resolver }
 
-    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
-        var context = context
+    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse {
         context[ClientAddressKey.self] = resolver.clientAddress(peer: context.remoteAddress, headers: request.headers)
-        return await next.respond(to: request, context: context)
+        return await next.respond(to: request, context: consume context)
     }
 }
 
@@ -137,15 +136,15 @@ public struct RateLimitMiddleware: HTTPMiddleware {
         self.onCallBudgetSpent = onCallBudgetSpent
     }
 
-    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
-        guard let client = context[GatewayClientKey.self] else { return await next.respond(to: request, context: context) }
+    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+        guard let client = context[GatewayClientKey.self] else { return await next.respond(to: request, context: consume context) }
         // An in-memory store decides without suspending; a shared one suspends for its round trip.
-        let decision = await store.acquire(key: Self.bucketKey(client, context: context), policy: policy(client.id), cost: 1)
+        let bucketKey = Self.bucketKey(client, context: context)
+        let decision = await store.acquire(key: bucketKey, policy: policy(client.id), cost: 1)
         var response: HTTPResponse
         if decision.allowed {
-            var context = context
-            context[UpstreamCallBudgetKey.self] = upstreamCallBudget(for: client, context: context)
-            response = await next.respond(to: request, context: context)
+            context[UpstreamCallBudgetKey.self] = upstreamCallBudget(for: client, bucketKey: bucketKey)
+            response = await next.respond(to: request, context: consume context)
         } else {
             response = refusal(client, decision: decision, context: context)
         }
@@ -159,12 +158,12 @@ public struct RateLimitMiddleware: HTTPMiddleware {
             : "client:" + client.id
     }
 
-    private func upstreamCallBudget(for client: GatewayClient, context: RequestContext) -> UpstreamCallBudget? {
+    private func upstreamCallBudget(for client: GatewayClient, bucketKey: String) -> UpstreamCallBudget? {
         guard let limits = upstreamCallLimits() else { return nil }
         let policy = limits.policies[client.id] ?? limits.defaultPolicy
-        let key = "calls:" + Self.bucketKey(client, context: context)
         return UpstreamCallBudget(maxCallsPerRequest: limits.maxCallsPerRequest) { [store, onCallBudgetSpent] in
-            let decision = await store.acquire(key: key, policy: policy, cost: 1)
+            // Built only when a call is charged: most requests (cache hits) never are.
+            let decision = await store.acquire(key: "calls:" + bucketKey, policy: policy, cost: 1)
             if decision.allowed { return nil }
             onCallBudgetSpent(client.id)
             return UpstreamCallBudgetRefusal(

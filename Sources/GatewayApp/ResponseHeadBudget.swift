@@ -20,8 +20,8 @@ public struct ResponseHeadBudgetMiddleware: HTTPMiddleware {
         self.maxHeadBytes = maxHeadBytes
     }
 
-    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
-        var response = await next.respond(to: request, context: context)
+    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+        var response = await next.respond(to: request, context: consume context)
         fitHead(of: &response)
         return response
     }

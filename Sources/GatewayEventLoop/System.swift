@@ -252,6 +252,15 @@ enum SystemCall {
         }
     }
 
+    /// Blocks the calling thread for `nanoseconds`, the whole time even across signals.
+    static func sleep(nanoseconds: UInt64) {
+        var remaining = timespec(tv_sec: Int(clamping: nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        while true {
+            let request = remaining
+            guard withUnsafePointer(to: request, { nanosleep($0, &remaining) }) == -1, lastError("nanosleep") == EINTR else { return }
+        }
+    }
+
     /// Makes `close` send RST instead of FIN: for fault injection and for refusing abusive peers.
     static func setLingerZero(_ fd: Int32) {
         var option = linger(l_onoff: 1, l_linger: 0)
@@ -260,6 +269,9 @@ enum SystemCall {
         }
     }
 }
+
+/// Blocks the calling thread (never an event loop's) for `nanoseconds`.
+public func sleepThread(nanoseconds: UInt64) { SystemCall.sleep(nanoseconds: nanoseconds) }
 
 /// Monotonic nanoseconds (CLOCK_MONOTONIC), the time base of every deadline in the loop.
 public func monotonicNanoseconds() -> UInt64 {

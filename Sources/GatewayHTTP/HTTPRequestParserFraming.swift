@@ -125,6 +125,7 @@ extension HTTPRequestParser {
         let method = HTTPMethod(String(decoding: head[0..<methodEnd], as: UTF8.self))
         let target = String(decoding: head[methodEnd..<targetEnd], as: UTF8.self)
         var headers = HTTPHeaders()
+        headers.reserveCapacity(fields.count)
         for field in fields {
             headers.add(
                 name: String(decoding: head[field.nameStart..<field.nameEnd], as: UTF8.self),

@@ -167,6 +167,9 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral, E
     public var count: Int { fields.count }
     public var isEmpty: Bool { fields.isEmpty }
 
+    /// Room for `count` fields in all, so that adding up to that many allocates once at most.
+    public mutating func reserveCapacity(_ count: Int) { fields.reserveCapacity(count) }
+
     public func makeIterator() -> IndexingIterator<[Field]> { fields.makeIterator() }
 
     /// The first value of `name`, or nil.

@@ -8,7 +8,11 @@ public protocol RequestContextKey {
 
 /// Per-request facts that are not part of the HTTP message.
 ///
-/// A value type: middleware that adds facts passes an updated copy to `next`.
+/// A value type, handed down the chain as a `consuming` parameter: a middleware adds its facts to
+/// the context it was given and passes it on with `consume`, so the slots move from layer to layer
+/// and are added to in place. (Passed as a copy, the first fact each layer added copied every slot
+/// before it: five array copies on every request.) A layer that reads the context after its `next`
+/// returns takes what it needs first.
 public struct RequestContext: Sendable {
     /// The peer's address as the socket reports it ("127.0.0.1", "::1").
     public var remoteAddress: String

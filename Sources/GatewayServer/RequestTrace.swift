@@ -65,11 +65,10 @@ public struct RequestTraceMiddleware: HTTPMiddleware {
 
     private static let requestIDField = HTTPFieldName("X-Request-Id")
 
-    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
-        var context = context
+    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse {
         let trace = Self.trace(for: request)
         context[RequestTraceKey.self] = trace
-        var response = await next.respond(to: request, context: context)
+        var response = await next.respond(to: request, context: consume context)
         response.headers.replaceOrAdd(Self.requestIDField, value: trace.requestID)
         return response
     }

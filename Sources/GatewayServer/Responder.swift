@@ -15,7 +15,7 @@ public import GatewayHTTP
 /// queue on every request (`AnswerWithoutSuspendingTests` catches that for the server's own types,
 /// `OneRequestPathTests` for the gateway's).
 public protocol HTTPResponder: Sendable {
-    nonisolated(nonsending) func respond(to request: HTTPRequest, context: RequestContext) async -> HTTPResponse
+    nonisolated(nonsending) func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse
 }
 
 /// A responder made from a closure.
@@ -27,14 +27,15 @@ public struct ClosureResponder: HTTPResponder {
         self.body = body
     }
 
-    public nonisolated(nonsending) func respond(to request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+    public nonisolated(nonsending) func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse {
         await body(request, context)
     }
 }
 
 /// A step in front of a responder: it may answer itself, or call `next` and adjust what comes back.
+/// Pass the context on with `next.respond(to: request, context: consume context)` (see `RequestContext`).
 public protocol HTTPMiddleware: Sendable {
-    nonisolated(nonsending) func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse
+    nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse
 }
 
 /// `middlewares[0]` runs first and sees the final response last.
@@ -49,7 +50,7 @@ public struct MiddlewareChain: HTTPResponder {
         self.responder = current
     }
 
-    public nonisolated(nonsending) func respond(to request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+    public nonisolated(nonsending) func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse {
         await responder.respond(to: request, context: context)
     }
 
@@ -57,7 +58,7 @@ public struct MiddlewareChain: HTTPResponder {
         let middleware: any HTTPMiddleware
         let next: any HTTPResponder
 
-        nonisolated(nonsending) func respond(to request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+        nonisolated(nonsending) func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse {
             await middleware.handle(request, context: context, next: next)
         }
     }

@@ -98,13 +98,12 @@ public struct Router: HTTPResponder {
         return (route.template, parameters)
     }
 
-    public nonisolated(nonsending) func respond(to request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
-        var context = context
+    public nonisolated(nonsending) func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse {
         switch route(request, context: &context) {
         case .answered(let response):
             return response
         case .handler(let handler):
-            return await handler(request, context)
+            return await handler(request, consume context)
         }
     }
 

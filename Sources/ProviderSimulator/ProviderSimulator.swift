@@ -304,7 +304,7 @@ struct SimulatedProviderResponder: HTTPResponder {
         self.router = router
     }
 
-    func respond(to request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+    func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse {
         await router.respond(to: request, context: context)
     }
 }

@@ -2,6 +2,7 @@ import ExecutionsAPI
 import GatewayApp
 import GatewayConfig
 import GatewayCrypto
+import GatewayEventLoop
 import GatewayHTTP
 import GatewayRateLimit
 import GatewayServer
@@ -144,6 +145,32 @@ import Glibc
             #expect(head.contains("Link: </executions?cursor="))
             #expect(head.utf8.count <= 4096, "\(cursorBytes)-byte cursor: \(head.utf8.count)-byte head")
         }
+    }
+}
+
+/// The log writer's thread wakes at most once per gather interval, however often lines arrive:
+/// waking it once per loop iteration cost a futex wake and two context switches each time.
+@Suite struct LogWriterGatheringTests {
+    @Test func linesArrivingEvery20MicrosecondsWakeTheWriterAtMostOncePerMillisecond() async throws {
+        let devNull = open("/dev/null", O_WRONLY)
+        try #require(devNull >= 0)
+        defer { close(devNull) }
+        let writer = DescriptorLogWriter(descriptor: devNull, gatherInterval: .milliseconds(1))
+        let line = Array("{\"msg\":\"request\"}\n".utf8)
+        let started = ContinuousClock.now
+        await onOwnThread { () -> Void in
+            for _ in 0..<2_000 {
+                writer.enqueue(line)
+                sleepThread(nanoseconds: 20_000)
+            }
+        }
+        let elapsed = ContinuousClock.now - started
+        while !writer.isIdle { try await Task.sleep(for: .milliseconds(1)) }
+        // Each wake-up writes, then pauses a millisecond before it can wake again; without the
+        // pause every enqueue that found the buffer empty woke it (about 2,000 here).
+        let bound = Int(elapsed / .milliseconds(1)) + 2
+        #expect(writer.writeWakeUps >= 1)
+        #expect(writer.writeWakeUps <= bound, "\(writer.writeWakeUps) wake-ups in \(elapsed)")
     }
 }
 

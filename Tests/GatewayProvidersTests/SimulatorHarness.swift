@@ -58,7 +58,7 @@ struct ObservedResponder: HTTPResponder {
     let inner: any HTTPResponder
     let log: RequestLog
 
-    func respond(to request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+    func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse {
         log.record(.init(method: request.method.rawValue, target: request.target, headers: request.headers, body: request.body))
         return await inner.respond(to: request, context: context)
     }

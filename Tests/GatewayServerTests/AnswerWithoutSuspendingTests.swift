@@ -10,7 +10,7 @@ import Testing
 @Suite struct AnswerWithoutSuspendingTests {
     /// Answers `/now/...` without waiting, `/later/...` after a real suspension.
     struct NowOrLaterResponder: HTTPResponder {
-        nonisolated(nonsending) func respond(to request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+        nonisolated(nonsending) func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse {
             if request.path.hasPrefix("/later/") {
                 await Task.yield()
                 return HTTPResponse(status: .ok, text: "later \(request.path.dropFirst(7))")
@@ -21,7 +21,7 @@ import Testing
 
     /// Adds a header on the way out, as most of the gateway's middleware does.
     struct Tagging: HTTPMiddleware {
-        nonisolated(nonsending) func handle(_ request: HTTPRequest, context: RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+        nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse {
             var response = await next.respond(to: request, context: context)
             response.headers.add(name: "X-Tagged", value: "yes")
             return response

@@ -9,7 +9,7 @@ import Testing
     /// Answers with whatever the test put in `responses[path]`.
     struct FixedResponder: HTTPResponder {
         let responses: [String: HTTPResponse]
-        func respond(to request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+        func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse {
             responses[request.path] ?? HTTPResponse(status: .notFound)
         }
     }
