@@ -111,12 +111,21 @@ public struct ExecutionsService: Sendable {
     // MARK: - GET /executions
 
     /// What a list request resolves to before anything is fetched.
-    struct ListPlan: Sendable {
-        var parsed: ParsedListParameters
-        var query: ListQuery
-        var states: [(name: String, state: ProviderCursorState)]
+    /// Immutable and shared by reference: a remembered plan is handed out on every request of its
+    /// query string, and a struct of this size cost five whole copies per cache hit.
+    final class ListPlan: Sendable {
+        let parsed: ParsedListParameters
+        let query: ListQuery
+        let states: [(name: String, state: ProviderCursorState)]
         /// Where the rendered page is (or will be) cached; nil when pages are not cached.
-        var pageKey: String?
+        let pageKey: String?
+
+        init(parsed: ParsedListParameters, query: ListQuery, states: [(name: String, state: ProviderCursorState)], pageKey: String?) {
+            self.parsed = parsed
+            self.query = query
+            self.states = states
+            self.pageKey = pageKey
+        }
     }
 
     /// Validation, the cursor, authorisation and the page key: everything a list request needs

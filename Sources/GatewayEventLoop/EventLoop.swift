@@ -60,7 +60,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private var runningClosures: [() -> Void] = []
     private var iterationEndWork: [() -> Void] = []
     private var runningIterationEndWork: [() -> Void] = []
-    @usableFromInline var confinedObjects: [ObjectIdentifier: ConfinedSlot] = [:]
+    @usableFromInline var confinedObjects: [ConfinedKey: ConfinedSlot] = [:]
     /// Indexed by descriptor number.
     private var registrations: [Registration?] = []
     private var lastRegistrationID: UInt32 = 0
@@ -243,7 +243,19 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 
     /// An object a loop keeps for an owner, with the owner held weakly: once it has died, its
     /// address may come back as another owner's, which must not inherit the object.
-    @usableFromInline struct ConfinedSlot {
+    /// An owner and the type of object it keeps: the slot under a key holds an object of that type.
+    @usableFromInline struct ConfinedKey: Hashable {
+        @usableFromInline let owner: ObjectIdentifier
+        @usableFromInline let objectType: ObjectIdentifier
+        @usableFromInline init(owner: ObjectIdentifier, objectType: ObjectIdentifier) {
+            self.owner = owner
+            self.objectType = objectType
+        }
+    }
+
+    /// A class, so that a lookup (several per request) hands out a reference rather than copying a
+    /// weak reference out of the table.
+    @usableFromInline final class ConfinedSlot {
         @usableFromInline weak var owner: AnyObject?
         @usableFromInline let object: AnyObject
 
@@ -260,8 +272,10 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     @inlinable
     public func confinedObject<Object: AnyObject>(for owner: AnyObject, make: () -> Object) -> Object {
         assertInEventLoop()
-        let key = ObjectIdentifier(owner)
-        if let slot = confinedObjects[key], slot.owner === owner, let existing = slot.object as? Object { return existing }
+        let key = ConfinedKey(owner: ObjectIdentifier(owner), objectType: ObjectIdentifier(Object.self))
+        // The key names the object's type, so the cast cannot fail; the owner check catches a new
+        // owner at a dead one's address.
+        if let slot = confinedObjects[key], slot.owner === owner { return unsafeDowncast(slot.object, to: Object.self) }
         // Rare (once per owner and loop): the moment to forget the objects of owners that died.
         confinedObjects = confinedObjects.filter { $0.value.owner != nil }
         let made = make()

@@ -380,12 +380,12 @@ final class Connection: IOEventHandler {
     private func writeEncodedHead(body: [UInt8]) {
         guard pendingOutput.isEmpty else {
             // Earlier output is still waiting for the socket: queue behind it to keep the order.
-            pendingOutput.append(owner.encoder.head)
+            pendingOutput.append(owner.encoder.head())
             if !body.isEmpty { pendingOutput.append(body) }
             return
         }
-        let headCount = owner.encoder.head.count
-        let result = owner.encoder.head.withUnsafeBytes { head in
+        let headCount = owner.encoder.headCount
+        let result = owner.encoder.withHead { head in
             body.withUnsafeBytes { body in
                 Result { () throws(SystemError) in try SocketIO.write(fd, head, body) }
             }
@@ -406,7 +406,7 @@ final class Connection: IOEventHandler {
             return
         }
         if written < headCount {
-            pendingOutput = [Array(owner.encoder.head[written...])]
+            pendingOutput = [owner.encoder.head(from: written)]
             pendingOutputOffset = 0
             if !body.isEmpty { pendingOutput.append(body) }
         } else {

@@ -16,8 +16,10 @@ struct ResponseEncoder {
         case close
     }
 
-    /// The last encoded head; valid until the next `encodeHead`.
-    private(set) var head: [UInt8] = []
+    /// Holds the last encoded head in its first `headCount` bytes, valid until the next
+    /// `encodeHead`; it only grows, so once it fits the usual head, encoding allocates nothing.
+    private var storage: [UInt8] = []
+    private(set) var headCount = 0
     private var cachedDate: [UInt8] = []
     private var cachedDateSecond: Int = -1
 
@@ -28,46 +30,101 @@ struct ResponseEncoder {
         return phrase == "Status \(code)" ? nil : Array("HTTP/1.1 \(code) \(phrase)\r\n".utf8)
     }
 
+    /// The most the server's own fields take: `Content-Length` with 20 digits, the longest
+    /// `Connection` field and the empty line.
+    private static let serverFieldsBound = 16 + 20 + 2 + 24 + 2
+
+    /// The last encoded head.
+    func withHead<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        storage.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<headCount])) }
+    }
+
+    /// The last encoded head from `offset` on, as an array of its own (to queue behind the socket).
+    func head(from offset: Int = 0) -> [UInt8] { Array(storage[offset..<headCount]) }
+
     /// - Parameters:
     ///   - bodyLength: the length to announce (for HEAD, that of the body a GET would get).
     mutating func encodeHead(_ response: HTTPResponse, bodyLength: Int, connection: ConnectionHeader) {
-        head.removeAll(keepingCapacity: true)
+        precondition(bodyLength >= 0, "a body length is never negative")
         let code = response.status.code
         let tableIndex = code - Self.firstTabulatedCode
+        let statusLine: [UInt8]
         if Self.statusLines.indices.contains(tableIndex), let line = Self.statusLines[tableIndex],
            response.status.reasonPhrase == HTTPStatus.standardReasonPhrase(for: code) {
-            head.append(contentsOf: line)
+            statusLine = line
         } else {
-            head.append(contentsOf: "HTTP/1.1 \(code) \(sanitized(response.status.reasonPhrase))\r\n".utf8)
+            statusLine = Array("HTTP/1.1 \(code) \(sanitized(response.status.reasonPhrase))\r\n".utf8)
         }
-        for field in response.headers where !Self.isFramingField(field.canonicalName) {
-            // Checked and copied from contiguous UTF-8: one pass over each byte, then a memcpy.
-            var name = field.name
-            var value = field.value
-            name.withUTF8 { name in
-                value.withUTF8 { value in
-                    guard Self.isSafeFieldName(name), Self.isSafeFieldValue(value) else { return }
-                    head.append(contentsOf: name)
-                    head.append(UInt8(ascii: ":"))
-                    head.append(UInt8(ascii: " "))
-                    head.append(contentsOf: value)
-                    head.append(13)
-                    head.append(10)
+        refreshDateField()
+        // Sized first, then written in one pass with plain copies: appending piece by piece to an
+        // array (two dozen appends per head) cost more than everything else the encoder does.
+        var bound = statusLine.count + cachedDate.count + Self.serverFieldsBound
+        for field in response.headers { bound += field.name.utf8.count + field.value.utf8.count + 4 }
+        if storage.count < bound { storage = [UInt8](repeating: 0, count: max(bound, 2 * storage.count, 1_024)) }
+        let date = cachedDate
+        let sendsLength = !(100..<200).contains(code) && code != 204 && code != 304
+        headCount = storage.withUnsafeMutableBytes { output -> Int in
+            var head = HeadWriter(output)
+            statusLine.withUnsafeBytes { head.put($0) }
+            for field in response.headers where !Self.isFramingField(field.canonicalName) {
+                // Each byte checked once, then copied.
+                var name = field.name
+                var value = field.value
+                name.withUTF8 { name in
+                    value.withUTF8 { value in
+                        guard Self.isSafeFieldName(name), Self.isSafeFieldValue(value) else { return }
+                        head.put(UnsafeRawBufferPointer(name))
+                        head.put(": ")
+                        head.put(UnsafeRawBufferPointer(value))
+                        head.put("\r\n")
+                    }
                 }
             }
+            date.withUnsafeBytes { head.put($0) }
+            if sendsLength {
+                head.put("Content-Length: ")
+                head.putDecimal(bodyLength)
+                head.put("\r\n")
+            }
+            switch connection {
+            case .none: break
+            case .keepAlive: head.put("Connection: keep-alive\r\n")
+            case .close: head.put("Connection: close\r\n")
+            }
+            head.put("\r\n")
+            return head.count
         }
-        appendDateField()
-        if !(100..<200).contains(code) && code != 204 && code != 304 {
-            append("Content-Length: ")
-            appendDecimal(bodyLength)
-            append("\r\n")
+    }
+
+    /// Writes into storage sized beforehand for everything it is given.
+    private struct HeadWriter {
+        let output: UnsafeMutableRawBufferPointer
+        private(set) var count = 0
+
+        init(_ output: UnsafeMutableRawBufferPointer) { self.output = output }
+
+        mutating func put(_ bytes: UnsafeRawBufferPointer) {
+            UnsafeMutableRawBufferPointer(rebasing: output[count..<(count + bytes.count)]).copyMemory(from: bytes)
+            count += bytes.count
         }
-        switch connection {
-        case .none: break
-        case .keepAlive: append("Connection: keep-alive\r\n")
-        case .close: append("Connection: close\r\n")
+
+        mutating func put(_ text: StaticString) {
+            text.withUTF8Buffer { put(UnsafeRawBufferPointer($0)) }
         }
-        append("\r\n")
+
+        mutating func putDecimal(_ value: Int) {
+            var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+            withUnsafeMutableBytes(of: &digits) { buffer in
+                var remaining = value
+                var start = buffer.count
+                repeat {
+                    start -= 1
+                    buffer[start] = UInt8(ascii: "0") + UInt8(remaining % 10)
+                    remaining /= 10
+                } while remaining > 0
+                put(UnsafeRawBufferPointer(rebasing: buffer[start...]))
+            }
+        }
     }
 
     /// The fields the server writes itself. Checking the length first keeps this to at most two short
@@ -82,43 +139,20 @@ struct ResponseEncoder {
         }
     }
 
-    private mutating func append(_ text: StaticString) {
-        text.withUTF8Buffer { head.append(contentsOf: $0) }
-    }
-
-    private mutating func appendDecimal(_ value: Int) {
-        precondition(value >= 0, "a body length is never negative")
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            var remaining = value
-            var start = buffer.count
-            repeat {
-                start -= 1
-                buffer[start] = UInt8(ascii: "0") + UInt8(remaining % 10)
-                remaining /= 10
-            } while remaining > 0
-            head.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[start...]))
-        }
-    }
-
     /// `Date: <IMF-fixdate>\r\n` (RFC 9110 §5.6.7); the date is recomputed at most once a second.
-    private mutating func appendDateField() {
+    private mutating func refreshDateField() {
         var now = time(nil)
         let second = Int(now)
-        if second != cachedDateSecond {
-            var parts = tm()
-            gmtime_r(&now, &parts)
-            let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-            let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-            func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-            let text = "Date: \(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
-                + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT\r\n"
-            cachedDate = Array(text.utf8)
-            cachedDateSecond = second
-        }
-        head.append(contentsOf: cachedDate)
+        guard second != cachedDateSecond else { return }
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let text = "Date: \(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT\r\n"
+        cachedDate = Array(text.utf8)
+        cachedDateSecond = second
     }
 
     private func sanitized(_ reason: String) -> String {

@@ -14,7 +14,9 @@ public struct Router: HTTPResponder {
     /// answers on the loop thread.
     public typealias Handler = nonisolated(nonsending) @Sendable (HTTPRequest, RequestContext) async -> HTTPResponse
 
-    private struct Route: Sendable {
+    /// A class: matching walks the routes on every request, and a struct's copy per route visited
+    /// retained each of its fields.
+    private final class Route: Sendable {
         let method: HTTPMethod
         let template: String
         let segments: [Segment]
@@ -22,6 +24,14 @@ public struct Router: HTTPResponder {
         /// For a template without parameters, the one path in canonical form (see `PathShape`)
         /// it matches: `/a/b`, or `/` for no segments.
         let literalPath: String?
+
+        init(method: HTTPMethod, template: String, segments: [Segment], handler: @escaping Handler, literalPath: String?) {
+            self.method = method
+            self.template = template
+            self.segments = segments
+            self.handler = handler
+            self.literalPath = literalPath
+        }
     }
 
     /// What matching needs to know about a request path before splitting it.
