@@ -22,17 +22,25 @@ public struct ClientCredentialRecord: Sendable {
 ///
 /// Keys are compared by SHA-256 digest, against every configured client with a constant-time
 /// comparison and no early exit, so response timing reveals neither which client nor how much of
-/// a key matched. A key that matched is remembered with its client, so that a client's requests
-/// after its first cost a table lookup instead of a digest and a pass over every client. Only
-/// matched keys are remembered, so the table holds at most one entry per configured client
-/// whatever keys a caller tries; it goes with the authenticator when the configuration is reloaded.
+/// a key matched. A key that matched is remembered with its client, as the header value that
+/// carried it, so that a client's requests after its first cost one table lookup of that value
+/// instead of parsing it, a digest and a pass over every client. Only matched keys sent in their
+/// one canonical form (`Bearer <key>`, or the bare key in `X-API-Key`) are remembered, so the
+/// table holds at most two entries per configured client whatever keys or spellings a caller
+/// tries; it goes with the authenticator when the configuration is reloaded.
 public struct ClientAuthenticator: Sendable {
     public enum Mode: Sendable { case apiKey, none }
 
     public let mode: Mode
     private let records: [ClientCredentialRecord]
-    /// Keys that matched a configured client, with that client.
-    private let matchedKeys = LoopCachedValue<[Substring: GatewayClient]>([:])
+    /// Header values that carried a key matching a configured client, with that client.
+    private let matchedKeys = LoopCachedValue<[SentKey: GatewayClient]>([:])
+
+    /// A key as a request carried it: which header, and that header's whole value.
+    private struct SentKey: Hashable, Sendable {
+        var inAuthorization: Bool
+        var value: String
+    }
 
     public init(mode: Mode, clients: [ClientCredentialRecord]) {
         self.mode = mode
@@ -47,28 +55,49 @@ public struct ClientAuthenticator: Sendable {
 
     public func authenticate(_ headers: HTTPHeaders) -> Result<GatewayClient, Failure> {
         if mode == .none { return .success(.anonymous) }
-        let key: Substring
+        let sent: SentKey
         if let authorization = headers["Authorization"] {
-            guard let token = Self.bearerToken(authorization) else { return .failure(.malformedAuthorization) }
-            key = token
+            sent = SentKey(inAuthorization: true, value: authorization)
         } else if let apiKey = headers["X-API-Key"] {
-            key = Substring(apiKey).trimmingOptionalWhitespace()
+            sent = SentKey(inAuthorization: false, value: apiKey)
         } else {
             return .failure(.missingKey)
         }
+        // Only ASCII values are remembered: `String` equality is canonical equivalence, under which
+        // two different byte strings (`é` and `e` + U+0301) would match one remembered value.
+        let rememberable = Self.isASCII(sent.value)
+        if rememberable, let known = matchedKeys.value[sent] { return .success(known) }
+        let key: Substring
+        if sent.inAuthorization {
+            guard let token = Self.bearerToken(sent.value) else { return .failure(.malformedAuthorization) }
+            key = token
+        } else {
+            key = Substring(sent.value).trimmingOptionalWhitespace()
+        }
         guard !key.isEmpty else { return .failure(.missingKey) }
-        // Only ASCII keys are remembered: `Substring` equality is canonical equivalence, under which
-        // two different byte strings (`é` and `e` + U+0301) would match one remembered key.
-        let rememberable = key.utf8.allSatisfy { $0 < 0x80 }
-        if rememberable, let known = matchedKeys.value[key] { return .success(known) }
         let digest = SHA256.hash(Array(key.utf8))
         var found: GatewayClient?
         for record in records where constantTimeEquals(record.keyDigest, digest) && found == nil {
             found = record.client
         }
         guard let found else { return .failure(.unknownKey) }
-        if rememberable { matchedKeys.update { $0[key] = found } }
+        // The canonical spelling only: every other spelling of the same key (case of the scheme,
+        // spaces, tabs) would otherwise add an entry of its own.
+        let canonicalCount = key.utf8.count + (sent.inAuthorization ? Self.canonicalScheme.utf8.count : 0)
+        let canonical = sent.value.utf8.count == canonicalCount && (!sent.inAuthorization || sent.value.hasPrefix(Self.canonicalScheme))
+        if rememberable && canonical { matchedKeys.update { $0[sent] = found } }
         return .success(found)
+    }
+
+    private static let canonicalScheme = "Bearer "
+
+    private static func isASCII(_ value: String) -> Bool {
+        var value = value
+        return value.withUTF8 { bytes in
+            var combined: UInt8 = 0
+            for byte in bytes { combined |= byte }
+            return combined < 0x80
+        }
     }
 
     /// How many keys are remembered (at most one per configured client).

@@ -73,9 +73,24 @@ final class ManualClock: Sendable {
         #expect(authenticator.rememberedKeys == 0, "a wrong key is never remembered")
         for _ in 0..<3 {
             #expect(authenticator.authenticate(["Authorization": "Bearer web-key"]) == .success(web))
-            #expect(authenticator.authenticate(["X-API-Key": " batch-key\t"]) == .success(batch))
+            #expect(authenticator.authenticate(["X-API-Key": "batch-key"]) == .success(batch))
         }
         #expect(authenticator.rememberedKeys == 2)
+        // Other spellings of a key are accepted and never remembered: however many a caller sends,
+        // the table keeps one entry per client and header.
+        var spellings = [" batch-key\t", "batch-key ", "\tbatch-key"].map { HTTPHeaders([("X-API-Key", $0)]) }
+        for scheme in ["bearer", "BEARER", "Bearer", "bEaReR"] {
+            for (before, after) in [("", " "), ("  ", ""), ("\t", "\t"), (" ", "")] {
+                spellings.append(["Authorization": before + scheme + " " + before + "batch-key" + after])
+            }
+        }
+        for headers in spellings {
+            #expect(authenticator.authenticate(headers) == .success(batch), "\(headers)")
+        }
+        #expect(authenticator.rememberedKeys == 2)
+        #expect(authenticator.authenticate(["Authorization": "Bearer batch-key"]) == .success(batch))
+        #expect(authenticator.authenticate(["Authorization": "Bearer batch-key"]) == .success(batch))
+        #expect(authenticator.rememberedKeys == 3, "the canonical Authorization spelling is the client's second entry")
         // A remembered key's prefix, extension or other case is still no key.
         for wrong in ["web-ke", "web-key2", "WEB-KEY", "web-key "] {
             #expect(authenticator.authenticate(["Authorization": "Bearer \(wrong)x"]) == .failure(.unknownKey))
@@ -84,7 +99,7 @@ final class ManualClock: Sendable {
         #expect(authenticator.authenticate(["Authorization": "Bearerweb-key"]) == .failure(.malformedAuthorization))
         #expect(authenticator.authenticate(["Authorization": "Bearer\u{301} web-key"]) == .failure(.malformedAuthorization))
         #expect(authenticator.authenticate(["Authorization": "Basic web-key"]) == .failure(.malformedAuthorization))
-        #expect(authenticator.rememberedKeys == 2)
+        #expect(authenticator.rememberedKeys == 3)
     }
 
     /// Keys are compared by bytes (their digest); a remembered key must not widen that to Unicode
