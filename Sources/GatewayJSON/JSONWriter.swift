@@ -44,6 +44,7 @@ public struct JSONWriter {
     public mutating func raw(_ rendered: [UInt8]) { bytes.append(contentsOf: rendered) }
     public mutating func raw(_ rendered: ArraySlice<UInt8>) { bytes.append(contentsOf: rendered) }
     public mutating func raw(_ byte: UInt8) { bytes.append(byte) }
+    public mutating func raw(_ rendered: UnsafeRawBufferPointer) { bytes.append(contentsOf: rendered) }
 
     /// Appends constant JSON text: a literal's bytes, with none of `String`'s machinery.
     public mutating func fragment(_ text: StaticString) {
