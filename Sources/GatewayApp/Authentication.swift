@@ -100,7 +100,7 @@ public struct ClientAuthenticator: Sendable {
         }
     }
 
-    /// How many keys are remembered (at most one per configured client).
+    /// How many header values are remembered (at most two per configured client: one per header).
     public var rememberedKeys: Int { matchedKeys.value.count }
 
     /// The token of `Bearer <token>` (scheme in any case, spaces or tabs around the token), or nil

@@ -241,8 +241,6 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         iterationEndWork.append(work)
     }
 
-    /// An object a loop keeps for an owner, with the owner held weakly: once it has died, its
-    /// address may come back as another owner's, which must not inherit the object.
     /// An owner and the type of object it keeps: the slot under a key holds an object of that type.
     @usableFromInline struct ConfinedKey: Hashable {
         @usableFromInline let owner: ObjectIdentifier
@@ -253,8 +251,10 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    /// A class, so that a lookup (several per request) hands out a reference rather than copying a
-    /// weak reference out of the table.
+    /// An object a loop keeps for an owner, with the owner held weakly: once it has died, its
+    /// address may come back as another owner's, which must not inherit the object. A class, so
+    /// that a lookup (several per request) hands out a reference rather than copying a weak
+    /// reference out of the table.
     @usableFromInline final class ConfinedSlot {
         @usableFromInline weak var owner: AnyObject?
         @usableFromInline let object: AnyObject

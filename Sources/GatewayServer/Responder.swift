@@ -51,7 +51,7 @@ public struct MiddlewareChain: HTTPResponder {
     }
 
     public nonisolated(nonsending) func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse {
-        await responder.respond(to: request, context: context)
+        await responder.respond(to: request, context: consume context)
     }
 
     private struct Link: HTTPResponder {
@@ -59,7 +59,7 @@ public struct MiddlewareChain: HTTPResponder {
         let next: any HTTPResponder
 
         nonisolated(nonsending) func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse {
-            await middleware.handle(request, context: context, next: next)
+            await middleware.handle(request, context: consume context, next: next)
         }
     }
 }

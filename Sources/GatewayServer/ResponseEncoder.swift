@@ -104,6 +104,9 @@ struct ResponseEncoder {
         init(_ output: UnsafeMutableRawBufferPointer) { self.output = output }
 
         mutating func put(_ bytes: UnsafeRawBufferPointer) {
+            // Unsafe buffers check their bounds in debug builds only: a bound computed wrong after
+            // some later edit must stop the process, not write past the storage.
+            precondition(bytes.count <= output.count - count, "a response head outgrew the size computed for it")
             UnsafeMutableRawBufferPointer(rebasing: output[count..<(count + bytes.count)]).copyMemory(from: bytes)
             count += bytes.count
         }
