@@ -22,7 +22,7 @@ public struct JSONLogHandler: LogHandler {
     /// Where lines go: standard output, or a closure (tests capture lines with it).
     public final class LogOutput: Sendable {
         /// Lines an event loop collected in its current iteration. Each loop has its own (see
-        /// `EventLoop.confinedObject`): at a line per request, one batch shared by the loops was a
+        /// `LoopLocal`): at a line per request, one batch shared by the loops was a
         /// lock they contended for on every request.
         private final class LoopBatch {
             var bytes: [UInt8] = []
@@ -42,6 +42,8 @@ public struct JSONLogHandler: LogHandler {
 
         private let sink: @Sendable ([UInt8]) -> Void
         private let batchesPerLoopIteration: Bool
+        /// Each loop's batch.
+        private let batches = LoopLocal { LoopBatch() }
 
         /// Batched lines are written out at the latest when this many bytes wait.
         static let batchLimitBytes = 64 * 1024
@@ -91,8 +93,7 @@ public struct JSONLogHandler: LogHandler {
         /// Writes the line `render` produces. On a loop it is rendered straight into the loop's
         /// batch: no buffer of its own, no lock.
         func write(_ render: (inout JSONWriter) -> Void) {
-            let loop = batchesPerLoopIteration ? EventLoop.current : nil
-            guard let loop, case let batch = loop.confinedObject(for: self, make: { LoopBatch() }), !batch.rendering else {
+            guard batchesPerLoopIteration, let batch = batches.onCurrentLoop, !batch.rendering else {
                 var writer = JSONWriter(capacity: 512)
                 render(&writer)
                 sink(writer.bytes)
@@ -106,7 +107,7 @@ public struct JSONLogHandler: LogHandler {
             if batch.bytes.count >= Self.batchLimitBytes {
                 sink(batch.take(keepingCapacity: true))
             }
-            guard !batch.flushScheduled else { return }
+            guard !batch.flushScheduled, let loop = EventLoop.current else { return }
             batch.flushScheduled = true
             loop.runAtIterationEnd { [sink] in
                 batch.flushScheduled = false

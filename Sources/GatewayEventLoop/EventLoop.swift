@@ -60,7 +60,6 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private var runningClosures: [() -> Void] = []
     private var iterationEndWork: [() -> Void] = []
     private var runningIterationEndWork: [() -> Void] = []
-    @usableFromInline var confinedObjects: [ConfinedKey: ConfinedSlot] = [:]
     /// Indexed by descriptor number.
     private var registrations: [Registration?] = []
     private var lastRegistrationID: UInt32 = 0
@@ -84,6 +83,10 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private static let wakeToken = EPollUserData(fd: -1, registrationID: 0).rawValue
     private static let timerToken = EPollUserData(fd: -2, registrationID: 0).rawValue
 
+    /// This loop's slot in every `LoopLocal` (low 8 bits) and the epoch of its taking it (the rest),
+    /// or -1 when all `LoopSlots.count` slots are held by live loops.
+    public let localTag: Int
+
     public init(name: String) throws(SystemError) {
         self.name = name
         // Each descriptor closes itself if a later step throws.
@@ -95,7 +98,17 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         self.epoll = epoll
         self.wake = wake
         self.timer = timer
+        // Last, once nothing can throw: a loop that failed to start never held a slot.
+        self.localTag = LoopSlots.take()
     }
+
+    deinit {
+        // After the thread has gone (it holds the loop while it runs), so no two live loops share a slot.
+        LoopSlots.give(back: localTag)
+    }
+
+    /// The calling thread's loop's `localTag`, or -1 off every loop thread.
+    @usableFromInline static var currentLocalTag: Int { Int(cgs_current_loop_tag()) }
 
     // MARK: - Thread
 
@@ -108,7 +121,9 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
             let loop = Unmanaged<EventLoop>.fromOpaque(argument).takeRetainedValue()
             loop.threadID.store(UInt(pthread_self()), ordering: .releasing)
             cgs_set_current_loop(argument)
+            cgs_set_current_loop_tag(loop.localTag)
             loop.run()
+            cgs_set_current_loop_tag(-1)
             cgs_set_current_loop(nil)
             return nil
         }, box.toOpaque())
@@ -239,48 +254,6 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     public func runAtIterationEnd(_ work: @escaping () -> Void) {
         assertInEventLoop()
         iterationEndWork.append(work)
-    }
-
-    /// An owner and the type of object it keeps: the slot under a key holds an object of that type.
-    @usableFromInline struct ConfinedKey: Hashable {
-        @usableFromInline let owner: ObjectIdentifier
-        @usableFromInline let objectType: ObjectIdentifier
-        @usableFromInline init(owner: ObjectIdentifier, objectType: ObjectIdentifier) {
-            self.owner = owner
-            self.objectType = objectType
-        }
-    }
-
-    /// An object a loop keeps for an owner, with the owner held weakly: once it has died, its
-    /// address may come back as another owner's, which must not inherit the object. A class, so
-    /// that a lookup (several per request) hands out a reference rather than copying a weak
-    /// reference out of the table.
-    @usableFromInline final class ConfinedSlot {
-        @usableFromInline weak var owner: AnyObject?
-        @usableFromInline let object: AnyObject
-
-        @usableFromInline init(owner: AnyObject, object: AnyObject) {
-            self.owner = owner
-            self.object = object
-        }
-    }
-
-    /// The object this loop keeps for `owner`, made by `make` on first use: state a component keeps
-    /// per loop (a log batch, a copy of shared settings), so that loops never contend for one lock
-    /// over it. Loop thread only. Kept while `owner` lives: a slot whose owner has died is never
-    /// handed to a newcomer at the same address, and is dropped when a new slot is made.
-    @inlinable
-    public func confinedObject<Object: AnyObject>(for owner: AnyObject, make: () -> Object) -> Object {
-        assertInEventLoop()
-        let key = ConfinedKey(owner: ObjectIdentifier(owner), objectType: ObjectIdentifier(Object.self))
-        // The key names the object's type, so the cast cannot fail; the owner check catches a new
-        // owner at a dead one's address.
-        if let slot = confinedObjects[key], slot.owner === owner { return unsafeDowncast(slot.object, to: Object.self) }
-        // Rare (once per owner and loop): the moment to forget the objects of owners that died.
-        confinedObjects = confinedObjects.filter { $0.value.owner != nil }
-        let made = make()
-        confinedObjects[key] = ConfinedSlot(owner: owner, object: made)
-        return made
     }
 
     private func runIterationEndWork() {

@@ -27,6 +27,7 @@ public final class LoopCachedValue<Value: Sendable>: Sendable {
     }
 
     @usableFromInline let shared: Mutex<Shared>
+    @usableFromInline let copies = LoopLocal { LoopCopy() }
     /// Bumped (inside the lock) by every update; a loop's copy of an older one is stale.
     @usableFromInline let generation = Atomic<UInt64>(1)
 
@@ -35,8 +36,7 @@ public final class LoopCachedValue<Value: Sendable>: Sendable {
     }
 
     @inlinable public var value: Value {
-        guard let loop = EventLoop.current else { return shared.withLock { $0.value } }
-        let copy = loop.confinedObject(for: self) { LoopCopy() }
+        guard let copy = copies.onCurrentLoop else { return shared.withLock { $0.value } }
         if copy.generation == generation.load(ordering: .acquiring), let value = copy.value { return value }
         let (generation, value) = shared.withLock { ($0.generation, $0.value) }
         copy.generation = generation

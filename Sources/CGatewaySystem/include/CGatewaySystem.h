@@ -43,6 +43,9 @@ static inline uint32_t cgs_event_flags(const struct epoll_event *event) { return
 /// which Swift cannot declare.
 void *cgs_current_loop(void);
 void cgs_set_current_loop(void *loop);
+/// The running loop's slot tag (see `EventLoop.localTag`), or -1 off every loop thread.
+long cgs_current_loop_tag(void);
+void cgs_set_current_loop_tag(long tag);
 
 /// getrandom(2), which Swift's Glibc module does not export: the kernel CSPRNG without a descriptor.
 static inline ssize_t cgs_getrandom(void *buffer, size_t length) { return getrandom(buffer, length, 0); }
