@@ -130,11 +130,11 @@ public struct ExecutionsEndpoints: Sendable {
         // One pass over the fields: this runs for every request, and almost none carry either header.
         var bypassCache = false
         for field in request.headers where !bypassCache {
-            if field.canonicalName == "cache-control" {
+            if field.hasCanonicalName("cache-control") {
                 bypassCache = commaSeparatedTokens(field.value).contains {
                     $0 == "no-cache" || $0.hasPrefix("no-cache=") || $0 == "no-store" || $0 == "max-age=0"
                 }
-            } else if field.canonicalName == "pragma" {
+            } else if field.hasCanonicalName("pragma") {
                 bypassCache = field.value.lowercased().contains("no-cache")
             }
         }

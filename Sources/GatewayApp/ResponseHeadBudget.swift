@@ -33,7 +33,7 @@ public struct ResponseHeadBudgetMiddleware: HTTPMiddleware {
         for field in response.headers {
             // "Name: value\r\n"
             headBytes += field.name.utf8.count + field.value.utf8.count + 4
-            if field.canonicalName == "link" { hasLink = true }
+            if field.hasCanonicalName("link") { hasLink = true }
         }
         guard hasLink, headBytes > maxHeadBytes else { return }
         response.headers.remove(name: "Link")

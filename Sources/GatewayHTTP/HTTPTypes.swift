@@ -131,6 +131,13 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral, E
             self.canonicalName = name.canonicalName
         }
 
+        /// Whether the lowercase name is `canonical` (itself lowercase). Lengths first: `String`
+        /// equality of two different short strings takes its slow path, and a response's fields
+        /// are compared with a wanted name some thirty times per request.
+        @inlinable public func hasCanonicalName(_ canonical: String) -> Bool {
+            canonicalName.utf8.count == canonical.utf8.count && canonicalName == canonical
+        }
+
         /// Case-insensitive comparison with `other` that allocates nothing (lookups run many
         /// times per request, mostly with constant names).
         func isNamed(_ other: String) -> Bool {
@@ -208,13 +215,13 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral, E
     /// `replaceOrAdd(name:value:)` for a name whose lowercase form is already known: no
     /// lowercasing (an allocation for names over 15 bytes) on every response.
     public mutating func replaceOrAdd(_ name: HTTPFieldName, value: String) {
-        guard let first = fields.firstIndex(where: { $0.canonicalName == name.canonicalName }) else {
+        guard let first = fields.firstIndex(where: { $0.hasCanonicalName(name.canonicalName) }) else {
             fields.append(Field(name: name, value: value))
             return
         }
         fields.remove(at: first)
-        if fields[first...].contains(where: { $0.canonicalName == name.canonicalName }) {
-            fields.removeAll { $0.canonicalName == name.canonicalName }
+        if fields[first...].contains(where: { $0.hasCanonicalName(name.canonicalName) }) {
+            fields.removeAll { $0.hasCanonicalName(name.canonicalName) }
         }
         fields.append(Field(name: name, value: value))
     }
@@ -270,7 +277,7 @@ public struct HTTPRequest: Sendable {
     public var wantsKeepAlive: Bool {
         // Asked for every request, so it walks the fields in place instead of collecting values.
         var asksKeepAlive = false
-        for field in headers.fields where field.canonicalName == "connection" {
+        for field in headers.fields where field.hasCanonicalName("connection") {
             for token in commaSeparatedTokens(field.value) {
                 if token == "close" { return false }
                 if token == "keep-alive" { asksKeepAlive = true }

@@ -46,11 +46,18 @@ public final class MemoryRateLimitStore: RateLimitStore {
 
         let (allowed, base, after) = state.withLock { table -> (Bool, UInt64, UInt64) in
             table.sweepIfGrown(now: instant)
-            let base = max(table.arrivals[key] ?? 0, instant)
+            // Hashed once: a known key (every request of a client after its first) is updated
+            // through the index the lookup found.
+            let known = table.arrivals.index(forKey: key)
+            let base = max(known.map { table.arrivals.values[$0] } ?? 0, instant)
             let newArrival = base + increment
             if fitsBurst && newArrival - instant <= tolerance {
-                table.makeRoom(for: key)
-                table.arrivals[key] = newArrival
+                if let known {
+                    table.arrivals.values[known] = newArrival
+                } else {
+                    table.makeRoomForNewKey()
+                    table.arrivals[key] = newArrival
+                }
                 return (true, base, newArrival)
             }
             return (false, base, base)
@@ -78,8 +85,8 @@ struct BucketTable: ~Copyable {
     }
 
     /// Evicts one key when `key` is new and the table holds `maxKeys` already.
-    mutating func makeRoom(for key: String) {
-        guard arrivals.count >= maxKeys, arrivals[key] == nil, !arrivals.isEmpty else { return }
+    mutating func makeRoomForNewKey() {
+        guard arrivals.count >= maxKeys, !arrivals.isEmpty else { return }
         arrivals.remove(at: arrivals.startIndex)
     }
 

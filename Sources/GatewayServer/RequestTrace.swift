@@ -79,9 +79,9 @@ public struct RequestTraceMiddleware: HTTPMiddleware {
         var givenRequestID: String?
         var givenTraceparent: String?
         for field in request.headers {
-            if field.canonicalName == "x-request-id" {
+            if field.hasCanonicalName("x-request-id") {
                 if givenRequestID == nil { givenRequestID = field.value }
-            } else if field.canonicalName == "traceparent" {
+            } else if field.hasCanonicalName("traceparent") {
                 if givenTraceparent == nil { givenTraceparent = field.value }
             }
         }

@@ -106,9 +106,11 @@ struct ResponseEncoder {
         mutating func put(_ bytes: UnsafeRawBufferPointer) {
             // Unsafe buffers check their bounds in debug builds only: a bound computed wrong after
             // some later edit must stop the process, not write past the storage.
-            precondition(bytes.count <= output.count - count, "a response head outgrew the size computed for it")
-            UnsafeMutableRawBufferPointer(rebasing: output[count..<(count + bytes.count)]).copyMemory(from: bytes)
-            count += bytes.count
+            precondition(bytes.count <= output.count &- count, "a response head outgrew the size computed for it")
+            if let source = bytes.baseAddress, let base = output.baseAddress {
+                (base + count).copyMemory(from: source, byteCount: bytes.count)
+            }
+            count &+= bytes.count
         }
 
         mutating func put(_ text: StaticString) {
