@@ -55,9 +55,10 @@ public final class LoopLocal<Object: AnyObject>: @unchecked Sendable {
 /// Numbers the live loops for `LoopLocal`: at most `count` at a time, each number reused only after
 /// its loop has gone, and each taking of a number tagged with a new epoch.
 @usableFromInline enum LoopSlots {
-    @inlinable static var count: Int { 256 }
-    /// The slot number's bits in a tag; the epoch is above them.
-    @inlinable static var slotMask: Int { 0xFF }
+    /// A tag's low bits are the slot number; the epoch is above them.
+    @inlinable static var slotBits: Int { 8 }
+    @inlinable static var count: Int { 1 << slotBits }
+    @inlinable static var slotMask: Int { count - 1 }
 
     private struct Pool {
         var free: [Int] = []
@@ -80,7 +81,7 @@ public final class LoopLocal<Object: AnyObject>: @unchecked Sendable {
                 return -1
             }
             pool.epochs[slot] &+= 1
-            return pool.epochs[slot] << 8 | slot
+            return pool.epochs[slot] << slotBits | slot
         }
     }
 
