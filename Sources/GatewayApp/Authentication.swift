@@ -172,7 +172,7 @@ public struct AuthenticationMiddleware: HTTPMiddleware {
         self.unauthenticatedLimiter = unauthenticatedLimiter
     }
 
-    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+    public nonisolated(nonsending) func handle<Next: HTTPResponder>(_ request: HTTPRequest, context: consuming RequestContext, next: Next) async -> HTTPResponse {
         if let refusal = authenticate(request, context: &context) { return refusal }
         return await next.respond(to: request, context: consume context)
     }

@@ -169,28 +169,36 @@ public final class GatewayRuntime: Service, Sendable {
             onLimited: { metrics.increment("gateway_unauthenticated_rate_limited_total") }
         )
         self.unauthenticatedLimiter = unauthenticatedLimiter
-        let chain = MiddlewareChain([
+        let chain = MiddlewareChain {
             // Outermost: it sees the head as complete as this side builds it.
-            ResponseHeadBudgetMiddleware(),
-            RequestTraceMiddleware(),
+            ResponseHeadBudgetMiddleware()
+            RequestTraceMiddleware()
             ClientAddressMiddleware(resolver: ClientAddressResolver(isTrustedProxy: { address in
                 CIDRRange.any(of: trustedProxies, contains: address)
-            })),
+            }))
             ObservabilityMiddleware(logger: accessLogger ?? logger, metrics: metrics, routedMethods: routeLookup.routedMethods, routeTemplate: { method, path in
                 routeLookup.match(method: method == .head ? .get : method, path: path)?.template ?? "unmatched"
-            }),
+            })
             AuthenticationMiddleware(
                 directory: directory, publicPaths: OperationalEndpoints.paths, unauthenticatedLimiter: unauthenticatedLimiter
-            ),
+            )
             RateLimitMiddleware(
                 store: replicas?.rateLimits ?? MemoryRateLimitStore(), directory: directory,
                 onLimited: { client in metrics.increment("gateway_rate_limited_total", [("client", client)]) },
                 onCallBudgetSpent: { client in
                     metrics.increment("gateway_upstream_call_budget_refused_total", [("client", client)])
                 }
-            ),
-        ], responder: router)
-        server = HTTPServer(configuration: serverConfiguration, responder: chain, logger: logger)
+            )
+            router
+        }
+        // Called from here, where the chain's whole type is known: the closure runs the specialized
+        // chain (direct calls down to the router), where the chain handed over as `any HTTPResponder`
+        // would run its generic code.
+        server = HTTPServer(
+            configuration: serverConfiguration,
+            responder: ClosureResponder { request, context in await chain.respond(to: request, context: consume context) },
+            logger: logger
+        )
         serverHolder.withLock { $0 = server }
     }
 

@@ -167,7 +167,7 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
         self.routeTemplate = routeTemplate
     }
 
-    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+    public nonisolated(nonsending) func handle<Next: HTTPResponder>(_ request: HTTPRequest, context: consuming RequestContext, next: Next) async -> HTTPResponse {
         let record = RequestRecord()
         context[RequestRecordKey.self] = record
         // What the line reports of the context, taken now: the context itself moves on to `next`

@@ -75,7 +75,7 @@ public struct ClientAddressMiddleware: HTTPMiddleware {
 
     public init(resolver: ClientAddressResolver) { self.resolver = resolver }
 
-    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+    public nonisolated(nonsending) func handle<Next: HTTPResponder>(_ request: HTTPRequest, context: consuming RequestContext, next: Next) async -> HTTPResponse {
         context[ClientAddressKey.self] = resolver.clientAddress(peer: context.remoteAddress, headers: request.headers)
         return await next.respond(to: request, context: consume context)
     }
@@ -136,7 +136,7 @@ public struct RateLimitMiddleware: HTTPMiddleware {
         self.onCallBudgetSpent = onCallBudgetSpent
     }
 
-    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+    public nonisolated(nonsending) func handle<Next: HTTPResponder>(_ request: HTTPRequest, context: consuming RequestContext, next: Next) async -> HTTPResponse {
         guard let client = context[GatewayClientKey.self] else { return await next.respond(to: request, context: consume context) }
         // An in-memory store decides without suspending; a shared one suspends for its round trip.
         let bucketKey = Self.bucketKey(client, context: context)

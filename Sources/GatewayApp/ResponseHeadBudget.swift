@@ -20,7 +20,7 @@ public struct ResponseHeadBudgetMiddleware: HTTPMiddleware {
         self.maxHeadBytes = maxHeadBytes
     }
 
-    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+    public nonisolated(nonsending) func handle<Next: HTTPResponder>(_ request: HTTPRequest, context: consuming RequestContext, next: Next) async -> HTTPResponse {
         var response = await next.respond(to: request, context: consume context)
         fitHead(of: &response)
         return response

@@ -61,11 +61,13 @@ public enum RequestTraceKey: RequestContextKey {
 
 /// Assigns every request an id and a trace context, and echoes `X-Request-Id` on the response.
 public struct RequestTraceMiddleware: HTTPMiddleware {
-    public init() {}
+    @inlinable public init() {}
 
-    private static let requestIDField = HTTPFieldName("X-Request-Id")
+    @usableFromInline static let requestIDField = HTTPFieldName("X-Request-Id")
 
-    public nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+    // Inlinable so that a chain built in another module specializes it and the layers behind it.
+    @inlinable
+    public nonisolated(nonsending) func handle<Next: HTTPResponder>(_ request: HTTPRequest, context: consuming RequestContext, next: Next) async -> HTTPResponse {
         let trace = Self.trace(for: request)
         context[RequestTraceKey.self] = trace
         var response = await next.respond(to: request, context: consume context)
@@ -73,6 +75,7 @@ public struct RequestTraceMiddleware: HTTPMiddleware {
         return response
     }
 
+    @usableFromInline
     static func trace(for request: HTTPRequest) -> RequestTrace {
         // One pass over the fields: almost no request carries either.
         // The first field of each name decides, as a header lookup would.

@@ -20,7 +20,7 @@ public protocol HTTPResponder: Sendable {
 
 /// A responder made from a closure.
 public struct ClosureResponder: HTTPResponder {
-    public typealias Body = nonisolated(nonsending) @Sendable (HTTPRequest, RequestContext) async -> HTTPResponse
+    public typealias Body = nonisolated(nonsending) @Sendable (HTTPRequest, consuming RequestContext) async -> HTTPResponse
     private let body: Body
 
     public init(_ body: @escaping Body) {
@@ -28,38 +28,130 @@ public struct ClosureResponder: HTTPResponder {
     }
 
     public nonisolated(nonsending) func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse {
-        await body(request, context)
+        await body(request, consume context)
     }
 }
 
 /// A step in front of a responder: it may answer itself, or call `next` and adjust what comes back.
 /// Pass the context on with `next.respond(to: request, context: consume context)` (see `RequestContext`).
+///
+/// `next` is generic rather than `any HTTPResponder`: a chain's type spells out every layer, so a
+/// module that knows the whole chain compiles it as direct calls down to the router, without an
+/// existential witness and its async frame per layer (see `MiddlewareChain`).
 public protocol HTTPMiddleware: Sendable {
-    nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse
+    nonisolated(nonsending) func handle<Next: HTTPResponder>(
+        _ request: HTTPRequest, context: consuming RequestContext, next: Next
+    ) async -> HTTPResponse
 }
 
-/// `middlewares[0]` runs first and sees the final response last.
-public struct MiddlewareChain: HTTPResponder {
-    private let responder: any HTTPResponder
+/// Middlewares in front of a responder, the responder listed last; the first middleware runs first
+/// and sees the final response last:
+///
+///     let chain = MiddlewareChain {
+///         RequestTraceMiddleware()
+///         AuthenticationMiddleware(...)
+///         router
+///     }
+///
+/// The chain's type records every layer (`MiddlewareLayer`s nested to the right), so calls through
+/// it are direct once specialized. That happens where the concrete chain is called: hand the server
+/// a responder that calls the chain from the module that built it
+/// (`ClosureResponder { await chain.respond(to: $0, context: $1) }`), not the chain itself as
+/// `any HTTPResponder`, whose witness would run the generic code. A middleware defined in another
+/// module than that caller should be `@inlinable` for the same reason.
+public struct MiddlewareChain<Layers: HTTPResponder>: HTTPResponder {
+    @usableFromInline let layers: Layers
 
-    public init(_ middlewares: [any HTTPMiddleware], responder: any HTTPResponder) {
-        var current = responder
-        for middleware in middlewares.reversed() {
-            current = Link(middleware: middleware, next: current)
-        }
-        self.responder = current
+    @inlinable
+    public init<Failure: Error>(@MiddlewareChainBuilder _ layers: () throws(Failure) -> Layers) throws(Failure) {
+        self.layers = try layers()
     }
 
+    @inlinable
     public nonisolated(nonsending) func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse {
-        await responder.respond(to: request, context: consume context)
+        await layers.respond(to: request, context: consume context)
+    }
+}
+
+/// `middleware` in front of `next`: one link of a `MiddlewareChain`. The links are built once, with
+/// the chain, so a request passes each layer the next one as it is, without copying anything.
+public struct MiddlewareLayer<Middleware: HTTPMiddleware, Next: HTTPResponder>: HTTPResponder {
+    @usableFromInline let middleware: Middleware
+    @usableFromInline let next: Next
+
+    @inlinable
+    public init(_ middleware: Middleware, before next: Next) {
+        self.middleware = middleware
+        self.next = next
     }
 
-    private struct Link: HTTPResponder {
-        let middleware: any HTTPMiddleware
-        let next: any HTTPResponder
+    @inlinable
+    public nonisolated(nonsending) func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse {
+        await middleware.handle(request, context: consume context, next: next)
+    }
+}
 
-        nonisolated(nonsending) func respond(to request: HTTPRequest, context: consuming RequestContext) async -> HTTPResponse {
-            await middleware.handle(request, context: consume context, next: next)
-        }
+/// Builds a `MiddlewareChain` from its middlewares, in order, and the responder behind them (last).
+///
+/// One overload per number of middlewares, each nesting its links to the right (`A, B, r` is
+/// `A` in front of (`B` in front of `r`)). Folding the list with `buildPartialBlock` would have to
+/// build the links per request (the responder comes last), and a fold that passes each layer a
+/// larger `Next` than it got stops the optimizer's specialization partway down.
+@resultBuilder
+public enum MiddlewareChainBuilder {
+    @inlinable
+    public static func buildBlock<R: HTTPResponder>(
+        _ responder: R
+    ) -> R {
+        responder
+    }
+
+    @inlinable
+    public static func buildBlock<M0: HTTPMiddleware, R: HTTPResponder>(
+        _ m0: M0, _ responder: R
+    ) -> MiddlewareLayer<M0, R> {
+        MiddlewareLayer(m0, before: responder)
+    }
+
+    @inlinable
+    public static func buildBlock<M0: HTTPMiddleware, M1: HTTPMiddleware, R: HTTPResponder>(
+        _ m0: M0, _ m1: M1, _ responder: R
+    ) -> MiddlewareLayer<M0, MiddlewareLayer<M1, R>> {
+        MiddlewareLayer(m0, before: MiddlewareLayer(m1, before: responder))
+    }
+
+    @inlinable
+    public static func buildBlock<M0: HTTPMiddleware, M1: HTTPMiddleware, M2: HTTPMiddleware, R: HTTPResponder>(
+        _ m0: M0, _ m1: M1, _ m2: M2, _ responder: R
+    ) -> MiddlewareLayer<M0, MiddlewareLayer<M1, MiddlewareLayer<M2, R>>> {
+        MiddlewareLayer(m0, before: MiddlewareLayer(m1, before: MiddlewareLayer(m2, before: responder)))
+    }
+
+    @inlinable
+    public static func buildBlock<M0: HTTPMiddleware, M1: HTTPMiddleware, M2: HTTPMiddleware, M3: HTTPMiddleware, R: HTTPResponder>(
+        _ m0: M0, _ m1: M1, _ m2: M2, _ m3: M3, _ responder: R
+    ) -> MiddlewareLayer<M0, MiddlewareLayer<M1, MiddlewareLayer<M2, MiddlewareLayer<M3, R>>>> {
+        MiddlewareLayer(m0, before: MiddlewareLayer(m1, before: MiddlewareLayer(m2, before: MiddlewareLayer(m3, before: responder))))
+    }
+
+    @inlinable
+    public static func buildBlock<M0: HTTPMiddleware, M1: HTTPMiddleware, M2: HTTPMiddleware, M3: HTTPMiddleware, M4: HTTPMiddleware, R: HTTPResponder>(
+        _ m0: M0, _ m1: M1, _ m2: M2, _ m3: M3, _ m4: M4, _ responder: R
+    ) -> MiddlewareLayer<M0, MiddlewareLayer<M1, MiddlewareLayer<M2, MiddlewareLayer<M3, MiddlewareLayer<M4, R>>>>> {
+        MiddlewareLayer(m0, before: MiddlewareLayer(m1, before: MiddlewareLayer(m2, before: MiddlewareLayer(m3, before: MiddlewareLayer(m4, before: responder)))))
+    }
+
+    @inlinable
+    public static func buildBlock<M0: HTTPMiddleware, M1: HTTPMiddleware, M2: HTTPMiddleware, M3: HTTPMiddleware, M4: HTTPMiddleware, M5: HTTPMiddleware, R: HTTPResponder>(
+        _ m0: M0, _ m1: M1, _ m2: M2, _ m3: M3, _ m4: M4, _ m5: M5, _ responder: R
+    ) -> MiddlewareLayer<M0, MiddlewareLayer<M1, MiddlewareLayer<M2, MiddlewareLayer<M3, MiddlewareLayer<M4, MiddlewareLayer<M5, R>>>>>> {
+        MiddlewareLayer(m0, before: MiddlewareLayer(m1, before: MiddlewareLayer(m2, before: MiddlewareLayer(m3, before: MiddlewareLayer(m4, before: MiddlewareLayer(m5, before: responder))))))
+    }
+
+    @inlinable
+    public static func buildBlock<M0: HTTPMiddleware, M1: HTTPMiddleware, M2: HTTPMiddleware, M3: HTTPMiddleware, M4: HTTPMiddleware, M5: HTTPMiddleware, M6: HTTPMiddleware, R: HTTPResponder>(
+        _ m0: M0, _ m1: M1, _ m2: M2, _ m3: M3, _ m4: M4, _ m5: M5, _ m6: M6, _ responder: R
+    ) -> MiddlewareLayer<M0, MiddlewareLayer<M1, MiddlewareLayer<M2, MiddlewareLayer<M3, MiddlewareLayer<M4, MiddlewareLayer<M5, MiddlewareLayer<M6, R>>>>>>> {
+        MiddlewareLayer(m0, before: MiddlewareLayer(m1, before: MiddlewareLayer(m2, before: MiddlewareLayer(m3, before: MiddlewareLayer(m4, before: MiddlewareLayer(m5, before: MiddlewareLayer(m6, before: responder)))))))
     }
 }

@@ -24,11 +24,12 @@ import Glibc
         router.get("/items/{id}") { _, _ in HTTPResponse(status: .ok, text: "x") }
         router.get("/odd") { _, _ in HTTPResponse(status: HTTPStatus(code: 299), text: "x") }
         let routes = router
-        let chain = MiddlewareChain([
+        let chain = MiddlewareChain {
             ObservabilityMiddleware(logger: logger, metrics: metrics, routedMethods: routes.routedMethods, routeTemplate: { method, path in
                 routes.match(method: method == .head ? .get : method, path: path)?.template ?? "unmatched"
-            }),
-        ], responder: router)
+            })
+            router
+        }
         for index in 0..<50 {
             _ = await chain.respond(to: HTTPRequest(method: HTTPMethod("M\(index)X"), target: "/items/\(index)"), context: RequestContext())
             _ = await chain.respond(to: HTTPRequest(method: .get, target: "/items/\(index)"), context: RequestContext())
@@ -50,7 +51,7 @@ import Glibc
 @Suite struct UnauthenticatedLimitTests {
     static let web = GatewayClient(id: "web", allowedProviders: nil, upstreamCredentials: [:])
 
-    static func chain(limited: Flag = Flag()) throws -> MiddlewareChain {
+    static func chain(limited: Flag = Flag()) throws -> some HTTPResponder {
         let authenticator = ClientAuthenticator(mode: .apiKey, clients: [
             ClientCredentialRecord(client: web, keyDigest: SHA256.hash(Array("web-key".utf8))),
         ])
@@ -59,14 +60,15 @@ import Glibc
                                              onLimited: { limited.set() })
         var router = Router()
         router.get("/whoami") { _, context in HTTPResponse(status: .ok, text: context[GatewayClientKey.self]?.id ?? "none") }
-        return MiddlewareChain([
-            RequestTraceMiddleware(),
-            ClientAddressMiddleware(resolver: ClientAddressResolver(isTrustedProxy: { $0 == "10.0.0.1" })),
-            AuthenticationMiddleware(authenticator: authenticator, publicPaths: [], unauthenticatedLimiter: limiter),
-        ], responder: router)
+        return MiddlewareChain {
+            RequestTraceMiddleware()
+            ClientAddressMiddleware(resolver: ClientAddressResolver(isTrustedProxy: { $0 == "10.0.0.1" }))
+            AuthenticationMiddleware(authenticator: authenticator, publicPaths: [], unauthenticatedLimiter: limiter)
+            router
+        }
     }
 
-    static func get(_ chain: MiddlewareChain, from peer: String, _ headers: HTTPHeaders = [:]) async -> HTTPResponse {
+    static func get(_ chain: some HTTPResponder, from peer: String, _ headers: HTTPHeaders = [:]) async -> HTTPResponse {
         await chain.respond(to: HTTPRequest(method: .get, target: "/whoami", headers: headers), context: RequestContext(remoteAddress: peer))
     }
 
@@ -116,7 +118,11 @@ import Glibc
         logger.logLevel = .critical
         let server = HTTPServer(
             configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, workers: 1),
-            responder: MiddlewareChain([ResponseHeadBudgetMiddleware(), RequestTraceMiddleware()], responder: router),
+            responder: MiddlewareChain {
+                ResponseHeadBudgetMiddleware()
+                RequestTraceMiddleware()
+                router
+            },
             logger: logger
         )
         try server.start()

@@ -24,7 +24,7 @@ final class ManualClock: Sendable {
     let web = GatewayClient(id: "web", allowedProviders: ["kaizen"], upstreamCredentials: [:])
     let batch = GatewayClient(id: "batch", allowedProviders: nil, upstreamCredentials: [:])
 
-    func chain(mode: ClientAuthenticator.Mode = .apiKey) -> MiddlewareChain {
+    func chain(mode: ClientAuthenticator.Mode = .apiKey) -> some HTTPResponder {
         let authenticator = ClientAuthenticator(mode: mode, clients: [
             ClientCredentialRecord(client: web, keyDigest: SHA256.hash(Array("web-key".utf8))),
             ClientCredentialRecord(client: batch, keyDigest: SHA256.hash(Array("batch-key".utf8))),
@@ -32,10 +32,11 @@ final class ManualClock: Sendable {
         var router = Router()
         router.get("/whoami") { _, context in HTTPResponse(status: .ok, text: context[GatewayClientKey.self]?.id ?? "none") }
         router.get("/healthz") { _, _ in HTTPResponse(status: .ok, text: "ok") }
-        return MiddlewareChain(
-            [RequestTraceMiddleware(), AuthenticationMiddleware(authenticator: authenticator, publicPaths: ["/healthz"])],
-            responder: router
-        )
+        return MiddlewareChain {
+            RequestTraceMiddleware()
+            AuthenticationMiddleware(authenticator: authenticator, publicPaths: ["/healthz"])
+            router
+        }
     }
 
     func get(_ path: String, _ headers: HTTPHeaders = [:], mode: ClientAuthenticator.Mode = .apiKey) async -> HTTPResponse {
@@ -129,11 +130,12 @@ final class ManualClock: Sendable {
         let policy = try RateLimitPolicy(requestsPerSecond: 2, burst: 3)
         var router = Router()
         router.get("/x") { _, _ in HTTPResponse(status: .ok, text: "x") }
-        let chain = MiddlewareChain([
-            RequestTraceMiddleware(),
-            AuthenticationMiddleware(authenticator: ClientAuthenticator(mode: .none, clients: []), publicPaths: []),
-            RateLimitMiddleware(store: store, defaultPolicy: policy, policies: [:]),
-        ], responder: router)
+        let chain = MiddlewareChain {
+            RequestTraceMiddleware()
+            AuthenticationMiddleware(authenticator: ClientAuthenticator(mode: .none, clients: []), publicPaths: [])
+            RateLimitMiddleware(store: store, defaultPolicy: policy, policies: [:])
+            router
+        }
         func call() async -> HTTPResponse {
             await chain.respond(to: HTTPRequest(method: .get, target: "/x"), context: RequestContext(remoteAddress: "10.0.0.1"))
         }
@@ -186,14 +188,15 @@ final class ManualClock: Sendable {
             return HTTPResponse(status: .ok, text: String(granted))
         }
         let refusalsSeen = Atomic<Int>(0)
-        let chain = MiddlewareChain([
-            RequestTraceMiddleware(),
-            AuthenticationMiddleware(directory: directory, publicPaths: []),
+        let chain = MiddlewareChain {
+            RequestTraceMiddleware()
+            AuthenticationMiddleware(directory: directory, publicPaths: [])
             RateLimitMiddleware(store: store, directory: directory, onCallBudgetSpent: { client in
                 #expect(client == "anonymous")
                 refusalsSeen.add(1, ordering: .relaxed)
-            }),
-        ], responder: router)
+            })
+            router
+        }
         func spend(_ count: Int) async -> HTTPResponse {
             await chain.respond(to: HTTPRequest(method: .get, target: "/spend/\(count)"), context: RequestContext(remoteAddress: "10.0.0.1"))
         }
@@ -267,13 +270,14 @@ final class ManualClock: Sendable {
         var router = Router()
         router.get("/items/{id}") { _, _ in HTTPResponse(status: .ok, text: "x") }
         let routerCopy = router
-        let chain = MiddlewareChain([
-            RequestTraceMiddleware(),
+        let chain = MiddlewareChain {
+            RequestTraceMiddleware()
             ObservabilityMiddleware(logger: logger, metrics: metrics, routedMethods: routerCopy.routedMethods, routeTemplate: { method, path in
                 routerCopy.match(method: method, path: path)?.template ?? "unmatched"
-            }),
-            AuthenticationMiddleware(authenticator: ClientAuthenticator(mode: .none, clients: []), publicPaths: []),
-        ], responder: router)
+            })
+            AuthenticationMiddleware(authenticator: ClientAuthenticator(mode: .none, clients: []), publicPaths: [])
+            router
+        }
         _ = await chain.respond(to: HTTPRequest(method: .get, target: "/items/42", headers: ["X-Request-Id": "abc-1"]), context: RequestContext())
         let line = try #require(lines.withLock { $0.first })
         let record = try JSONParser.parse(line)
@@ -292,10 +296,11 @@ final class ManualClock: Sendable {
         var router = Router()
         router.get("/hit") { _, _ in HTTPResponse(status: .ok, text: "x") }
         let routerCopy = router
-        let chain = MiddlewareChain([
+        let chain = MiddlewareChain {
             ObservabilityMiddleware(logger: Logger(label: "quiet") { _ in SwiftLogNoOpLogHandler() }, metrics: metrics,
-                                    routedMethods: routerCopy.routedMethods, routeTemplate: { _, _ in "/hit" }),
-        ], responder: router)
+                                    routedMethods: routerCopy.routedMethods, routeTemplate: { _, _ in "/hit" })
+            router
+        }
         // Read 30 ms before the chain ran (it waited behind other connections of its loop iteration).
         let context = RequestContext(receivedAtNanoseconds: monotonicNanoseconds() - 30_000_000)
         _ = await chain.respond(to: HTTPRequest(method: .get, target: "/hit"), context: context)

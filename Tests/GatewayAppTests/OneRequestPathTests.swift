@@ -38,7 +38,7 @@ import Testing
     }
 
     struct Harness {
-        let chain: MiddlewareChain
+        let chain: any HTTPResponder
         let store: CountingStore
         let metrics: GatewayMetrics
         let logLines = LogLines()
@@ -65,15 +65,17 @@ import Testing
                     keyDigest: SHA256.hash(Array("web-key".utf8))
                 ),
             ])
-            chain = MiddlewareChain([
-                RequestTraceMiddleware(),
-                ClientAddressMiddleware(resolver: ClientAddressResolver(isTrustedProxy: { _ in false })),
+            let store = store, metrics = metrics
+            chain = try MiddlewareChain {
+                RequestTraceMiddleware()
+                ClientAddressMiddleware(resolver: ClientAddressResolver(isTrustedProxy: { _ in false }))
                 ObservabilityMiddleware(logger: logger, metrics: metrics, routedMethods: routes.routedMethods, routeTemplate: { method, path in
                     routes.match(method: method, path: path)?.template ?? "unmatched"
-                }),
-                AuthenticationMiddleware(authenticator: authenticator, publicPaths: []),
-                RateLimitMiddleware(store: store, defaultPolicy: try RateLimitPolicy(requestsPerSecond: 1, burst: burst), policies: [:]),
-            ], responder: router)
+                })
+                AuthenticationMiddleware(authenticator: authenticator, publicPaths: [])
+                RateLimitMiddleware(store: store, defaultPolicy: try RateLimitPolicy(requestsPerSecond: 1, burst: burst), policies: [:])
+                router
+            }
         }
 
         func serve(_ path: String, key: String? = "web-key") async -> HTTPResponse {

@@ -21,7 +21,7 @@ import Testing
 
     /// Adds a header on the way out, as most of the gateway's middleware does.
     struct Tagging: HTTPMiddleware {
-        nonisolated(nonsending) func handle(_ request: HTTPRequest, context: consuming RequestContext, next: any HTTPResponder) async -> HTTPResponse {
+        nonisolated(nonsending) func handle<Next: HTTPResponder>(_ request: HTTPRequest, context: consuming RequestContext, next: Next) async -> HTTPResponse {
             var response = await next.respond(to: request, context: context)
             response.headers.add(name: "X-Tagged", value: "yes")
             return response
@@ -55,7 +55,11 @@ import Testing
             await Task.yield()
             return HTTPResponse(status: .ok, text: "slow")
         }
-        let chain = MiddlewareChain([RequestTraceMiddleware(), Tagging()], responder: router)
+        let chain = MiddlewareChain {
+            RequestTraceMiddleware()
+            Tagging()
+            router
+        }
         try await withServer(responder: chain) { server in
             let client = try RawClient(port: server.localPort)
             let targets = [("GET", "/items/7", 200), ("GET", "/nowhere", 404), ("POST", "/items/7", 405), ("BREW", "/items/7", 501)]

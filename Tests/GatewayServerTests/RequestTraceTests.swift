@@ -18,7 +18,10 @@ import Testing
             seen.trace.withLock { $0 = context[RequestTraceKey.self] }
             return HTTPResponse(status: .ok)
         }
-        let chain = MiddlewareChain([RequestTraceMiddleware()], responder: router)
+        let chain = MiddlewareChain {
+            RequestTraceMiddleware()
+            router
+        }
         let response = await chain.respond(to: HTTPRequest(method: .get, target: "/t", headers: headers), context: RequestContext())
         return (seen.trace.withLock { $0 }, response.headers["X-Request-Id"])
     }
