@@ -434,18 +434,14 @@ public struct HTTPRequestParser: Sendable {
 
     @inline(never)
     private mutating func scanFieldValue(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, limit: Int) throws(HTTPParseError) -> Int {
-        var index = start
-        var contentEnd = -1
-        while index < limit {
-            let byte = bytes[index]
-            guard isFieldValueByte(byte) else { break }
-            index += 1
-            if !isOptionalWhitespace(byte) { contentEnd = index }
-        }
+        let index = fieldValueEnd(in: bytes, from: start, to: limit)
+        var contentEnd = index
+        while contentEnd > start && isOptionalWhitespace(bytes[contentEnd - 1]) { contentEnd -= 1 }
         if !readingTrailers && index > start {
             head.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<index]))
-            // Trailing whitespace is stored but left outside the value's range.
-            if contentEnd >= 0 { currentField.valueEnd = head.count - (index - contentEnd) }
+            // Trailing whitespace is stored but left outside the value's range (when this part of
+            // the value has anything else; a part of only whitespace leaves the range as it was).
+            if contentEnd > start { currentField.valueEnd = head.count - (index - contentEnd) }
         }
         guard index < limit else { return index }
         switch bytes[index] {

@@ -122,7 +122,9 @@ extension HTTPRequestParser {
 
     /// Builds the request from the accumulated head and body.
     func buildRequest() -> HTTPRequest {
-        let method = HTTPMethod(String(decoding: head[0..<methodEnd], as: UTF8.self))
+        // Nearly every request is a GET: its method needs no string decoded.
+        let isGET = methodEnd == 3 && head[0] == UInt8(ascii: "G") && head[1] == UInt8(ascii: "E") && head[2] == UInt8(ascii: "T")
+        let method = isGET ? HTTPMethod.get : HTTPMethod(String(decoding: head[0..<methodEnd], as: UTF8.self))
         let target = String(decoding: head[methodEnd..<targetEnd], as: UTF8.self)
         var headers = HTTPHeaders()
         headers.reserveCapacity(fields.count)

@@ -66,6 +66,36 @@ func isFieldValueByte(_ byte: UInt8) -> Bool {
     byte == ASCII.tab || (byte >= ASCII.space && byte != 0x7F)
 }
 
+/// The index of the first byte of `bytes[start..<end]` that a field value may not hold (a control
+/// other than tab, or DEL), or `end` when there is none.
+///
+/// Eight bytes at a time while a word holds none of them (values such as `Authorization` and
+/// `Link` run to dozens or hundreds of bytes, read or written on every request); from the first word
+/// that has one (a tab counts), byte by byte. Used by the parser for what arrives and by the
+/// response encoder for what leaves.
+public func fieldValueEnd(in bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> Int {
+    precondition(start >= 0 && start <= end && end <= bytes.count)
+    var index = start
+    if let base = bytes.baseAddress.map(UnsafeRawPointer.init) {
+        while index &+ 8 <= end, !mayHoldControlOrDelete(base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+            index &+= 8
+        }
+    }
+    while index < end, isFieldValueByte(bytes[index]) { index &+= 1 }
+    return index
+}
+
+/// True when a byte of `word` is below 0x20 or is 0x7F (exact: the classic "has a byte less than
+/// n" test holds for n ≤ 128 whatever the other bytes are).
+@inline(__always)
+private func mayHoldControlOrDelete(_ word: UInt64) -> Bool {
+    let ones: UInt64 = 0x0101_0101_0101_0101
+    let highBits: UInt64 = 0x8080_8080_8080_8080
+    let belowSpace = (word &- 0x20 &* ones) & ~word & highBits
+    let delete = word ^ (0x7F &* ones)
+    return (belowSpace | ((delete &- ones) & ~delete & highBits)) != 0
+}
+
 @inline(__always)
 func isDigit(_ byte: UInt8) -> Bool { byte >= ASCII.zero && byte <= ASCII.nine }
 

@@ -170,35 +170,9 @@ struct ResponseEncoder {
         return true
     }
 
-    /// Drops fields whose value would split the response (CR, LF, NUL or other controls).
-    ///
-    /// Eight bytes at a time while none of them is a control or DEL (values such as `Link` run to
-    /// hundreds of bytes on every response); from the first word that has one (a tab is allowed),
-    /// byte by byte.
+    /// Drops fields whose value would split the response (CR, LF, NUL or other controls): the
+    /// parser's rule for a value that arrives (`fieldValueEnd`), applied to one that leaves.
     static func isSafeFieldValue(_ value: UnsafeBufferPointer<UInt8>) -> Bool {
-        var index = 0
-        if let base = value.baseAddress.map(UnsafeRawPointer.init) {
-            while index + 8 <= value.count, !mayHoldControlOrDelete(base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
-                index += 8
-            }
-        }
-        while index < value.count {
-            let byte = value[index]
-            if (byte < 0x20 && byte != 9) || byte == 0x7F { return false }
-            index += 1
-        }
-        return true
-    }
-
-    /// True when a byte of `word` is below 0x20 or is 0x7F (exact: the classic "has a byte less
-    /// than n" test holds for n ≤ 128 whatever the other bytes are).
-    @inline(__always)
-    private static func mayHoldControlOrDelete(_ word: UInt64) -> Bool {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highBits: UInt64 = 0x8080_8080_8080_8080
-        let belowSpace = (word &- 0x20 &* ones) & ~word & highBits
-        let delete = word ^ (0x7F &* ones)
-        let isDelete = (delete &- ones) & ~delete & highBits
-        return (belowSpace | isDelete) != 0
+        fieldValueEnd(in: value, from: 0, to: value.count) == value.count
     }
 }

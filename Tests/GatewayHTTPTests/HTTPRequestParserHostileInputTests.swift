@@ -136,6 +136,12 @@ let hostileCases: [ParserCase] = [
     rejects("bare CR ends header section", "GET / HTTP/1.1\r\n\(host)\r\r\n", 400),
     accepts("obs-text in value and OWS trimmed", withHeader("X-A: \t ✓ a\tb \t "),
             ExpectedRequest(headers: [["Host", "example.com"], ["X-A", "✓ a\tb"]])),
+    // Past the first eight bytes (values are scanned a word at a time)
+    rejects("DEL after the first word of a value", withHeader("X-A: abcdefghij\u{7F}k"), 400),
+    rejects("control byte deep in a long value", withHeader("X-A: " + String(repeating: "v", count: 40) + "\u{1}v"), 400),
+    accepts("long value with a tab inside and a long whitespace tail",
+            withHeader("X-A: 0123456789\tabcdefgh   \t\t        "),
+            ExpectedRequest(headers: [["Host", "example.com"], ["X-A", "0123456789\tabcdefgh"]])),
     accepts("empty value", withHeader("X-Empty:   "), ExpectedRequest(headers: [["Host", "example.com"], ["X-Empty", ""]])),
     accepts("names kept as sent", "GET / HTTP/1.1\r\nhOsT: example.com\r\nx-MiXeD:v\r\n\r\n",
             ExpectedRequest(headers: [["hOsT", "example.com"], ["x-MiXeD", "v"]])),
