@@ -43,8 +43,8 @@ public enum RandomIdentifier {
     }
 
     /// Without a branch: random nibbles make `value < 10` a coin toss for the branch predictor.
-    /// `9 &- value` wraps to 0xF7 or more exactly when `value` is 10 or more, and its top bit then
-    /// adds the distance from `'9' + 1` to `'a'`.
+    /// For a nibble of 10 or more `9 &- value` wraps to 0xFA…0xFF, whose top bit then adds the
+    /// distance from `'9' + 1` to `'a'`; for 0…9 the top bit is clear.
     @inline(__always)
     private static func hexDigit(_ value: UInt8) -> UInt8 {
         UInt8(ascii: "0") &+ value &+ (((9 &- value) &>> 7) &* (UInt8(ascii: "a") &- UInt8(ascii: "9") &- 1))

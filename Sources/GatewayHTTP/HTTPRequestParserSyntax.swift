@@ -62,7 +62,7 @@ private func isIPvFutureByte(_ byte: UInt8) -> Bool {
 
 /// HTAB, SP, VCHAR and obs-text: the bytes a field value may hold (RFC 9110 §5.5).
 @inline(__always)
-func isFieldValueByte(_ byte: UInt8) -> Bool {
+package func isFieldValueByte(_ byte: UInt8) -> Bool {
     byte == ASCII.tab || (byte >= ASCII.space && byte != 0x7F)
 }
 
@@ -73,7 +73,7 @@ func isFieldValueByte(_ byte: UInt8) -> Bool {
 /// `Link` run to dozens or hundreds of bytes, read or written on every request); from the first word
 /// that has one (a tab counts), byte by byte. Used by the parser for what arrives and by the
 /// response encoder for what leaves.
-public func fieldValueEnd(in bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> Int {
+package func fieldValueEnd(in bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> Int {
     precondition(start >= 0 && start <= end && end <= bytes.count)
     var index = start
     if let base = bytes.baseAddress.map(UnsafeRawPointer.init) {

@@ -93,7 +93,8 @@ public struct MiddlewareLayer<Middleware: HTTPMiddleware, Next: HTTPResponder>: 
 
 /// Builds a `MiddlewareChain` from its middlewares, in order, and the responder behind them (last).
 ///
-/// One overload per number of middlewares, each nesting its links to the right (`A, B, r` is
+/// One overload per number of middlewares, up to seven (add one for more), each nesting its links
+/// to the right (`A, B, r` is
 /// `A` in front of (`B` in front of `r`)). Folding the list with `buildPartialBlock` would have to
 /// build the links per request (the responder comes last), and a fold that passes each layer a
 /// larger `Next` than it got stops the optimizer's specialization partway down.

@@ -161,7 +161,7 @@ struct ResponseEncoder {
     }
 
     private func sanitized(_ reason: String) -> String {
-        String(decoding: reason.utf8.filter { $0 == 9 || ($0 >= 0x20 && $0 != 0x7F) }, as: UTF8.self)
+        String(decoding: reason.utf8.filter(isFieldValueByte), as: UTF8.self)
     }
 
     private static func isSafeFieldName(_ name: UnsafeBufferPointer<UInt8>) -> Bool {

@@ -22,7 +22,7 @@ import Testing
     /// Adds a header on the way out, as most of the gateway's middleware does.
     struct Tagging: HTTPMiddleware {
         nonisolated(nonsending) func handle<Next: HTTPResponder>(_ request: HTTPRequest, context: consuming RequestContext, next: Next) async -> HTTPResponse {
-            var response = await next.respond(to: request, context: context)
+            var response = await next.respond(to: request, context: consume context)
             response.headers.add(name: "X-Tagged", value: "yes")
             return response
         }
