@@ -142,7 +142,8 @@ public struct ExecutionsEndpoints: Sendable {
             requestID: trace?.requestID ?? "",
             traceparent: trace?.traceparent ?? "",
             bypassCache: bypassCache,
-            upstreamCallBudget: context[UpstreamCallBudgetKey.self]
+            upstreamCallBudget: context[UpstreamCallBudgetKey.self],
+            upstreamCalls: context[UpstreamCallCounterKey.self]
         )
     }
 }
@@ -150,6 +151,12 @@ public struct ExecutionsEndpoints: Sendable {
 /// The client's budget of upstream calls, as the rate-limiting layer found it for this request.
 public enum UpstreamCallBudgetKey: RequestContextKey {
     public typealias Value = UpstreamCallBudget
+}
+
+/// Where the request's upstream calls are counted, for its access line (put there by the layer
+/// that writes the line).
+public enum UpstreamCallCounterKey: RequestContextKey {
+    public typealias Value = UpstreamCallCounter
 }
 
 /// The HTTP response for an answer served many times unchanged (a stored page's hit), built by the

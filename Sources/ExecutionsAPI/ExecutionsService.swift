@@ -14,12 +14,18 @@ public struct RequestFacts: Sendable {
     public var bypassCache: Bool
     /// The client's budget of upstream calls; nil: unlimited.
     public var upstreamCallBudget: UpstreamCallBudget?
+    /// Counts the request's calls that reach the network; nil: not counted.
+    public var upstreamCalls: UpstreamCallCounter?
 
-    public init(requestID: String, traceparent: String, bypassCache: Bool, upstreamCallBudget: UpstreamCallBudget? = nil) {
+    public init(
+        requestID: String, traceparent: String, bypassCache: Bool, upstreamCallBudget: UpstreamCallBudget? = nil,
+        upstreamCalls: UpstreamCallCounter? = nil
+    ) {
         self.requestID = requestID
         self.traceparent = traceparent
         self.bypassCache = bypassCache
         self.upstreamCallBudget = upstreamCallBudget
+        self.upstreamCalls = upstreamCalls
     }
 }
 
@@ -417,7 +423,8 @@ public struct ExecutionsService: Sendable {
         return UpstreamCallContext(
             credential: credential.secret, credentialIdentity: credential.identity,
             requestID: facts.requestID, traceparent: facts.traceparent, bypassCache: facts.bypassCache,
-            clientID: client.id, deadlineNanoseconds: scope.deadlineNanoseconds, allowance: scope.allowance
+            clientID: client.id, deadlineNanoseconds: scope.deadlineNanoseconds, allowance: scope.allowance,
+            upstreamCalls: facts.upstreamCalls
         )
     }
 

@@ -177,12 +177,12 @@ public struct ObservabilityMiddleware: HTTPMiddleware {
             requestID: context[RequestTraceKey.self]?.requestID,
             remoteAddress: context[ClientAddressKey.self] ?? context.remoteAddress
         )
+        // Carried down with the request (to every upstream call it makes), not bound as a task-local:
+        // a binding costs a task-local push, a closure and its executor checks on every request,
+        // cache hits included.
         let upstreamCalls = UpstreamCallCounter()
-        // Moved into the closure through an optional: a closure can only borrow what it captures.
-        var handedOn = Optional(consume context)
-        let response = await ProviderFetcher.$upstreamCallCounter.withValue(upstreamCalls) {
-            await next.respond(to: request, context: handedOn.take() ?? RequestContext())
-        }
+        context[UpstreamCallCounterKey.self] = upstreamCalls
+        let response = await next.respond(to: request, context: consume context)
         report(request, response: response, facts: facts, record: record,
                route: routeTemplate(request.method, request.path), upstreamCalls: upstreamCalls.value)
         return response

@@ -32,6 +32,9 @@ public struct UpstreamCallContext: Sendable {
     public var deadlineNanoseconds: UInt64?
     /// The calls the request may still make; nil: unlimited.
     public var allowance: UpstreamCallAllowance?
+    /// Counts the calls that reach the network on the request's behalf (for its access line); nil:
+    /// not counted.
+    public var upstreamCalls: UpstreamCallCounter?
     /// The page shows records as the provider sent them (`include=raw`), which an index does not keep.
     public var needsRawRecords = false
     /// The read is an index's, which keeps what it needs itself: it is neither answered from nor
@@ -41,7 +44,8 @@ public struct UpstreamCallContext: Sendable {
 
     public init(
         credential: String, credentialIdentity: String, requestID: String, traceparent: String, bypassCache: Bool,
-        clientID: String = "", deadlineNanoseconds: UInt64? = nil, allowance: UpstreamCallAllowance? = nil
+        clientID: String = "", deadlineNanoseconds: UInt64? = nil, allowance: UpstreamCallAllowance? = nil,
+        upstreamCalls: UpstreamCallCounter? = nil
     ) {
         self.credential = credential
         self.credentialIdentity = credentialIdentity
@@ -51,6 +55,7 @@ public struct UpstreamCallContext: Sendable {
         self.clientID = clientID
         self.deadlineNanoseconds = deadlineNanoseconds
         self.allowance = allowance
+        self.upstreamCalls = upstreamCalls
     }
 }
 

@@ -57,9 +57,8 @@ public enum CredentialPlacement: Sendable, Equatable {
 
 /// Counts the real upstream calls made on behalf of one gateway request, for the access log.
 ///
-/// Bind one with `ProviderFetcher.$upstreamCallCounter.withValue(counter) { ... }` around the
-/// request; every fetcher call that reaches the network inside it (including a load that other
-/// requests then share) adds one. Answers from cache, and calls refused before sending (paused,
+/// Pass one with the request's calls (`UpstreamCallContext.upstreamCalls`); every fetcher call made
+/// with it that reaches the network (including a load that other requests then share) adds one. Answers from cache, and calls refused before sending (paused,
 /// circuit open), add nothing. Retries inside one call count once.
 public final class UpstreamCallCounter: Sendable {
     private let count = Atomic<Int>(0)
@@ -181,8 +180,6 @@ public struct Fetched<Value: Sendable>: Sendable {
 /// its request; `stale` when an expired entry was served because the upstream failed or was paused.
 /// Non-2xx answers and answers the adapter cannot decode are never cached.
 public final class ProviderFetcher: Sendable {
-    /// Real upstream calls of the current gateway request; see `UpstreamCallCounter`.
-    @TaskLocal public static var upstreamCallCounter: UpstreamCallCounter?
     /// How long the answers read for the current gateway request stay fresh; see `PartFreshness`.
     @TaskLocal public static var partFreshness: PartFreshness?
 
@@ -271,7 +268,7 @@ public final class ProviderFetcher: Sendable {
         let options = callOptions(call)
         if call.bypassesResponseCache {
             try await chargeAllowance(call)
-            let response = try await send(purpose: purpose) { () async throws(UpstreamError) in
+            let response = try await send(purpose: purpose, call: call) { () async throws(UpstreamError) in
                 try await self.endpoint.execute(outbound, options: options)
             }
             let value = try await decodedAnswer(response.body, decode: decode)
@@ -292,7 +289,7 @@ public final class ProviderFetcher: Sendable {
                     refusedHere.store(true)
                     throw error
                 }
-                let response = try await self.send(purpose: purpose) { () async throws(UpstreamError) in
+                let response = try await self.send(purpose: purpose, call: call) { () async throws(UpstreamError) in
                     try await self.endpoint.execute(outbound, options: options)
                 }
                 let value = try await self.decodedAnswer(response.body, decode: decode)
@@ -409,7 +406,7 @@ public final class ProviderFetcher: Sendable {
         let options = callOptions(call)
         try await chargeAllowance(call)
         let reader = StreamedArrayReader(location: location, maxElementBytes: maxElementBytes, decode: decode)
-        let response = try await send(purpose: .list) { () async throws(UpstreamError) in
+        let response = try await send(purpose: .list, call: call) { () async throws(UpstreamError) in
             try await self.endpoint.stream(outbound, options: options) { chunk throws(UpstreamError) in
                 try await BulkWork.perform(offLoop: true) { () throws(UpstreamError) in try reader.feed(chunk) }
             }
@@ -458,11 +455,11 @@ public final class ProviderFetcher: Sendable {
 
     /// One call through the endpoint (`perform`), with accounting and error mapping.
     private func send<Response>(
-        purpose: ReadPurpose, _ perform: () async throws(UpstreamError) -> Response
+        purpose: ReadPurpose, call: UpstreamCallContext, _ perform: () async throws(UpstreamError) -> Response
     ) async throws(ProviderError) -> Response {
         do throws(UpstreamError) {
             let response = try await perform()
-            Self.upstreamCallCounter?.increment()
+            call.upstreamCalls?.increment()
             return response
         } catch {
             let mapped = mapError(error, purpose: purpose)
@@ -475,7 +472,7 @@ public final class ProviderFetcher: Sendable {
                 // Refused locally: nothing reached the upstream.
                 count(.unreachable)
             default:
-                Self.upstreamCallCounter?.increment()
+                call.upstreamCalls?.increment()
                 count(mapped.callOutcome)
             }
             throw mapped

@@ -107,9 +107,8 @@ import Testing
             var call = harness.call(Self.key)
             call.allowance = allowance
             let counter = UpstreamCallCounter()
-            let list = try await ProviderFetcher.$upstreamCallCounter.withValue(counter) {
-                try await provider.fullList(call: call)
-            }
+            call.upstreamCalls = counter
+            let list = try await provider.fullList(call: call)
             #expect(list.executions.count == 1_000)
             #expect(list.skippedRecords == 0)
             #expect(list.executions.map(\.providerExecutionID) == raw.compactMap { $0.objectValue?["id"]?.stringValue })

@@ -381,18 +381,16 @@ import Testing
     @Test func upstreamCallsAreCountedPerRequest() async throws {
         try await withSimulator { harness in
             let provider = try harness.kapso()
-            let call = harness.call(DemoCredential.kapso)
+            var call = harness.call(DemoCredential.kapso)
             let first = UpstreamCallCounter()
-            let page = try await ProviderFetcher.$upstreamCallCounter.withValue(first) {
-                try await provider.executions(matching: Self.everything, after: nil, limit: 5, call: call)
-            }
+            call.upstreamCalls = first
+            let page = try await provider.executions(matching: Self.everything, after: nil, limit: 5, call: call)
             // The workflow list plus one page per workflow.
             #expect(first.value == 1 + 4)
             let second = UpstreamCallCounter()
-            try await ProviderFetcher.$upstreamCallCounter.withValue(second) {
-                _ = try await provider.executions(matching: Self.everything, after: nil, limit: 5, call: call)
-                _ = try await provider.detail(of: try #require(page.executions.first).providerExecutionID, call: call)
-            }
+            call.upstreamCalls = second
+            _ = try await provider.executions(matching: Self.everything, after: nil, limit: 5, call: call)
+            _ = try await provider.detail(of: try #require(page.executions.first).providerExecutionID, call: call)
             #expect(second.value == 1)
             #expect(first.value == 5)
             #expect(harness.simulator.counters(provider: .kapso).total == 6)

@@ -78,9 +78,9 @@ import Testing
         repeat {
             let items = cursor.map { [(name: "cursor", value: $0)] } ?? query + [("limit", String(limit))]
             let counter = UpstreamCallCounter()
-            let answer = try await ProviderFetcher.$upstreamCallCounter.withValue(counter) {
-                await service.list(items, client: .anonymous, facts: facts(budget, page: walk.pages))
-            }.get()
+            var pageFacts = facts(budget, page: walk.pages)
+            pageFacts.upstreamCalls = counter
+            let answer = try await service.list(items, client: .anonymous, facts: pageFacts).get()
             walk.mostCallsInOneRequest = max(walk.mostCallsInOneRequest, counter.value)
             let document = try JSONParser.parse(answer.body)
             let ids = (document["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }
