@@ -569,9 +569,10 @@ public struct IndexedProvider<Sync: IndexSynchronizer>: UpstreamBackedProvider {
         background.deadlineNanoseconds = nil
         background.allowance = nil
         background.bypassCache = false
+        // Work that outlives the request is not the request's: not on its access line's call count,
+        // and (detached, so without its task-locals) not in its page's freshness.
+        background.upstreamCalls = nil
         let observed = entry.state.withLock { $0.refreshedAt }
-        // Detached: the request's task-locals (its call counter, its page's freshness) must not
-        // count work that outlives it.
         Task.detached { [self] in
             defer { entry.state.withLock { $0.backgroundRefreshRunning = false } }
             do throws(ProviderError) {

@@ -101,7 +101,10 @@ import Testing
             // Past it, the page is answered at once (stale) and a refresh runs behind it; a page
             // shortly after shows the new execution.
             harness.clocks.advance(milliseconds: SimulatorHarness.listTTLMilliseconds)
-            let stale = try await indexed.executions(matching: ExecutionFilter(), after: nil, limit: 10, call: call)
+            var staleCall = call
+            let staleCalls = UpstreamCallCounter()
+            staleCall.upstreamCalls = staleCalls
+            let stale = try await indexed.executions(matching: ExecutionFilter(), after: nil, limit: 10, call: staleCall)
             #expect(stale.cache == .stale)
             var shown = false
             for _ in 0..<500 where !shown {
@@ -110,6 +113,8 @@ import Testing
                 if !shown { try await Task.sleep(nanoseconds: 10_000_000) }
             }
             #expect(shown)
+            // The refresh ran behind the stale page, after its request: not that request's call.
+            #expect(staleCalls.value == 0)
         }
     }
 
