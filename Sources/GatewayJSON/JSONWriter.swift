@@ -71,31 +71,37 @@ public struct JSONWriter {
 
     public mutating func string(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
-        var text = text
-        // Runs of bytes that need no escape (nearly every byte) are found eight bytes at a time
-        // and copied in bulk.
-        text.withUTF8 { utf8 in
-            var runStart = 0
-            var index = 0
-            let base = utf8.baseAddress.map(UnsafeRawPointer.init)
-            while index < utf8.count {
-                if let base {
-                    while index + 8 <= utf8.count, !Self.mayNeedEscape(base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
-                        index += 8
-                    }
-                    guard index < utf8.count else { break }
-                }
-                let byte = utf8[index]
-                if Self.needsEscape(byte) {
-                    if runStart < index { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<index])) }
-                    appendEscaped(byte)
-                    runStart = index + 1
-                }
-                index += 1
-            }
-            if runStart < utf8.count { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...])) }
+        // In place when the string is contiguous (every native one): `withUTF8` needs a copy in a
+        // `var`, a retain and a release per string.
+        if text.utf8.withContiguousStorageIfAvailable({ appendEscaped(contentsOf: $0) }) == nil {
+            var text = text
+            text.withUTF8 { appendEscaped(contentsOf: $0) }
         }
         bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// `utf8` with JSON's escapes. Runs of bytes that need no escape (nearly every byte) are found
+    /// eight bytes at a time and copied in bulk.
+    private mutating func appendEscaped(contentsOf utf8: UnsafeBufferPointer<UInt8>) {
+        var runStart = 0
+        var index = 0
+        let base = utf8.baseAddress.map(UnsafeRawPointer.init)
+        while index < utf8.count {
+            if let base {
+                while index + 8 <= utf8.count, !Self.mayNeedEscape(base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+                    index += 8
+                }
+                guard index < utf8.count else { break }
+            }
+            let byte = utf8[index]
+            if Self.needsEscape(byte) {
+                if runStart < index { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<index])) }
+                appendEscaped(byte)
+                runStart = index + 1
+            }
+            index += 1
+        }
+        if runStart < utf8.count { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...])) }
     }
 
     /// True when a byte of `word` may need an escape: exact for "some byte is below 0x20 or is
