@@ -58,8 +58,9 @@ public enum CredentialPlacement: Sendable, Equatable {
 /// Counts the real upstream calls made on behalf of one gateway request, for the access log.
 ///
 /// Pass one with the request's calls (`UpstreamCallContext.upstreamCalls`); every fetcher call made
-/// with it that reaches the network (including a load that other requests then share) adds one. Answers from cache, and calls refused before sending (paused,
-/// circuit open), add nothing. Retries inside one call count once.
+/// with it that reaches the network (including a load that other requests then share) adds one.
+/// Answers from cache, and calls refused before sending (paused, circuit open), add nothing.
+/// Retries inside one call count once.
 public final class UpstreamCallCounter: Sendable {
     private let count = Atomic<Int>(0)
 

@@ -56,8 +56,8 @@ public protocol HTTPMiddleware: Sendable {
 /// The chain's type records every layer (`MiddlewareLayer`s nested to the right), so calls through
 /// it are direct once specialized. That happens where the concrete chain is called: hand the server
 /// a responder that calls the chain from the module that built it
-/// (`ClosureResponder { await chain.respond(to: $0, context: $1) }`), not the chain itself as
-/// `any HTTPResponder`, whose witness would run the generic code. A middleware defined in another
+/// (`ClosureResponder { request, context in await chain.respond(to: request, context: consume context) }`),
+/// not the chain itself as `any HTTPResponder`, whose witness would run the generic code. A middleware defined in another
 /// module than that caller should be `@inlinable` for the same reason.
 public struct MiddlewareChain<Layers: HTTPResponder>: HTTPResponder {
     @usableFromInline let layers: Layers
@@ -94,10 +94,10 @@ public struct MiddlewareLayer<Middleware: HTTPMiddleware, Next: HTTPResponder>: 
 /// Builds a `MiddlewareChain` from its middlewares, in order, and the responder behind them (last).
 ///
 /// One overload per number of middlewares, up to seven (add one for more), each nesting its links
-/// to the right (`A, B, r` is
-/// `A` in front of (`B` in front of `r`)). Folding the list with `buildPartialBlock` would have to
-/// build the links per request (the responder comes last), and a fold that passes each layer a
-/// larger `Next` than it got stops the optimizer's specialization partway down.
+/// to the right (`A, B, r` is `A` in front of (`B` in front of `r`)). Folding the list with
+/// `buildPartialBlock` would have to build the links per request (the responder comes last), and a
+/// fold that passes each layer a larger `Next` than it got stops the optimizer's specialization
+/// partway down.
 @resultBuilder
 public enum MiddlewareChainBuilder {
     @inlinable
